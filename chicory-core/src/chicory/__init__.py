@@ -1,0 +1,1 @@
+"""Chicory: an async-native task queue with pluggable brokers and explicit delivery guarantees."""

@@ -1,0 +1,166 @@
+"""The wire format: a versioned JSON envelope, optionally HMAC-signed. Never pickle.
+
+A message body is the JSON object of :class:`TaskMessage` (``"v": 1``); arguments are plain
+JSON values. Anyone who can write to the broker can at worst make a task run with bad
+arguments (rejected by validation) or be dead-lettered as undecodable, never run code of
+their choosing. With a ``signing_key``, every body carries an HMAC-SHA256 in the
+``chicory-sig`` header and unsigned or tampered bodies are rejected as undecodable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+import attrs
+import cattrs
+import orjson
+from cattrs.preconf.orjson import make_converter
+
+from chicory.errors import MessageDecodeError, MessageTooLargeError
+
+__all__ = ["ENVELOPE_VERSION", "SIGNATURE_HEADER", "Codec", "TaskMessage", "make_wire_converter"]
+
+ENVELOPE_VERSION: Final = 1
+SIGNATURE_HEADER: Final = "chicory-sig"
+DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class TaskMessage:
+    """One task invocation on the wire.
+
+    Attributes:
+        v: Envelope version; a worker rejects versions it does not know.
+        id: The task id (results are stored under it; stable across retries).
+        task: The registered task name.
+        args: Positional arguments as JSON values.
+        kwargs: Keyword arguments as JSON values.
+        attempt: 1 for the first run, incremented by each retry.
+        queue: The queue it was published to.
+        created_at: Aware-UTC time the first attempt was published.
+        eta: Aware-UTC time before which it must not run, if any.
+    """
+
+    v: int = ENVELOPE_VERSION
+    id: str
+    task: str
+    args: list[Any] = attrs.field(factory=list)
+    kwargs: dict[str, Any] = attrs.field(factory=dict)
+    attempt: int = 1
+    queue: str = "default"
+    created_at: datetime
+    eta: datetime | None = None
+
+
+def make_wire_converter() -> cattrs.Converter:
+    """Build the one converter used for wire models (orjson-ready, aware-UTC datetimes)."""
+    converter = make_converter(forbid_extra_keys=False)
+
+    def structure_datetime(value: Any, _: type) -> datetime:
+        if not isinstance(value, str):
+            raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError(f"datetime {value!r} has no timezone; Chicory sends aware UTC")
+        return moment
+
+    converter.register_structure_hook(datetime, structure_datetime)
+    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    return converter
+
+
+class Codec:
+    """Encodes and decodes :class:`TaskMessage` bodies, enforcing size and signatures.
+
+    Args:
+        max_message_bytes: Largest encoded body accepted at publish time.
+        signing_key: When set, bodies are signed and unsigned bodies rejected.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        signing_key: bytes | None = None,
+    ) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._key = signing_key
+        self._converter = make_wire_converter()
+
+    def __repr__(self) -> str:
+        signed = "signed" if self._key else "unsigned"
+        return f"Codec(max_message_bytes={self.max_message_bytes}, {signed})"
+
+    def encode(self, message: TaskMessage) -> tuple[bytes, dict[str, str]]:
+        """Return the body and headers for ``message``.
+
+        Raises:
+            MessageTooLargeError: the body is larger than ``max_message_bytes``.
+            TypeError: an argument is not JSON-encodable.
+        """
+        payload = {
+            "v": message.v,
+            "id": message.id,
+            "task": message.task,
+            "args": message.args,
+            "kwargs": message.kwargs,
+            "attempt": message.attempt,
+            "queue": message.queue,
+            "created_at": message.created_at,
+            "eta": message.eta,
+        }
+        try:
+            body = orjson.dumps(payload)
+        except TypeError as exc:
+            raise TypeError(
+                f"arguments of task {message.task!r} are not JSON-encodable ({exc}); pass "
+                "JSON values, attrs classes or dataclasses"
+            ) from exc
+        if len(body) > self.max_message_bytes:
+            raise MessageTooLargeError(
+                f"message for task {message.task!r} is {len(body)} bytes, over the limit of "
+                f"{self.max_message_bytes}; pass a reference (a key or URL) instead of the data, "
+                "or raise max_message_bytes"
+            )
+        headers: dict[str, str] = {}
+        if self._key is not None:
+            headers[SIGNATURE_HEADER] = self._sign(body)
+        return body, headers
+
+    def decode(self, body: bytes, headers: Mapping[str, str] | None = None) -> TaskMessage:
+        """Parse and check a body.
+
+        Raises:
+            MessageDecodeError: the body is not a valid, correctly signed envelope.
+        """
+        if self._key is not None:
+            signature = (headers or {}).get(SIGNATURE_HEADER)
+            if signature is None or not hmac.compare_digest(signature, self._sign(body)):
+                raise MessageDecodeError("message signature is missing or wrong; not running it")
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MessageDecodeError(f"body is not JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise MessageDecodeError(f"body is JSON {type(raw).__name__}, not an envelope object")
+        version = raw.get("v")
+        if version != ENVELOPE_VERSION:
+            raise MessageDecodeError(
+                f"envelope version {version!r} is not supported (this worker reads "
+                f"v{ENVELOPE_VERSION}); upgrade the worker or the producer"
+            )
+        try:
+            return self._converter.structure(raw, TaskMessage)
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(
+                exc, cattrs.BaseValidationError
+            ) else str(exc)
+            raise MessageDecodeError(f"malformed envelope: {detail}") from exc
+
+    def _sign(self, body: bytes) -> str:
+        assert self._key is not None
+        return hmac.new(self._key, body, hashlib.sha256).hexdigest()

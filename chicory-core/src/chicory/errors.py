@@ -1,0 +1,107 @@
+"""Every error Chicory raises, under one root.
+
+Names end in ``Error`` and say what went wrong; messages say what to do about it.
+Control-flow signals raised *inside* tasks (``Retry``, ``Fail``) live in
+:mod:`chicory.context` and are not errors.
+"""
+
+from __future__ import annotations
+
+
+class ChicoryError(Exception):
+    """Root of every exception raised by Chicory."""
+
+
+class ConfigurationError(ChicoryError):
+    """The app, a task or a worker was configured with a value that cannot work."""
+
+
+class UnknownBackendError(ConfigurationError):
+    """No installed plugin provides the requested broker or result backend."""
+
+
+class DuplicateBackendError(ConfigurationError):
+    """Two installed plugins claim the same backend name or URL scheme."""
+
+
+class TaskRegistrationError(ConfigurationError):
+    """A task could not be registered (duplicate name, unsupported signature...)."""
+
+
+class UnknownTaskError(ChicoryError):
+    """A message names a task that this worker does not know."""
+
+
+class ArgumentValidationError(ChicoryError, TypeError):
+    """Task arguments do not match the task's signature or type hints.
+
+    Attributes:
+        task_name: The task whose arguments were rejected.
+        parameter: The offending parameter, when one can be named.
+    """
+
+    def __init__(self, task_name: str, message: str, parameter: str | None = None) -> None:
+        self.task_name = task_name
+        self.parameter = parameter
+        where = f" (parameter {parameter!r})" if parameter else ""
+        super().__init__(f"invalid arguments for task {task_name!r}{where}: {message}")
+
+
+class ResultValidationError(ChicoryError, TypeError):
+    """A task returned a value that does not match its return annotation."""
+
+
+class MessageDecodeError(ChicoryError):
+    """A message body is not a valid Chicory envelope (corrupt, foreign or tampered)."""
+
+
+class MessageTooLargeError(ChicoryError, ValueError):
+    """An encoded message is larger than the configured ``max_message_bytes``."""
+
+
+class BrokerError(ChicoryError):
+    """A broker operation failed."""
+
+
+class BrokerConnectionError(BrokerError):
+    """The broker could not be reached; the operation may be retried."""
+
+
+class DeliveryStateError(BrokerError):
+    """A delivery was settled in a way its state forbids (for example, acked after close)."""
+
+
+class CapabilityError(BrokerError):
+    """The broker lacks a capability the caller needs (for example, delayed delivery)."""
+
+
+class IllegalTransitionError(ChicoryError):
+    """The worker state machine was asked for a transition its table does not allow."""
+
+
+class ResultBackendError(ChicoryError):
+    """A result backend operation failed."""
+
+
+class TaskFailedError(ChicoryError):
+    """The awaited task finished in failure.
+
+    Attributes:
+        task_id: The failed task's id.
+        exc_type: Qualified name of the exception raised in the worker.
+        exc_message: ``str()`` of that exception.
+        traceback: The formatted remote traceback, when it was recorded.
+    """
+
+    def __init__(
+        self, task_id: str, exc_type: str, exc_message: str, traceback: str | None = None
+    ) -> None:
+        self.task_id = task_id
+        self.exc_type = exc_type
+        self.exc_message = exc_message
+        self.traceback = traceback
+        super().__init__(f"task {task_id} failed: {exc_type}: {exc_message}")
+
+
+class TaskTimeoutError(ChicoryError, TimeoutError):
+    """A task ran longer than its ``timeout`` and was cancelled by the worker."""

@@ -1,0 +1,183 @@
+"""The one typed facade over pluggy. Nothing else in Chicory calls ``pm.hook``.
+
+Each :class:`~chicory.Chicory` app owns one :class:`PluginHost` (no global plugin state):
+it loads the ``chicory`` entry-point group, collects backend specs, resolves a URL or a name
+to a spec, and calls observer hooks one implementation at a time so that one failing
+observer cannot silence the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import attrs
+import pluggy
+
+from chicory.errors import DuplicateBackendError, UnknownBackendError
+from chicory.plugins import hookspecs
+from chicory.plugins.specs import BackendKind, BackendSpec
+
+__all__ = ["InstalledBackend", "PluginHost", "OBSERVER_HOOKS"]
+
+log = logging.getLogger("chicory.plugins")
+
+ENTRY_POINT_GROUP: Final = "chicory"
+
+OBSERVER_HOOKS: Final = (
+    "chicory_task_received",
+    "chicory_task_started",
+    "chicory_task_succeeded",
+    "chicory_task_retried",
+    "chicory_task_failed",
+    "chicory_task_dead_lettered",
+    "chicory_worker_started",
+    "chicory_worker_stopping",
+)
+
+# Schemes of first-party plugins that may simply not be installed yet.
+_KNOWN_HINTS: Final = {
+    "redis": "pip install chicory-redis",
+    "rediss": "pip install chicory-redis",
+    "unix": "pip install chicory-redis",
+    "memory": "pip install chicory-memory",
+}
+
+
+@attrs.frozen(kw_only=True)
+class InstalledBackend:
+    """A backend spec and where it came from.
+
+    Attributes:
+        kind: Broker or result backend.
+        spec: The registered spec.
+        plugin: The plugin's name in the plugin manager.
+        distribution: The distribution that installed it, with version, if known.
+    """
+
+    kind: BackendKind
+    spec: BackendSpec
+    plugin: str
+    distribution: str | None
+
+
+class PluginHost:
+    """Owns a pluggy plugin manager for one app.
+
+    Args:
+        load_entry_points: Load plugins from the ``chicory`` entry-point group.
+        plugins: Extra plugin objects (modules or instances with ``@hookimpl`` methods).
+    """
+
+    def __init__(self, *, load_entry_points: bool = True, plugins: Iterable[object] = ()) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        if load_entry_points:
+            self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for plugin in plugins:
+            self.register(plugin)
+        self._catalog: dict[BackendKind, list[InstalledBackend]] | None = None
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object (no-op if it is already registered)."""
+        if not self._pm.is_registered(plugin):
+            self._pm.register(plugin, name=name)
+            self._catalog = None
+
+    def installed(self, kind: BackendKind) -> list[InstalledBackend]:
+        """Every backend of ``kind`` that plugins registered, checked for clashes.
+
+        Raises:
+            DuplicateBackendError: two plugins claim one name or scheme.
+        """
+        if self._catalog is None:
+            self._catalog = {k: self._collect(k) for k in BackendKind}
+        return list(self._catalog[kind])
+
+    def resolve(self, kind: BackendKind, target: str) -> tuple[BackendSpec, str]:
+        """Find the spec for a URL (by exact scheme) or a plugin name.
+
+        Returns:
+            The spec and the URL to build it with (``"<scheme>://"`` when a name was given).
+
+        Raises:
+            UnknownBackendError: nothing installed matches; the message lists what is.
+        """
+        installed = self.installed(kind)
+        if "://" in target or target.startswith("unix:"):
+            scheme = urlsplit(target).scheme.lower()
+            for item in installed:
+                if scheme in item.spec.schemes:
+                    return item.spec, target
+            wanted = f"URL scheme {scheme!r}"
+            hint = _KNOWN_HINTS.get(scheme)
+        else:
+            for item in installed:
+                if item.spec.name == target:
+                    return item.spec, f"{item.spec.schemes[0]}://" if item.spec.schemes else ""
+            wanted = f"name {target!r}"
+            hint = _KNOWN_HINTS.get(target)
+        listing = ", ".join(
+            f"{i.spec.name} ({', '.join(s + '://' for s in i.spec.schemes)})" for i in installed
+        )
+        raise UnknownBackendError(
+            f"no installed {kind.value} plugin handles {wanted}. Installed: {listing or 'none'}. "
+            + (f"Install it with: {hint}." if hint else "Install a plugin that provides it "
+               "(a distribution registering the 'chicory' entry point), then run "
+               "'chicory plugins' to check.")
+        )
+
+    def has_observers(self, hook_name: str) -> bool:
+        """Whether any plugin implements the observer hook ``hook_name``."""
+        return bool(getattr(self._pm.hook, hook_name).get_hookimpls())
+
+    def notify(self, hook_name: str, event: object) -> None:
+        """Call every implementation of observer hook ``hook_name`` with ``event``.
+
+        Each implementation is called on its own; one that raises is logged and skipped.
+        """
+        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception:
+                log.exception("observer %s.%s raised; ignored", impl.plugin_name, hook_name)
+
+    def _collect(self, kind: BackendKind) -> list[InstalledBackend]:
+        hook_name = (
+            "chicory_register_brokers"
+            if kind is BackendKind.BROKER
+            else "chicory_register_result_backends"
+        )
+        dists = {id(plugin): dist for plugin, dist in self._pm.list_plugin_distinfo()}
+        found: list[InstalledBackend] = []
+        by_name: dict[str, InstalledBackend] = {}
+        by_scheme: dict[str, InstalledBackend] = {}
+        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+            specs: Any = impl.function()
+            dist = dists.get(id(impl.plugin))
+            dist_name = f"{dist.project_name} {dist.version}" if dist is not None else None
+            for spec in specs or ():
+                item = InstalledBackend(
+                    kind=kind, spec=spec, plugin=impl.plugin_name, distribution=dist_name
+                )
+                self._claim(by_name, spec.name, item, "name")
+                for scheme in spec.schemes:
+                    self._claim(by_scheme, scheme, item, "URL scheme")
+                found.append(item)
+        return sorted(found, key=lambda i: i.spec.name)
+
+    @staticmethod
+    def _claim(
+        taken: dict[str, InstalledBackend], key: str, item: InstalledBackend, what: str
+    ) -> None:
+        other = taken.get(key)
+        if other is not None:
+            raise DuplicateBackendError(
+                f"{item.kind.value} {what} {key!r} is registered twice: by plugin "
+                f"{other.plugin!r} ({other.distribution or 'not from a distribution'}) and by "
+                f"plugin {item.plugin!r} ({item.distribution or 'not from a distribution'}); "
+                "uninstall one of them"
+            )
+        taken[key] = item

@@ -1,0 +1,66 @@
+"""Backend specs: what a plugin registers so Chicory can find and lazily build a backend."""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import re
+from typing import Any
+
+import attrs
+
+from chicory.errors import ConfigurationError
+
+__all__ = ["BackendKind", "BackendSpec"]
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class BackendKind(enum.StrEnum):
+    """What a spec builds."""
+
+    BROKER = "broker"
+    RESULT_BACKEND = "result backend"
+
+
+def _check_factory(_instance: object, _attribute: object, value: str) -> None:
+    if not _FACTORY.match(value):
+        raise ValueError(f"factory must look like 'package.module:attribute', got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class BackendSpec:
+    """A broker or result backend a plugin offers. Registering one imports nothing heavy.
+
+    Attributes:
+        name: Unique name users can select it by (``Chicory(broker="memory")``).
+        schemes: URL schemes that select it (``("redis", "rediss")``).
+        factory: ``"module:attr"`` of a callable ``(url: str, **options) -> instance``,
+            imported only when the backend is selected.
+        install_hint: What to run to get it, shown in error messages.
+        description: One line for ``chicory plugins``.
+    """
+
+    name: str
+    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    factory: str = attrs.field(validator=_check_factory)
+    install_hint: str = ""
+    description: str = ""
+
+    def load_factory(self) -> Any:
+        """Import and return the factory callable.
+
+        Raises:
+            ConfigurationError: the module or attribute cannot be imported.
+        """
+        module_name, _, attr_path = self.factory.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attr_path.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as exc:
+            hint = f" Try: {self.install_hint}" if self.install_hint else ""
+            raise ConfigurationError(
+                f"backend {self.name!r} could not load its factory {self.factory!r}: {exc}.{hint}"
+            ) from exc
+        return target

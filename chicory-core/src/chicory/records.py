@@ -1,0 +1,123 @@
+"""What core writes to a result backend: task records and worker heartbeats."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, TypeVar
+
+import attrs
+import orjson
+
+from chicory.envelope import make_wire_converter
+from chicory.errors import ResultBackendError
+
+__all__ = ["ErrorInfo", "ResultRecord", "TaskState", "WorkerInfo", "decode_record", "encode_record"]
+
+
+class TaskState(enum.StrEnum):
+    """A task's state as seen through its result record.
+
+    ``PENDING`` means no record exists (not yet run, unknown, or expired).
+    """
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+    @property
+    def final(self) -> bool:
+        """Whether no further state will follow."""
+        return self in (TaskState.SUCCESS, TaskState.FAILURE)
+
+
+@attrs.frozen(kw_only=True)
+class ErrorInfo:
+    """A remote exception, as text.
+
+    Attributes:
+        type: Qualified name of the exception class.
+        message: ``str()`` of the exception.
+        traceback: The formatted traceback, if recorded.
+    """
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ResultRecord:
+    """The stored record of one task.
+
+    Attributes:
+        task_id: The task's id.
+        task: The task's name.
+        state: The state this record reports.
+        attempt: The attempt that wrote it (1-based).
+        result: The return value (JSON), for ``SUCCESS``.
+        error: The exception, for ``FAILURE`` and ``RETRY``.
+        updated_at: Aware-UTC time of the write.
+    """
+
+    task_id: str
+    task: str
+    state: TaskState
+    attempt: int
+    updated_at: datetime
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorkerInfo:
+    """A worker heartbeat.
+
+    Attributes:
+        worker_id: Unique id of the worker process.
+        hostname: Host it runs on.
+        pid: Its process id.
+        queues: Queues it consumes.
+        concurrency: Its concurrency limit.
+        started_at: When it started.
+        seen_at: When this heartbeat was written.
+        processed: Tasks it has settled so far.
+        running: Tasks running at heartbeat time.
+    """
+
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    seen_at: datetime
+    processed: int = 0
+    running: int = 0
+
+
+_converter = make_wire_converter()
+_R = TypeVar("_R", ResultRecord, WorkerInfo)
+
+
+def encode_record(record: ResultRecord | WorkerInfo) -> bytes:
+    """Encode a record for a result backend.
+
+    Raises:
+        TypeError: the task result is not JSON-encodable.
+    """
+    return orjson.dumps(_converter.unstructure(record))
+
+
+def decode_record(data: bytes, kind: type[_R]) -> _R:
+    """Decode a record written by :func:`encode_record`.
+
+    Raises:
+        ResultBackendError: the stored bytes are not a record of ``kind``.
+    """
+    try:
+        return _converter.structure(orjson.loads(data), kind)
+    except Exception as exc:
+        raise ResultBackendError(f"stored {kind.__name__} cannot be decoded: {exc}") from exc
