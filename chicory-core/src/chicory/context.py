@@ -9,7 +9,7 @@ import attrs
 __all__ = ["Fail", "Retry", "TaskContext"]
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Retry(Exception):
     """Raised by :meth:`TaskContext.retry` to ask the worker for another attempt.
 
     Attributes:
@@ -23,7 +23,7 @@ class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
         super().__init__(self.reason)
 
 
-class Fail(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Fail(Exception):
     """Raised by :meth:`TaskContext.fail` to fail the task now, without any retry."""
 
     def __init__(self, reason: str) -> None:

@@ -22,7 +22,14 @@ from cattrs.preconf.orjson import make_converter
 
 from chicory.errors import MessageDecodeError, MessageTooLargeError
 
-__all__ = ["ENVELOPE_VERSION", "SIGNATURE_HEADER", "Codec", "TaskMessage", "make_wire_converter"]
+__all__ = [
+    "ENVELOPE_VERSION",
+    "SIGNATURE_HEADER",
+    "Codec",
+    "TaskMessage",
+    "explain",
+    "make_wire_converter",
+]
 
 ENVELOPE_VERSION: Final = 1
 SIGNATURE_HEADER: Final = "chicory-sig"
@@ -71,6 +78,15 @@ def make_wire_converter() -> cattrs.Converter:
     converter.register_structure_hook(datetime, structure_datetime)
     converter.register_unstructure_hook(datetime, datetime.isoformat)
     return converter
+
+
+def explain(exc: BaseException) -> str:
+    """Turn a (cattrs) structuring error into one readable line naming each bad field."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(
+            cattrs.transform_error(exc, format_exception=lambda e, _t: str(e) or type(e).__name__)
+        )
+    return str(exc) or type(exc).__name__
 
 
 class Codec:
@@ -156,10 +172,7 @@ class Codec:
         try:
             return self._converter.structure(raw, TaskMessage)
         except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(
-                exc, cattrs.BaseValidationError
-            ) else str(exc)
-            raise MessageDecodeError(f"malformed envelope: {detail}") from exc
+            raise MessageDecodeError(f"malformed envelope: {explain(exc)}") from exc
 
     def _sign(self, body: bytes) -> str:
         assert self._key is not None

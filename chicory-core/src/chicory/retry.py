@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -13,9 +13,7 @@ __all__ = ["Backoff", "RetryPolicy"]
 Backoff = Literal["fixed", "linear", "exponential"]
 
 
-def _check_classes(
-    _instance: object, attribute: attrs.Attribute[object], value: tuple[type, ...]
-) -> None:
+def _check_classes(_instance: Any, attribute: Any, value: tuple[Any, ...]) -> None:
     for item in value:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError(f"{attribute.name} must hold exception classes, got {item!r}")

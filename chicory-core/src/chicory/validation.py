@@ -19,6 +19,7 @@ import attrs
 import cattrs
 
 from chicory.context import TaskContext
+from chicory.envelope import explain
 from chicory.errors import ArgumentValidationError, ResultValidationError, TaskRegistrationError
 from chicory.modes import ValidationMode
 
@@ -52,12 +53,6 @@ def make_value_converter() -> cattrs.Converter:
 
 def _needs_unstructure(value: Any) -> bool:
     return not isinstance(value, _PLAIN)
-
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
-    return str(exc) or type(exc).__name__
 
 
 class Signature:
@@ -134,9 +129,7 @@ class Signature:
             kind = self._kinds[name]
             try:
                 if kind is inspect.Parameter.VAR_POSITIONAL:
-                    bound.arguments[name] = tuple(
-                        self._converter.structure(v, hint) for v in value
-                    )
+                    bound.arguments[name] = tuple(self._converter.structure(v, hint) for v in value)
                 elif kind is inspect.Parameter.VAR_KEYWORD:
                     bound.arguments[name] = {
                         k: self._converter.structure(v, hint) for k, v in value.items()
@@ -144,7 +137,7 @@ class Signature:
                 else:
                     bound.arguments[name] = self._converter.structure(value, hint)
             except Exception as exc:
-                raise ArgumentValidationError(self.task_name, _explain(exc), name) from exc
+                raise ArgumentValidationError(self.task_name, explain(exc), name) from exc
         return list(bound.args), dict(bound.kwargs)
 
     def dump_result(self, value: Any, mode: ValidationMode) -> Any:
@@ -159,7 +152,7 @@ class Signature:
             except Exception as exc:
                 raise ResultValidationError(
                     f"task {self.task_name!r} returned a value that does not match its return "
-                    f"annotation: {_explain(exc)}"
+                    f"annotation: {explain(exc)}"
                 ) from exc
         return self._to_json(value)
 
@@ -172,7 +165,7 @@ class Signature:
         except Exception as exc:
             raise ResultValidationError(
                 f"stored result of task {self.task_name!r} does not match its return "
-                f"annotation: {_explain(exc)}"
+                f"annotation: {explain(exc)}"
             ) from exc
 
     def _check(self, name: str, value: Any) -> None:
@@ -191,7 +184,7 @@ class Signature:
             try:
                 self._converter.structure(self._to_json(item), hint)
             except Exception as exc:
-                raise ArgumentValidationError(self.task_name, _explain(exc), name) from exc
+                raise ArgumentValidationError(self.task_name, explain(exc), name) from exc
 
     def _to_json(self, value: Any) -> Any:
         if not _needs_unstructure(value):

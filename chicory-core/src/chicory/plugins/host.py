@@ -8,6 +8,7 @@ observer cannot silence the others.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections.abc import Iterable
 from typing import Any, Final
@@ -20,7 +21,7 @@ from chicory.errors import DuplicateBackendError, UnknownBackendError
 from chicory.plugins import hookspecs
 from chicory.plugins.specs import BackendKind, BackendSpec
 
-__all__ = ["InstalledBackend", "PluginHost", "OBSERVER_HOOKS"]
+__all__ = ["OBSERVER_HOOKS", "InstalledBackend", "PluginHost"]
 
 log = logging.getLogger("chicory.plugins")
 
@@ -74,11 +75,36 @@ class PluginHost:
     def __init__(self, *, load_entry_points: bool = True, plugins: Iterable[object] = ()) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
+        self._dists: dict[str, str] = {}
+        self.broken: dict[str, str] = {}
+        """Entry points that failed to load, by name, with the error (shown by ``plugins``)."""
         if load_entry_points:
-            self._pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            self._load_entry_points()
         for plugin in plugins:
             self.register(plugin)
         self._catalog: dict[BackendKind, list[InstalledBackend]] | None = None
+
+    def _load_entry_points(self) -> None:
+        """Load every ``chicory`` entry point; one broken plugin is logged, not fatal."""
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if self._pm.get_plugin(entry_point.name) is not None:
+                continue
+            dist = entry_point.dist
+            origin = f"{dist.name} {dist.version}" if dist is not None else None
+            try:
+                plugin = entry_point.load()
+            except Exception as exc:
+                self.broken[entry_point.name] = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "chicory plugin %r (%s) failed to load and is ignored: %s",
+                    entry_point.name,
+                    origin or entry_point.value,
+                    exc,
+                )
+                continue
+            self._pm.register(plugin, name=entry_point.name)
+            if origin is not None:
+                self._dists[entry_point.name] = origin
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object (no-op if it is already registered)."""
@@ -124,9 +150,13 @@ class PluginHost:
         )
         raise UnknownBackendError(
             f"no installed {kind.value} plugin handles {wanted}. Installed: {listing or 'none'}. "
-            + (f"Install it with: {hint}." if hint else "Install a plugin that provides it "
-               "(a distribution registering the 'chicory' entry point), then run "
-               "'chicory plugins' to check.")
+            + (
+                f"Install it with: {hint}."
+                if hint
+                else "Install a plugin that provides it "
+                "(a distribution registering the 'chicory' entry point), then run "
+                "'chicory plugins' to check."
+            )
         )
 
     def has_observers(self, hook_name: str) -> bool:
@@ -150,14 +180,12 @@ class PluginHost:
             if kind is BackendKind.BROKER
             else "chicory_register_result_backends"
         )
-        dists = {id(plugin): dist for plugin, dist in self._pm.list_plugin_distinfo()}
         found: list[InstalledBackend] = []
         by_name: dict[str, InstalledBackend] = {}
         by_scheme: dict[str, InstalledBackend] = {}
         for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
             specs: Any = impl.function()
-            dist = dists.get(id(impl.plugin))
-            dist_name = f"{dist.project_name} {dist.version}" if dist is not None else None
+            dist_name = self._dists.get(impl.plugin_name)
             for spec in specs or ():
                 item = InstalledBackend(
                     kind=kind, spec=spec, plugin=impl.plugin_name, distribution=dist_name

@@ -1,0 +1,291 @@
+"""The application object: task registry, configuration, and the broker/backend it talks to."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
+
+import anyio
+
+from chicory.backend import ResultBackend
+from chicory.broker import Broker, OutgoingMessage
+from chicory.context import TaskContext
+from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
+from chicory.errors import ConfigurationError, TaskRegistrationError
+from chicory.modes import DeliveryMode, ValidationMode
+from chicory.plugins import BackendKind, PluginHost
+from chicory.redact import redact_url
+from chicory.retry import RetryPolicy
+from chicory.task import Task
+from chicory.validation import make_value_converter
+
+__all__ = ["Chicory"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BROKER_ENV: Final = "CHICORY_BROKER_URL"
+BACKEND_ENV: Final = "CHICORY_BACKEND_URL"
+DEFAULT_URL: Final = "memory://"
+
+
+class Chicory:
+    """A Chicory application: declare tasks on it, enqueue them, run workers for it.
+
+    Args:
+        broker: A URL (its scheme picks the plugin), a plugin name, or a broker instance.
+            Defaults to ``$CHICORY_BROKER_URL``, else ``memory://``.
+        backend: The same for the result backend. Defaults to ``$CHICORY_BACKEND_URL``, else
+            the broker's URL when that plugin also offers a result backend, else ``memory://``.
+        plugins: Extra plugin objects (observers, backends) for this app only.
+        load_entry_points: Discover installed plugins through the ``chicory`` entry points.
+        default_queue: Queue of tasks that name none.
+        delivery_mode: Default delivery mode of tasks that name none.
+        retry_policy: Default retry policy of tasks that name none.
+        validation_mode: Default validation mode of tasks that name none.
+        result_ttl: Seconds a result is kept.
+        max_message_bytes: Largest encoded message ``delay()`` accepts.
+        signing_key: Sign messages with HMAC-SHA256 and reject unsigned ones.
+        broker_options: Keyword options for the broker factory.
+        backend_options: Keyword options for the result backend factory.
+    """
+
+    def __init__(
+        self,
+        broker: str | Broker | None = None,
+        backend: str | ResultBackend | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
+        default_queue: str = "default",
+        delivery_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        retry_policy: RetryPolicy | None = None,
+        validation_mode: ValidationMode = ValidationMode.INPUTS,
+        result_ttl: float = 86400.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        signing_key: bytes | str | None = None,
+        broker_options: Mapping[str, Any] | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if result_ttl <= 0:
+            raise ConfigurationError(f"result_ttl must be positive, got {result_ttl}")
+        self.plugins = PluginHost(load_entry_points=load_entry_points, plugins=plugins)
+        self.default_queue = default_queue
+        self.delivery_mode = DeliveryMode(delivery_mode)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.validation_mode = ValidationMode(validation_mode)
+        self.result_ttl = result_ttl
+        key = signing_key.encode() if isinstance(signing_key, str) else signing_key
+        self.codec = Codec(max_message_bytes=max_message_bytes, signing_key=key)
+        self.value_converter = make_value_converter()
+        self.tasks: dict[str, Task[..., Any]] = {}
+        self.broker: Broker = self._build_broker(broker, dict(broker_options or {}))
+        self.backend: ResultBackend = self._build_backend(
+            backend, broker, dict(backend_options or {})
+        )
+        self._connect_lock = anyio.Lock()
+        self._broker_ready = False
+        self._backend_ready = False
+
+    def __repr__(self) -> str:
+        return f"<Chicory broker={self.broker_description} tasks={len(self.tasks)}>"
+
+    @property
+    def broker_description(self) -> str:
+        """The broker for humans: its redacted URL or class name."""
+        return _describe(self.broker, self._broker_target)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    @overload
+    def task(
+        self,
+        fn: Callable[Concatenate[TaskContext, P], R],
+    ) -> Task[P, Any]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        delivery_mode: DeliveryMode | None = None,
+        retry_policy: RetryPolicy | None = None,
+        ignore_result: bool = False,
+        validation_mode: ValidationMode | None = None,
+        queue: str | None = None,
+        timeout: float | None = None,
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        delivery_mode: DeliveryMode | None = None,
+        retry_policy: RetryPolicy | None = None,
+        ignore_result: bool = False,
+        validation_mode: ValidationMode | None = None,
+        queue: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Register a function as a task; use as ``@app.task`` or ``@app.task(...)``.
+
+        Args:
+            fn: The function (when used without parentheses).
+            name: Wire name; defaults to ``module.qualname``. Keep it stable across deploys.
+            delivery_mode: Overrides the app default.
+            retry_policy: Overrides the app default.
+            ignore_result: Store no result.
+            validation_mode: Overrides the app default.
+            queue: Default queue of this task.
+            timeout: Seconds a run may take.
+
+        Raises:
+            TaskRegistrationError: the name is taken or the signature cannot be used.
+        """
+
+        def register(func: Callable[..., Any]) -> Task[..., Any]:
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            if task_name in self.tasks:
+                raise TaskRegistrationError(
+                    f"task name {task_name!r} is already registered; pass name=... to tell "
+                    "the two apart"
+                )
+            task: Task[..., Any] = Task(
+                self,
+                func,
+                name=task_name,
+                delivery_mode=delivery_mode or self.delivery_mode,
+                retry_policy=retry_policy or self.retry_policy,
+                ignore_result=ignore_result,
+                validation_mode=validation_mode or self.validation_mode,
+                queue=queue or self.default_queue,
+                timeout=timeout,
+            )
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else _TaskDecorator(register)
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def connected_broker(self) -> Broker:
+        """Return the broker, connecting it on first use."""
+        if not self._broker_ready:
+            async with self._connect_lock:
+                if not self._broker_ready:
+                    await self.broker.connect()
+                    self._broker_ready = True
+        return self.broker
+
+    async def connected_backend(self) -> ResultBackend:
+        """Return the result backend, connecting it on first use."""
+        if not self._backend_ready:
+            async with self._connect_lock:
+                if not self._backend_ready:
+                    await self.backend.connect()
+                    self._backend_ready = True
+        return self.backend
+
+    async def publish(self, messages: Sequence[TaskMessage]) -> None:
+        """Encode and publish messages, one batch per queue.
+
+        Raises:
+            MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
+        """
+        if not messages:
+            return
+        batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for message in messages:
+            body, headers = self.codec.encode(message)
+            batches[message.queue].append(
+                OutgoingMessage(body=body, headers=headers, not_before=message.eta)
+            )
+        broker = await self.connected_broker()
+        for queue, batch in batches.items():
+            if len(batch) == 1:
+                only = batch[0]
+                await broker.publish(queue, only.body, only.headers, not_before=only.not_before)
+            else:
+                await broker.publish_many(queue, batch)
+
+    async def close(self) -> None:
+        """Close the broker and the result backend. Idempotent."""
+        with anyio.CancelScope(shield=True):
+            await self.broker.close()
+            await self.backend.close()
+        self._broker_ready = self._backend_ready = False
+
+    async def __aenter__(self) -> Self:
+        await self.connected_broker()
+        await self.connected_backend()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- building backends -----------------------------------------------------------------
+
+    def _build_broker(self, target: str | Broker | None, options: dict[str, Any]) -> Broker:
+        if target is None:
+            target = os.environ.get(BROKER_ENV) or DEFAULT_URL
+        self._broker_target = target if isinstance(target, str) else None
+        if not isinstance(target, str):
+            return target
+        spec, url = self.plugins.resolve(BackendKind.BROKER, target)
+        broker: Broker = spec.load_factory()(url, **options)
+        return broker
+
+    def _build_backend(
+        self,
+        target: str | ResultBackend | None,
+        broker_target: str | Broker | None,
+        options: dict[str, Any],
+    ) -> ResultBackend:
+        if target is None:
+            target = os.environ.get(BACKEND_ENV) or self._default_backend_url()
+        if not isinstance(target, str):
+            return target
+        spec, url = self.plugins.resolve(BackendKind.RESULT_BACKEND, target)
+        backend: ResultBackend = spec.load_factory()(url, **options)
+        return backend
+
+    def _default_backend_url(self) -> str:
+        broker_url = self._broker_target
+        if broker_url and "://" in broker_url:
+            scheme = broker_url.split("://", 1)[0].lower()
+            offered = self.plugins.installed(BackendKind.RESULT_BACKEND)
+            if any(scheme in item.spec.schemes for item in offered):
+                return broker_url
+        return DEFAULT_URL
+
+
+class _TaskDecorator:
+    """What ``@app.task(...)`` returns: turns a function into a typed :class:`Task`."""
+
+    def __init__(self, register: Callable[[Callable[..., Any]], Task[..., Any]]) -> None:
+        self._register = register
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], Any]) -> Task[P, Any]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, Any]) -> Task[P, Any]: ...
+
+    def __call__(self, fn: Callable[..., Any]) -> Task[..., Any]:
+        return self._register(fn)
+
+
+def _describe(instance: object, target: str | None) -> str:
+    if target and "://" in target:
+        return redact_url(target)
+    return repr(instance)

@@ -1,0 +1,226 @@
+"""The ``chicory`` command line: run workers, inspect plugins and dead letters, run the demo.
+
+Commands::
+
+    chicory worker MODULE:APP [--queue Q ...] [--concurrency N] [--broker URL] [--backend URL]
+    chicory plugins
+    chicory dead {list,replay,delete,purge} MODULE:APP [--queue Q] [ID]
+    chicory workers MODULE:APP
+    chicory conformance TARGET
+    chicory demo [--tasks N] [--broker URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from chicory.app import BACKEND_ENV, BROKER_ENV, Chicory
+from chicory.errors import ChicoryError
+from chicory.plugins import BackendKind, PluginHost
+from chicory.records import WorkerInfo, decode_record
+from chicory.redact import redact_url
+
+__all__ = ["load_app", "main"]
+
+
+def load_app(spec: str) -> Chicory:
+    """Import ``module:attribute`` (attribute defaults to ``app``) and return the app.
+
+    Raises:
+        ChicoryError: the module cannot be imported or the attribute is not a Chicory app.
+    """
+    module_name, _, attr = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ChicoryError(
+            f"cannot import {module_name!r}: {exc}. Run from the directory that contains it, "
+            "or install it"
+        ) from exc
+    app = getattr(module, attr or "app", None)
+    if not isinstance(app, Chicory):
+        raise ChicoryError(
+            f"{spec!r} is not a Chicory app; point at one, like 'myproject.tasks:app'"
+        )
+    return app
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chicory", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run a worker for an app")
+    worker.add_argument("app", help="MODULE:APP, e.g. myproject.tasks:app")
+    worker.add_argument(
+        "-q",
+        "--queue",
+        action="append",
+        dest="queues",
+        help="queue to consume (repeatable; default: the app's default queue)",
+    )
+    worker.add_argument("-c", "--concurrency", type=int, default=10)
+    worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="deliveries held beyond running ones (default: concurrency)",
+    )
+    worker.add_argument("--drain-timeout", type=float, default=30.0)
+    worker.add_argument("--broker", help=f"broker URL (sets {BROKER_ENV} before import)")
+    worker.add_argument("--backend", help=f"result backend URL (sets {BACKEND_ENV})")
+
+    sub.add_parser("plugins", help="list installed broker and result-backend plugins")
+
+    dead = sub.add_parser("dead", help="inspect and manage dead letters")
+    dead.add_argument("action", choices=["list", "replay", "delete", "purge"])
+    dead.add_argument("app", help="MODULE:APP")
+    dead.add_argument("id", nargs="?", help="dead letter id (replay, delete)")
+    dead.add_argument("-q", "--queue", default=None)
+    dead.add_argument("--limit", type=int, default=100)
+
+    workers = sub.add_parser("workers", help="list live workers from their heartbeats")
+    workers.add_argument("app", help="MODULE:APP")
+
+    conformance = sub.add_parser("conformance", help="run the conformance suite on a broker")
+    conformance.add_argument("target", help="broker URL or plugin name, e.g. memory://")
+    conformance.add_argument("-v", "--verbose", action="store_true")
+
+    demo = sub.add_parser("demo", help="run tasks of both delivery modes through a worker")
+    demo.add_argument("--tasks", type=int, default=300, help="tasks to enqueue (default 300)")
+    demo.add_argument("--broker", default="memory://")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except ChicoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        return _worker(args)
+    if args.command == "plugins":
+        return _plugins()
+    if args.command == "dead":
+        return anyio.run(_dead, args)
+    if args.command == "workers":
+        return anyio.run(_workers, args)
+    if args.command == "conformance":
+        from chicory.testing.runner import run_conformance
+
+        return run_conformance(args.target, verbose=args.verbose)
+    if args.command == "demo":
+        from chicory.demo import run_demo
+
+        return anyio.run(run_demo, args.tasks, args.broker)
+    raise AssertionError(args.command)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from chicory.worker import Worker
+
+    if args.broker:
+        os.environ[BROKER_ENV] = args.broker
+    if args.backend:
+        os.environ[BACKEND_ENV] = args.backend
+    app = load_app(args.app)
+    if args.broker and app.broker_description != redact_url(args.broker):
+        raise ChicoryError(
+            f"--broker {redact_url(args.broker)} was given, but the app names its broker "
+            f"explicitly ({app.broker_description}); create it with Chicory() to let "
+            f"{BROKER_ENV} or --broker choose"
+        )
+    worker = Worker(
+        app,
+        queues=args.queues,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        drain_timeout=args.drain_timeout,
+    )
+    worker.run()
+    return 0
+
+
+def _plugins() -> int:
+    host = PluginHost()
+    for kind in BackendKind:
+        print(f"{kind.value}s:")
+        items = host.installed(kind)
+        if not items:
+            print("  (none installed)")
+        for item in items:
+            schemes = ", ".join(f"{s}://" for s in item.spec.schemes)
+            origin = item.distribution or item.plugin
+            print(f"  {item.spec.name:<12} {schemes:<28} {origin}")
+            if item.spec.description:
+                print(f"  {'':<12} {item.spec.description}")
+    for name, error in sorted(host.broken.items()):
+        print(f"broken plugin {name!r} (not loaded): {error}")
+    return 0
+
+
+async def _dead(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    queue = args.queue or app.default_queue
+    async with app:
+        broker = app.broker
+        if args.action == "list":
+            letters = await broker.dead_letters(queue, limit=args.limit)
+            for letter in letters:
+                print(
+                    f"{letter.id}\t{letter.dead_at.isoformat()}\tdeliveries="
+                    f"{letter.delivery_count}\t{letter.reason}"
+                )
+            print(f"{len(letters)} dead letter(s) in {queue!r}")
+            return 0
+        if args.action == "purge":
+            print(f"purged {await broker.purge_dead_letters(queue)} dead letter(s)")
+            return 0
+        if not args.id:
+            raise ChicoryError(f"'chicory dead {args.action}' needs a dead letter id")
+        operation: Any = (
+            broker.replay_dead_letter if args.action == "replay" else broker.delete_dead_letter
+        )
+        done = await operation(queue, args.id)
+        print(f"{args.action}ed {args.id}" if done else f"no dead letter {args.id} in {queue!r}")
+        return 0 if done else 1
+
+
+async def _workers(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    async with app:
+        records = await app.backend.workers()
+        for worker_id, data in sorted(records.items()):
+            info = decode_record(data, WorkerInfo)
+            print(
+                f"{worker_id}\tqueues={','.join(info.queues)}\trunning={info.running}\t"
+                f"processed={info.processed}\tseen={info.seen_at.isoformat()}"
+            )
+        print(f"{len(records)} live worker(s)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""Tasks: a registered function plus its delivery options, and the ways to enqueue it."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from chicory.clock import utcnow
+from chicory.envelope import TaskMessage
+from chicory.errors import ConfigurationError
+from chicory.modes import DeliveryMode, ValidationMode
+from chicory.result import AsyncResult
+from chicory.retry import RetryPolicy
+from chicory.validation import Signature
+
+if TYPE_CHECKING:
+    from chicory.app import Chicory
+
+__all__ = ["Task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Task(Generic[P, R]):
+    """A function registered with ``@app.task``. Enqueue it with ``delay`` or ``apply_async``.
+
+    The wrapped function stays available as :attr:`fn` (call it directly in unit tests).
+
+    Attributes:
+        name: The registered name; what travels on the wire.
+        delivery_mode: When the worker acks (see :class:`~chicory.modes.DeliveryMode`).
+        retry_policy: How failures are retried.
+        ignore_result: Store no result (``AsyncResult.get`` is refused).
+        validation_mode: How arguments and results are checked.
+        queue: The default queue.
+        timeout: Seconds a run may take before it is cancelled and counted as a failure.
+    """
+
+    def __init__(
+        self,
+        app: Chicory,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        delivery_mode: DeliveryMode,
+        retry_policy: RetryPolicy,
+        ignore_result: bool,
+        validation_mode: ValidationMode,
+        queue: str,
+        timeout: float | None,
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"task {name!r}: timeout must be positive, got {timeout}")
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.delivery_mode = DeliveryMode(delivery_mode)
+        self.retry_policy = retry_policy
+        self.ignore_result = ignore_result
+        self.validation_mode = ValidationMode(validation_mode)
+        self.queue = queue
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = Signature(name, fn, app.value_converter)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} {self.delivery_mode.value} queue={self.queue!r}>"
+
+    async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """Enqueue one run with these arguments and return its result handle.
+
+        Raises:
+            ArgumentValidationError: the arguments do not fit the signature or its types.
+            MessageTooLargeError: the encoded message is over the app's size limit.
+        """
+        return await self.apply_async(args, kwargs)
+
+    async def send(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Enqueue one run, fire-and-forget; return the task id."""
+        return (await self.apply_async(args, kwargs)).id
+
+    async def apply_async(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> AsyncResult[R]:
+        """Enqueue one run with per-call options.
+
+        Args:
+            args: Positional arguments.
+            kwargs: Keyword arguments.
+            countdown: Run no sooner than this many seconds from now.
+            eta: Run no sooner than this aware datetime (exclusive with ``countdown``).
+            queue: Publish to this queue instead of the task's default.
+            task_id: Use this id (for example an idempotency key) instead of a random one.
+        """
+        message = self.message(
+            args, kwargs, countdown=countdown, eta=eta, queue=queue, task_id=task_id
+        )
+        await self.app.publish([message])
+        return AsyncResult(self.app, message.id, self)
+
+    async def delay_many(
+        self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, queue: str | None = None
+    ) -> list[AsyncResult[R]]:
+        """Enqueue many runs in one batch (one round trip per queue where the broker allows).
+
+        Args:
+            calls: One item per run: a tuple/list of positional arguments, or a mapping of
+                keyword arguments.
+            queue: Publish to this queue instead of the task's default.
+
+        Raises:
+            ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
+        """
+        messages = [
+            self.message((), call, queue=queue)
+            if isinstance(call, Mapping)
+            else self.message(call, None, queue=queue)
+            for call in calls
+        ]
+        await self.app.publish(messages)
+        return [AsyncResult(self.app, m.id, self) for m in messages]
+
+    def message(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> TaskMessage:
+        """Build (and validate) the wire message for one run without publishing it."""
+        if countdown is not None and eta is not None:
+            raise ConfigurationError("pass countdown or eta, not both")
+        now = utcnow()
+        if countdown is not None:
+            eta = now + timedelta(seconds=countdown)
+        elif eta is not None and eta.tzinfo is None:
+            raise ConfigurationError(
+                "eta must be an aware datetime; use datetime.now(UTC) + timedelta(...)"
+            )
+        wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
+        return TaskMessage(
+            id=task_id or uuid.uuid4().hex,
+            task=self.name,
+            args=wire_args,
+            kwargs=wire_kwargs,
+            queue=queue or self.queue,
+            created_at=now,
+            eta=eta if eta is not None and eta > now else None,
+        )

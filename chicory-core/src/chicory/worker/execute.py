@@ -1,0 +1,77 @@
+"""Calling one task function: async or sync (in a bounded thread pool), with its timeout."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from typing import Any
+
+import anyio
+import attrs
+
+from chicory.context import TaskContext
+from chicory.errors import TaskTimeoutError
+from chicory.records import ErrorInfo
+from chicory.task import Task
+
+__all__ = ["Outcome", "describe_error", "execute"]
+
+
+@attrs.define(slots=True)
+class Outcome:
+    """What one run produced: a value, or the exception it raised.
+
+    Attributes:
+        value: The return value (when ``error`` is ``None``).
+        error: The exception raised by the function, if any.
+        runtime: Seconds the run took.
+    """
+
+    value: Any = None
+    error: BaseException | None = None
+    runtime: float = 0.0
+
+
+def describe_error(exc: BaseException) -> ErrorInfo:
+    """Turn an exception into its recordable text form."""
+    kind = type(exc)
+    qualified = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
+    )
+    text = "".join(traceback.format_exception(exc))
+    return ErrorInfo(type=qualified, message=str(exc), traceback=text)
+
+
+async def execute(
+    task: Task[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    context: TaskContext,
+    limiter: anyio.CapacityLimiter,
+) -> Outcome:
+    """Run ``task`` once. Exceptions from the function are returned, never raised.
+
+    Cancellation of the caller propagates (the worker decides what a cancelled job means).
+    A sync function that times out is abandoned in its thread; its result is discarded.
+    """
+    if task.signature.wants_context:
+        args = [context, *args]
+    started = anyio.current_time()
+    try:
+        with anyio.move_on_after(task.timeout):
+            if task.is_async:
+                value = await task.fn(*args, **kwargs)
+            else:
+                call = functools.partial(task.fn, *args, **kwargs)
+                value = await anyio.to_thread.run_sync(
+                    call, limiter=limiter, abandon_on_cancel=True
+                )
+            return Outcome(value=value, runtime=anyio.current_time() - started)
+    except Exception as exc:
+        return Outcome(error=exc, runtime=anyio.current_time() - started)
+    timed_out = TaskTimeoutError(
+        f"task {task.name!r} ran longer than its timeout of {task.timeout} s"
+    )
+    return Outcome(error=timed_out, runtime=anyio.current_time() - started)

@@ -1,0 +1,355 @@
+"""One delivery's path through the worker, driven by the state machine.
+
+``JobRunner.handle`` takes a delivery from RECEIVED to a terminal state
+(:mod:`chicory.worker.states`), calling the ack strategy of the task's delivery mode
+(:mod:`chicory.worker.ack`) at each step and writing result records in the order DESIGN.md
+§3 requires: the result is stored before an at-least-once ack. Settles and result writes are
+shielded from cancellation and bounded by ``settle_timeout``, so a drain can neither lose
+them nor hang on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import attrs
+
+from chicory.broker import Delivery
+from chicory.clock import utcnow
+from chicory.context import Fail, Retry, TaskContext
+from chicory.envelope import TaskMessage
+from chicory.errors import (
+    ArgumentValidationError,
+    MessageDecodeError,
+    ResultValidationError,
+)
+from chicory.plugins.events import TaskEvent
+from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
+from chicory.retry import RetryPolicy
+from chicory.task import Task
+from chicory.worker.ack import STRATEGIES, AckStrategy
+from chicory.worker.execute import Outcome, describe_error, execute
+from chicory.worker.states import JobState, transition
+
+if TYPE_CHECKING:
+    from chicory.worker.worker import Worker
+
+__all__ = ["JobRunner", "retry_decision"]
+
+log = logging.getLogger("chicory.worker")
+
+
+class JobRunner:
+    """Runs deliveries for one worker.
+
+    Args:
+        worker: The owning worker (for its app, bus and stop flags).
+        settle_timeout: Seconds a shielded settle or result write may take.
+    """
+
+    def __init__(self, worker: Worker, *, settle_timeout: float) -> None:
+        self._worker = worker
+        self._app = worker.app
+        self._bus = worker.bus
+        self._settle_timeout = settle_timeout
+        self._limiter = anyio.CapacityLimiter(worker.sync_threads)
+        self._leased: set[Delivery] = set()
+        self.processed = 0
+        self.running = 0
+
+    def leased(self) -> list[Delivery]:
+        """Deliveries held by running at-least-once tasks (their leases need renewal)."""
+        return list(self._leased)
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Take one delivery to a terminal state. Never raises except on cancellation."""
+        try:
+            await self._handle(delivery)
+        finally:
+            self.processed += 1
+
+    async def _handle(self, delivery: Delivery) -> None:
+        state = JobState.RECEIVED
+        try:
+            message = self._app.codec.decode(delivery.body, delivery.headers)
+        except MessageDecodeError as exc:
+            await self._dead(delivery, None, f"undecodable message: {exc}")
+            return
+        self._emit("chicory_task_received", message)
+        task = self._app.tasks.get(message.task)
+        if task is None:
+            reason = (
+                f"unknown task {message.task!r}: no task of that name is registered on this "
+                "worker's app (import the module that defines it, or check the name)"
+            )
+            await self._dead(delivery, message, reason, error_type="UnknownTaskError")
+            return
+        try:
+            args, kwargs = task.signature.load(message.args, message.kwargs, task.validation_mode)
+        except ArgumentValidationError as exc:
+            await self._dead(delivery, message, str(exc), error_type="ArgumentValidationError")
+            return
+        strategy = STRATEGIES[task.delivery_mode]
+        if self._worker.stopping:
+            state = transition(state, JobState.CANCELLED)
+            await self._settle(delivery.nack(requeue=True), "hand back", message)
+            return
+        if not await self._settle(strategy.before_run(delivery), "pre-run ack", message):
+            state = transition(state, JobState.CANCELLED)
+            log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
+            return
+        state = transition(state, JobState.RUNNING)
+        outcome = await self._run(delivery, message, task, strategy, args, kwargs)
+        if outcome.error is None:
+            await self._succeed(delivery, message, task, strategy, outcome)
+        else:
+            await self._failed_attempt(delivery, message, task, strategy, outcome)
+
+    async def _run(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., Any],
+        strategy: AckStrategy,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Outcome:
+        context = TaskContext(
+            task_id=message.id,
+            task_name=task.name,
+            attempt=message.attempt,
+            retries_left=task.retry_policy.retries_left(message.attempt),
+            queue=delivery.queue,
+            delivery_count=delivery.delivery_count,
+        )
+        if strategy.holds_lease:
+            self._leased.add(delivery)
+        self.running += 1
+        self._emit("chicory_task_started", message, task)
+        try:
+            return await execute(task, args, kwargs, context, self._limiter)
+        except anyio.get_cancelled_exc_class():
+            if not self._worker.killed:
+                transition(JobState.RUNNING, JobState.CANCELLED)
+                log.warning(
+                    "task %s %s cancelled by shutdown; %s",
+                    task.name,
+                    message.id,
+                    "handing it back" if strategy.holds_lease else "it is lost",
+                )
+                await self._settle(strategy.abandon(delivery), "hand back", message)
+            raise
+        finally:
+            self.running -= 1
+            self._leased.discard(delivery)
+
+    async def _succeed(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., Any],
+        strategy: AckStrategy,
+        outcome: Outcome,
+    ) -> None:
+        try:
+            value = task.signature.dump_result(outcome.value, task.validation_mode)
+            record_bytes = (
+                None
+                if task.ignore_result
+                else self._record(message, task, TaskState.SUCCESS, result=value)
+            )
+        except (ResultValidationError, TypeError) as exc:
+            await self._failed_attempt(
+                delivery, message, task, strategy, Outcome(error=exc, runtime=outcome.runtime)
+            )
+            return
+        if record_bytes is not None and not await self._store(message, record_bytes, final=True):
+            if strategy.holds_lease:
+                await self._settle(delivery.nack(requeue=True), "hand back", message)
+            return
+        transition(JobState.RUNNING, JobState.SUCCEEDED)
+        await self._settle(strategy.after_success(delivery), "ack", message)
+        self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
+
+    async def _failed_attempt(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., Any],
+        strategy: AckStrategy,
+        outcome: Outcome,
+    ) -> None:
+        exc = outcome.error
+        assert exc is not None
+        error = describe_error(exc)
+        delay, reason = retry_decision(task.retry_policy, exc, message.attempt)
+        if delay is not None:
+            await self._retry(delivery, message, task, strategy, error, delay, outcome.runtime)
+            return
+        transition(JobState.RUNNING, JobState.FAILED)
+        if not task.ignore_result:
+            record = self._record(message, task, TaskState.FAILURE, error=error)
+            if not await self._store(message, record, final=True) and strategy.holds_lease:
+                await self._settle(delivery.nack(requeue=True), "hand back", message)
+                return
+        await self._settle(strategy.fail(delivery, reason), "dead-letter", message)
+        self._emit(
+            "chicory_task_failed",
+            message,
+            task,
+            error=error,
+            reason=reason,
+            runtime=outcome.runtime,
+        )
+        self._emit("chicory_task_dead_lettered", message, task, reason=reason)
+
+    async def _retry(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., Any],
+        strategy: AckStrategy,
+        error: ErrorInfo,
+        delay: float,
+        runtime: float,
+    ) -> None:
+        transition(JobState.RUNNING, JobState.RETRYING)
+        now = utcnow()
+        next_message = attrs.evolve(message, attempt=message.attempt + 1)
+        body, headers = self._app.codec.encode(next_message)
+        not_before = now + timedelta(seconds=delay) if delay > 0 else None
+        if not task.ignore_result:
+            await self._store(
+                message, self._record(message, task, TaskState.RETRY, error=error), final=False
+            )
+        await self._settle(
+            strategy.retry(delivery, self._app.broker, body, headers, not_before),
+            "retry",
+            message,
+        )
+        self._emit("chicory_task_retried", message, task, error=error, delay=delay, runtime=runtime)
+
+    async def _dead(
+        self,
+        delivery: Delivery,
+        message: TaskMessage | None,
+        reason: str,
+        *,
+        error_type: str | None = None,
+    ) -> None:
+        transition(JobState.RECEIVED, JobState.DEAD)
+        log.error(
+            "dead-lettering message %s from %s: %s", delivery.message_id, delivery.queue, reason
+        )
+        if message is not None and error_type is not None:
+            error = ErrorInfo(type=f"chicory.errors.{error_type}", message=reason)
+            record = ResultRecord(
+                task_id=message.id,
+                task=message.task,
+                state=TaskState.FAILURE,
+                attempt=message.attempt,
+                updated_at=utcnow(),
+                error=error,
+            )
+            await self._store(message, encode_record(record), final=True)
+        await self._settle(delivery.dead_letter(reason), "dead-letter", message)
+        if "chicory_task_dead_lettered" in self._bus.active:
+            self._bus.emit(
+                "chicory_task_dead_lettered",
+                self._event(message, None, reason=reason, queue=delivery.queue),
+            )
+
+    def _record(
+        self,
+        message: TaskMessage,
+        task: Task[..., Any],
+        state: TaskState,
+        *,
+        result: Any = None,
+        error: ErrorInfo | None = None,
+    ) -> bytes:
+        return encode_record(
+            ResultRecord(
+                task_id=message.id,
+                task=task.name,
+                state=state,
+                attempt=message.attempt,
+                updated_at=utcnow(),
+                result=result,
+                error=error,
+            )
+        )
+
+    async def _store(self, message: TaskMessage, data: bytes, *, final: bool) -> bool:
+        backend = self._app.backend
+        return await self._settle(
+            backend.store(message.id, data, final=final, ttl=self._app.result_ttl),
+            "result write",
+            message,
+        )
+
+    async def _settle(
+        self, operation: Awaitable[None], what: str, message: TaskMessage | None
+    ) -> bool:
+        """Await a settle or write, shielded and bounded; return whether it succeeded."""
+        task_id = message.id if message else "?"
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._settle_timeout) as scope:
+            try:
+                await operation
+            except Exception:
+                log.exception("%s failed for task %s", what, task_id)
+                return False
+        if scope.cancelled_caught:
+            log.error("%s timed out after %.1f s for task %s", what, self._settle_timeout, task_id)
+            return False
+        return True
+
+    def _emit(
+        self, hook: str, message: TaskMessage, task: Task[..., Any] | None = None, **fields: Any
+    ) -> None:
+        if hook in self._bus.active:
+            self._bus.emit(hook, self._event(message, task, **fields))
+
+    def _event(
+        self, message: TaskMessage | None, task: Task[..., Any] | None, **fields: Any
+    ) -> TaskEvent:
+        known = task or (self._app.tasks.get(message.task) if message else None)
+        fields.setdefault("queue", message.queue if message else "")
+        return TaskEvent(
+            task_id=message.id if message else "",
+            task_name=message.task if message else "",
+            attempt=message.attempt if message else 0,
+            delivery_mode=known.delivery_mode.value if known else "",
+            worker_id=self._worker.worker_id,
+            at=utcnow(),
+            **fields,
+        )
+
+
+def retry_decision(
+    policy: RetryPolicy, exc: BaseException, attempt: int
+) -> tuple[float | None, str]:
+    """Decide what a failed attempt leads to.
+
+    Returns:
+        ``(delay, "")`` when the task is retried after ``delay`` seconds, or
+        ``(None, reason)`` when it fails for good (``reason`` goes into the dead letter).
+    """
+    if isinstance(exc, Fail):
+        return None, f"failed by the task: {exc.reason}"
+    if isinstance(exc, Retry):
+        if attempt <= policy.max_retries:
+            return (exc.countdown if exc.countdown is not None else policy.delay_for(attempt)), ""
+        return None, f"retry requested but no retries left (max_retries={policy.max_retries})"
+    described = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ResultValidationError):
+        return None, str(exc)
+    if policy.should_retry(exc, attempt):
+        return policy.delay_for(attempt), ""
+    if attempt > policy.max_retries and policy.max_retries > 0:
+        return None, f"{described} (retries exhausted after {attempt} attempts)"
+    return None, f"{described} (not retried)"

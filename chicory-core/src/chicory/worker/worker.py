@@ -1,0 +1,325 @@
+"""The worker: fetches deliveries, runs tasks, settles them through the ack strategies.
+
+Shape (one anyio task group, no fire-and-forget tasks)::
+
+    serve()
+     ├─ observer dispatcher            (lifecycle hooks, off the task path)
+     ├─ heartbeat loop                 (WorkerInfo records in the result backend)
+     ├─ lease loop                     (renews leases of running at-least-once deliveries)
+     └─ runners group
+         ├─ fetch loop                 (fetches up to the free capacity in one call)
+         └─ N runners                  (a fixed set, N = concurrency, fed by a channel)
+
+Capacity is ``concurrency + prefetch``: the fetch loop never holds more unsettled deliveries
+than that. What happens to each delivery is :mod:`chicory.worker.job`.
+
+``stop()`` drains: fetching stops, deliveries not yet started are handed back, running ones
+get ``drain_timeout`` seconds, after which they are cancelled and handed back at once by
+their ack strategy. ``kill()`` simulates SIGKILL for tests: everything stops, nothing is
+settled or handed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from chicory.broker import Consumer, Delivery
+from chicory.clock import utcnow
+from chicory.errors import ConfigurationError
+from chicory.plugins.events import WorkerEvent
+from chicory.records import WorkerInfo, encode_record
+from chicory.worker.job import JobRunner
+from chicory.worker.observers import ObserverBus
+
+if TYPE_CHECKING:
+    from chicory.app import Chicory
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("chicory.worker")
+
+
+class Worker:
+    """Consumes queues of one app and runs their tasks.
+
+    Args:
+        app: The app whose tasks, broker and result backend to use.
+        queues: Queues to consume (default: the app's default queue).
+        concurrency: Tasks run at once.
+        prefetch: Deliveries held beyond the running ones (default: ``concurrency``).
+        drain_timeout: Seconds running tasks get to finish after ``stop()``.
+        lease_renew_interval: Seconds between lease renewals of running at-least-once
+            tasks; keep it well below the broker's lease time.
+        heartbeat_interval: Seconds between heartbeat records.
+        sync_threads: Threads for sync task functions (default: ``concurrency``).
+        settle_timeout: Seconds an ack, hand-back or result write may take before it is
+            abandoned (it is shielded from cancellation until then).
+        fetch_timeout: Longest single wait for new deliveries.
+        worker_id: Unique id (default: ``host-pid-random``).
+    """
+
+    def __init__(
+        self,
+        app: Chicory,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        prefetch: int | None = None,
+        drain_timeout: float = 30.0,
+        lease_renew_interval: float = 10.0,
+        heartbeat_interval: float = 10.0,
+        sync_threads: int | None = None,
+        settle_timeout: float = 10.0,
+        fetch_timeout: float = 1.0,
+        worker_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        if prefetch is not None and prefetch < 0:
+            raise ConfigurationError(f"prefetch cannot be negative, got {prefetch}")
+        for name, value in (
+            ("drain_timeout", drain_timeout),
+            ("lease_renew_interval", lease_renew_interval),
+            ("heartbeat_interval", heartbeat_interval),
+            ("settle_timeout", settle_timeout),
+            ("fetch_timeout", fetch_timeout),
+        ):
+            if value < 0 or math.isnan(value):
+                raise ConfigurationError(f"{name} must be a non-negative number, got {value}")
+        self.app = app
+        self.queues = tuple(queues or (app.default_queue,))
+        self.concurrency = concurrency
+        self.prefetch = concurrency if prefetch is None else prefetch
+        self.drain_timeout = drain_timeout
+        self.lease_renew_interval = lease_renew_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.sync_threads = sync_threads or concurrency
+        self.fetch_timeout = fetch_timeout
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._capacity = concurrency + self.prefetch
+        self._bus = ObserverBus(app.plugins)
+        self._jobs = JobRunner(self, settle_timeout=settle_timeout)
+        self._held = 0
+        self._stopping = False
+        self._killed = False
+        self._started = anyio.Event()
+        self._slot_freed = anyio.Event()
+        self._fetch_scope: anyio.CancelScope | None = None
+        self._runners_scope: anyio.CancelScope | None = None
+        self._outer_scope: anyio.CancelScope | None = None
+        self._started_at = utcnow()
+
+    def __repr__(self) -> str:
+        queues = ",".join(self.queues)
+        return f"<Worker {self.worker_id} queues={queues} broker={self.app.broker_description}>"
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` or ``kill()`` was called."""
+        return self._stopping
+
+    @property
+    def killed(self) -> bool:
+        """Whether ``kill()`` was called."""
+        return self._killed
+
+    @property
+    def processed(self) -> int:
+        """Deliveries this worker has finished handling."""
+        return self._jobs.processed
+
+    @property
+    def running(self) -> int:
+        """Task functions running right now."""
+        return self._jobs.running
+
+    @property
+    def bus(self) -> ObserverBus:
+        """The observer event bus."""
+        return self._bus
+
+    async def wait_started(self) -> None:
+        """Return once the worker is consuming."""
+        await self._started.wait()
+
+    def stop(self, *, now: bool = False) -> None:
+        """Drain gracefully; with ``now``, cancel running tasks at once (handing them back)."""
+        self._stopping = True
+        if self._fetch_scope is not None:
+            self._fetch_scope.cancel()
+        self._slot_freed.set()
+        if now and self._runners_scope is not None:
+            self._runners_scope.deadline = anyio.current_time()
+
+    def kill(self) -> None:
+        """Stop immediately without settling or handing back anything (simulates SIGKILL)."""
+        self._killed = True
+        self._stopping = True
+        if self._outer_scope is not None:
+            self._outer_scope.cancel()
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM, then drain; a second signal stops at once."""
+        anyio.run(self._serve_with_signals)
+
+    async def serve(self) -> None:
+        """Consume until ``stop()`` (then drain) or ``kill()``."""
+        broker = await self.app.connected_broker()
+        await self.app.connected_backend()
+        if not broker.capabilities.shared:
+            log.warning(
+                "broker %s is process-local: only tasks enqueued in this process reach this "
+                "worker, and pending work is lost when it exits. Use a shared broker such as "
+                "redis:// for real deployments.",
+                self.app.broker_description,
+            )
+        consumer = broker.consume(self.queues, prefetch=self._capacity)
+        try:
+            with anyio.CancelScope() as self._outer_scope:
+                async with anyio.create_task_group() as outer:
+                    outer.start_soon(self._bus.run)
+                    async with anyio.create_task_group() as background:
+                        background.start_soon(self._heartbeat_loop)
+                        background.start_soon(self._lease_loop, consumer)
+                        await self._consume(consumer)
+                        background.cancel_scope.cancel()
+                    self._bus.close()
+        finally:
+            if not self._killed:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self.drain_timeout + 5):
+                    await consumer.close()
+                log.info("worker %s stopped after %d deliveries", self.worker_id, self.processed)
+
+    async def _consume(self, consumer: Consumer) -> None:
+        send, receive = anyio.create_memory_object_stream[Delivery](self._capacity)
+        async with anyio.create_task_group() as runners:
+            self._runners_scope = runners.cancel_scope
+            for _ in range(self.concurrency):
+                runners.start_soon(self._runner, receive.clone())
+            receive.close()
+            self._bus.emit_now("chicory_worker_started", self._worker_event())
+            log.info(
+                "worker %s consuming %s on %s (concurrency %d, prefetch %d)",
+                self.worker_id,
+                ", ".join(self.queues),
+                self.app.broker_description,
+                self.concurrency,
+                self.prefetch,
+            )
+            self._started.set()
+            async with send:
+                await self._fetch_loop(consumer, send)
+            self._bus.emit_now("chicory_worker_stopping", self._worker_event())
+            log.info("worker %s draining (up to %.1f s)", self.worker_id, self.drain_timeout)
+            if runners.cancel_scope.deadline > anyio.current_time() + self.drain_timeout:
+                runners.cancel_scope.deadline = anyio.current_time() + self.drain_timeout
+
+    async def _fetch_loop(self, consumer: Consumer, send: MemoryObjectSendStream[Delivery]) -> None:
+        while not self._stopping:
+            free = self._capacity - self._held
+            if free <= 0:
+                self._slot_freed = anyio.Event()
+                if self._capacity - self._held <= 0 and not self._stopping:
+                    await self._slot_freed.wait()
+                continue
+            batch: Sequence[Delivery] = ()
+            with anyio.CancelScope() as self._fetch_scope:
+                if self.stopping:  # stop() may have run while we waited for a slot
+                    break
+                try:
+                    batch = await consumer.fetch(free, self.fetch_timeout)
+                except Exception:
+                    log.exception("fetching from the broker failed; retrying in 1 s")
+                    await anyio.sleep(1.0)
+            self._fetch_scope = None
+            self._held += len(batch)
+            for delivery in batch:
+                send.send_nowait(delivery)
+
+    async def _runner(self, receive: MemoryObjectReceiveStream[Delivery]) -> None:
+        async with receive:
+            async for delivery in receive:
+                try:
+                    await self._jobs.handle(delivery)
+                finally:
+                    self._held -= 1
+                    self._slot_freed.set()
+
+    async def _lease_loop(self, consumer: Consumer) -> None:
+        broker = self.app.broker
+        if not broker.capabilities.lease_renewal or self.lease_renew_interval <= 0:
+            return
+        while True:
+            await anyio.sleep(self.lease_renew_interval)
+            leased = self._jobs.leased()
+            if not leased:
+                continue
+            try:
+                await consumer.extend_leases(leased)
+            except Exception:
+                log.exception("renewing %d leases failed; will try again", len(leased))
+
+    async def _heartbeat_loop(self) -> None:
+        if self.heartbeat_interval <= 0:
+            return
+        backend = self.app.backend
+        while True:
+            info = WorkerInfo(
+                worker_id=self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=list(self.queues),
+                concurrency=self.concurrency,
+                started_at=self._started_at,
+                seen_at=utcnow(),
+                processed=self.processed,
+                running=self.running,
+            )
+            try:
+                await backend.heartbeat(
+                    self.worker_id, encode_record(info), ttl=self.heartbeat_interval * 3
+                )
+            except Exception:
+                log.exception("writing the worker heartbeat failed; will try again")
+            await anyio.sleep(self.heartbeat_interval)
+
+    async def _serve_with_signals(self) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals)
+                await self.serve()
+                tg.cancel_scope.cancel()
+        finally:
+            await self.app.close()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            received = 0
+            async for signum in signals:
+                received += 1
+                name = signal.Signals(signum).name
+                if received == 1:
+                    log.warning("%s received: draining; send it again to stop at once", name)
+                    self.stop()
+                else:
+                    log.warning("%s received again: handing back running tasks now", name)
+                    self.stop(now=True)
+
+    def _worker_event(self) -> WorkerEvent:
+        return WorkerEvent(
+            worker_id=self.worker_id,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            broker=self.app.broker_description,
+            at=utcnow(),
+        )

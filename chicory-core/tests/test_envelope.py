@@ -1,0 +1,74 @@
+"""The wire format: versioned JSON, aware-UTC datetimes, size limit, signatures, no pickle."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from chicory.envelope import SIGNATURE_HEADER, Codec, TaskMessage
+from chicory.errors import MessageDecodeError, MessageTooLargeError
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def message(**overrides: object) -> TaskMessage:
+    fields: dict[str, object] = {
+        "id": "abc",
+        "task": "t.add",
+        "args": [1, "x"],
+        "kwargs": {"k": [1.5]},
+        "created_at": NOW,
+    }
+    fields.update(overrides)
+    return TaskMessage(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field() -> None:
+    codec = Codec()
+    original = message(eta=NOW, attempt=3, queue="q")
+    body, headers = codec.encode(original)
+    assert codec.decode(body, headers) == original
+    raw = orjson.loads(body)
+    assert raw["v"] == 1
+    assert raw["created_at"] == "2026-01-02T03:04:05+00:00"
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (b"\x80\x03not json", "not JSON"),
+        (pickle.dumps({"v": 1}), "not JSON"),
+        (b"[1, 2]", "not an envelope"),
+        (b'{"v": 99, "id": "x"}', "version 99"),
+        (b'{"v": 1, "id": "x"}', "malformed envelope"),
+        (b'{"v": 1, "id": "x", "task": "t", "created_at": "2026-01-01T00:00:00"}', "timezone"),
+    ],
+)
+def test_bad_bodies_raise_one_named_error(body: bytes, match: str) -> None:
+    with pytest.raises(MessageDecodeError, match=match):
+        Codec().decode(body)
+
+
+def test_size_limit_is_enforced_with_advice() -> None:
+    codec = Codec(max_message_bytes=100)
+    with pytest.raises(MessageTooLargeError, match="pass a reference"):
+        codec.encode(message(args=["x" * 200]))
+
+
+def test_unencodable_arguments_are_a_type_error() -> None:
+    with pytest.raises(TypeError, match="not JSON-encodable"):
+        Codec().encode(message(args=[object()]))
+
+
+def test_signed_messages_reject_tampering_and_missing_signatures() -> None:
+    codec = Codec(signing_key=b"secret")
+    body, headers = codec.encode(message())
+    assert SIGNATURE_HEADER in headers
+    assert codec.decode(body, headers).id == "abc"
+    with pytest.raises(MessageDecodeError, match="signature"):
+        codec.decode(body.replace(b"t.add", b"t.rm!"), headers)
+    with pytest.raises(MessageDecodeError, match="signature"):
+        codec.decode(body, {})
+    assert "secret" not in repr(codec)

@@ -1,0 +1,118 @@
+"""Arguments are checked at delay() with the parameter named, and structured on the worker."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import attrs
+import pytest
+from chicory import ArgumentValidationError, Chicory, TaskContext, ValidationMode
+from chicory.errors import ResultValidationError, TaskRegistrationError
+from chicory.validation import Signature, make_value_converter
+
+
+@attrs.frozen
+class Point:
+    x: int
+    y: int
+
+
+@dataclasses.dataclass
+class Order:
+    id: str
+    lines: list[Point]
+
+
+def sig(fn: object) -> Signature:
+    return Signature("t", fn, make_value_converter())  # type: ignore[arg-type]
+
+
+def test_missing_and_unexpected_arguments_name_the_parameter() -> None:
+    def f(a: int, b: str) -> None: ...
+
+    with pytest.raises(ArgumentValidationError, match="'b'") as info:
+        sig(f).bind([1], {}, ValidationMode.NONE)
+    assert info.value.parameter == "b"
+    with pytest.raises(ArgumentValidationError, match="'zz'"):
+        sig(f).bind([1, "x"], {"zz": 1}, ValidationMode.NONE)
+
+
+def test_wrong_type_names_the_parameter_in_inputs_mode() -> None:
+    def f(count: int, label: str) -> None: ...
+
+    with pytest.raises(ArgumentValidationError, match="parameter 'count'"):
+        sig(f).bind(["3"], {"label": "x"}, ValidationMode.INPUTS)
+    with pytest.raises(ArgumentValidationError, match="parameter 'count'"):
+        sig(f).bind([True], {"label": "x"}, ValidationMode.INPUTS)
+    # NONE mode only binds
+    assert sig(f).bind(["3"], {"label": "x"}, ValidationMode.NONE) == (["3", "x"], {})
+
+
+def test_attrs_and_dataclass_values_travel_as_json_and_arrive_as_classes() -> None:
+    def f(p: Point, order: Order, *rest: Point, **extra: Point) -> None: ...
+
+    s = sig(f)
+    order = Order("o1", [Point(1, 2)])
+    args, kwargs = s.bind(
+        [Point(1, 2), order, Point(5, 6)], {"z": Point(7, 8)}, ValidationMode.INPUTS
+    )
+    assert args == [{"x": 1, "y": 2}, {"id": "o1", "lines": [{"x": 1, "y": 2}]}, {"x": 5, "y": 6}]
+    assert kwargs == {"z": {"x": 7, "y": 8}}
+    loaded_args, loaded_kwargs = s.load(args, kwargs, ValidationMode.INPUTS)
+    assert loaded_args == [Point(1, 2), order, Point(5, 6)]
+    assert loaded_kwargs == {"z": Point(7, 8)}
+
+
+def test_bad_json_from_the_wire_is_rejected_with_the_parameter() -> None:
+    def f(p: Point) -> None: ...
+
+    with pytest.raises(ArgumentValidationError, match="parameter 'p'"):
+        sig(f).load([{"x": "one", "y": 2}], {}, ValidationMode.INPUTS)
+
+
+def test_context_parameter_is_not_part_of_the_call() -> None:
+    def f(ctx: TaskContext, n: int) -> int:
+        return n
+
+    s = sig(f)
+    assert s.wants_context
+    assert s.bind([1], {}, ValidationMode.INPUTS) == ([1], {})
+
+
+def test_outputs_mode_checks_return_values() -> None:
+    def f() -> Point:
+        return Point(1, 2)
+
+    s = sig(f)
+    assert s.dump_result(Point(1, 2), ValidationMode.OUTPUTS) == {"x": 1, "y": 2}
+    with pytest.raises(ResultValidationError, match="return annotation"):
+        s.dump_result("nope", ValidationMode.STRICT)
+    assert s.dump_result("nope", ValidationMode.INPUTS) == "nope"
+    assert s.load_result({"x": 1, "y": 2}) == Point(1, 2)
+
+
+def test_task_delay_rejects_bad_arguments_before_publishing() -> None:
+    app = Chicory(broker="memory://")
+
+    @app.task(name="t.typed")
+    async def typed(n: int) -> int:
+        return n
+
+    with pytest.raises(ArgumentValidationError, match="parameter 'n'"):
+        typed.message(["x"])
+
+
+def test_unresolvable_annotations_fail_at_registration() -> None:
+    app = Chicory(broker="memory://")
+
+    def f(x: Missing) -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(TaskRegistrationError, match="type hints"):
+        app.task(f)
+
+
+def test_duplicate_task_names_are_rejected() -> None:
+    app = Chicory(broker="memory://")
+    app.task(name="t.same")(lambda: None)
+    with pytest.raises(TaskRegistrationError, match="already registered"):
+        app.task(name="t.same")(lambda: None)

@@ -1,0 +1,182 @@
+"""Worker behaviour beyond the mode table: poison messages, timeouts, sync tasks, results."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import anyio
+import attrs
+import pytest
+from chicory import (
+    Chicory,
+    ConfigurationError,
+    MessageTooLargeError,
+    RetryPolicy,
+    TaskFailedError,
+    Worker,
+)
+from chicory.envelope import TaskMessage
+from chicory.records import TaskState, WorkerInfo, decode_record
+from chicory.result import AsyncResult
+from e2e_support import eventually, serving
+
+
+@attrs.frozen
+class Point:
+    x: int
+    y: int
+
+
+def make_app(**options: object) -> Chicory:
+    return Chicory(broker="memory://", **options)  # type: ignore[arg-type]
+
+
+async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on() -> None:
+    """Undecodable body, unknown task and bad arguments: dead-lettered with a reason, once."""
+    app = make_app()
+
+    @app.task(name="t.add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    broker = await app.connected_broker()
+    await broker.publish("default", b"\x00\x01 definitely not json", {})
+    unknown = TaskMessage(id="u1", task="t.missing", created_at=datetime.now(UTC))
+    bad_args = TaskMessage(id="b1", task="t.add", args=["one", 2], created_at=datetime.now(UTC))
+    for message in (unknown, bad_args):
+        body, headers = app.codec.encode(message)
+        await broker.publish("default", body, headers)
+    good = await add.delay(2, 3)
+
+    async with serving(app) as worker:
+        assert await good.get(timeout=5) == 5
+        await eventually(lambda: worker.processed == 4)
+    letters = await broker.dead_letters("default")
+    reasons = sorted(letter.reason for letter in letters)
+    assert len(reasons) == 3
+    assert any(r.startswith("undecodable message") for r in reasons)
+    assert any("unknown task 't.missing'" in r for r in reasons)
+    assert any("parameter 'x'" in r for r in reasons)
+    assert all(letter.delivery_count == 1 for letter in letters)
+    with pytest.raises(TaskFailedError, match="UnknownTaskError"):
+        await AsyncResult(app, "u1").get(timeout=1)
+    counts = await broker.counts("default")
+    assert (counts.ready, counts.in_flight, counts.dead) == (0, 0, 3)
+    await app.close()
+
+
+async def test_timeout_cancels_the_run_and_counts_as_a_failure() -> None:
+    app = make_app()
+
+    @app.task(name="t.sleepy", timeout=0.1, retry_policy=RetryPolicy.never())
+    async def sleepy() -> None:
+        await anyio.sleep(30)
+
+    async with serving(app):
+        with pytest.raises(TaskFailedError) as info:
+            await (await sleepy.delay()).get(timeout=5)
+    assert info.value.exc_type == "chicory.errors.TaskTimeoutError"
+    await app.close()
+
+
+async def test_sync_tasks_run_in_worker_threads_with_structured_arguments() -> None:
+    app = make_app()
+    threads: list[int] = []
+
+    @app.task(name="t.norm")
+    def norm(p: Point) -> Point:
+        threads.append(threading.get_ident())
+        return Point(abs(p.x), abs(p.y))
+
+    async with serving(app):
+        assert await (await norm.delay(Point(-1, 2))).get(timeout=5) == Point(1, 2)
+    assert threads
+    assert threads[0] != threading.get_ident()
+    await app.close()
+
+
+async def test_results_states_and_timeouts() -> None:
+    app = make_app()
+
+    @app.task(name="t.echo")
+    async def echo(value: str) -> str:
+        return value
+
+    result = await echo.delay("hi")
+    assert await result.state() is TaskState.PENDING
+    with pytest.raises(TimeoutError):
+        await result.get(timeout=0.05)
+    async with serving(app):
+        assert await result.get(timeout=5) == "hi"
+    assert await result.ready()
+    assert not await result.failed()
+    assert (await result.info()).attempt == 1  # type: ignore[union-attr]
+    await app.close()
+
+
+async def test_ignore_result_refuses_get() -> None:
+    app = make_app()
+
+    @app.task(name="t.fire", ignore_result=True)
+    async def fire() -> None: ...
+
+    result = await fire.delay()
+    with pytest.raises(ConfigurationError, match="ignore_result"):
+        await result.get(timeout=1)
+    await app.close()
+
+
+async def test_oversized_messages_are_rejected_at_delay() -> None:
+    app = make_app(max_message_bytes=1000)
+
+    @app.task(name="t.big")
+    async def big(blob: str) -> None: ...
+
+    with pytest.raises(MessageTooLargeError, match="over the limit of 1000"):
+        await big.delay("x" * 2000)
+    assert (await (await app.connected_broker()).counts("default")).ready == 0
+    await app.close()
+
+
+async def test_countdown_and_queue_options() -> None:
+    app = make_app()
+
+    @app.task(name="t.later")
+    async def later() -> str:
+        return "ran"
+
+    delayed = await later.apply_async(countdown=30)
+    elsewhere = await later.apply_async(queue="other", task_id="fixed-id")
+    assert elsewhere.id == "fixed-id"
+    assert (await app.broker.counts("default")).delayed == 1
+    assert (await app.broker.counts("other")).ready == 1
+    async with serving(app, queues=["other"]):
+        assert await elsewhere.get(timeout=5) == "ran"
+    assert await delayed.state() is TaskState.PENDING
+    with pytest.raises(ConfigurationError, match="countdown or eta"):
+        await later.apply_async(countdown=1, eta=datetime.now(UTC))
+    await app.close()
+
+
+async def test_heartbeats_are_recorded() -> None:
+    app = make_app()
+    async with serving(app, heartbeat_interval=0.05) as worker:
+        await eventually(lambda: _has_worker(app, worker))
+    await app.close()
+
+
+async def _has_worker(app: Chicory, worker: Worker) -> bool:
+    records = await app.backend.workers()
+    if worker.worker_id not in records:
+        return False
+    info = decode_record(records[worker.worker_id], WorkerInfo)
+    return info.queues == ["default"]
+
+
+def test_bad_worker_settings_are_rejected() -> None:
+    app = make_app()
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        Worker(app, concurrency=0)
+    with pytest.raises(ConfigurationError, match="drain_timeout"):
+        Worker(app, drain_timeout=-1)
