@@ -1,0 +1,16 @@
+# Shared set-up for scripts/: find or install uv, use the machine's Python, sync the workspace.
+# Sourced, not run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export UV_PYTHON_DOWNLOADS=never
+PYTHON=${PYTHON:-python3}
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+else
+  if ! "$PYTHON" -m uv --version >/dev/null 2>&1; then
+    echo "installing uv with pip ..." >&2
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check uv
+  fi
+  UV=("$PYTHON" -m uv)
+fi
+"${UV[@]}" sync --frozen --python "$PYTHON" --quiet
