@@ -27,6 +27,8 @@ __all__ = ["Signature", "make_value_converter"]
 
 _PLAIN: Final = (str, int, float, bool, type(None))
 _NO_CHECK: Final = (Any, object, inspect.Parameter.empty)
+_POSITIONAL_ONLY: Final = inspect.Parameter.POSITIONAL_ONLY
+_POSITIONAL_OR_KEYWORD: Final = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 
 def make_value_converter() -> cattrs.Converter:
@@ -64,8 +66,7 @@ class Signature:
         converter: The value converter (see :func:`make_value_converter`).
 
     Raises:
-        TaskRegistrationError: the signature cannot be sent over the wire (``*args`` with a
-            context, positional-only after a context, unresolvable annotations...).
+        TaskRegistrationError: the type hints cannot be resolved.
     """
 
     def __init__(self, task_name: str, func: Callable[..., Any], converter: cattrs.Converter):
@@ -88,6 +89,13 @@ class Signature:
         self._kinds = {p.name: p.kind for p in params}
         self.return_hint: Any = hints.get("return", Any)
         self._checked = {n: h for n, h in self._hints.items() if h not in _NO_CHECK}
+        self._hooks = {n: (converter.get_structure_hook(h), h) for n, h in self._checked.items()}
+        plain = all(p.kind in (_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD) for p in params)
+        # The fast path: a call passing exactly every parameter positionally needs no binding.
+        self._names: tuple[str, ...] | None = tuple(p.name for p in params) if plain else None
+
+    def _is_plain_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+        return self._names is not None and not kwargs and len(args) == len(self._names)
 
     def bind(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], mode: ValidationMode
@@ -97,6 +105,12 @@ class Signature:
         Raises:
             ArgumentValidationError: the call does not fit the signature or its types.
         """
+        if self._is_plain_call(args, kwargs):
+            assert self._names is not None
+            if mode.checks_inputs and self._hooks:
+                for name, value in zip(self._names, args, strict=True):
+                    self._check(name, value)
+            return [self._to_json(v) for v in args], {}
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -116,6 +130,20 @@ class Signature:
         Raises:
             ArgumentValidationError: the arguments do not fit (never retried: dead-lettered).
         """
+        if self._is_plain_call(args, kwargs):
+            assert self._names is not None
+            loaded = list(args)
+            if mode is ValidationMode.NONE or not self._hooks:
+                return loaded, {}
+            for index, name in enumerate(self._names):
+                checker = self._hooks.get(name)
+                if checker is not None:
+                    hook, hint = checker
+                    try:
+                        loaded[index] = hook(loaded[index], hint)
+                    except Exception as exc:
+                        raise ArgumentValidationError(self.task_name, explain(exc), name) from exc
+            return loaded, {}
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -169,9 +197,10 @@ class Signature:
             ) from exc
 
     def _check(self, name: str, value: Any) -> None:
-        hint = self._checked.get(name)
-        if hint is None:
+        checker = self._hooks.get(name)
+        if checker is None:
             return
+        hook, hint = checker
         kind = self._kinds[name]
         values: Sequence[Any]
         if kind is inspect.Parameter.VAR_POSITIONAL:
@@ -182,7 +211,7 @@ class Signature:
             values = (value,)
         for item in values:
             try:
-                self._converter.structure(self._to_json(item), hint)
+                hook(self._to_json(item), hint)
             except Exception as exc:
                 raise ArgumentValidationError(self.task_name, explain(exc), name) from exc
 

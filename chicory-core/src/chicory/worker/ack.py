@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Final, Protocol
 
+from chicory.backend import StoredResult
 from chicory.broker import Broker, Delivery
 from chicory.modes import DeliveryMode
+from chicory.worker.settler import Settler
 
 __all__ = ["STRATEGIES", "AckStrategy", "AtLeastOnce", "AtMostOnce"]
 
@@ -43,12 +45,14 @@ class AckStrategy(Protocol):
     holds_lease: bool
     """Whether the delivery stays unsettled while the function runs (so needs renewal)."""
 
-    async def before_run(self, delivery: Delivery) -> None:
-        """Called right before the function starts; raising prevents the run."""
+    async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
+        """Called right before the function starts; the function runs only if it returns True."""
         ...
 
-    async def after_success(self, delivery: Delivery) -> None:
-        """Called after the function returned and its result was stored."""
+    def after_success(
+        self, delivery: Delivery, record: StoredResult | None, settler: Settler
+    ) -> None:
+        """Called after the function returned, with its result record to store (if any)."""
         ...
 
     async def retry(
@@ -76,12 +80,15 @@ class AtMostOnce:
 
     holds_lease = False
 
-    async def before_run(self, delivery: Delivery) -> None:
-        """Ack; the worker runs the function only if this returns."""
-        await delivery.ack()
+    async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
+        """Ack (batched with other pre-run acks) and wait until the ack is confirmed."""
+        return await settler.ack_before_run(delivery)
 
-    async def after_success(self, delivery: Delivery) -> None:
-        """Nothing to do: the delivery was acked before the run."""
+    def after_success(
+        self, delivery: Delivery, record: StoredResult | None, settler: Settler
+    ) -> None:
+        """Store the result; there is nothing to ack (it was acked before the run)."""
+        settler.finish(delivery, record, ack=False)
 
     async def retry(
         self,
@@ -107,12 +114,15 @@ class AtLeastOnce:
 
     holds_lease = True
 
-    async def before_run(self, delivery: Delivery) -> None:
+    async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
         """Nothing: the delivery is held (and its lease renewed) while the function runs."""
+        return True
 
-    async def after_success(self, delivery: Delivery) -> None:
-        """Ack, now that the result is stored."""
-        await delivery.ack()
+    def after_success(
+        self, delivery: Delivery, record: StoredResult | None, settler: Settler
+    ) -> None:
+        """Store the result, then ack (in that order, batched with other tasks' settles)."""
+        settler.finish(delivery, record, ack=True)
 
     async def retry(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 import traceback
 from typing import Any
 
@@ -48,7 +49,7 @@ async def execute(
     task: Task[..., Any],
     args: list[Any],
     kwargs: dict[str, Any],
-    context: TaskContext,
+    context: TaskContext | None,
     limiter: anyio.CapacityLimiter,
 ) -> Outcome:
     """Run ``task`` once. Exceptions from the function are returned, never raised.
@@ -56,22 +57,28 @@ async def execute(
     Cancellation of the caller propagates (the worker decides what a cancelled job means).
     A sync function that times out is abandoned in its thread; its result is discarded.
     """
-    if task.signature.wants_context:
+    if context is not None:
         args = [context, *args]
-    started = anyio.current_time()
+    started = time.perf_counter()
     try:
+        if task.timeout is None:  # the common case: no cancel scope to set up
+            value = await _call(task, args, kwargs, limiter)
+            return Outcome(value=value, runtime=time.perf_counter() - started)
         with anyio.move_on_after(task.timeout):
-            if task.is_async:
-                value = await task.fn(*args, **kwargs)
-            else:
-                call = functools.partial(task.fn, *args, **kwargs)
-                value = await anyio.to_thread.run_sync(
-                    call, limiter=limiter, abandon_on_cancel=True
-                )
-            return Outcome(value=value, runtime=anyio.current_time() - started)
+            value = await _call(task, args, kwargs, limiter)
+            return Outcome(value=value, runtime=time.perf_counter() - started)
     except Exception as exc:
-        return Outcome(error=exc, runtime=anyio.current_time() - started)
+        return Outcome(error=exc, runtime=time.perf_counter() - started)
     timed_out = TaskTimeoutError(
         f"task {task.name!r} ran longer than its timeout of {task.timeout} s"
     )
-    return Outcome(error=timed_out, runtime=anyio.current_time() - started)
+    return Outcome(error=timed_out, runtime=time.perf_counter() - started)
+
+
+async def _call(
+    task: Task[..., Any], args: list[Any], kwargs: dict[str, Any], limiter: anyio.CapacityLimiter
+) -> Any:
+    if task.is_async:
+        return await task.fn(*args, **kwargs)
+    call = functools.partial(task.fn, *args, **kwargs)
+    return await anyio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from chicory.backend import StoredResult
 from chicory.broker import Delivery
 from chicory.clock import utcnow
 from chicory.context import Fail, Retry, TaskContext
@@ -33,6 +34,7 @@ from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute
+from chicory.worker.settler import Settler
 from chicory.worker.states import JobState, transition
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ class JobRunner:
         self._settle_timeout = settle_timeout
         self._limiter = anyio.CapacityLimiter(worker.sync_threads)
         self._leased: set[Delivery] = set()
+        self.settler: Settler | None = None
         self.processed = 0
         self.running = 0
 
@@ -65,20 +68,25 @@ class JobRunner:
         """Deliveries held by running at-least-once tasks (their leases need renewal)."""
         return list(self._leased)
 
-    async def handle(self, delivery: Delivery) -> None:
-        """Take one delivery to a terminal state. Never raises except on cancellation."""
+    async def handle(self, delivery: Delivery) -> bool:
+        """Take one delivery to a terminal state. Never raises except on cancellation.
+
+        Returns:
+            True if the delivery was handed to the settler, which reports when it is settled;
+            False if it is settled already.
+        """
         try:
-            await self._handle(delivery)
+            return await self._handle(delivery)
         finally:
             self.processed += 1
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _handle(self, delivery: Delivery) -> bool:
         state = JobState.RECEIVED
         try:
             message = self._app.codec.decode(delivery.body, delivery.headers)
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
-            return
+            return False
         self._emit("chicory_task_received", message)
         task = self._app.tasks.get(message.task)
         if task is None:
@@ -87,27 +95,28 @@ class JobRunner:
                 "worker's app (import the module that defines it, or check the name)"
             )
             await self._dead(delivery, message, reason, error_type="UnknownTaskError")
-            return
+            return False
         try:
             args, kwargs = task.signature.load(message.args, message.kwargs, task.validation_mode)
         except ArgumentValidationError as exc:
             await self._dead(delivery, message, str(exc), error_type="ArgumentValidationError")
-            return
+            return False
         strategy = STRATEGIES[task.delivery_mode]
         if self._worker.stopping:
             state = transition(state, JobState.CANCELLED)
             await self._settle(delivery.nack(requeue=True), "hand back", message)
-            return
-        if not await self._settle(strategy.before_run(delivery), "pre-run ack", message):
+            return False
+        assert self.settler is not None
+        if not await strategy.before_run(delivery, self.settler):
             state = transition(state, JobState.CANCELLED)
             log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
-            return
+            return False
         state = transition(state, JobState.RUNNING)
         outcome = await self._run(delivery, message, task, strategy, args, kwargs)
         if outcome.error is None:
-            await self._succeed(delivery, message, task, strategy, outcome)
-        else:
-            await self._failed_attempt(delivery, message, task, strategy, outcome)
+            return await self._succeed(delivery, message, task, strategy, outcome)
+        await self._failed_attempt(delivery, message, task, strategy, outcome)
+        return False
 
     async def _run(
         self,
@@ -118,13 +127,17 @@ class JobRunner:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> Outcome:
-        context = TaskContext(
-            task_id=message.id,
-            task_name=task.name,
-            attempt=message.attempt,
-            retries_left=task.retry_policy.retries_left(message.attempt),
-            queue=delivery.queue,
-            delivery_count=delivery.delivery_count,
+        context = (
+            TaskContext(
+                task_id=message.id,
+                task_name=task.name,
+                attempt=message.attempt,
+                retries_left=task.retry_policy.retries_left(message.attempt),
+                queue=delivery.queue,
+                delivery_count=delivery.delivery_count,
+            )
+            if task.signature.wants_context
+            else None
         )
         if strategy.holds_lease:
             self._leased.add(delivery)
@@ -154,26 +167,28 @@ class JobRunner:
         task: Task[..., Any],
         strategy: AckStrategy,
         outcome: Outcome,
-    ) -> None:
+    ) -> bool:
         try:
             value = task.signature.dump_result(outcome.value, task.validation_mode)
-            record_bytes = (
+            record = (
                 None
                 if task.ignore_result
-                else self._record(message, task, TaskState.SUCCESS, result=value)
+                else StoredResult(
+                    task_id=message.id,
+                    data=self._record(message, task, TaskState.SUCCESS, result=value),
+                    final=True,
+                )
             )
         except (ResultValidationError, TypeError) as exc:
             await self._failed_attempt(
                 delivery, message, task, strategy, Outcome(error=exc, runtime=outcome.runtime)
             )
-            return
-        if record_bytes is not None and not await self._store(message, record_bytes, final=True):
-            if strategy.holds_lease:
-                await self._settle(delivery.nack(requeue=True), "hand back", message)
-            return
+            return False
         transition(JobState.RUNNING, JobState.SUCCEEDED)
-        await self._settle(strategy.after_success(delivery), "ack", message)
+        assert self.settler is not None
+        strategy.after_success(delivery, record, self.settler)
         self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
+        return True
 
     async def _failed_attempt(
         self,

@@ -40,6 +40,7 @@ from chicory.plugins.events import WorkerEvent
 from chicory.records import WorkerInfo, encode_record
 from chicory.worker.job import JobRunner
 from chicory.worker.observers import ObserverBus
+from chicory.worker.settler import Settler
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -108,7 +109,9 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._capacity = concurrency + self.prefetch
         self._bus = ObserverBus(app.plugins)
+        self._settle_timeout = settle_timeout
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
+        self._settler: Settler | None = None
         self._held = 0
         self._stopping = False
         self._killed = False
@@ -165,6 +168,8 @@ class Worker:
         """Stop immediately without settling or handing back anything (simulates SIGKILL)."""
         self._killed = True
         self._stopping = True
+        if self._settler is not None:
+            self._settler.kill()
         if self._outer_scope is not None:
             self._outer_scope.cancel()
 
@@ -184,15 +189,25 @@ class Worker:
                 self.app.broker_description,
             )
         consumer = broker.consume(self.queues, prefetch=self._capacity)
+        self._settler = settler = Settler(
+            consumer,
+            self.app.backend,
+            result_ttl=self.app.result_ttl,
+            settle_timeout=self._settle_timeout,
+            on_settled=self._release,
+        )
+        self._jobs.settler = settler
         try:
             with anyio.CancelScope() as self._outer_scope:
                 async with anyio.create_task_group() as outer:
                     outer.start_soon(self._bus.run)
+                    outer.start_soon(settler.run)
                     async with anyio.create_task_group() as background:
                         background.start_soon(self._heartbeat_loop)
                         background.start_soon(self._lease_loop, consumer)
                         await self._consume(consumer)
                         background.cancel_scope.cancel()
+                    settler.close()
                     self._bus.close()
         finally:
             if not self._killed:
@@ -249,11 +264,17 @@ class Worker:
     async def _runner(self, receive: MemoryObjectReceiveStream[Delivery]) -> None:
         async with receive:
             async for delivery in receive:
+                handed_off = False
                 try:
-                    await self._jobs.handle(delivery)
+                    handed_off = await self._jobs.handle(delivery)
                 finally:
-                    self._held -= 1
-                    self._slot_freed.set()
+                    if not handed_off:
+                        self._release()
+
+    def _release(self) -> None:
+        """One held delivery is settled: its slot is free for the fetch loop."""
+        self._held -= 1
+        self._slot_freed.set()
 
     async def _lease_loop(self, consumer: Consumer) -> None:
         broker = self.app.broker

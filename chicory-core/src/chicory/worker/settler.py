@@ -1,0 +1,158 @@
+"""Coalesces the settles every task needs into batches: one round trip per batch, not per task.
+
+Three kinds of work reach the settler from the runners:
+
+* **pre-run acks** (at-most-once): the runner waits until the batch holding its ack is
+  confirmed, and runs the function only then — so an at-most-once task never starts before
+  its ack is confirmed;
+* **finishes**: a result record to store and, for at-least-once, an ack to send after it. The
+  runner does not wait; within one flush the records are written (``store_many``) before the
+  acks go out (``ack_many``), so an at-least-once ack never precedes its result;
+* nothing else: retries, failures and hand-backs are rare and settled by the runner itself.
+
+One flusher task takes everything pending whenever it is woken, so batches form naturally
+under load (whatever arrives during a flush goes into the next one) and a lone task is not
+delayed by a timer. Flushes are shielded from cancellation and bounded by ``settle_timeout``:
+a drain can neither lose nor hang them. ``kill()`` cancels the flusher unshielded, like a
+crash: pending settles are simply never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from chicory.backend import ResultBackend, StoredResult
+from chicory.broker import Consumer, Delivery
+
+__all__ = ["Settler"]
+
+log = logging.getLogger("chicory.worker")
+
+
+class _AckBatch:
+    """Pre-run acks flushed together; waiters learn the outcome from ``ok``."""
+
+    __slots__ = ("deliveries", "done", "ok")
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.done = anyio.Event()
+        self.ok = False
+
+
+class Settler:
+    """Batches pre-run acks, result writes and post-run acks for one worker.
+
+    Args:
+        consumer: The worker's consumer (``ack_many``).
+        backend: The result backend (``store_many``).
+        result_ttl: TTL of stored results.
+        settle_timeout: Longest time one batch operation may take.
+        on_settled: Called once per finished delivery after its batch was flushed.
+        max_batch: Most items sent in one round trip.
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        backend: ResultBackend,
+        *,
+        result_ttl: float,
+        settle_timeout: float,
+        on_settled: Callable[[], None],
+        max_batch: int = 1000,
+    ) -> None:
+        self._consumer = consumer
+        self._backend = backend
+        self._ttl = result_ttl
+        self._timeout = settle_timeout
+        self._on_settled = on_settled
+        self._max_batch = max_batch
+        self._acks = _AckBatch()
+        self._finishes: list[tuple[Delivery, StoredResult | None, bool]] = []
+        self._wake = anyio.Event()
+        self._closing = False
+        self._flush_scope: anyio.CancelScope | None = None
+
+    async def ack_before_run(self, delivery: Delivery) -> bool:
+        """Ack ``delivery`` in the next batch and wait; return whether the ack was confirmed."""
+        batch = self._acks
+        batch.deliveries.append(delivery)
+        self._wake.set()
+        await batch.done.wait()
+        return batch.ok
+
+    def finish(self, delivery: Delivery, record: StoredResult | None, *, ack: bool) -> None:
+        """Queue ``record`` to be stored and then, if ``ack``, ``delivery`` to be acked."""
+        self._finishes.append((delivery, record, ack))
+        self._wake.set()
+
+    def close(self) -> None:
+        """Flush what is pending, then make :meth:`run` return."""
+        self._closing = True
+        self._wake.set()
+
+    def kill(self) -> None:
+        """Abandon the flush in progress, as a crash would (for ``Worker.kill``)."""
+        if self._flush_scope is not None:
+            self._flush_scope.shield = False
+            self._flush_scope.cancel()
+
+    async def run(self) -> None:
+        """Flush batches until :meth:`close` was called and nothing is pending."""
+        while True:
+            if not self._acks.deliveries and not self._finishes:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                continue
+            acks, self._acks = self._acks, _AckBatch()
+            finishes = self._finishes[: self._max_batch]
+            del self._finishes[: self._max_batch]
+            with anyio.CancelScope(shield=True) as self._flush_scope:
+                if acks.deliveries:
+                    await self._flush_acks(acks)
+                if finishes:
+                    await self._flush_finishes(finishes)
+
+    async def _flush_acks(self, batch: _AckBatch) -> None:
+        batch.ok = await self._bounded(
+            self._consumer.ack_many(batch.deliveries), "pre-run ack", len(batch.deliveries)
+        )
+        batch.done.set()
+
+    async def _flush_finishes(
+        self, items: list[tuple[Delivery, StoredResult | None, bool]]
+    ) -> None:
+        records = [record for _, record, _ in items if record is not None]
+        stored = True
+        if records:
+            stored = await self._bounded(
+                self._backend.store_many(records, ttl=self._ttl), "result write", len(records)
+            )
+        to_ack = [d for d, record, ack in items if ack and (stored or record is None)]
+        if to_ack:
+            await self._bounded(self._consumer.ack_many(to_ack), "ack", len(to_ack))
+        if not stored:
+            for delivery, record, ack in items:
+                if ack and record is not None:  # never ack work whose result was not stored
+                    await self._bounded(delivery.nack(requeue=True), "hand back", 1)
+        for _ in items:
+            self._on_settled()
+
+    async def _bounded(self, operation: Any, what: str, count: int) -> bool:
+        with anyio.move_on_after(self._timeout) as scope:
+            try:
+                await operation
+            except Exception:
+                log.exception("%s of %d deliveries failed", what, count)
+                return False
+        if scope.cancelled_caught:
+            log.error("%s of %d deliveries timed out after %.1f s", what, count, self._timeout)
+            return False
+        return True
