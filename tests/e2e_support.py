@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+
 from chicory import Chicory, Worker
 from chicory.broker import Broker, Consumer, Delivery
 from chicory.errors import BrokerConnectionError

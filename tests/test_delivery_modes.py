@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+
 from chicory import Chicory, DeliveryMode, RetryPolicy, TaskContext, TaskFailedError
 from chicory.records import TaskState
 from e2e_support import FailingAckBroker, eventually, serving

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import anyio
 import attrs
 import pytest
+
 from chicory import (
     Chicory,
     ConfigurationError,

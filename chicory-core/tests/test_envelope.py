@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+
 from chicory.envelope import SIGNATURE_HEADER, Codec, TaskMessage
 from chicory.errors import MessageDecodeError, MessageTooLargeError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from chicory import Chicory
 from chicory.cli import main
 from chicory.errors import DuplicateBackendError, UnknownBackendError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from chicory.errors import IllegalTransitionError
 from chicory.worker.states import TERMINAL, TRANSITIONS, JobState, transition
 

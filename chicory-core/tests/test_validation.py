@@ -6,6 +6,7 @@ import dataclasses
 
 import attrs
 import pytest
+
 from chicory import ArgumentValidationError, Chicory, TaskContext, ValidationMode
 from chicory.errors import ResultValidationError, TaskRegistrationError
 from chicory.validation import Signature, make_value_converter

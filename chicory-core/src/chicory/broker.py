@@ -60,6 +60,8 @@ class Capabilities:
         shared: several processes (or machines) can share the broker's queues.
         max_body_bytes: the largest body the broker accepts, or ``None`` for no limit of
             its own.
+        lease_seconds: how long a held delivery stays leased without renewal, when the
+            broker has leases; workers renew every third of it unless told otherwise.
     """
 
     delayed_delivery: bool = True
@@ -70,6 +72,7 @@ class Capabilities:
     atomic_retry: bool = False
     shared: bool = False
     max_body_bytes: int | None = None
+    lease_seconds: float | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -23,7 +23,10 @@ from chicory.plugins import TaskEvent, hookimpl
 from chicory.retry import RetryPolicy
 from chicory.worker import Worker
 
-__all__ = ["build_demo_app", "run_demo"]
+__all__ = ["DEMO_QUEUE", "build_demo_app", "run_demo"]
+
+DEMO_QUEUE = "chicory-demo"
+"""The demo's own queue, so a demo run on a shared broker touches nothing else."""
 
 
 class _Tally:
@@ -51,7 +54,7 @@ class PaymentDeclined(Exception):
 
 def build_demo_app(broker: str, tally: object | None = None) -> Chicory:
     """Build the demo's app and its five tasks on ``broker``."""
-    app = Chicory(broker=broker, plugins=[tally] if tally else ())
+    app = Chicory(broker=broker, plugins=[tally] if tally else (), default_queue=DEMO_QUEUE)
     quick_retry = RetryPolicy(max_retries=3, backoff="exponential", delay=0.02, max_delay=0.2)
 
     @app.task(name="demo.log_event", delivery_mode=DeliveryMode.AT_MOST_ONCE)
@@ -95,6 +98,9 @@ async def run_demo(total: int = 300, broker: str = "memory://") -> int:
     tasks = app.tasks
     per_kind = max(1, total // 5)
     worker = Worker(app, concurrency=20, heartbeat_interval=1.0)
+    purged = await (await app.connected_broker()).purge_dead_letters(DEMO_QUEUE)
+    if purged:
+        print(f"(removed {purged} dead letters left by an earlier demo run)")
     started = time.perf_counter()
     handles: dict[str, list[Any]] = {}
     async with anyio.create_task_group() as tg:
@@ -130,7 +136,7 @@ async def run_demo(total: int = 300, broker: str = "memory://") -> int:
                 await anyio.sleep(0.05)
         _progress(tally, outcomes, expected)
         elapsed = time.perf_counter() - started
-        dead = await app.broker.dead_letters(app.default_queue, limit=1000)
+        dead = await app.broker.dead_letters(DEMO_QUEUE, limit=1000)
         worker.stop()
     await app.close()
     print("\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import importlib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -21,6 +22,10 @@ class BackendKind(enum.StrEnum):
 
     BROKER = "broker"
     RESULT_BACKEND = "result backend"
+
+
+def _to_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 def _check_factory(_instance: object, _attribute: object, value: str) -> None:
@@ -42,7 +47,7 @@ class BackendSpec:
     """
 
     name: str
-    schemes: tuple[str, ...] = attrs.field(converter=tuple)
+    schemes: tuple[str, ...] = attrs.field(converter=_to_tuple)
     factory: str = attrs.field(validator=_check_factory)
     install_hint: str = ""
     description: str = ""

@@ -60,7 +60,7 @@ class Worker:
         prefetch: Deliveries held beyond the running ones (default: ``concurrency``).
         drain_timeout: Seconds running tasks get to finish after ``stop()``.
         lease_renew_interval: Seconds between lease renewals of running at-least-once
-            tasks; keep it well below the broker's lease time.
+            tasks (default: a third of the lease time the broker declares, else 10 s).
         heartbeat_interval: Seconds between heartbeat records.
         sync_threads: Threads for sync task functions (default: ``concurrency``).
         settle_timeout: Seconds an ack, hand-back or result write may take before it is
@@ -77,7 +77,7 @@ class Worker:
         concurrency: int = 10,
         prefetch: int | None = None,
         drain_timeout: float = 30.0,
-        lease_renew_interval: float = 10.0,
+        lease_renew_interval: float | None = None,
         heartbeat_interval: float = 10.0,
         sync_threads: int | None = None,
         settle_timeout: float = 10.0,
@@ -90,7 +90,7 @@ class Worker:
             raise ConfigurationError(f"prefetch cannot be negative, got {prefetch}")
         for name, value in (
             ("drain_timeout", drain_timeout),
-            ("lease_renew_interval", lease_renew_interval),
+            ("lease_renew_interval", lease_renew_interval or 0.0),
             ("heartbeat_interval", heartbeat_interval),
             ("settle_timeout", settle_timeout),
             ("fetch_timeout", fetch_timeout),
@@ -278,10 +278,14 @@ class Worker:
 
     async def _lease_loop(self, consumer: Consumer) -> None:
         broker = self.app.broker
-        if not broker.capabilities.lease_renewal or self.lease_renew_interval <= 0:
+        capabilities = broker.capabilities
+        interval = self.lease_renew_interval
+        if interval is None:
+            interval = capabilities.lease_seconds / 3 if capabilities.lease_seconds else 10.0
+        if not capabilities.lease_renewal or interval <= 0:
             return
         while True:
-            await anyio.sleep(self.lease_renew_interval)
+            await anyio.sleep(interval)
             leased = self._jobs.leased()
             if not leased:
                 continue

@@ -1,0 +1,5 @@
+"""``python -m chicory``: the command line."""
+
+from chicory.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""``memory://``: the in-process reference broker, and the oracle other brokers are held to.
+
+:class:`MemoryBroker` is the async facade; every message, lease and dead letter is stored in
+one :class:`chicory_memory.store.MemoryStore` (see that module for what lives where) and every
+change is one synchronous call into it, so each operation is atomic. Consumers and deliveries
+are thin handles on the store's ``Subscription`` and ``Held`` records.
+
+The state belongs to the broker object, not to a connection: ``close()`` closes every
+consumer (handing their unsettled deliveries back), and a later ``connect()`` finds the
+queues as they were, like a server outliving its clients. Nothing is shared with other
+processes. While the broker is not connected, every operation raises
+:class:`~chicory.errors.BrokerError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
+from chicory.clock import Clock, SystemClock, to_epoch
+from chicory.errors import BrokerError, ConfigurationError
+from chicory_memory.consumer import MemoryConsumer
+from chicory_memory.store import MemoryStore
+from chicory_memory.urls import parse_memory_url
+
+__all__ = ["MemoryBroker"]
+
+_URL_OPTIONS: dict[str, type | None] = {
+    "lease_seconds": float,
+    "max_deliveries": int,
+    "max_body_bytes": int,
+}
+_CONSTRUCTOR_OPTIONS = frozenset({"lease_seconds", "max_deliveries", "clock", "max_body_bytes"})
+
+
+class MemoryBroker:
+    """An in-process broker with leases, delays, dead letters and an injectable clock.
+
+    Args:
+        lease_seconds: How long a fetched delivery is held before it is redelivered, unless
+            settled or renewed.
+        max_deliveries: Dead-letter a message instead of delivering it a
+            ``max_deliveries + 1``-th time (stops crash-looping poison messages); ``None``
+            for no limit.
+        clock: Source of time for leases, delays and ``dead_at`` (default: the real clock).
+        max_body_bytes: Largest body accepted; ``None`` for no limit.
+
+    Raises:
+        ConfigurationError: an option is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        lease_seconds: float = 30.0,
+        max_deliveries: int | None = None,
+        clock: Clock | None = None,
+        max_body_bytes: int | None = None,
+    ) -> None:
+        if not lease_seconds > 0:
+            raise ConfigurationError(f"lease_seconds must be positive, got {lease_seconds}")
+        if max_deliveries is not None and max_deliveries < 1:
+            raise ConfigurationError(f"max_deliveries must be at least 1, got {max_deliveries}")
+        if max_body_bytes is not None and max_body_bytes < 1:
+            raise ConfigurationError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._store = MemoryStore(
+            lease_seconds=lease_seconds,
+            max_deliveries=max_deliveries,
+            max_body_bytes=max_body_bytes,
+        )
+        self._capabilities = Capabilities(
+            delayed_delivery=True,
+            lease_renewal=True,
+            dead_letter=True,
+            fifo=True,
+            priorities=False,
+            atomic_retry=True,
+            shared=False,
+            max_body_bytes=max_body_bytes,
+            lease_seconds=lease_seconds,
+        )
+        self._connected = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryBroker:
+        """Build a broker from ``memory://[?lease_seconds=..&max_deliveries=..&max_body_bytes=..]``.
+
+        Args:
+            url: The URL; its query may set ``lease_seconds``, ``max_deliveries`` and
+                ``max_body_bytes``.
+            **options: Keyword arguments of the constructor; they override the URL.
+
+        Raises:
+            ConfigurationError: not a ``memory://`` URL, or an unknown or invalid option.
+        """
+        unknown = sorted(set(options) - _CONSTRUCTOR_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown memory broker option(s) {', '.join(unknown)}; accepted: "
+                f"{', '.join(sorted(_CONSTRUCTOR_OPTIONS))}"
+            )
+        return cls(**{**parse_memory_url(url, _URL_OPTIONS), **options})
+
+    def __repr__(self) -> str:
+        state = "connected" if self._connected else "not connected"
+        return f"<MemoryBroker lease_seconds={self._store.lease_seconds} {state}>"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this broker can do: everything except priorities and sharing."""
+        return self._capabilities
+
+    @property
+    def clock(self) -> Clock:
+        """The clock leases and delays are judged by."""
+        return self._clock
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start accepting operations. Idempotent; queues kept from before are still there."""
+        self._connected = True
+
+    async def close(self) -> None:
+        """Close every consumer (handing back what they hold) and stop accepting operations.
+
+        Idempotent; stored messages stay for a later :meth:`connect`.
+        """
+        self._connected = False
+        store, now = self._store, self._clock.time()
+        for subscription in list(store.subscriptions):
+            store.close_subscription(subscription, now)
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_connected(self) -> None:
+        if not self._connected:
+            raise BrokerError(
+                "the memory broker is not connected (never connected, or closed); use "
+                "'async with broker:' or 'await broker.connect()' first"
+            )
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        not_before: datetime | None = None,
+    ) -> str:
+        """Enqueue one message; return its id. Delayed if ``not_before`` is in the future.
+
+        Raises:
+            BrokerError: the broker is not connected.
+            ValueError: ``not_before`` is naive.
+            MessageTooLargeError: the body is over ``max_body_bytes``.
+        """
+        if not self._connected:
+            self._check_connected()
+        store = self._store
+        if store.max_body_bytes is not None:
+            store.check_body(body)
+        due = to_epoch(not_before) if not_before is not None else None
+        return store.enqueue(store.queue(queue), body, headers, due, self._clock.time())
+
+    async def publish_many(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Enqueue many messages, all or nothing; return their ids in order.
+
+        Raises:
+            BrokerError: the broker is not connected.
+            ValueError: a ``not_before`` is naive (nothing is enqueued).
+            MessageTooLargeError: a body is over ``max_body_bytes`` (nothing is enqueued).
+        """
+        self._check_connected()
+        store = self._store
+        dues: list[float | None] = []
+        for message in messages:
+            store.check_body(message.body)
+            dues.append(to_epoch(message.not_before) if message.not_before is not None else None)
+        state, now = store.queue(queue), self._clock.time()
+        return [
+            store.enqueue(state, message.body, message.headers, due, now)
+            for message, due in zip(messages, dues, strict=True)
+        ]
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def consume(self, queues: Sequence[str], *, prefetch: int) -> MemoryConsumer:
+        """Open a consumer on ``queues`` (served round-robin) holding at most ``prefetch``.
+
+        Raises:
+            BrokerError: the broker is not connected.
+            TypeError: ``queues`` is a single string rather than a sequence of names.
+            ValueError: no queues, or ``prefetch`` below 1.
+        """
+        self._check_connected()
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a sequence of names, e.g. [{queues!r}]")
+        if not queues:
+            raise ValueError("consume() needs at least one queue")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        subscription = self._store.subscribe(queues, prefetch)
+        return MemoryConsumer(self._store, self._clock, subscription)
+
+    # -- inspection and dead letters -------------------------------------------------------
+
+    async def counts(self, queue: str) -> QueueCounts:
+        """Return the counts of ``queue`` as of the clock's current time."""
+        self._check_connected()
+        return self._store.counts(queue, self._clock.time())
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """List up to ``limit`` dead letters of ``queue``, oldest first."""
+        self._check_connected()
+        state = self._store.queues.get(queue)
+        if state is None or limit <= 0:
+            return []
+        return list(itertools.islice(state.dead.values(), limit))
+
+    async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
+        """Put a dead letter back on ``queue`` as a new ready message; False if unknown."""
+        self._check_connected()
+        return self._store.replay(queue, dead_letter_id, self._clock.time())
+
+    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
+        """Delete one dead letter; False if unknown."""
+        self._check_connected()
+        state = self._store.queues.get(queue)
+        return state is not None and state.dead.pop(dead_letter_id, None) is not None
+
+    async def purge_dead_letters(self, queue: str) -> int:
+        """Delete every dead letter of ``queue``; return how many there were."""
+        self._check_connected()
+        state = self._store.queues.get(queue)
+        if state is None:
+            return 0
+        count = len(state.dead)
+        state.dead.clear()
+        return count

@@ -1,0 +1,243 @@
+"""``memory://`` results: the in-process result backend.
+
+Where things are stored:
+
+* ``_records``: task id -> ``(data, final, expires_at)``. A record past ``expires_at`` on the
+  clock counts as absent; expired records are also swept out on each store, through
+  ``_expiry``, a heap of ``(expires_at, task_id)`` whose stale entries are skipped.
+* ``_workers``: worker id -> ``(data, expires_at)`` heartbeat records, swept when listed.
+* ``_waiters``: task id -> the :class:`anyio.Event` of each ``wait()`` in progress. Storing a
+  final record sets them; ``close()`` sets all of them (the waits then return ``None``).
+
+Like the memory broker, the data belongs to the object: ``close()`` wakes waiters and stops
+accepting operations, and a later ``connect()`` finds the records as they were (minus those
+that expired). While not connected, every operation raises
+:class:`~chicory.errors.ResultBackendError`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+import anyio
+
+from chicory.backend import StoredResult
+from chicory.clock import Clock, SystemClock
+from chicory.errors import ConfigurationError, ResultBackendError
+from chicory_memory.urls import parse_memory_url
+
+__all__ = ["MemoryResultBackend"]
+
+# The app gives the result backend the broker's URL when both are memory://, so the
+# broker's options are accepted here and ignored.
+_URL_OPTIONS: dict[str, type | None] = {
+    "lease_seconds": None,
+    "max_deliveries": None,
+    "max_body_bytes": None,
+}
+
+
+class _Record(NamedTuple):
+    data: bytes
+    final: bool
+    expires_at: float
+
+
+class MemoryResultBackend:
+    """An in-process result backend with clock-judged TTLs and event-driven waits.
+
+    Args:
+        clock: Source of time for TTLs (default: the real clock).
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._records: dict[str, _Record] = {}
+        self._expiry: list[tuple[float, str]] = []
+        self._workers: dict[str, tuple[bytes, float]] = {}
+        self._waiters: dict[str, set[anyio.Event]] = {}
+        self._connected = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryResultBackend:
+        """Build a backend from ``memory://``; the memory broker's query options are ignored.
+
+        Raises:
+            ConfigurationError: not a ``memory://`` URL, or an unknown option.
+        """
+        parse_memory_url(url, _URL_OPTIONS)
+        unknown = sorted(set(options) - {"clock"})
+        if unknown:
+            raise ConfigurationError(
+                f"unknown memory result backend option(s) {', '.join(unknown)}; accepted: clock"
+            )
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._connected else "not connected"
+        return f"<MemoryResultBackend records={len(self._records)} {state}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start accepting operations. Idempotent."""
+        self._connected = True
+
+    async def close(self) -> None:
+        """Stop accepting operations and wake every waiter with ``None``. Idempotent."""
+        self._connected = False
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+        self._waiters.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_connected(self) -> None:
+        if not self._connected:
+            raise ResultBackendError(
+                "the memory result backend is not connected (never connected, or closed); "
+                "use 'async with backend:' or 'await backend.connect()' first"
+            )
+
+    # -- records ---------------------------------------------------------------------------
+
+    def _live(self, task_id: str, now: float) -> _Record | None:
+        record = self._records.get(task_id)
+        if record is None or record.expires_at <= now:
+            return None
+        return record
+
+    def _put(self, task_id: str, data: bytes, final: bool, ttl: float, now: float) -> None:
+        current = self._live(task_id, now)
+        if current is not None and current.final and not final:
+            return  # a late non-final record must not hide a result
+        expires_at = now + ttl
+        self._records[task_id] = _Record(data, final, expires_at)
+        heapq.heappush(self._expiry, (expires_at, task_id))
+        if final:
+            events = self._waiters.pop(task_id, None)
+            if events:
+                for event in events:
+                    event.set()
+
+    def _sweep(self, now: float) -> None:
+        expiry, records = self._expiry, self._records
+        while expiry and expiry[0][0] <= now:
+            _, task_id = heapq.heappop(expiry)
+            record = records.get(task_id)
+            if record is not None and record.expires_at <= now:
+                del records[task_id]
+
+    @staticmethod
+    def _check_ttl(ttl: float) -> None:
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+
+    async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
+        """Write the record of ``task_id``, expiring ``ttl`` seconds from now on the clock.
+
+        A non-final record never replaces a live final one. A final record wakes waiters.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``ttl`` is not positive.
+        """
+        self._check_connected()
+        self._check_ttl(ttl)
+        now = self._clock.time()
+        self._sweep(now)
+        self._put(task_id, data, final, ttl, now)
+
+    async def store_many(self, records: Sequence[StoredResult], *, ttl: float) -> None:
+        """Write several records, in order, with the rules of :meth:`store`.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``ttl`` is not positive.
+        """
+        self._check_connected()
+        self._check_ttl(ttl)
+        now = self._clock.time()
+        self._sweep(now)
+        for record in records:
+            self._put(record.task_id, record.data, record.final, ttl, now)
+
+    async def get(self, task_id: str) -> bytes | None:
+        """Return the live record of ``task_id``, or ``None``.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        record = self._live(task_id, self._clock.time())
+        return record.data if record is not None else None
+
+    async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
+        """Wait for the final record of ``task_id``; ``None`` on timeout or close.
+
+        Returns at once if a final record is already there. Sleeps on an event that the
+        final store sets; never polls. Cancellation-safe.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        record = self._live(task_id, self._clock.time())
+        if record is not None and record.final:
+            return record.data
+        if timeout is not None and timeout <= 0:
+            return None
+        event = anyio.Event()
+        waiters = self._waiters.setdefault(task_id, set())
+        waiters.add(event)
+        try:
+            with anyio.move_on_after(timeout):
+                await event.wait()
+        finally:
+            waiters.discard(event)
+            if not waiters and self._waiters.get(task_id) is waiters:
+                del self._waiters[task_id]
+        if not self._connected:
+            return None
+        record = self._live(task_id, self._clock.time())
+        return record.data if record is not None and record.final else None
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    async def heartbeat(self, worker_id: str, data: bytes, *, ttl: float) -> None:
+        """Record that ``worker_id`` is alive until ``ttl`` seconds from now on the clock.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``ttl`` is not positive.
+        """
+        self._check_connected()
+        self._check_ttl(ttl)
+        self._workers[worker_id] = (data, self._clock.time() + ttl)
+
+    async def workers(self) -> Mapping[str, bytes]:
+        """Return the heartbeat records of live workers, by worker id; drop expired ones.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        now = self._clock.time()
+        expired = [wid for wid, (_, until) in self._workers.items() if until <= now]
+        for worker_id in expired:
+            del self._workers[worker_id]
+        return {worker_id: data for worker_id, (data, _) in self._workers.items()}

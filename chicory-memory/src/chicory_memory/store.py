@@ -1,0 +1,353 @@
+"""The memory broker's state and every rule that changes it: synchronous code, no awaits.
+
+Because nothing here awaits, every operation is atomic with respect to other tasks.
+
+Where things are stored:
+
+* ``MemoryStore.queues``: one :class:`QueueState` per queue name, created on first use:
+
+  - ``ready``: a deque of messages deliverable now, FIFO. ``publish``, ``nack(requeue=True)``,
+    replayed dead letters and delayed messages falling due append at the back. Messages
+    handed back go to the *front*, so that a lone consumer still sees publish order: those
+    of a closing consumer in the order it fetched them, those whose leases expired together
+    in deadline order.
+  - ``delayed``: a heap of ``(due, seq, message)`` for messages whose time has not come.
+  - ``in_flight``: how many of the queue's messages consumers hold unsettled.
+  - ``dead``: its dead letters by id, oldest first (dicts keep insertion order).
+  - ``waiters``: events of fetches waiting for one of its messages.
+
+* ``Subscription.held``: the deliveries one consumer holds, by token, in fetch order.
+* ``MemoryStore.leases``: a heap of ``(deadline, token, delivery)`` over held deliveries.
+  Renewing a lease pushes a new entry; stale entries (settled deliveries, superseded
+  deadlines) are skipped when popped, and dropped in bulk once they outnumber live ones.
+
+Time is the injected clock's. Due-ness and lease expiry are judged lazily, against the time
+passed in by the caller, whenever a consumer fetches or counts are read.
+
+A message keeps its id across redeliveries and counts its deliveries. Each delivery carries a
+unique token and its own state, so a delivery whose lease expired (its message is already
+ready again, or redelivered) can never settle the newer copy. When ``max_deliveries`` is set, a
+message that has been delivered that many times is dead-lettered at the moment it would
+otherwise become ready again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+from chicory.broker import DeadLetter, QueueCounts
+from chicory.errors import DeliveryStateError, MessageTooLargeError
+from chicory_memory.model import DeliveryState, Held, Message, QueueState, Subscription
+
+__all__ = ["MemoryStore"]
+
+
+def _is_live(entry: tuple[float, int, Held]) -> bool:
+    """Whether a lease-heap entry is the current lease of a held delivery."""
+    held = entry[2]
+    return held.state is DeliveryState.HELD and held.deadline == entry[0]
+
+
+class MemoryStore:
+    """All queues, leases and dead letters of one memory broker.
+
+    Args:
+        lease_seconds: Default lease of a fetched delivery.
+        max_deliveries: Dead-letter a message instead of delivering it once more after
+            this many deliveries; ``None`` for no limit.
+        max_body_bytes: Largest accepted body; ``None`` for no limit.
+    """
+
+    def __init__(
+        self, *, lease_seconds: float, max_deliveries: int | None, max_body_bytes: int | None
+    ) -> None:
+        self.lease_seconds = lease_seconds
+        self.max_deliveries = max_deliveries
+        self.max_body_bytes = max_body_bytes
+        self.queues: dict[str, QueueState] = {}
+        self.leases: list[tuple[float, int, Held]] = []
+        self.live_leases = 0
+        self.subscriptions: set[Subscription] = set()
+        prefix = secrets.token_hex(4)
+        self._message_ids = (f"{prefix}-{n}" for n in itertools.count(1))
+        self._dead_ids = (f"{prefix}-dead-{n}" for n in itertools.count(1))
+        self._seq = itertools.count()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def queue(self, name: str) -> QueueState:
+        """Return the state of queue ``name``, creating it on first use."""
+        state = self.queues.get(name)
+        if state is None:
+            state = self.queues[name] = QueueState(name)
+        return state
+
+    def check_body(self, body: bytes) -> None:
+        """Raise :class:`MessageTooLargeError` if ``body`` is over ``max_body_bytes``."""
+        limit = self.max_body_bytes
+        if limit is not None and len(body) > limit:
+            raise MessageTooLargeError(
+                f"message body is {len(body)} bytes, over this memory broker's "
+                f"max_body_bytes={limit}; send a smaller payload or raise the limit"
+            )
+
+    def enqueue(
+        self,
+        queue: QueueState,
+        body: bytes,
+        headers: Mapping[str, str] | None,
+        due: float | None,
+        now: float,
+    ) -> str:
+        """Store a new message, ready now or delayed until ``due``; return its id."""
+        message = Message(next(self._message_ids), queue, body, dict(headers) if headers else {})
+        if due is not None and due > now:
+            heapq.heappush(queue.delayed, (due, next(self._seq), message))
+        else:
+            queue.ready.append(message)
+        if queue.waiters:
+            queue.wake()
+        return message.id
+
+    # -- time ------------------------------------------------------------------------------
+
+    def promote(self, queue: QueueState, now: float) -> None:
+        """Move the delayed messages of ``queue`` that are due by ``now`` to its ready deque."""
+        delayed = queue.delayed
+        while delayed and delayed[0][0] <= now:
+            queue.ready.append(heapq.heappop(delayed)[2])
+
+    def expire_leases(self, now: float) -> None:
+        """Make every message whose lease ended by ``now`` ready again (at the front)."""
+        leases = self.leases
+        if not leases or leases[0][0] > now:
+            return
+        expired: list[Message] = []
+        while leases and leases[0][0] <= now:
+            entry = heapq.heappop(leases)
+            if _is_live(entry):  # released at once: a duplicate entry is then stale
+                self._release(entry[2], DeliveryState.EXPIRED)
+                expired.append(entry[2].message)
+        self.give_back(expired, now, front=True)
+
+    def next_deadline(self, queues: Iterable[QueueState]) -> float | None:
+        """Earliest time something may become ready for ``queues`` (a due delay or a lease)."""
+        times = [q.delayed[0][0] for q in queues if q.delayed]
+        leases = self.leases
+        while leases and not _is_live(leases[0]):
+            heapq.heappop(leases)  # settled or renewed since: no wake-up needed for it
+        if leases:
+            times.append(leases[0][0])
+        return min(times) if times else None
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def subscribe(self, names: Iterable[str], prefetch: int) -> Subscription:
+        """Open a subscription on ``names`` (deduplicated, order kept)."""
+        queues = [self.queue(name) for name in dict.fromkeys(names)]
+        subscription = Subscription(queues, prefetch)
+        self.subscriptions.add(subscription)
+        return subscription
+
+    def claim(self, subscription: Subscription, max_count: int, now: float) -> list[Held]:
+        """Hand up to ``max_count`` ready messages to ``subscription`` (bounded by prefetch).
+
+        Several queues are served round-robin, starting after the last queue served.
+        """
+        self.expire_leases(now)
+        queues = subscription.queues
+        for queue in queues:
+            if queue.delayed and queue.delayed[0][0] <= now:
+                self.promote(queue, now)
+        room = min(max_count, subscription.prefetch - len(subscription.held))
+        if room <= 0:
+            return []
+        messages: list[Message] = []
+        if len(queues) == 1:
+            ready = queues[0].ready
+            for _ in range(min(room, len(ready))):
+                messages.append(ready.popleft())
+        else:
+            size = len(queues)
+            index = subscription.next_index
+            idle = 0
+            while len(messages) < room and idle < size:
+                ready = queues[index].ready
+                index = (index + 1) % size
+                if ready:
+                    messages.append(ready.popleft())
+                    subscription.next_index = index
+                    idle = 0
+                else:
+                    idle += 1
+        return [self._hold(subscription, message, now) for message in messages]
+
+    def _hold(self, subscription: Subscription, message: Message, now: float) -> Held:
+        message.deliveries += 1
+        deadline = now + self.lease_seconds
+        held = Held(subscription, message, next(self._seq), deadline)
+        subscription.held[held.token] = held
+        message.queue.in_flight += 1
+        self.live_leases += 1
+        self._push_lease(held)
+        return held
+
+    def _push_lease(self, held: Held) -> None:
+        leases = self.leases
+        heapq.heappush(leases, (held.deadline, held.token, held))
+        if len(leases) > 1024 + 2 * self.live_leases:
+            self.leases = [entry for entry in leases if _is_live(entry)]
+            heapq.heapify(self.leases)
+
+    def close_subscription(self, subscription: Subscription, now: float) -> None:
+        """Close ``subscription``, handing its unsettled messages back to the queue fronts."""
+        if subscription.closed:
+            return
+        subscription.closed = True
+        self.subscriptions.discard(subscription)
+        held = list(subscription.held.values())
+        for item in held:
+            self._release(item, DeliveryState.HANDED_BACK)
+        self.give_back([item.message for item in held], now, front=True)
+        subscription.wake()
+
+    # -- settling --------------------------------------------------------------------------
+
+    def _release(self, held: Held, state: DeliveryState) -> None:
+        held.state = state
+        del held.subscription.held[held.token]
+        held.message.queue.in_flight -= 1
+        self.live_leases -= 1
+        if held.subscription.waiters:
+            held.subscription.wake()
+
+    def _may_settle(self, held: Held) -> bool:
+        """True if ``held`` is held now; False if settling it must do nothing.
+
+        Raises:
+            DeliveryStateError: its consumer was closed and it had not been settled.
+        """
+        state = held.state
+        if state is DeliveryState.HELD:
+            return True
+        if state is DeliveryState.ACKED or state is DeliveryState.SETTLED:
+            return False
+        if held.subscription.closed:
+            raise DeliveryStateError(
+                f"message {held.message.id} cannot be settled: its consumer was closed and "
+                "handed it back, so it will be delivered again"
+            )
+        return False  # the lease expired: the message is ready again, leave it alone
+
+    def ack(self, held: Held) -> None:
+        """Remove the message of ``held`` for good."""
+        if self._may_settle(held):
+            self._release(held, DeliveryState.ACKED)
+
+    def nack(self, held: Held, *, requeue: bool, delay: float | None, now: float) -> None:
+        """Requeue (at the back, or delayed) or drop the message of ``held``."""
+        if self._may_settle(held):
+            self._release(held, DeliveryState.SETTLED)
+            if requeue:
+                self.give_back([held.message], now, front=False, delay=delay)
+
+    def retry(
+        self, held: Held, body: bytes, headers: Mapping[str, str], due: float | None, now: float
+    ) -> None:
+        """Atomically publish a new message on the same queue and settle ``held``."""
+        self.check_body(body)
+        if self._may_settle(held):
+            self.enqueue(held.message.queue, body, headers, due, now)
+            self._release(held, DeliveryState.SETTLED)
+
+    def extend(self, held: Held, seconds: float | None, now: float) -> None:
+        """Move the lease deadline of ``held`` to ``now + seconds`` (if still held)."""
+        if held.state is DeliveryState.HELD:
+            held.deadline = now + (self.lease_seconds if seconds is None else seconds)
+            self._push_lease(held)
+
+    def dead_letter(self, held: Held, reason: str, now: float) -> None:
+        """Dead-letter the message of ``held``; after an ack, record a copy."""
+        if held.state is DeliveryState.ACKED:
+            held.state = DeliveryState.SETTLED
+        elif self._may_settle(held):
+            self._release(held, DeliveryState.SETTLED)
+        else:
+            return
+        self.bury(held.message, reason, held.count, now)
+
+    def give_back(
+        self, messages: list[Message], now: float, *, front: bool, delay: float | None = None
+    ) -> None:
+        """Make ``messages`` deliverable again, or dead-letter those at ``max_deliveries``.
+
+        Args:
+            messages: In the order they should be delivered again.
+            now: The current time.
+            front: Put them at the front of their queues (else at the back).
+            delay: Hold them back this many seconds first (only with ``front=False``).
+        """
+        limit = self.max_deliveries
+        woken: set[QueueState] = set()
+        for message in reversed(messages) if front else messages:
+            queue = message.queue
+            if limit is not None and message.deliveries >= limit:
+                self.bury(
+                    message,
+                    f"delivered {message.deliveries} times without being settled "
+                    f"(max_deliveries={limit})",
+                    message.deliveries,
+                    now,
+                )
+                continue
+            if front:
+                queue.ready.appendleft(message)
+            elif delay is not None and delay > 0:
+                heapq.heappush(queue.delayed, (now + delay, next(self._seq), message))
+            else:
+                queue.ready.append(message)
+            woken.add(queue)
+        for queue in woken:
+            queue.wake()
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def bury(self, message: Message, reason: str, count: int, now: float) -> None:
+        """Record ``message`` as a dead letter of its queue."""
+        dead_id = next(self._dead_ids)
+        message.queue.dead[dead_id] = DeadLetter(
+            id=dead_id,
+            queue=message.queue.name,
+            body=message.body,
+            headers=dict(message.headers),
+            reason=reason,
+            delivery_count=count,
+            dead_at=datetime.fromtimestamp(now, UTC),
+        )
+
+    def replay(self, name: str, dead_id: str, now: float) -> bool:
+        """Put a dead letter back on its queue as a new ready message."""
+        queue = self.queues.get(name)
+        letter = queue.dead.pop(dead_id, None) if queue is not None else None
+        if queue is None or letter is None:
+            return False
+        self.enqueue(queue, letter.body, letter.headers, None, now)
+        return True
+
+    def counts(self, name: str, now: float) -> QueueCounts:
+        """Return the counts of queue ``name`` as of ``now``."""
+        self.expire_leases(now)
+        queue = self.queues.get(name)
+        if queue is None:
+            return QueueCounts()
+        self.promote(queue, now)
+        return QueueCounts(
+            ready=len(queue.ready),
+            in_flight=queue.in_flight,
+            delayed=len(queue.delayed),
+            dead=len(queue.dead),
+        )

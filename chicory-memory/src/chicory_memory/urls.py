@@ -1,0 +1,44 @@
+"""Parsing of ``memory://`` URLs: the scheme, and options carried in the query string."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from chicory.errors import ConfigurationError
+
+__all__ = ["parse_memory_url"]
+
+
+def parse_memory_url(url: str, allowed: Mapping[str, type | None]) -> dict[str, Any]:
+    """Return the options in the query of a ``memory://`` URL, converted.
+
+    Args:
+        url: The URL, e.g. ``memory://?lease_seconds=5``.
+        allowed: The option names the URL may carry, each with the type to convert it to,
+            or ``None`` to accept the option and leave it out of the result.
+
+    Raises:
+        ConfigurationError: not a ``memory://`` URL, or an unknown or unparsable option.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "memory":
+        raise ConfigurationError(f"expected a memory:// URL, got {url!r}")
+    options: dict[str, Any] = {}
+    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise ConfigurationError(
+                f"unknown option {name!r} in {url!r}; memory:// accepts: {known}"
+            )
+        kind = allowed[name]
+        if kind is None:
+            continue
+        try:
+            options[name] = kind(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"option {name}={raw!r} in {url!r} is not a valid {kind.__name__}"
+            ) from None
+    return options

@@ -1,0 +1,172 @@
+"""Processes tests start and always stop themselves: a private redis-server, subprocess workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+TESTS = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    """Return a loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server of the test's own, on another loopback port, with persistence on.
+
+    Args:
+        directory: Where it keeps its append-only file.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its URL, database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping():
+                    client.close()
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL) and wait for it to exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+
+@contextmanager
+def own_redis(directory: Path) -> Iterator[RedisServer]:
+    """Run a private redis-server for the block; it is stopped by pid afterwards."""
+    server = RedisServer(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class WorkerProcess:
+    """``chicory worker worker_app:app`` in a subprocess.
+
+    Args:
+        broker_url: Its broker URL.
+        runs_file: Where the test app records task events.
+        args: Extra ``chicory worker`` arguments.
+    """
+
+    def __init__(self, broker_url: str, runs_file: Path, *args: str) -> None:
+        env = {
+            **os.environ,
+            "CHICORY_BROKER_URL": broker_url,
+            "CHICORY_TEST_RUNS": str(runs_file),
+            "PYTHONPATH": str(TESTS),
+        }
+        env.pop("CHICORY_BACKEND_URL", None)
+        self.log = runs_file.with_suffix(f".worker{free_port()}.log")
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chicory.cli", "worker", "worker_app:app", *args],
+            cwd=TESTS,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the worker."""
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the worker to exit; return its exit code."""
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        """What the worker has logged so far."""
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Make sure the worker is gone (SIGKILL if it is still running)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+        self._log_file.close()
+
+
+@contextmanager
+def worker_process(broker_url: str, runs_file: Path, *args: str) -> Iterator[WorkerProcess]:
+    """Run a subprocess worker for the block; it is killed by pid afterwards if still alive."""
+    worker = WorkerProcess(broker_url, runs_file, *args)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def run_counts(runs_file: Path) -> tuple[Counter[int], Counter[int]]:
+    """Return how often each task number started and ended, from the runs file."""
+    started: Counter[int] = Counter()
+    ended: Counter[int] = Counter()
+    if runs_file.exists():
+        for line in runs_file.read_text().splitlines():
+            event, _, number = line.partition(" ")
+            (started if event == "start" else ended)[int(number)] += 1
+    return started, ended

@@ -1,0 +1,142 @@
+"""Fault injection on a Redis of the test's own (another loopback port, persistence on).
+
+Workers run as real subprocesses (``chicory worker``) and are killed with SIGKILL; the Redis
+server is restarted under a running worker. Task events go to a file, so the tests can count
+exactly what ran, and how often, across processes.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chicory import Chicory, DeliveryMode
+from e2e_support import eventually
+from processes import RedisServer, own_redis, run_counts, worker_process
+
+pytestmark = pytest.mark.slow
+
+N = 120
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    with own_redis(tmp_path) as running:
+        yield running
+
+
+def producer(url: str) -> Chicory:
+    """The producer side: the same task names and signatures as tests/worker_app.py."""
+    app = Chicory(url)
+
+    @app.task(name="w.alo", delivery_mode=DeliveryMode.AT_LEAST_ONCE)
+    async def alo(n: int, seconds: float) -> int: ...
+
+    @app.task(name="w.amo", delivery_mode=DeliveryMode.AT_MOST_ONCE)
+    async def amo(n: int, seconds: float) -> int: ...
+
+    return app
+
+
+def mid_batch(runs: Path) -> bool:
+    """At least 30 tasks finished and some are running right now."""
+    started, ended = run_counts(runs)
+    return len(ended) >= 30 and len(started) > len(ended)
+
+
+def fast_leases(server: RedisServer) -> str:
+    return f"{server.url}?lease_seconds=1&reclaim_interval=0.25"
+
+
+async def test_sigkill_mid_batch_loses_no_at_least_once_task(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    url, runs = fast_leases(server), tmp_path / "runs.txt"
+    app = producer(url)
+    results = await app.tasks["w.alo"].delay_many((i, 0.2) for i in range(N))
+    with worker_process(url, runs, "--concurrency", "10") as first:
+        await eventually(lambda: mid_batch(runs), timeout=30)
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    started, ended = run_counts(runs)
+    assert len(ended) < N, "the worker must die mid-run for this test to mean anything"
+    with worker_process(url, runs, "--concurrency", "10") as second:
+        assert [await r.get(timeout=60) for r in results] == list(range(N))
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    started, ended = run_counts(runs)
+    assert set(ended) == set(range(N))  # nothing lost
+    duplicates = sum(count - 1 for count in started.values())
+    assert duplicates <= 20  # at most what the killed worker held: concurrency + prefetch
+    counts = await (await app.connected_broker()).counts("default")
+    assert (counts.ready, counts.in_flight, counts.delayed) == (0, 0, 0)
+    await app.close()
+
+
+async def test_sigkill_mid_batch_runs_no_at_most_once_task_twice(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    url, runs = fast_leases(server), tmp_path / "runs.txt"
+    app = producer(url)
+    await app.tasks["w.amo"].delay_many((i, 0.2) for i in range(N))
+    with worker_process(url, runs, "--concurrency", "10") as first:
+        await eventually(lambda: mid_batch(runs), timeout=30)
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    broker = await app.connected_broker()
+    with worker_process(url, runs, "--concurrency", "10") as second:
+
+        async def drained() -> bool:
+            counts = await broker.counts("default")
+            return counts.ready == counts.in_flight == counts.delayed == 0
+
+        await eventually(drained, timeout=60)
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    started, ended = run_counts(runs)
+    assert max(started.values()) == 1  # never twice
+    lost = set(range(N)) - set(ended)
+    assert lost  # the killed worker's running tasks are gone: that is at-most-once
+    assert len(lost) <= 10  # ...but only those that were running (prefetched ones came back)
+    assert N - len(started) <= 10  # acked-but-not-yet-started is the only other way to lose
+    await app.close()
+
+
+async def test_worker_recovers_from_a_redis_restart(server: RedisServer, tmp_path: Path) -> None:
+    url, runs = f"{server.url}?lease_seconds=2&reclaim_interval=0.5", tmp_path / "runs.txt"
+    app = producer(url)
+    results = await app.tasks["w.alo"].delay_many((i, 0.05) for i in range(60))
+    with worker_process(url, runs, "--concurrency", "4") as worker:
+        await eventually(lambda: len(run_counts(runs)[1]) >= 10, timeout=30)
+        server.stop()
+        await eventually(lambda: "onnect" in worker.output(), timeout=20)
+        server.start()
+        assert [await r.get(timeout=90) for r in results] == list(range(60))
+        assert worker.process.poll() is None  # it never crashed
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    _, ended = run_counts(runs)
+    assert set(ended) == set(range(60))
+    await app.close()
+
+
+async def test_task_longer_than_the_lease_runs_once_while_its_worker_lives(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    url, runs = fast_leases(server), tmp_path / "runs.txt"
+    app = producer(url)
+    with (
+        worker_process(url, runs, "--concurrency", "2") as one,
+        worker_process(url, runs, "--concurrency", "2") as two,
+    ):
+        result = await app.tasks["w.alo"].delay(7, 3.5)  # three and a half leases
+        assert await result.get(timeout=30) == 7
+        for worker in (one, two):
+            worker.signal(signal.SIGTERM)
+        assert one.wait(30) == two.wait(30) == 0
+    started, ended = run_counts(runs)
+    assert started[7] == ended[7] == 1
+    await app.close()
