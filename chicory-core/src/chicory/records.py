@@ -108,6 +108,21 @@ def encode_record(record: ResultRecord | WorkerInfo) -> bytes:
     Raises:
         TypeError: the task result is not JSON-encodable.
     """
+    if type(record) is ResultRecord:  # the hot path: one per task, built without the converter
+        error = record.error
+        return orjson.dumps(
+            {
+                "task_id": record.task_id,
+                "task": record.task,
+                "state": record.state.value,
+                "attempt": record.attempt,
+                "updated_at": record.updated_at,
+                "result": record.result,
+                "error": None
+                if error is None
+                else {"type": error.type, "message": error.message, "traceback": error.traceback},
+            }
+        )
     return orjson.dumps(_converter.unstructure(record))
 
 

@@ -31,13 +31,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from chicory.broker import Consumer, Delivery
 from chicory.clock import utcnow
 from chicory.errors import ConfigurationError
 from chicory.plugins.events import WorkerEvent
 from chicory.records import WorkerInfo, encode_record
+from chicory.worker.inbox import Inbox
 from chicory.worker.job import JobRunner
 from chicory.worker.observers import ObserverBus
 from chicory.worker.settler import Settler
@@ -216,12 +216,11 @@ class Worker:
                 log.info("worker %s stopped after %d deliveries", self.worker_id, self.processed)
 
     async def _consume(self, consumer: Consumer) -> None:
-        send, receive = anyio.create_memory_object_stream[Delivery](self._capacity)
+        inbox = Inbox()
         async with anyio.create_task_group() as runners:
             self._runners_scope = runners.cancel_scope
             for _ in range(self.concurrency):
-                runners.start_soon(self._runner, receive.clone())
-            receive.close()
+                runners.start_soon(self._runner, inbox)
             self._bus.emit_now("chicory_worker_started", self._worker_event())
             log.info(
                 "worker %s consuming %s on %s (concurrency %d, prefetch %d)",
@@ -232,14 +231,16 @@ class Worker:
                 self.prefetch,
             )
             self._started.set()
-            async with send:
-                await self._fetch_loop(consumer, send)
+            try:
+                await self._fetch_loop(consumer, inbox)
+            finally:
+                inbox.close()
             self._bus.emit_now("chicory_worker_stopping", self._worker_event())
             log.info("worker %s draining (up to %.1f s)", self.worker_id, self.drain_timeout)
             if runners.cancel_scope.deadline > anyio.current_time() + self.drain_timeout:
                 runners.cancel_scope.deadline = anyio.current_time() + self.drain_timeout
 
-    async def _fetch_loop(self, consumer: Consumer, send: MemoryObjectSendStream[Delivery]) -> None:
+    async def _fetch_loop(self, consumer: Consumer, inbox: Inbox) -> None:
         while not self._stopping:
             free = self._capacity - self._held
             if free <= 0:
@@ -258,18 +259,16 @@ class Worker:
                     await anyio.sleep(1.0)
             self._fetch_scope = None
             self._held += len(batch)
-            for delivery in batch:
-                send.send_nowait(delivery)
+            inbox.put_many(batch)
 
-    async def _runner(self, receive: MemoryObjectReceiveStream[Delivery]) -> None:
-        async with receive:
-            async for delivery in receive:
-                handed_off = False
-                try:
-                    handed_off = await self._jobs.handle(delivery)
-                finally:
-                    if not handed_off:
-                        self._release()
+    async def _runner(self, inbox: Inbox) -> None:
+        while (delivery := await inbox.get()) is not None:
+            handed_off = False
+            try:
+                handed_off = await self._jobs.handle(delivery)
+            finally:
+                if not handed_off:
+                    self._release()
 
     def _release(self) -> None:
         """One held delivery is settled: its slot is free for the fetch loop."""
