@@ -251,3 +251,29 @@ async def test_long_task_is_not_redelivered_while_its_worker_lives() -> None:
         assert await (await long.delay()).get(timeout=5) == 1
     assert runs == [1]
     await app.close()
+
+
+@BOTH
+async def test_prefetched_work_keeps_its_lease_while_waiting_for_a_runner(
+    mode: DeliveryMode,
+) -> None:
+    """Deliveries prefetched behind a long task are not redelivered to another live worker."""
+    app = make_app(lease=0.2)
+    runs: dict[int, int] = {}
+    blocker_started = anyio.Event()
+
+    @app.task(name="t.work", delivery_mode=mode)
+    async def work(n: int, seconds: float) -> int:
+        runs[n] = runs.get(n, 0) + 1
+        if n == 0:
+            blocker_started.set()
+        await anyio.sleep(seconds)
+        return n
+
+    first = await work.delay_many([(0, 1.0), (1, 0.0), (2, 0.0), (3, 0.0)])
+    async with serving(app, concurrency=1, prefetch=3, lease_renew_interval=0.05):
+        await blocker_started.wait()
+        async with serving(app, concurrency=4, lease_renew_interval=0.05):
+            assert [await r.get(timeout=5) for r in first] == [0, 1, 2, 3]
+    assert runs == {0: 1, 1: 1, 2: 1, 3: 1}
+    await app.close()

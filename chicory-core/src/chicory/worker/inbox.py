@@ -28,6 +28,10 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    def waiting(self) -> list[Delivery]:
+        """The deliveries no runner has taken yet (their leases need renewal too)."""
+        return list(self._items)
+
     def put_many(self, deliveries: Iterable[Delivery]) -> None:
         """Add deliveries and wake the waiting runners."""
         self._items.extend(deliveries)

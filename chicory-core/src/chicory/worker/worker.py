@@ -112,6 +112,7 @@ class Worker:
         self._settle_timeout = settle_timeout
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
         self._settler: Settler | None = None
+        self._inbox = Inbox()
         self._held = 0
         self._stopping = False
         self._killed = False
@@ -216,7 +217,7 @@ class Worker:
                 log.info("worker %s stopped after %d deliveries", self.worker_id, self.processed)
 
     async def _consume(self, consumer: Consumer) -> None:
-        inbox = Inbox()
+        inbox = self._inbox
         async with anyio.create_task_group() as runners:
             self._runners_scope = runners.cancel_scope
             for _ in range(self.concurrency):
@@ -285,7 +286,9 @@ class Worker:
             return
         while True:
             await anyio.sleep(interval)
-            leased = self._jobs.leased()
+            # Running at-least-once work, and prefetched work of both modes: a delivery waiting
+            # for a free runner must not be redelivered elsewhere while this worker lives.
+            leased = self._jobs.leased() + self._inbox.waiting()
             if not leased:
                 continue
             try:
