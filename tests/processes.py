@@ -170,3 +170,14 @@ def run_counts(runs_file: Path) -> tuple[Counter[int], Counter[int]]:
             event, _, number = line.partition(" ")
             (started if event == "start" else ended)[int(number)] += 1
     return started, ended
+
+
+def delete_keys(prefix: str, port: int = 6379, db: int = 0) -> None:
+    """Delete every key under ``prefix`` (a test's own key prefix) from a Redis."""
+    client = redis.Redis(port=port, db=db)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
