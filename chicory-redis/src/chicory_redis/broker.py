@@ -1,0 +1,353 @@
+"""``redis://``: the production broker, on Redis Streams with one consumer group per queue.
+
+Where things live is in :mod:`chicory_redis.keys`, the atomic steps in
+:mod:`chicory_redis.scripts`, consuming in :mod:`chicory_redis.consumer` and settling in
+:mod:`chicory_redis.delivery`. This module is the facade: connecting, publishing, counts
+and dead-letter administration. What each guarantee costs in round trips is in
+``docs/redis.md``.
+
+Many workers on many machines may share one Redis: each consumer is a member of every
+queue's consumer group, Redis hands each entry to one of them, and entries of a consumer
+that died are reclaimed by the others after ``lease_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from redis.asyncio import Redis
+
+from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
+from chicory.clock import Clock, SystemClock, to_epoch
+from chicory.errors import BrokerError, MessageTooLargeError
+from chicory_redis import scripts
+from chicory_redis.config import RedisSettings, parse_settings
+from chicory_redis.connection import broker_errors, create_client
+from chicory_redis.consumer import RedisConsumer
+from chicory_redis.entries import (
+    STREAM_ID,
+    dead_letter_from_entry,
+    delayed_member,
+    encode_headers,
+    new_message_id,
+)
+from chicory_redis.keys import KeySpace
+from chicory_redis.ledger import Ledger
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("chicory.redis")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisBroker:
+    """A shared, persistent broker on Redis 6.2+ (Redis 7 recommended).
+
+    Args:
+        settings: Connection and behaviour settings (default: ``redis://localhost:6379/0``).
+        clock: Source of time for delayed messages and ``dead_at`` (default: the real clock).
+            Lease expiry is measured by the Redis server itself (entry idle time).
+    """
+
+    def __init__(self, settings: RedisSettings | None = None, *, clock: Clock | None = None):
+        self._settings = settings if settings is not None else RedisSettings()
+        self._keys = KeySpace(self._settings.key_prefix)
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._client: Redis | None = None
+        self._consumers: set[RedisConsumer] = set()
+        self._reclaimed_total = 0
+        self._capabilities = Capabilities(
+            delayed_delivery=True,
+            lease_renewal=True,
+            dead_letter=True,
+            fifo=True,
+            priorities=False,
+            atomic_retry=True,
+            shared=True,
+            max_body_bytes=self._settings.max_body_bytes,
+            lease_seconds=self._settings.lease_seconds,
+        )
+
+    @classmethod
+    def from_url(
+        cls, url: str = "redis://localhost:6379/0", *, clock: Clock | None = None, **options: Any
+    ) -> RedisBroker:
+        """Build a broker from a URL and options (see :mod:`chicory_redis.config`).
+
+        Raises:
+            ConfigurationError: bad URL or option.
+        """
+        return cls(parse_settings(url, **options), clock=clock)
+
+    def __repr__(self) -> str:
+        return f"<RedisBroker {self.display_url}>"
+
+    @property
+    def settings(self) -> RedisSettings:
+        """The broker's settings."""
+        return self._settings
+
+    @property
+    def keys(self) -> KeySpace:
+        """The key names this broker uses."""
+        return self._keys
+
+    @property
+    def clock(self) -> Clock:
+        """The broker's clock."""
+        return self._clock
+
+    @property
+    def display_url(self) -> str:
+        """The server URL with the password redacted."""
+        return self._settings.display_url
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this broker can do (everything but priorities)."""
+        return self._capabilities
+
+    @property
+    def reclaimed_total(self) -> int:
+        """How many entries this broker's consumers reclaimed from dead or stalled ones."""
+        return self._reclaimed_total
+
+    @property
+    def client(self) -> Redis:
+        """The connected ``redis.asyncio`` client.
+
+        Raises:
+            BrokerError: the broker is not connected.
+        """
+        if self._client is None:
+            raise BrokerError("the Redis broker is not connected; use 'async with broker:'")
+        return self._client
+
+    @property
+    def client_or_none(self) -> Redis | None:
+        """The client, or ``None`` when not connected."""
+        return self._client
+
+    def note_reclaimed(self, queue: str, count: int) -> None:
+        """Count ``count`` reclaimed entries of ``queue`` (called by consumers)."""
+        self._reclaimed_total += count
+
+    def forget(self, consumer: RedisConsumer) -> None:
+        """Stop tracking a closed consumer (called by the consumer)."""
+        self._consumers.discard(consumer)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect, check the server answers, and load the Lua scripts. Idempotent.
+
+        Raises:
+            BrokerConnectionError: Redis cannot be reached.
+        """
+        if self._client is not None:
+            return
+        client = create_client(self._settings)
+        try:
+            with broker_errors(self.display_url, "connect"):
+                await client.ping()
+                await scripts.load_all(client)
+        except BaseException:
+            await client.aclose(close_connection_pool=True)
+            raise
+        self._client = client
+
+    async def close(self) -> None:
+        """Close every consumer (handing deliveries back), then the connections. Idempotent."""
+        try:
+            for consumer in list(self._consumers):
+                await consumer.close()
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                await client.aclose(close_connection_pool=True)
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _check_body(self, body: bytes) -> None:
+        limit = self._settings.max_body_bytes
+        if len(body) > limit:
+            raise MessageTooLargeError(
+                f"message body is {len(body)} bytes; the Redis broker accepts at most {limit} "
+                "(raise max_body_bytes, up to 512 MiB, or send less data)"
+            )
+
+    def _due_ms(self, not_before: datetime | None) -> int | None:
+        if not_before is None:
+            return None
+        at = to_epoch(not_before)
+        return Ledger.due_ms(at) if at > self._clock.time() else None
+
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        not_before: datetime | None = None,
+    ) -> str:
+        """Enqueue one message (``XADD``, or ``ZADD`` when delayed); return its id.
+
+        Raises:
+            ValueError: ``not_before`` is naive.
+            MessageTooLargeError: the body exceeds ``max_body_bytes``.
+            BrokerConnectionError: Redis could not be reached.
+        """
+        ids = await self.publish_many(
+            queue, [OutgoingMessage(body=body, headers=headers or {}, not_before=not_before)]
+        )
+        return ids[0]
+
+    async def publish_many(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Enqueue many messages in one pipelined round trip; return their ids in order.
+
+        Raises:
+            ValueError: a ``not_before`` is naive (nothing is published).
+            MessageTooLargeError: a body exceeds ``max_body_bytes`` (nothing is published).
+            BrokerConnectionError: Redis could not be reached; some may have been published.
+        """
+        if not messages:
+            return []
+        k = self._keys.queue(queue)
+        client = self.client
+        pipe = client.pipeline(transaction=False)
+        ids: list[str] = []
+        for message in messages:
+            self._check_body(message.body)
+            due = self._due_ms(message.not_before)
+            message_id = new_message_id()
+            headers = encode_headers(message.headers)
+            if due is None:
+                fields: dict[Any, Any] = {
+                    "id": message_id,
+                    "n": "0",
+                    "headers": headers,
+                    "body": message.body,
+                }
+                pipe.xadd(k.stream, fields)
+            else:
+                pipe.zadd(k.delayed, {delayed_member(message_id, 0, headers, message.body): due})
+            ids.append(message_id)
+        with broker_errors(self.display_url, f"publish to queue {queue!r}"):
+            await pipe.execute()
+        return ids
+
+    def consume(self, queues: Sequence[str], *, prefetch: int) -> RedisConsumer:
+        """Open a consumer on ``queues`` holding at most ``prefetch`` unsettled deliveries.
+
+        Raises:
+            BrokerError: the broker is not connected.
+            ConfigurationError: no queues, or ``prefetch`` below 1.
+        """
+        _ = self.client
+        consumer = RedisConsumer(self, queues, prefetch)
+        self._consumers.add(consumer)
+        return consumer
+
+    # -- inspection ------------------------------------------------------------------------
+
+    async def counts(self, queue: str) -> QueueCounts:
+        """Return the counts of ``queue`` (moving due delayed messages first).
+
+        ``ready`` is the group's ``lag`` (entries not yet delivered) where Redis can tell,
+        else the stream length minus pending entries (exact here, since acked entries are
+        deleted).
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        k, client = self._keys.queue(queue), self.client
+        with broker_errors(self.display_url, f"count queue {queue!r}"):
+            now_ms = int(self._clock.time() * 1000)
+            await scripts.run(client, scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, 1000))
+            pipe = client.pipeline(transaction=False)
+            pipe.xinfo_groups(k.stream)
+            pipe.xlen(k.stream)
+            pipe.zcard(k.delayed)
+            pipe.xlen(k.dead)
+            groups, length, delayed, dead = await pipe.execute(raise_on_error=False)
+        for value in (length, delayed, dead):
+            if isinstance(value, Exception):
+                raise BrokerError(f"could not count queue {queue!r}: {value}")
+        found = [] if isinstance(groups, Exception) else groups
+        group = next((g for g in found if _text(g["name"]) == k.group), None)
+        if group is None:
+            ready, in_flight = int(length), 0
+        else:
+            in_flight = int(group["pending"])
+            lag = group.get("lag")
+            ready = int(lag) if lag is not None else max(int(length) - in_flight, 0)
+        return QueueCounts(ready=ready, in_flight=in_flight, delayed=int(delayed), dead=int(dead))
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """List up to ``limit`` dead letters of ``queue``, oldest first (``XRANGE``)."""
+        k = self._keys.queue(queue)
+        with broker_errors(self.display_url, f"list dead letters of {queue!r}"):
+            entries: Any = await self.client.xrange(k.dead, "-", "+", count=limit)
+        return [dead_letter_from_entry(queue, eid, fields) for eid, fields in entries]
+
+    async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
+        """Put a dead letter back on its queue (same id, body and headers), atomically.
+
+        Returns:
+            False if ``queue`` has no dead letter ``dead_letter_id``.
+        """
+        if not STREAM_ID.match(dead_letter_id):
+            return False
+        k = self._keys.queue(queue)
+        with broker_errors(self.display_url, f"replay a dead letter of {queue!r}"):
+            result = await scripts.run(
+                self.client, scripts.REPLAY, (k.dead, k.stream), (dead_letter_id,)
+            )
+        return bool(result)
+
+    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
+        """Delete one dead letter (``XDEL``). False if unknown."""
+        if not STREAM_ID.match(dead_letter_id):
+            return False
+        k = self._keys.queue(queue)
+        with broker_errors(self.display_url, f"delete a dead letter of {queue!r}"):
+            deleted = await self.client.xdel(k.dead, dead_letter_id)
+        return bool(deleted)
+
+    async def purge_dead_letters(self, queue: str) -> int:
+        """Delete every dead letter of ``queue`` (``XLEN`` + ``DEL`` in a transaction)."""
+        k = self._keys.queue(queue)
+        with broker_errors(self.display_url, f"purge dead letters of {queue!r}"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xlen(k.dead)
+            pipe.delete(k.dead)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete every key of ``queue``: messages, delayed messages and dead letters.
+
+        An administrative helper (tests, tear-down); consumers of the queue must be closed.
+        """
+        k = self._keys.queue(queue)
+        with broker_errors(self.display_url, f"delete queue {queue!r}"):
+            await self.client.delete(k.stream, k.delayed, k.dead)

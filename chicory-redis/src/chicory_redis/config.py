@@ -1,0 +1,291 @@
+"""Settings of the Redis broker and result backend: one URL plus options, parsed once.
+
+URL forms (options may also be given as query parameters, e.g. ``?lease_seconds=60``)::
+
+    redis://[[username]:password@]host[:port][/db]
+    rediss://[[username]:password@]host[:port][/db]      (TLS)
+    unix://[[username]:password@]/path/to/redis.sock[?db=N]
+
+Keyword options passed to ``from_url`` win over query parameters. Every option, its default
+and what it costs is listed in ``docs/redis.md``. The password is kept out of every ``repr``:
+use :attr:`RedisSettings.display_url` in logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import attrs
+
+from chicory.errors import ConfigurationError
+from chicory.redact import redact_url
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "OPTIONS", "RedisSettings", "parse_settings"]
+
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+"""Default body limit: far below Redis's own 512 MiB bulk-string limit, to protect memory."""
+
+REDIS_MAX_BODY_BYTES: Final = 512 * 1024 * 1024
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None or (isinstance(value, str) and value.lower() in {"", "none"}):
+        return None
+    return int(str(value)) if not isinstance(value, int) else value
+
+
+def _optional_float(value: object) -> float | None:
+    if value is None or (isinstance(value, str) and value.lower() in {"", "none"}):
+        return None
+    return float(str(value)) if not isinstance(value, int | float) else float(value)
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else float(str(value))
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else int(str(value))
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+OPTIONS: Final[Mapping[str, Callable[[Any], Any]]] = {
+    "db": _int,
+    "key_prefix": str,
+    "lease_seconds": _float,
+    "reclaim_interval": _float,
+    "block_ms": _int,
+    "delayed_poll_interval": _float,
+    "max_deliveries": _optional_int,
+    "max_body_bytes": _int,
+    "result_ttl": _float,
+    "max_connections": _int,
+    "pool_timeout": _float,
+    "socket_timeout": _optional_float,
+    "socket_connect_timeout": _float,
+    "health_check_interval": _int,
+    "reconnect_backoff": _float,
+    "reconnect_backoff_max": _float,
+    "client_name": _optional_str,
+    "ssl_cert_reqs": str,
+    "ssl_ca_certs": _optional_str,
+    "ssl_certfile": _optional_str,
+    "ssl_keyfile": _optional_str,
+    "ssl_check_hostname": _bool,
+}
+"""Every option ``parse_settings`` accepts, with its converter from a query-string value."""
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigurationError(f"{attribute.name} must be positive, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RedisSettings:
+    """Everything the Redis broker and result backend are configured with.
+
+    Attributes:
+        scheme: ``redis``, ``rediss`` (TLS) or ``unix``.
+        host: Server host (TCP schemes).
+        port: Server port (TCP schemes).
+        path: Socket path (``unix``).
+        db: Database number.
+        username: ACL user name, if any.
+        password: Password, if any (never shown in ``repr``).
+        key_prefix: First part of every key Chicory writes (no braces allowed).
+        lease_seconds: Idle time after which another consumer may reclaim a delivery.
+        reclaim_interval: How often a consumer looks for dead consumers' entries.
+        block_ms: Longest single ``XREADGROUP BLOCK`` in milliseconds.
+        delayed_poll_interval: How often a consumer moves due delayed messages (at most
+            this late).
+        max_deliveries: Dead-letter a message instead of delivering it a
+            ``max_deliveries + 1``-th time; ``None`` for no limit.
+        max_body_bytes: Largest body accepted by ``publish``.
+        result_ttl: TTL (s) of result records stored with a non-positive ``ttl``.
+        max_connections: Size of the connection pool.
+        pool_timeout: Seconds to wait for a free pooled connection.
+        socket_timeout: Read timeout (s); must exceed ``block_ms`` (derived when ``None``).
+        socket_connect_timeout: Connect timeout (s).
+        health_check_interval: Seconds after which an idle connection is checked with PING.
+        reconnect_backoff: First pause (s) after a dropped connection.
+        reconnect_backoff_max: Longest pause (s) between reconnection attempts.
+        client_name: ``CLIENT SETNAME`` of every connection (visible in ``CLIENT LIST``).
+        ssl_cert_reqs: ``required``, ``optional`` or ``none`` (``rediss`` only).
+        ssl_ca_certs: CA bundle path (``rediss`` only).
+        ssl_certfile: Client certificate path (``rediss`` only).
+        ssl_keyfile: Client key path (``rediss`` only).
+        ssl_check_hostname: Verify the server host name (``rediss`` only).
+    """
+
+    scheme: str = "redis"
+    host: str = "localhost"
+    port: int = 6379
+    path: str | None = None
+    db: int = 0
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    key_prefix: str = "chicory"
+    lease_seconds: float = attrs.field(default=30.0, validator=_positive)
+    reclaim_interval: float = attrs.field(default=5.0, validator=_positive)
+    block_ms: int = attrs.field(default=1000, validator=_positive)
+    delayed_poll_interval: float = attrs.field(default=0.5, validator=_positive)
+    max_deliveries: int | None = attrs.field(default=None, validator=_positive)
+    max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=_positive)
+    result_ttl: float = attrs.field(default=86400.0, validator=_positive)
+    max_connections: int = attrs.field(default=50, validator=_positive)
+    pool_timeout: float = attrs.field(default=20.0, validator=_positive)
+    socket_timeout: float | None = attrs.field(default=None, validator=_positive)
+    socket_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
+    health_check_interval: int = 30
+    reconnect_backoff: float = attrs.field(default=0.1, validator=_positive)
+    reconnect_backoff_max: float = attrs.field(default=10.0, validator=_positive)
+    client_name: str | None = "chicory"
+    ssl_cert_reqs: str = "required"
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigurationError(
+                f"unsupported scheme {self.scheme!r}; use redis://, rediss:// or unix://"
+            )
+        if "{" in self.key_prefix or "}" in self.key_prefix or not self.key_prefix:
+            raise ConfigurationError(
+                f"key_prefix {self.key_prefix!r} must be non-empty and contain no braces "
+                "(braces would break the per-queue Redis Cluster hash tags)"
+            )
+        if self.max_body_bytes > REDIS_MAX_BODY_BYTES:
+            raise ConfigurationError(
+                f"max_body_bytes={self.max_body_bytes} exceeds Redis's 512 MiB value limit"
+            )
+        if self.socket_timeout is not None and self.socket_timeout <= self.block_ms / 1000 + 1:
+            raise ConfigurationError(
+                f"socket_timeout={self.socket_timeout} s must exceed block_ms={self.block_ms} "
+                "ms by more than a second, or blocking reads would time out the socket"
+            )
+        if self.ssl_cert_reqs not in {"required", "optional", "none"}:
+            raise ConfigurationError(
+                f"ssl_cert_reqs must be 'required', 'optional' or 'none', "
+                f"got {self.ssl_cert_reqs!r}"
+            )
+
+    @property
+    def effective_socket_timeout(self) -> float:
+        """The read timeout used: ``socket_timeout``, or ``block_ms`` plus 10 s."""
+        if self.socket_timeout is not None:
+            return self.socket_timeout
+        return self.block_ms / 1000 + 10.0
+
+    @property
+    def display_url(self) -> str:
+        """The URL for logs and reprs, with the password replaced by ``***``."""
+        auth = ""
+        if self.username or self.password:
+            auth = f"{self.username or ''}{':***' if self.password else ''}@"
+        if self.scheme == "unix":
+            return redact_url(f"unix://{auth}{self.path}?db={self.db}")
+        return f"{self.scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a ``redis.asyncio`` connection pool (no connection class)."""
+        kwargs: dict[str, Any] = {
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "socket_timeout": self.effective_socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "health_check_interval": self.health_check_interval,
+            "client_name": self.client_name,
+        }
+        if self.scheme == "unix":
+            kwargs["path"] = self.path
+        else:
+            kwargs["host"] = self.host
+            kwargs["port"] = self.port
+        if self.scheme == "rediss":
+            kwargs.update(
+                ssl_cert_reqs=self.ssl_cert_reqs,
+                ssl_ca_certs=self.ssl_ca_certs,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+                ssl_check_hostname=self.ssl_check_hostname,
+            )
+        return kwargs
+
+
+def parse_settings(url: str, **options: Any) -> RedisSettings:
+    """Parse a ``redis://``, ``rediss://`` or ``unix://`` URL and options into settings.
+
+    Args:
+        url: The server URL; query parameters are options.
+        **options: Options overriding the query parameters (see :class:`RedisSettings`).
+
+    Raises:
+        ConfigurationError: bad URL, unknown option or an invalid value. The message never
+            contains the password.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse Redis URL {shown!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    fields: dict[str, Any] = {"scheme": scheme}
+    if parts.username:
+        fields["username"] = unquote(parts.username)
+    if parts.password:
+        fields["password"] = unquote(parts.password)
+    if scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError(f"{shown!r} names no socket path (unix:///path/redis.sock)")
+        fields["path"] = unquote(parts.path)
+    elif scheme in {"redis", "rediss"}:
+        fields["host"] = unquote(parts.hostname or "localhost")
+        fields["port"] = port or 6379
+        db_text = parts.path.strip("/")
+        if db_text:
+            try:
+                fields["db"] = int(db_text)
+            except ValueError:
+                raise ConfigurationError(
+                    f"database {db_text!r} in {shown!r} is not a number"
+                ) from None
+    raw: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    raw.update(options)
+    for name, value in raw.items():
+        convert = OPTIONS.get(name)
+        if convert is None:
+            known = ", ".join(sorted(OPTIONS))
+            raise ConfigurationError(
+                f"unknown Redis option {name!r} (for {shown}); known options: {known}"
+            )
+        try:
+            fields[name] = convert(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"Redis option {name}={value!r} (for {shown}) is not valid for its type"
+            ) from None
+    try:
+        return RedisSettings(**fields)
+    except TypeError as exc:
+        raise ConfigurationError(f"invalid Redis settings for {shown}: {exc}") from None

@@ -1,0 +1,384 @@
+"""The Redis broker's :class:`~chicory.broker.Consumer`: fetching, reclaiming, handing back.
+
+What a consumer holds and how it is settled lives in :mod:`chicory_redis.ledger`.
+
+One consumer is one named member of each queue's consumer group. A fetch, in order:
+
+1. moves due delayed messages into the streams (the ``move_due`` script, at most every
+   ``delayed_poll_interval`` and sooner when the next due time is known), so a delayed
+   message never waits in anyone's prefetch buffer;
+2. every ``reclaim_interval``, reclaims entries that other consumers left idle for longer
+   than ``lease_seconds`` (``XPENDING ... IDLE`` then ``XCLAIM`` with the same minimum idle
+   time, so two consumers reclaiming at once never both get an entry); every reclaim is
+   logged and counted in :attr:`RedisBroker.reclaimed_total`;
+3. reads new entries with ``XREADGROUP ... COUNT <free room> BLOCK <ms>``, the block bounded
+   by the fetch timeout, ``block_ms`` and the next maintenance time.
+
+Connection errors during a fetch are logged with the redacted URL and retried after a capped
+exponential pause until the fetch times out; settle calls raise
+:class:`~chicory.errors.BrokerConnectionError` instead, leaving the delivery unsettled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from redis import exceptions as redis_errors
+
+from chicory.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from chicory_redis import scripts
+from chicory_redis.connection import CONNECTION_ERRORS, Backoff
+from chicory_redis.delivery import DeliveryState, RedisDelivery
+from chicory_redis.entries import StoredMessage, message_from_entry
+from chicory_redis.ledger import Ledger
+
+if TYPE_CHECKING:
+    from chicory_redis.broker import RedisBroker
+
+__all__ = ["RedisConsumer"]
+
+log = logging.getLogger("chicory.redis")
+
+_MOVE_BATCH = 1000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisConsumer:
+    """A consumer of one or more Redis queues; see :class:`chicory.broker.Consumer`.
+
+    Args:
+        broker: The connected broker that opened it.
+        queues: The queues to consume (duplicates ignored).
+        prefetch: The most unsettled deliveries it may hold at once.
+
+    Raises:
+        ConfigurationError: no queues, or ``prefetch`` below 1.
+    """
+
+    def __init__(self, broker: RedisBroker, queues: Sequence[str], prefetch: int) -> None:
+        if not queues:
+            raise ConfigurationError("consume() needs at least one queue name")
+        if prefetch < 1:
+            raise ConfigurationError(f"prefetch must be at least 1, got {prefetch}")
+        self._broker = broker
+        self._settings = broker.settings
+        self._keys = [broker.keys.queue(name) for name in dict.fromkeys(queues)]
+        self._by_stream = {k.stream: k for k in self._keys}
+        self._prefetch = prefetch
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._ledger = Ledger(broker, self.name, self._keys)
+        self._hand_back: asyncio.Future[None] | None = None  # kept alive if close is cancelled
+        self._groups_ready = False
+        self._next_move = 0.0
+        self._next_reclaim = 0.0
+        self._rotation = 0
+        self._backoff = Backoff(
+            self._settings.reconnect_backoff, self._settings.reconnect_backoff_max
+        )
+
+    def __repr__(self) -> str:
+        names = ", ".join(k.queue for k in self._keys)
+        state = "closed" if self._stopped() else f"holding {self.held}"
+        return f"<RedisConsumer {self.name} [{names}] prefetch={self._prefetch} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the consumer was closed (by itself or by its broker)."""
+        return self._stopped()
+
+    @property
+    def held(self) -> int:
+        """How many unsettled deliveries count against the prefetch (lapsed ones do not)."""
+        return len(self._ledger.held)
+
+    def _stopped(self) -> bool:
+        return self._ledger.closed  # a method: it changes across awaits
+
+    # -- fetching --------------------------------------------------------------------------
+
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[RedisDelivery]:
+        """Return up to ``max_count`` ready deliveries, waiting up to ``timeout`` seconds.
+
+        Never returns more than the free prefetch room. Returns an empty list on timeout,
+        when Redis stays unreachable until the timeout, or if the consumer is closed while
+        waiting. Cancellation-safe: entries read by a cancelled fetch stay pending for this
+        consumer and are reclaimed after ``lease_seconds``.
+
+        Raises:
+            BrokerError: the consumer was already closed, or Redis refused a command.
+        """
+        if self._stopped():
+            raise BrokerError("this Redis consumer is closed; open a new one with consume()")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max(timeout, 0.0)
+        while max_count >= 1 and not self._stopped():
+            self._ledger.sweep()
+            room = min(max_count, self._prefetch - self.held)
+            if room <= 0:
+                if not await self._wait_for_room(end - loop.time()):
+                    return []
+                continue
+            try:
+                found = await self._poll(room, end - loop.time())
+            except (*CONNECTION_ERRORS, BrokerConnectionError) as exc:
+                if self._stopped() or not await self._pause_after(exc, end - loop.time()):
+                    return []
+                continue
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" not in str(exc) or loop.time() >= end:
+                    raise BrokerError(
+                        f"fetch failed on Redis at {self._broker.display_url}: {exc}"
+                    ) from exc
+                log.warning("consumer group missing (server restarted empty?); recreating it")
+                self._groups_ready = False
+                continue
+            if self._backoff.failures:
+                log.info("Redis at %s reachable again", self._broker.display_url)
+                self._backoff.reset()
+            if found or loop.time() >= end:
+                return found
+        return []  # closed while waiting (for example by broker.close())
+
+    async def _wait_for_room(self, remaining: float) -> bool:
+        """Wait for a settle or a lapsing lease to free prefetch room; False on timeout."""
+        if remaining <= 0:
+            return False
+        ledger = self._ledger
+        lapse = ledger.next_lapse()
+        if lapse is not None:
+            remaining = min(remaining, max(lapse - time.monotonic(), 0.001))
+        ledger.freed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(remaining):
+                await ledger.freed.wait()
+        return True
+
+    async def _pause_after(self, exc: Exception, remaining: float) -> bool:
+        """Log a connection failure and back off; False if the fetch timed out meanwhile."""
+        pause = self._backoff.next_pause()
+        log.warning(
+            "Redis at %s unreachable while fetching (%s: %s); retrying in %.2f s",
+            self._broker.display_url,
+            type(exc).__name__,
+            exc,
+            pause,
+        )
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(pause, remaining))
+        return True
+
+    async def _poll(self, room: int, remaining: float) -> list[RedisDelivery]:
+        loop = asyncio.get_running_loop()
+        if not self._groups_ready:
+            await self._ensure_groups()
+        if loop.time() >= self._next_move:
+            await self._move_due()
+        if loop.time() >= self._next_reclaim:
+            self._next_reclaim = loop.time() + self._settings.reclaim_interval
+            reclaimed = await self._reclaim(room)
+            if reclaimed:
+                return reclaimed
+        now = loop.time()
+        wait = min(
+            remaining,
+            self._settings.block_ms / 1000,
+            self._next_move - now,
+            self._next_reclaim - now,
+        )
+        return await self._read(room, int(wait * 1000) if wait >= 0.001 else None)
+
+    async def _ensure_groups(self) -> None:
+        client = self._broker.client
+        pipe = client.pipeline(transaction=False)
+        for k in self._keys:
+            pipe.xgroup_create(k.stream, k.group, id="0", mkstream=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
+                raise result
+        self._groups_ready = True
+
+    async def _move_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        mono = loop.time()
+        now_ms = math.floor(self._ledger.now() * 1000)
+        calls = [
+            scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, _MOVE_BATCH))
+            for k in self._keys
+        ]
+        next_move = mono + self._settings.delayed_poll_interval
+        for result in await scripts.run_many(self._broker.client, calls):
+            if isinstance(result, Exception):
+                raise result
+            moved, next_due = int(result[0]), int(result[1])
+            if moved >= _MOVE_BATCH:
+                next_move = mono
+            elif next_due >= 0:
+                next_move = min(next_move, mono + max((next_due - now_ms) / 1000, 0.001))
+        self._next_move = next_move
+
+    async def _reclaim(self, room: int) -> list[RedisDelivery]:
+        client, settings = self._broker.client, self._settings
+        lease_ms = max(1, int(settings.lease_seconds * 1000))
+        found: list[RedisDelivery] = []
+        for k in self._keys:
+            want = room - len(found)
+            if want <= 0:
+                break
+            idle: Any = await client.xpending_range(
+                k.stream, k.group, "-", "+", want, idle=lease_ms
+            )
+            if not idle:
+                continue
+            times = {_text(p["message_id"]): int(p["times_delivered"]) for p in idle}
+            claimed: Any = await client.xclaim(k.stream, k.group, self.name, lease_ms, list(times))
+            admitted: list[tuple[StoredMessage, int]] = []
+            for entry_id, fields in claimed:
+                if fields is None:
+                    continue
+                message = message_from_entry(entry_id, fields)
+                self._ledger.expire(k.stream, message.entry_id)
+                count = message.prior + times.get(message.entry_id, 0) + 1
+                admitted.append((message, count))
+            if admitted:
+                self._broker.note_reclaimed(k.queue, len(admitted))
+                log.warning(
+                    "reclaimed %d message(s) of queue %r left idle over %.1f s by a dead or "
+                    "stalled consumer: %s",
+                    len(admitted),
+                    k.queue,
+                    settings.lease_seconds,
+                    ", ".join(m.message_id for m, _ in admitted[:10]),
+                )
+                found.extend(await self._ledger.admit(k, admitted))
+        return found
+
+    async def _read(self, room: int, block_ms: int | None) -> list[RedisDelivery]:
+        client, keys, group = self._broker.client, self._keys, self._keys[0].group
+        if len(keys) == 1:
+            response = await client.xreadgroup(
+                group, self.name, {keys[0].stream: ">"}, count=room, block=block_ms
+            )
+            return await self._accept(response)
+        found: list[RedisDelivery] = []
+        size = len(keys)
+        for offset in range(size):
+            want = room - len(found)
+            if want <= 0:
+                break
+            k = keys[(self._rotation + offset) % size]
+            response = await client.xreadgroup(group, self.name, {k.stream: ">"}, count=want)
+            found.extend(await self._accept(response))
+        self._rotation = (self._rotation + 1) % size
+        if found or block_ms is None:
+            return found
+        # Nothing anywhere: block on every queue at once, one entry per queue at most.
+        streams: dict[Any, Any] = {k.stream: ">" for k in keys}
+        response = await client.xreadgroup(group, self.name, streams, count=1, block=block_ms)
+        got = await self._accept(response)
+        if len(got) > room:
+            await self._ledger.give_back(got[room:], recount=False)
+            got = got[:room]
+        return got
+
+    async def _accept(self, response: Any) -> list[RedisDelivery]:
+        found: list[RedisDelivery] = []
+        for stream_name, entries in response or ():
+            k = self._by_stream[_text(stream_name)]
+            batch = [
+                (message, message.prior + 1)
+                for message in (message_from_entry(eid, f) for eid, f in entries if f)
+            ]
+            found.extend(await self._ledger.admit(k, batch))
+        return found
+
+    async def _leave_groups(self) -> None:
+        """Delete this consumer from the groups where it holds nothing pending."""
+        client = self._broker.client
+        pipe = client.pipeline(transaction=False)
+        for k in self._keys:
+            pipe.xpending_range(k.stream, k.group, "-", "+", 1, consumername=self.name)
+        pending = await pipe.execute(raise_on_error=False)
+        pipe = client.pipeline(transaction=False)
+        for k, entries in zip(self._keys, pending, strict=True):
+            if entries == []:
+                pipe.xgroup_delconsumer(k.stream, k.group, self.name)
+        await pipe.execute(raise_on_error=False)
+
+    async def _hand_back_all(self, held: list[RedisDelivery]) -> None:
+        try:
+            if held:
+                await self._ledger.give_back(held, recount=True)
+            await self._leave_groups()
+        except (*CONNECTION_ERRORS, redis_errors.RedisError) as exc:
+            log.warning(
+                "could not hand %d message(s) back to Redis at %s (%s); they will be "
+                "redelivered after lease_seconds=%.1f",
+                len(held),
+                self._broker.display_url,
+                exc,
+                self._settings.lease_seconds,
+            )
+
+    async def close(self) -> None:
+        """Stop consuming and hand unsettled deliveries back (ready again at once).
+
+        Idempotent. The hand-back runs to completion even if ``close`` is cancelled; if
+        Redis is unreachable, the entries are redelivered after ``lease_seconds`` instead.
+        """
+        ledger = self._ledger
+        if ledger.closed:
+            return
+        ledger.closed = True
+        held = ledger.all_held()
+        for d in held:  # from now on, settling them raises DeliveryStateError
+            ledger.release(d, DeliveryState.HANDED_BACK)
+        self._broker.forget(self)
+        if self._broker.client_or_none is not None:
+            self._hand_back = asyncio.ensure_future(self._hand_back_all(held))
+            await asyncio.shield(self._hand_back)
+
+    async def ack_many(self, deliveries: Sequence[object]) -> None:
+        """Ack several deliveries in one round trip (one atomic script per queue).
+
+        Raises:
+            DeliveryStateError: a delivery belongs to another consumer, or was handed back
+                by closing this one (nothing is acked).
+            BrokerConnectionError: Redis could not be reached; nothing was acked.
+        """
+        await self._ledger.ack_many(deliveries)
+
+    async def extend_leases(self, deliveries: Sequence[object]) -> None:
+        """Renew the leases of held deliveries in one round trip (``XCLAIM ... JUSTID``).
+
+        A delivery whose entry another consumer reclaimed is marked expired and logged.
+
+        Raises:
+            DeliveryStateError: a delivery belongs to another consumer.
+            BrokerConnectionError: Redis could not be reached; nothing was renewed.
+        """
+        await self._ledger.extend_leases(deliveries)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,88 @@
+"""Every Redis key and channel name Chicory uses, built here and nowhere else.
+
+Layout (``<p>`` is the key prefix, ``chicory`` by default)::
+
+    <p>:{q:<queue>}:stream     stream    ready and in-flight messages of <queue>
+    <p>:{q:<queue>}:delayed    zset      delayed messages, scored by due time (ms)
+    <p>:{q:<queue>}:dead       stream    dead letters of <queue>
+    <p>:result:<task_id>       string    one task's latest record (with a TTL)
+    <p>:results:final          channel   pub/sub: task ids whose final record was written
+    <p>:worker:<worker_id>     string    one worker's heartbeat record (with a TTL)
+    <p>:workers                zset      worker ids scored by heartbeat expiry (ms)
+
+The consumer group of every queue stream is named ``<p>``.
+
+The ``{q:<queue>}`` hash tag puts all keys of one queue in one Redis Cluster slot, so every
+Lua script (each touches the keys of one queue only) is cluster-safe. Nothing here is ever
+enumerated with ``KEYS``; the worker index is a sorted set instead.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["KeySpace", "QueueKeys"]
+
+
+@attrs.frozen(kw_only=True)
+class QueueKeys:
+    """The keys of one queue (all in one cluster slot).
+
+    Attributes:
+        queue: The queue name.
+        stream: Stream of ready and in-flight messages.
+        delayed: Sorted set of delayed messages.
+        dead: Stream of dead letters.
+        group: Consumer group name on ``stream``.
+    """
+
+    queue: str
+    stream: str
+    delayed: str
+    dead: str
+    group: str
+
+
+@attrs.frozen
+class KeySpace:
+    """Builds key names under one prefix.
+
+    Args:
+        prefix: First part of every key (validated by the settings: no braces).
+    """
+
+    prefix: str
+
+    @property
+    def group(self) -> str:
+        """Name of the consumer group on every queue stream."""
+        return self.prefix
+
+    def queue(self, name: str) -> QueueKeys:
+        """Return the keys of queue ``name``."""
+        base = f"{self.prefix}:{{q:{name}}}"
+        return QueueKeys(
+            queue=name,
+            stream=f"{base}:stream",
+            delayed=f"{base}:delayed",
+            dead=f"{base}:dead",
+            group=self.group,
+        )
+
+    def result(self, task_id: str) -> str:
+        """Return the key holding the record of ``task_id``."""
+        return f"{self.prefix}:result:{task_id}"
+
+    @property
+    def result_channel(self) -> str:
+        """Pub/sub channel on which the ids of tasks with a new final record are published."""
+        return f"{self.prefix}:results:final"
+
+    def worker(self, worker_id: str) -> str:
+        """Return the key holding the heartbeat of ``worker_id``."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids scored by heartbeat expiry (ms since the epoch)."""
+        return f"{self.prefix}:workers"

@@ -1,0 +1,384 @@
+"""What one Redis consumer holds, and every way to settle it: one atomic script per step.
+
+A :class:`Ledger` belongs to one :class:`~chicory_redis.consumer.RedisConsumer`. It keeps the
+unsettled deliveries by ``(stream, entry id)`` (their count bounds the prefetch) and runs the
+settle scripts of :mod:`chicory_redis.scripts`: ``ack`` (batched per queue), ``requeue``
+(nack, retry, hand-back), ``dead_letter`` and ``renew`` (lease extension, batched per queue).
+Every script checks that the entry is still pending for this consumer before acting, so a
+consumer whose entry was reclaimed by another can no longer touch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from chicory.errors import BrokerError, DeliveryStateError
+from chicory_redis import scripts
+from chicory_redis.connection import broker_errors
+from chicory_redis.delivery import DeliveryState, RedisDelivery
+from chicory_redis.entries import StoredMessage
+from chicory_redis.keys import QueueKeys
+
+if TYPE_CHECKING:
+    from chicory_redis.broker import RedisBroker
+
+__all__ = ["Ledger"]
+
+log = logging.getLogger("chicory.redis")
+
+_SCRIPT_IDS = 500  # entry ids per ack/renew script call
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Ledger:
+    """The deliveries one consumer holds and how they are settled.
+
+    Args:
+        broker: The connected broker.
+        name: The consumer's name in the consumer groups.
+        queues: The keys of the consumer's queues.
+    """
+
+    def __init__(self, broker: RedisBroker, name: str, queues: Sequence[QueueKeys]) -> None:
+        self._broker = broker
+        self._settings = broker.settings
+        self.name = name
+        self._by_stream = {k.stream: k for k in queues}
+        self.held: dict[tuple[str, str], RedisDelivery] = {}
+        self.lapsed: dict[tuple[str, str], RedisDelivery] = {}
+        self.closed = False
+        self.freed = asyncio.Event()  # set whenever a held delivery stops being held
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The broker's body size limit."""
+        return self._settings.max_body_bytes
+
+    def now(self) -> float:
+        """The broker clock's time (seconds since the epoch)."""
+        return self._broker.clock.time()
+
+    @staticmethod
+    def due_ms(at: float) -> int:
+        """Milliseconds score for a due time, rounded up so nothing is delivered early."""
+        return math.ceil(at * 1000)
+
+    def expire(self, stream: str, entry_id: str) -> None:
+        """Forget a held delivery whose entry this consumer reclaimed again (lease lapsed)."""
+        key = (stream, entry_id)
+        old = self.held.pop(key, None) or self.lapsed.pop(key, None)
+        if old is not None:
+            old.state = DeliveryState.EXPIRED
+
+    def sweep(self) -> None:
+        """Stop counting deliveries whose lease lapsed unrenewed against the prefetch.
+
+        Their entries may now be reclaimed by any consumer (this one included), so keeping
+        their room would only stall this consumer, for example when their settle failed
+        while Redis was down. They can still be settled while this consumer owns them.
+        """
+        now = time.monotonic()
+        lapsed = [key for key, d in self.held.items() if d.deadline <= now]
+        for key in lapsed:
+            self.lapsed[key] = self.held.pop(key)
+            self.freed.set()
+        if lapsed:
+            log.warning(
+                "%d held message(s) went %.1f s without a settle or a lease renewal; they no "
+                "longer count against the prefetch and will be redelivered",
+                len(lapsed),
+                self._settings.lease_seconds,
+            )
+
+    def next_lapse(self) -> float | None:
+        """The ``time.monotonic()`` at which the next held lease lapses, if any is held."""
+        return min((d.deadline for d in self.held.values()), default=None)
+
+    def all_held(self) -> list[RedisDelivery]:
+        """Every unsettled delivery, lapsed ones included, in fetch order."""
+        return [*self.lapsed.values(), *self.held.values()]
+
+    async def admit(
+        self, k: QueueKeys, batch: list[tuple[StoredMessage, int]]
+    ) -> list[RedisDelivery]:
+        """Hold the claimed messages, dead-lettering those over ``max_deliveries``."""
+        limit = self._settings.max_deliveries
+        deliveries = [RedisDelivery(self, k, message, count) for message, count in batch]
+        over = [d for d in deliveries if limit is not None and d.count > limit]
+        for d in over:
+            await self.dead_letter_call(
+                d,
+                d.entry_id,
+                f"delivered {d.count - 1} times without being settled (max_deliveries={limit})",
+                count=d.count - 1,
+            )
+            d.state = DeliveryState.SETTLED
+        kept = [d for d in deliveries if d.state is DeliveryState.HELD]
+        deadline = time.monotonic() + self._settings.lease_seconds
+        for d in kept:
+            d.deadline = deadline
+            self.held[(k.stream, d.entry_id)] = d
+        if self.closed and kept:
+            await self.give_back(kept, recount=False)
+            return []
+        return kept
+
+    def may_settle(self, delivery: RedisDelivery) -> bool:
+        """True if ``delivery`` is held; False if settling it must do nothing.
+
+        Raises:
+            DeliveryStateError: the consumer was closed and handed the delivery back.
+        """
+        state = delivery.state
+        if state is DeliveryState.HANDED_BACK:
+            raise DeliveryStateError(
+                f"message {delivery.message_id} cannot be settled: its consumer was closed "
+                "and handed it back, so it will be delivered again"
+            )
+        return state is DeliveryState.HELD
+
+    def release(self, delivery: RedisDelivery, state: DeliveryState) -> None:
+        """Stop holding ``delivery``; it moves to ``state`` unless it was settled already."""
+        if delivery.state is DeliveryState.HELD:
+            delivery.state = state
+        key = (delivery.keys.stream, delivery.entry_id)
+        if self.held.get(key) is delivery:
+            del self.held[key]
+            self.freed.set()
+        elif self.lapsed.get(key) is delivery:
+            del self.lapsed[key]
+
+    def own(self, delivery: object) -> RedisDelivery:
+        """Return ``delivery`` if this consumer fetched it.
+
+        Raises:
+            DeliveryStateError: it comes from another consumer or broker.
+        """
+        if isinstance(delivery, RedisDelivery) and delivery.ledger is self:
+            return delivery
+        raise DeliveryStateError(f"{delivery!r} was not fetched by this consumer; settle it there")
+
+    def _requeue_call(
+        self,
+        delivery: RedisDelivery,
+        *,
+        due: str,
+        message_id: str,
+        prior: int,
+        raw_headers: str,
+        body: bytes,
+        check_limit: bool,
+    ) -> scripts.Call:
+        k, limit = delivery.keys, self._settings.max_deliveries
+        return scripts.Call(
+            scripts.REQUEUE,
+            (k.stream, k.delayed, k.dead),
+            (
+                k.group,
+                self.name,
+                delivery.entry_id,
+                due,
+                str(limit) if check_limit and limit is not None else "",
+                math.floor(self.now() * 1000),
+                message_id,
+                str(prior),
+                raw_headers,
+                body,
+            ),
+        )
+
+    async def requeue(
+        self,
+        delivery: RedisDelivery,
+        *,
+        due: str,
+        message_id: str,
+        prior: int,
+        raw_headers: str,
+        body: bytes,
+        check_limit: bool,
+    ) -> None:
+        """Settle ``delivery`` and publish a message in its place (``requeue`` script).
+
+        Args:
+            delivery: The held delivery.
+            due: ``""`` for ready now, a due time in ms for delayed, ``"-"`` to drop.
+            message_id: Id of the message published in its place.
+            prior: Deliveries counted for that message so far.
+            raw_headers: Its headers as JSON.
+            body: Its body.
+            check_limit: Dead-letter instead when ``prior`` reaches ``max_deliveries``.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached; nothing happened.
+        """
+        call = self._requeue_call(
+            delivery,
+            due=due,
+            message_id=message_id,
+            prior=prior,
+            raw_headers=raw_headers,
+            body=body,
+            check_limit=check_limit,
+        )
+        with broker_errors(self._broker.display_url, f"settle message {delivery.message_id}"):
+            result = await scripts.run(self._broker.client, call.script, call.keys, call.args)
+        self.release(delivery, DeliveryState.SETTLED if result else DeliveryState.EXPIRED)
+
+    async def dead_letter_call(
+        self, delivery: RedisDelivery, entry_id: str, reason: str, *, count: int
+    ) -> Any:
+        """Run the ``dead_letter`` script (``entry_id=""`` records a copy only).
+
+        Returns:
+            The dead letter's id, or ``None`` if the entry is no longer this consumer's.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached; nothing happened.
+        """
+        k, message = delivery.keys, delivery.message
+        args = (
+            k.group,
+            self.name,
+            entry_id,
+            message.message_id,
+            str(count),
+            message.raw_headers,
+            message.body,
+            reason,
+            math.floor(self.now() * 1000),
+        )
+        with broker_errors(self._broker.display_url, f"dead-letter message {message.message_id}"):
+            return await scripts.run(
+                self._broker.client, scripts.DEAD_LETTER, (k.stream, k.dead), args
+            )
+
+    async def bury(self, delivery: RedisDelivery, reason: str) -> None:
+        """Dead-letter ``delivery`` (a copy if it was acked already)."""
+        if delivery.state is DeliveryState.ACKED:
+            await self.dead_letter_call(delivery, "", reason, count=delivery.count)
+            delivery.state = DeliveryState.SETTLED
+            return
+        if not self.may_settle(delivery):
+            return
+        result = await self.dead_letter_call(
+            delivery, delivery.entry_id, reason, count=delivery.count
+        )
+        self.release(delivery, DeliveryState.SETTLED if result else DeliveryState.EXPIRED)
+
+    async def ack_many(self, deliveries: Sequence[object]) -> None:
+        """Ack several deliveries in one round trip (one atomic script per queue).
+
+        Raises:
+            DeliveryStateError: a delivery belongs to another consumer, or was handed back
+                by closing this one (nothing is acked).
+            BrokerConnectionError: Redis could not be reached; nothing was acked.
+        """
+        owned = [self.own(d) for d in deliveries]
+        targets = [d for d in owned if self.may_settle(d)]
+        chunks = self._by_queue(targets)
+        calls = [
+            scripts.Call(scripts.ACK, (k.stream,), (k.group, self.name, *(d.entry_id for d in c)))
+            for k, c in chunks
+        ]
+        with broker_errors(self._broker.display_url, "ack"):
+            results = await scripts.run_many(self._broker.client, calls)
+        failed = None
+        for (_, chunk), result in zip(chunks, results, strict=True):
+            if isinstance(result, Exception):
+                failed = result
+                continue
+            for d in chunk:
+                self.release(d, DeliveryState.ACKED)
+        if failed is not None:
+            raise BrokerError(f"ack failed on Redis at {self._broker.display_url}: {failed}")
+
+    async def extend_leases(self, deliveries: Sequence[object]) -> None:
+        """Renew the leases of held deliveries in one round trip (``XCLAIM ... JUSTID``).
+
+        A delivery whose entry another consumer reclaimed is marked expired and logged.
+
+        Raises:
+            DeliveryStateError: a delivery belongs to another consumer.
+            BrokerConnectionError: Redis could not be reached; nothing was renewed.
+        """
+        owned = [self.own(d) for d in deliveries]
+        chunks = self._by_queue([d for d in owned if d.state is DeliveryState.HELD])
+        calls = [
+            scripts.Call(scripts.RENEW, (k.stream,), (k.group, self.name, *(d.entry_id for d in c)))
+            for k, c in chunks
+        ]
+        started = time.monotonic()
+        with broker_errors(self._broker.display_url, "renew leases"):
+            results = await scripts.run_many(self._broker.client, calls)
+        deadline = started + self._settings.lease_seconds
+        for (k, chunk), result in zip(chunks, results, strict=True):
+            if isinstance(result, Exception):
+                raise BrokerError(f"lease renewal failed on Redis: {result}")
+            renewed = {_text(entry_id) for entry_id in result}
+            for d in chunk:
+                if d.entry_id in renewed and d.state is DeliveryState.HELD:
+                    d.deadline = deadline
+                    key = (k.stream, d.entry_id)
+                    if self.lapsed.get(key) is d:  # renewed in time after all: counts again
+                        self.held[key] = self.lapsed.pop(key)
+                elif d.state is DeliveryState.HELD:
+                    log.warning(
+                        "lease of message %s (queue %r) was lost: another consumer reclaimed "
+                        "it after %.1f s idle; renew leases more often than lease_seconds",
+                        d.message_id,
+                        k.queue,
+                        self._settings.lease_seconds,
+                    )
+                    self.release(d, DeliveryState.EXPIRED)
+
+    def _by_queue(
+        self, deliveries: Sequence[RedisDelivery]
+    ) -> list[tuple[QueueKeys, list[RedisDelivery]]]:
+        grouped: dict[str, list[RedisDelivery]] = {}
+        for d in deliveries:
+            grouped.setdefault(d.keys.stream, []).append(d)
+        return [
+            (self._by_stream[stream], items[i : i + _SCRIPT_IDS])
+            for stream, items in grouped.items()
+            for i in range(0, len(items), _SCRIPT_IDS)
+        ]
+
+    async def give_back(self, deliveries: Sequence[RedisDelivery], *, recount: bool) -> None:
+        """Re-add entries at the back of their queues now, settling the originals.
+
+        Args:
+            deliveries: Held deliveries, in the order they should be delivered again.
+            recount: Count the delivery just made (a hand-back on close); ``False`` for
+                entries read but never handed to the caller.
+
+        Raises:
+            redis.exceptions.RedisError: a script failed; the rest may have run.
+        """
+        calls = [
+            self._requeue_call(
+                d,
+                due="",
+                message_id=d.message_id,
+                prior=d.count if recount else d.message.prior,
+                raw_headers=d.message.raw_headers,
+                body=d.body,
+                check_limit=recount,
+            )
+            for d in deliveries
+        ]
+        for d in deliveries:
+            self.release(d, DeliveryState.HANDED_BACK)
+            d.state = DeliveryState.HANDED_BACK
+        results = await scripts.run_many(self._broker.client, calls)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            raise errors[0]

@@ -1,0 +1,263 @@
+"""The Lua scripts that make multi-step Redis operations atomic, and how they are run.
+
+Each script touches the keys of one queue (one hash tag) or one result key only, so all are
+Redis Cluster safe. Scripts are loaded once on connect and called with ``EVALSHA``; if the
+server lost them (restart, ``SCRIPT FLUSH``) they are loaded again and the call repeated,
+which is safe because a ``NOSCRIPT`` reply means nothing ran.
+
+Stream entries carry four fields: ``id`` (the message id, stable across redeliveries),
+``n`` (deliveries before this entry was added: carried across requeues), ``headers`` (JSON)
+and ``body``. A delayed message is one sorted-set member ``id \\n n \\n headers \\n body``
+scored by its due time in milliseconds. Dead letters add ``reason`` and ``dead_at`` (ms).
+
+Settle scripts first check, with ``XPENDING ... <id> <id> 1 <consumer>``, that the entry is
+still pending *for the calling consumer*: a consumer whose lease expired and whose entry was
+reclaimed by another consumer can no longer ack, requeue or renew it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+__all__ = [
+    "ACK",
+    "ALL_SCRIPTS",
+    "DEAD_LETTER",
+    "MOVE_DUE",
+    "RENEW",
+    "REPLAY",
+    "REQUEUE",
+    "STORE_RESULT",
+    "Call",
+    "Script",
+    "load_all",
+    "run",
+    "run_many",
+]
+
+
+@attrs.frozen
+class Script:
+    """A named Lua script and its SHA1 (computed locally, as Redis does).
+
+    Attributes:
+        name: For error messages.
+        source: The Lua source.
+    """
+
+    name: str
+    source: str
+    sha: str = attrs.field(init=False)
+
+    @sha.default
+    def _sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+_OWNED = """
+local function owned(stream, group, consumer, id)
+  return #redis.call('XPENDING', stream, group, id, id, 1, consumer) > 0
+end
+"""
+
+ACK: Final = Script(
+    "ack",
+    _OWNED
+    + """
+-- KEYS: stream. ARGV: group, consumer, entry ids... Returns how many were acked.
+local acked = 0
+for i = 3, #ARGV do
+  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    acked = acked + 1
+  end
+end
+return acked
+""",
+)
+"""Ack and delete entries (so the stream never grows with settled work)."""
+
+REQUEUE: Final = Script(
+    "requeue",
+    _OWNED
+    + """
+-- KEYS: stream, delayed, dead.
+-- ARGV: group, consumer, entry id, due ms ('' = now, '-' = drop), max deliveries ('' = none),
+--       now ms, message id, n, headers, body.
+-- Returns 0 (not ours: nothing done), 1 (done), 2 (dead-lettered at max deliveries).
+local stream, delayed, dead = KEYS[1], KEYS[2], KEYS[3]
+if not owned(stream, ARGV[1], ARGV[2], ARGV[3]) then return 0 end
+redis.call('XACK', stream, ARGV[1], ARGV[3])
+redis.call('XDEL', stream, ARGV[3])
+local due, limit, mid, n, headers, body = ARGV[4], ARGV[5], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+if due == '-' then return 1 end
+if limit ~= '' and tonumber(n) >= tonumber(limit) then
+  redis.call('XADD', dead, '*', 'id', mid, 'n', n, 'headers', headers, 'body', body,
+    'reason', 'delivered ' .. n .. ' times without being settled (max_deliveries=' .. limit .. ')',
+    'dead_at', ARGV[6])
+  return 2
+end
+if due == '' then
+  redis.call('XADD', stream, '*', 'id', mid, 'n', n, 'headers', headers, 'body', body)
+else
+  redis.call('ZADD', delayed, due, mid .. '\\n' .. n .. '\\n' .. headers .. '\\n' .. body)
+end
+return 1
+""",
+)
+"""Settle an entry and publish a message in its place, atomically.
+
+Used by ``nack`` (same message, now, later or dropped), ``retry`` (a replacement message)
+and by a closing consumer handing its entries back.
+"""
+
+DEAD_LETTER: Final = Script(
+    "dead_letter",
+    _OWNED
+    + """
+-- KEYS: stream, dead. ARGV: group, consumer, entry id ('' = record a copy only),
+--       message id, n, headers, body, reason, dead_at ms. Returns the dead letter id or nil.
+if ARGV[3] ~= '' then
+  if not owned(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return false end
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('XDEL', KEYS[1], ARGV[3])
+end
+return redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'n', ARGV[5], 'headers', ARGV[6],
+  'body', ARGV[7], 'reason', ARGV[8], 'dead_at', ARGV[9])
+""",
+)
+"""Move an entry to the dead-letter stream with why, when and how often, atomically."""
+
+RENEW: Final = Script(
+    "renew",
+    _OWNED
+    + """
+-- KEYS: stream. ARGV: group, consumer, entry ids... Returns the ids still ours (renewed).
+local renewed = {}
+for i = 3, #ARGV do
+  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    renewed[#renewed + 1] = ARGV[i]
+  end
+end
+return renewed
+""",
+)
+"""Reset the idle time of entries still owned by the caller (``XCLAIM ... JUSTID``)."""
+
+MOVE_DUE: Final = Script(
+    "move_due",
+    """
+-- KEYS: delayed, stream. ARGV: now ms, limit.
+-- Returns {moved, next due ms or -1}.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(due) do
+  local a = string.find(member, '\\n', 1, true)
+  local b = string.find(member, '\\n', a + 1, true)
+  local c = string.find(member, '\\n', b + 1, true)
+  redis.call('XADD', KEYS[2], '*', 'id', string.sub(member, 1, a - 1),
+    'n', string.sub(member, a + 1, b - 1), 'headers', string.sub(member, b + 1, c - 1),
+    'body', string.sub(member, c + 1))
+  redis.call('ZREM', KEYS[1], member)
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {#due, -1} end
+return {#due, math.floor(tonumber(nxt[2]))}
+""",
+)
+"""Move due delayed messages to the stream, atomically (each exactly once)."""
+
+REPLAY: Final = Script(
+    "replay",
+    """
+-- KEYS: dead, stream. ARGV: dead letter id. Returns 1 if replayed, 0 if unknown.
+local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #found == 0 then return 0 end
+local raw, f = found[1][2], {}
+for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+redis.call('XADD', KEYS[2], '*', 'id', f['id'], 'n', '0', 'headers', f['headers'],
+  'body', f['body'])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+""",
+)
+"""Put a dead letter back on its queue (same message id, body and headers)."""
+
+STORE_RESULT: Final = Script(
+    "store_result",
+    """
+-- KEYS: result key. ARGV: marked record, final ('1'/'0'), ttl ms, channel, task id.
+-- A record starts with 'F' (final) or 'P' (not final). Returns 1 if written.
+if ARGV[2] == '0' and redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+return 1
+""",
+)
+"""Write a result record with a TTL unless it would hide a final one; announce finals."""
+
+ALL_SCRIPTS: Final = (ACK, REQUEUE, DEAD_LETTER, RENEW, MOVE_DUE, REPLAY, STORE_RESULT)
+
+Arg = str | bytes | int | float
+
+
+@attrs.frozen
+class Call:
+    """One script invocation for :func:`run_many`."""
+
+    script: Script
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+async def load_all(client: Redis, scripts: Sequence[Script] = ALL_SCRIPTS) -> None:
+    """Load ``scripts`` into the server's script cache (one round trip)."""
+    pipe = client.pipeline(transaction=False)
+    for script in scripts:
+        pipe.script_load(script.source)
+    await pipe.execute()
+
+
+async def run(client: Redis, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+    """Run ``script`` with ``EVALSHA``, loading it first if the server lost it."""
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        await client.script_load(script.source)
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+
+
+async def run_many(client: Redis, calls: Sequence[Call]) -> list[Any]:
+    """Run several script calls in one pipelined round trip (not a transaction).
+
+    Each call is atomic on its own. Calls the server could not run for lack of the script
+    are repeated once it is loaded.
+
+    Returns:
+        One result per call, in order; a call that failed has its exception as its result.
+    """
+    if not calls:
+        return []
+    results = await _pipeline(client, calls)
+    missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+    if missing:
+        lost = {calls[i].script.sha: calls[i].script for i in missing}
+        await load_all(client, list(lost.values()))
+        retried = await _pipeline(client, [calls[i] for i in missing])
+        for index, result in zip(missing, retried, strict=True):
+            results[index] = result
+    return results
+
+
+async def _pipeline(client: Redis, calls: Sequence[Call]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    return list(await pipe.execute(raise_on_error=False))

@@ -1,0 +1,153 @@
+"""The Redis result backend: TTLs, final records, waiting without polling, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from chicory.backend import ResultBackend, StoredResult
+from chicory.errors import ResultBackendError
+from chicory_redis.results import RedisResultBackend
+
+BackendFactory = Callable[..., Awaitable[RedisResultBackend]]
+
+
+async def test_store_and_get_with_a_ttl_on_the_key(
+    backend: RedisResultBackend, raw_redis: aioredis.Redis
+) -> None:
+    assert isinstance(backend, ResultBackend)
+    assert await backend.get("t1") is None
+    await backend.store("t1", b"\x00record", final=False, ttl=100)
+    assert await backend.get("t1") == b"\x00record"
+    ttl_ms = await raw_redis.pttl(backend.keys.result("t1"))
+    assert 0 < ttl_ms <= 100_000
+
+
+async def test_default_ttl_applies_when_none_is_given(
+    make_backend: BackendFactory, raw_redis: aioredis.Redis
+) -> None:
+    backend = await make_backend(result_ttl=50)
+    await backend.store("t1", b"x", final=True, ttl=0)
+    assert 0 < await raw_redis.pttl(backend.keys.result("t1")) <= 50_000
+
+
+async def test_a_non_final_record_never_replaces_a_final_one(backend: RedisResultBackend) -> None:
+    await backend.store("t1", b"started", final=False, ttl=60)
+    await backend.store("t1", b"success", final=True, ttl=60)
+    await backend.store("t1", b"late started", final=False, ttl=60)
+    assert await backend.get("t1") == b"success"
+    await backend.store("t1", b"replaced", final=True, ttl=60)
+    assert await backend.get("t1") == b"replaced"
+
+
+async def test_store_many_writes_all_with_the_same_rules(
+    backend: RedisResultBackend, raw_redis: aioredis.Redis
+) -> None:
+    await backend.store("done", b"final", final=True, ttl=60)
+    await backend.store_many(
+        [
+            StoredResult(task_id="done", data=b"late", final=False),
+            StoredResult(task_id="a", data=b"A", final=True),
+            StoredResult(task_id="b", data=b"B", final=False),
+        ],
+        ttl=60,
+    )
+    assert [await backend.get(t) for t in ("done", "a", "b")] == [b"final", b"A", b"B"]
+    for task_id in ("done", "a", "b"):
+        assert await raw_redis.pttl(backend.keys.result(task_id)) > 0
+
+
+async def test_wait_returns_at_once_when_final_and_none_on_timeout(
+    backend: RedisResultBackend,
+) -> None:
+    await backend.store("t1", b"done", final=True, ttl=60)
+    assert await backend.wait("t1", timeout=5) == b"done"
+    assert await backend.wait("t1", timeout=0) == b"done"
+    await backend.store("t2", b"running", final=False, ttl=60)
+    assert await backend.wait("t2", timeout=0.1) is None
+    assert await backend.wait("never", timeout=0.1) is None
+
+
+async def test_wait_wakes_on_a_final_record_written_by_another_instance(
+    make_backend: BackendFactory,
+) -> None:
+    waiter, writer = await make_backend(), await make_backend()
+    waiting = asyncio.create_task(waiter.wait("t1", timeout=10))
+    await asyncio.sleep(0.05)
+    await writer.store("t1", b"started", final=False, ttl=60)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await writer.store("t1", b"result", final=True, ttl=60)
+    assert await waiting == b"result"
+
+
+async def test_many_waiters_share_one_connection(
+    make_backend: BackendFactory, raw_redis: aioredis.Redis, prefix: str
+) -> None:
+    """200 waiters on a pool of 3 connections: one listens, the others serve short GETs."""
+    name = f"{prefix}-waiters"
+    waiter = await make_backend(max_connections=3, pool_timeout=2, client_name=name)
+    writer = await make_backend()
+    ids = [f"t{i}" for i in range(200)]
+    tasks = [asyncio.create_task(waiter.wait(task_id, timeout=20)) for task_id in ids]
+    await asyncio.sleep(0.3)
+    clients = [c for c in await raw_redis.client_list() if c.get("name") == name]
+    assert 1 <= len(clients) <= 3
+    assert sum(int(c["sub"]) > 0 for c in clients) == 1
+    await writer.store_many(
+        [StoredResult(task_id=t, data=t.encode(), final=True) for t in ids], ttl=60
+    )
+    results = await asyncio.gather(*tasks)
+    assert results == [t.encode() for t in ids]
+
+
+async def test_close_wakes_waiters_with_none(make_backend: BackendFactory) -> None:
+    backend = await make_backend()
+    waiting = asyncio.create_task(backend.wait("t1", timeout=None))
+    await asyncio.sleep(0.05)
+    await backend.close()
+    assert await waiting is None
+    with pytest.raises(ResultBackendError):
+        await backend.get("t1")
+
+
+async def test_cancelled_wait_leaves_no_waiter_behind(backend: RedisResultBackend) -> None:
+    waiting = asyncio.create_task(backend.wait("t1", timeout=None))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await backend.store("t1", b"done", final=True, ttl=60)
+    assert await backend.wait("t1", timeout=1) == b"done"
+
+
+async def test_heartbeats_list_live_workers_only(
+    backend: RedisResultBackend, raw_redis: aioredis.Redis
+) -> None:
+    await backend.heartbeat("w1", b"one", ttl=60)
+    await backend.heartbeat("w2", b"two", ttl=0.05)
+    assert 0 < await raw_redis.pttl(backend.keys.worker("w1")) <= 60_000
+    await asyncio.sleep(0.1)
+    assert await backend.workers() == {"w1": b"one"}
+    await backend.heartbeat("w1", b"one again", ttl=60)
+    assert await backend.workers() == {"w1": b"one again"}
+
+
+async def test_waiters_survive_the_listener_connection_being_killed(
+    make_backend: BackendFactory, raw_redis: aioredis.Redis, prefix: str
+) -> None:
+    """A final record written while the listener is reconnecting still wakes its waiter."""
+    name = f"{prefix}-listener"
+    waiter = await make_backend(client_name=name, reconnect_backoff=0.2)
+    writer = await make_backend()
+    waiting = asyncio.create_task(waiter.wait("t1", timeout=10))
+    await asyncio.sleep(0.1)
+    [listener] = [
+        c for c in await raw_redis.client_list() if c.get("name") == name and int(c["sub"])
+    ]
+    await raw_redis.client_kill_filter(_id=listener["id"])
+    await writer.store("t1", b"written while nobody listened", final=True, ttl=60)
+    assert await waiting == b"written while nobody listened"
