@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import uuid
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -19,10 +19,16 @@ from chicory.validation import Signature
 if TYPE_CHECKING:
     from chicory.app import Chicory
 
-__all__ = ["Task"]
+__all__ = ["Task", "new_task_ids"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def new_task_ids(count: int) -> list[str]:
+    """Return ``count`` random 128-bit task ids as 32 hex digits, with one ``urandom`` call."""
+    raw = os.urandom(16 * count).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 class Task(Generic[P, R]):
@@ -124,11 +130,13 @@ class Task(Generic[P, R]):
         Raises:
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
         """
+        items = list(calls)
+        now = utcnow()
         messages = [
-            self.message((), call, queue=queue)
+            self.message((), call, queue=queue, task_id=task_id, now=now)
             if isinstance(call, Mapping)
-            else self.message(call, None, queue=queue)
-            for call in calls
+            else self.message(call, None, queue=queue, task_id=task_id, now=now)
+            for call, task_id in zip(items, new_task_ids(len(items)), strict=True)
         ]
         await self.app.publish(messages)
         return [AsyncResult(self.app, m.id, self) for m in messages]
@@ -142,11 +150,15 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        now: datetime | None = None,
     ) -> TaskMessage:
-        """Build (and validate) the wire message for one run without publishing it."""
+        """Build (and validate) the wire message for one run without publishing it.
+
+        ``now`` (the creation time) may be passed to build a batch with one clock read.
+        """
         if countdown is not None and eta is not None:
             raise ConfigurationError("pass countdown or eta, not both")
-        now = utcnow()
+        now = now or utcnow()
         if countdown is not None:
             eta = now + timedelta(seconds=countdown)
         elif eta is not None and eta.tzinfo is None:
@@ -155,7 +167,7 @@ class Task(Generic[P, R]):
             )
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         return TaskMessage(
-            id=task_id or uuid.uuid4().hex,
+            id=task_id or new_task_ids(1)[0],
             task=self.name,
             args=wire_args,
             kwargs=wire_kwargs,
