@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
@@ -102,9 +102,17 @@ class Chicory:
 
     @overload
     def task(
-        self,
-        fn: Callable[Concatenate[TaskContext, P], R],
-    ) -> Task[P, Any]: ...
+        self, fn: Callable[Concatenate[TaskContext, P], Coroutine[Any, Any, R]]
+    ) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[Concatenate[TaskContext, P], R]) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
 
     @overload
     def task(
@@ -276,10 +284,18 @@ class _TaskDecorator:
         self._register = register
 
     @overload
-    def __call__(self, fn: Callable[Concatenate[TaskContext, P], Any]) -> Task[P, Any]: ...
+    def __call__(
+        self, fn: Callable[Concatenate[TaskContext, P], Coroutine[Any, Any, R]]
+    ) -> Task[P, R]: ...
 
     @overload
-    def __call__(self, fn: Callable[P, Any]) -> Task[P, Any]: ...
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R]) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Task[P, R]: ...
 
     def __call__(self, fn: Callable[..., Any]) -> Task[..., Any]:
         return self._register(fn)

@@ -1,0 +1,42 @@
+"""Static checks of the public API's types: mypy (run by scripts/check) reads this file.
+
+``@app.task`` keeps the function's parameters (minus a leading ``TaskContext``) and its
+return type (unwrapped from the coroutine), so ``delay`` is checked and ``get`` is typed.
+"""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+from chicory import AsyncResult, Chicory, Task, TaskContext
+
+
+
+def declare(app: Chicory) -> None:
+    """Declare tasks of each shape and check what the decorator makes of them."""
+
+    @app.task(name="typing.async")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task
+    async def with_context(ctx: TaskContext, item: str) -> list[str]:
+        return [item]
+
+    @app.task(name="typing.sync")
+    def render(name: str) -> bytes:
+        return name.encode()
+
+    typed_add: Task[[int, int], int] = add
+    typed_with_context: Task[[str], list[str]] = with_context
+    typed_render: Task[[str], bytes] = render
+    wrong: Task[[int, int], str] = add  # type: ignore[assignment]
+    del typed_add, typed_with_context, typed_render, wrong
+
+
+async def enqueue(add: Task[[int, int], int]) -> None:
+    """``delay`` takes the task's parameters and returns a typed result handle."""
+    result = await add.delay(1, 2)
+    assert_type(result, AsyncResult[int])
+    assert_type(await result.get(timeout=1), int)
+    await add.delay("1", 2)  # type: ignore[arg-type]
