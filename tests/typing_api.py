@@ -11,7 +11,6 @@ from typing import assert_type
 from chicory import AsyncResult, Chicory, Task, TaskContext
 
 
-
 def declare(app: Chicory) -> None:
     """Declare tasks of each shape and check what the decorator makes of them."""
 
