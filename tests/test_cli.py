@@ -17,8 +17,10 @@ from processes import delete_keys, run_counts, worker_process
 def test_plugins_lists_memory_and_redis(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "memory://" in out and "chicory-memory" in out
-    assert "redis://" in out and "chicory-redis" in out
+    assert "memory://" in out
+    assert "chicory-memory" in out
+    assert "redis://" in out
+    assert "chicory-redis" in out
 
 
 def test_unknown_broker_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,7 +35,8 @@ def test_demo_runs_both_modes_with_retries_and_dead_letters(
 ) -> None:
     assert main(["--log-level", "ERROR", "demo", "--tasks", "50"]) == 0
     out = capsys.readouterr().out
-    assert "demo.log_event" in out and "demo.charge" in out
+    assert "demo.log_event" in out
+    assert "demo.charge" in out
     assert "dead letter(s) from demo.sync_inventory" in out
     assert "retries: 0" not in out
 
@@ -58,8 +61,9 @@ async def test_sigterm_drains_and_hands_back_unfinished_work_at_once(tmp_path: P
     await alo.delay_many([(1, 60.0), (2, 60.0), (3, 60.0)])
     broker = await app.connected_broker()
     try:
-        with worker_process(url, runs, "--concurrency", "1", "--prefetch", "2",
-                            "--drain-timeout", "0.5") as worker:
+        with worker_process(
+            url, runs, "--concurrency", "1", "--prefetch", "2", "--drain-timeout", "0.5"
+        ) as worker:
             assert await finished.get(timeout=20) == 0
             await eventually(lambda: run_counts(runs)[0][1] == 1, timeout=20)
             worker.signal(signal.SIGTERM)
@@ -68,7 +72,8 @@ async def test_sigterm_drains_and_hands_back_unfinished_work_at_once(tmp_path: P
         counts = await broker.counts("default")
         assert (counts.ready, counts.in_flight) == (3, 0)
         started, ended = run_counts(runs)
-        assert started == {0: 1, 1: 1} and ended == {0: 1}
+        assert started == {0: 1, 1: 1}
+        assert ended == {0: 1}
     finally:
         await app.close()
         delete_keys(prefix)

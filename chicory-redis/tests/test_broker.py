@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from chicory.broker import Broker, Consumer, Delivery, OutgoingMessage, QueueCounts
 from chicory.clock import ManualClock
 from chicory.errors import BrokerError, DeliveryStateError, MessageTooLargeError
-from chicory_redis.broker import RedisBroker
+from chicory_redis.broker import PUBLISH_CHUNK, RedisBroker
+from chicory_redis.entries import delayed_member, encode_headers
 
 BrokerFactory = Callable[..., Awaitable[RedisBroker]]
 
@@ -310,3 +311,51 @@ async def test_a_fetch_waiting_when_the_broker_closes_returns_nothing(
     await asyncio.sleep(0.1)
     await broker.close()
     assert await fetching == []
+
+
+async def test_publish_many_in_several_script_calls_keeps_order_and_layout(
+    make_broker: BrokerFactory, raw_redis: aioredis.Redis
+) -> None:
+    """More than one script call's worth, ready and delayed mixed: same layout as publish."""
+    clock = ManualClock(start=datetime.now(UTC).timestamp())
+    plain = await make_broker(delayed_poll_interval=0.01)
+    broker = RedisBroker(plain.settings, clock=clock)
+    await broker.connect()
+    try:
+        later = datetime.fromtimestamp(clock.time(), UTC) + timedelta(seconds=60)
+        count = PUBLISH_CHUNK * 2 + 7
+        messages = [
+            OutgoingMessage(
+                body=b"%d\n" % i,
+                headers={"i": str(i)} if i % 3 else {},
+                not_before=later if i % 100 == 0 else None,
+            )
+            for i in range(count)
+        ]
+        ids = await broker.publish_many("q", messages)
+        delayed_ids = [ids[i] for i in range(0, count, 100)]
+        assert await broker.counts("q") == QueueCounts(
+            ready=count - len(delayed_ids), delayed=len(delayed_ids)
+        )
+        members = await raw_redis.zrange(broker.keys.queue("q").delayed, 0, -1)
+        expected = [
+            delayed_member(ids[i], 0, encode_headers(messages[i].headers), messages[i].body)
+            for i in range(0, count, 100)
+        ]
+        assert sorted(members) == sorted(expected)
+        async with broker.consume(["q"], prefetch=count) as consumer:
+            got: list[Delivery] = []
+            while len(got) < count - len(delayed_ids):
+                got.extend(await consumer.fetch(count, timeout=1))
+            ready = [i for i in range(count) if i % 100]
+            assert [d.message_id for d in got] == [ids[i] for i in ready]
+            assert [d.body for d in got] == [b"%d\n" % i for i in ready]
+            assert [dict(d.headers) for d in got] == [{"i": str(i)} if i % 3 else {} for i in ready]
+            assert {d.delivery_count for d in got} == {1}
+            await consumer.ack_many(got)
+            clock.advance(61)
+            due = await consumer.fetch(count, timeout=1)
+            assert sorted(d.message_id for d in due) == sorted(delayed_ids)  # same due time
+            await consumer.ack_many(due)
+    finally:
+        await broker.close()

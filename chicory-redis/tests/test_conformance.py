@@ -23,6 +23,7 @@ from chicory.testing import (
     DeadLetterSuite,
     ResultBackendHarness,
     ResultBackendSuite,
+    WorkerSuite,
 )
 from chicory_redis.broker import RedisBroker
 from chicory_redis.results import RedisResultBackend
@@ -95,4 +96,8 @@ class TestStateful(BrokerStatefulSuite):
 
 
 class TestResults(ResultBackendSuite):
+    pass
+
+
+class TestWorker(WorkerSuite):
     pass

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from chicory.backend import ResultBackend, StoredResult
 from chicory.errors import ResultBackendError
 from chicory_redis.results import RedisResultBackend
+from chicory_redis.waiters import INLINE_MAX, parse_notification
 
 BackendFactory = Callable[..., Awaitable[RedisResultBackend]]
 
@@ -151,3 +152,66 @@ async def test_waiters_survive_the_listener_connection_being_killed(
     await raw_redis.client_kill_filter(_id=listener["id"])
     await writer.store("t1", b"written while nobody listened", final=True, ttl=60)
     assert await waiting == b"written while nobody listened"
+
+
+async def test_a_final_record_is_announced_with_its_task_id(
+    backend: RedisResultBackend, raw_redis: aioredis.Redis
+) -> None:
+    pubsub = raw_redis.pubsub()
+    await pubsub.subscribe(backend.keys.result_channel)
+    try:
+        assert (await pubsub.get_message(timeout=1) or {}).get("type") == "subscribe"
+        await backend.store("t:1", b"started", final=False, ttl=60)
+        await backend.store("t:1", b"done\n", final=True, ttl=60)
+        big = b"x" * INLINE_MAX
+        await backend.store("t2", big, final=True, ttl=60)
+        payloads: list[bytes] = []
+        while len(payloads) < 2:
+            message = await pubsub.get_message(timeout=1)
+            assert message is not None
+            if message["type"] == "message":
+                payloads.append(message["data"])
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert payloads == [b"3:t:1Fdone\n", b"2:t2"]  # nothing for the non-final record
+    assert [parse_notification(p) for p in payloads] == [("t:1", b"done\n"), ("t2", None)]
+    assert await backend.get("t2") == big
+    assert parse_notification(b"not one") is None
+    assert parse_notification(b"9:short") is None
+    assert parse_notification(b"2:t1Pnot final") is None
+
+
+async def test_a_woken_waiter_reads_nothing_more(
+    backend: RedisResultBackend, raw_redis: aioredis.Redis
+) -> None:
+    """The record comes with the notification: here the key does not even exist."""
+    waiting = asyncio.create_task(backend.wait("t1", timeout=10))
+    channel = backend.keys.result_channel
+    for _ in range(500):  # until the listener is subscribed
+        if dict(await raw_redis.pubsub_numsub(channel)).get(channel.encode(), 0):
+            break
+        await asyncio.sleep(0.01)
+    await raw_redis.publish(channel, b"2:t1Ffrom the notification")
+    assert await waiting == b"from the notification"
+    assert await raw_redis.exists(backend.keys.result("t1")) == 0
+
+
+async def test_a_record_too_large_to_announce_is_read_back(make_backend: BackendFactory) -> None:
+    waiter, writer = await make_backend(), await make_backend()
+    waiting = asyncio.create_task(waiter.wait("t1", timeout=10))
+    await asyncio.sleep(0.05)
+    record = bytes(range(256)) * (INLINE_MAX // 256 + 1)
+    await writer.store("t1", record, final=True, ttl=60)
+    assert await waiting == record
+
+
+async def test_concurrent_waiters_share_one_read(backend: RedisResultBackend) -> None:
+    ids = [f"t{i}" for i in range(300)]
+    await backend.store_many(
+        [StoredResult(task_id=t, data=t.encode(), final=True) for t in ids], ttl=60
+    )
+    before = backend.waiters.reads
+    results = await asyncio.gather(*(backend.wait(t, timeout=10) for t in ids))
+    assert results == [t.encode() for t in ids]
+    assert backend.waiters.reads - before <= 2  # one MGET (+1 if the subscription landed)
+    assert backend.waiters.waiting == 0

@@ -35,12 +35,17 @@ from chicory_redis.entries import (
     encode_headers,
     new_message_id,
 )
-from chicory_redis.keys import KeySpace
+from chicory_redis.keys import KeySpace, QueueKeys
 from chicory_redis.ledger import Ledger
 
-__all__ = ["RedisBroker"]
+__all__ = ["PUBLISH_CHUNK", "RedisBroker"]
 
 log = logging.getLogger("chicory.redis")
+
+PUBLISH_CHUNK = 500
+"""Most messages added by one ``enqueue`` script call (each call runs atomically)."""
+
+_PUBLISH_CHUNK_BYTES = 1 << 20  # start a new script call once a chunk's bodies reach 1 MiB
 
 
 def _text(value: bytes | str) -> str:
@@ -222,7 +227,10 @@ class RedisBroker:
         return ids[0]
 
     async def publish_many(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
-        """Enqueue many messages in one pipelined round trip; return their ids in order.
+        """Enqueue many messages in one round trip; return their ids in order.
+
+        One message is one ``XADD`` (or ``ZADD``); more are added by the ``enqueue`` script,
+        up to :data:`PUBLISH_CHUNK` messages (or about 1 MiB) per call, all calls pipelined.
 
         Raises:
             ValueError: a ``not_before`` is naive (nothing is published).
@@ -232,14 +240,40 @@ class RedisBroker:
         if not messages:
             return []
         k = self._keys.queue(queue)
-        client = self.client
-        pipe = client.pipeline(transaction=False)
+        if len(messages) == 1:
+            return [await self._publish_one(k, messages[0])]
         ids: list[str] = []
+        chunks: list[list[bytes]] = [[]]
+        size = 0
         for message in messages:
-            self._check_body(message.body)
+            body = message.body
+            self._check_body(body)
             due = self._due_ms(message.not_before)
             message_id = new_message_id()
-            headers = encode_headers(message.headers)
+            ids.append(message_id)
+            args = chunks[-1]
+            if len(args) >= PUBLISH_CHUNK or size >= _PUBLISH_CHUNK_BYTES:
+                args, size = [], 0
+                chunks.append(args)
+            member = delayed_member(message_id, 0, encode_headers(message.headers), body)
+            args.append(b"\n" + member if due is None else b"%d\n%b" % (due, member))
+            size += len(body)
+        client = self.client
+        with broker_errors(self.display_url, f"publish to queue {queue!r}"):
+            calls = [scripts.Call(scripts.ENQUEUE, (k.stream, k.delayed), c) for c in chunks]
+            for result in await scripts.run_many(client, calls):
+                if isinstance(result, Exception):
+                    raise result
+        return ids
+
+    async def _publish_one(self, k: QueueKeys, message: OutgoingMessage) -> str:
+        """One message, one plain command: ``XADD``, or ``ZADD`` when delayed."""
+        self._check_body(message.body)
+        due = self._due_ms(message.not_before)
+        message_id = new_message_id()
+        headers = encode_headers(message.headers)
+        client = self.client
+        with broker_errors(self.display_url, f"publish to queue {k.queue!r}"):
             if due is None:
                 fields: dict[Any, Any] = {
                     "id": message_id,
@@ -247,13 +281,11 @@ class RedisBroker:
                     "headers": headers,
                     "body": message.body,
                 }
-                pipe.xadd(k.stream, fields)
+                await client.xadd(k.stream, fields)
             else:
-                pipe.zadd(k.delayed, {delayed_member(message_id, 0, headers, message.body): due})
-            ids.append(message_id)
-        with broker_errors(self.display_url, f"publish to queue {queue!r}"):
-            await pipe.execute()
-        return ids
+                member = delayed_member(message_id, 0, headers, message.body)
+                await client.zadd(k.delayed, {member: due})
+        return message_id
 
     def consume(self, queues: Sequence[str], *, prefetch: int) -> RedisConsumer:
         """Open a consumer on ``queues`` holding at most ``prefetch`` unsettled deliveries.

@@ -298,10 +298,11 @@ class RedisConsumer:
         found: list[RedisDelivery] = []
         for stream_name, entries in response or ():
             k = self._by_stream[_text(stream_name)]
-            batch = [
-                (message, message.prior + 1)
-                for message in (message_from_entry(eid, f) for eid, f in entries if f)
-            ]
+            batch: list[tuple[StoredMessage, int]] = []
+            for eid, fields in entries:
+                if fields:
+                    message = message_from_entry(eid, fields)
+                    batch.append((message, message.prior + 1))
             found.extend(await self._ledger.admit(k, batch))
         return found
 

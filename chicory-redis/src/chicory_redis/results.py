@@ -1,46 +1,37 @@
 """The Redis result backend: one string key per task with a TTL, and pub/sub wake-ups.
 
 * ``store`` runs the ``store_result`` script: ``SET ... PX <ttl>`` unless the record is not
-  final and a final one is already there; a final record also ``PUBLISH``\\es the task id on
-  one channel. The stored value is ``b"F"`` (final) or ``b"P"`` followed by the record.
-* ``wait`` does not poll and does not hold a connection per waiter. Each backend instance
-  has one pub/sub listener (one connection) subscribed to that channel, started by the
-  first ``wait``. A waiter whose final record is there returns after one ``GET``; others
-  register an event under their task id, wait until the listener's subscription is
-  confirmed, ``GET`` the key (closing the race with a write that happened before), and
-  then sleep on the event. After a dropped connection the listener
-  re-subscribes and wakes every waiter to ``GET`` again, so nothing published while it was
-  away is missed.
+  final and a final one is already there; a final record is also ``PUBLISH``\\ed, with its
+  task id, on one channel (records over :data:`~chicory_redis.waiters.INLINE_MAX` bytes by
+  task id only). The stored value is ``b"F"`` (final) or ``b"P"`` followed by the record.
+* ``wait`` does not poll and does not hold a connection or a round trip per waiter: see
+  :mod:`chicory_redis.waiters` (one pub/sub listener per backend instance, existence checks
+  of concurrent waiters batched into one ``MGET``, records delivered in the notification).
 * Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
   expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
 from chicory.backend import StoredResult
 from chicory.clock import Clock, SystemClock
 from chicory.errors import ResultBackendError
 from chicory_redis import scripts
 from chicory_redis.config import RedisSettings, parse_settings
-from chicory_redis.connection import CONNECTION_ERRORS, Backoff, create_client, results_errors
+from chicory_redis.connection import create_client, results_errors
 from chicory_redis.keys import KeySpace
+from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING, ResultWaiters
 
 __all__ = ["RedisResultBackend"]
 
 log = logging.getLogger("chicory.redis")
-
-_FINAL = b"F"
-_PENDING = b"P"
-_LISTEN_SECONDS = 5.0  # longest single blocking read of the listener
 
 
 def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
@@ -48,7 +39,7 @@ def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
         return None, False
     if isinstance(raw, str):  # only if a client decodes responses
         raw = raw.encode()
-    return raw[1:], raw[:1] == _FINAL
+    return raw[1:], raw[:1] == FINAL
 
 
 class RedisResultBackend:
@@ -64,10 +55,7 @@ class RedisResultBackend:
         self._keys = KeySpace(self._settings.key_prefix)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._client: Redis | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self._closing = False
+        self._waiters = ResultWaiters(lambda: self.client, self._keys, self._settings)
 
     @classmethod
     def from_url(
@@ -92,6 +80,11 @@ class RedisResultBackend:
     def keys(self) -> KeySpace:
         """The key names this backend uses."""
         return self._keys
+
+    @property
+    def waiters(self) -> ResultWaiters:
+        """Everything waiting for a final record (how many, and the reads they cost)."""
+        return self._waiters
 
     @property
     def display_url(self) -> str:
@@ -129,23 +122,12 @@ class RedisResultBackend:
         except BaseException:
             await client.aclose(close_connection_pool=True)
             raise
-        self._closing = False
-        self._subscribed = asyncio.Event()  # fresh: a reconnect may run on another event loop
+        self._waiters.open()
         self._client = client
 
     async def close(self) -> None:
         """Stop the listener, wake every waiter with ``None`` and disconnect. Idempotent."""
-        self._closing = True
-        self._subscribed.set()  # let waiters still waiting for the listener see the close
-        self._wake(None)
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            try:
-                await listener
-            except asyncio.CancelledError:
-                if not listener.cancelled():
-                    raise
+        await self._waiters.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose(close_connection_pool=True)
@@ -170,8 +152,8 @@ class RedisResultBackend:
             scripts.STORE_RESULT,
             (self._keys.result(task_id),),
             (
-                (_FINAL if final else _PENDING) + data,
-                "1" if final else "0",
+                (FINAL if final else PENDING) + data,
+                ("1" if len(data) < INLINE_MAX else "2") if final else "0",
                 max(1, int(seconds * 1000)),
                 self._keys.result_channel,
                 task_id,
@@ -223,89 +205,18 @@ class RedisResultBackend:
     async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
         """Wait for the final record of ``task_id``; ``None`` on timeout or close.
 
-        Returns at once if the final record is there. Shares this backend's one pub/sub
-        connection with every other waiter. Cancellation-safe.
+        Returns as soon as the final record is there (one batched ``MGET`` shared with the
+        other waiters of the moment, or the record published with its notification).
+        Shares this backend's one pub/sub connection with every other waiter.
+        Cancellation-safe.
 
         Raises:
             ResultBackendError: Redis could not be reached when reading the record.
         """
-        data = await self._get_final(task_id)  # already there: no subscription needed
-        if data is not None or (timeout is not None and timeout <= 0):
-            return data
-        event = asyncio.Event()
-        self._waiters.setdefault(task_id, set()).add(event)
-        try:
-            async with asyncio.timeout(timeout):
-                self._start_listener()
-                await self._subscribed.wait()
-                while not self._closing:
-                    event.clear()
-                    data = await self._get_final(task_id)
-                    if data is not None:
-                        return data
-                    await event.wait()
-        except TimeoutError:
-            return None
-        finally:
-            events = self._waiters.get(task_id)
-            if events is not None:
-                events.discard(event)
-                if not events:
-                    del self._waiters[task_id]
-        return None
-
-    # -- the listener ----------------------------------------------------------------------
-
-    def _start_listener(self) -> None:
-        if self._listener is None and not self._closing:
-            _ = self.client
-            self._listener = asyncio.get_running_loop().create_task(
-                self._listen(), name=f"chicory-redis-results-listener {self.display_url}"
-            )
-
-    def _wake(self, task_id: str | None) -> None:
-        if task_id is None:
-            for events in self._waiters.values():
-                for event in events:
-                    event.set()
-            return
-        for event in self._waiters.get(task_id, ()):
-            event.set()
-
-    async def _listen(self) -> None:
-        backoff = Backoff(self._settings.reconnect_backoff, self._settings.reconnect_backoff_max)
-        channel = self._keys.result_channel
-        while not self._closing:
-            pubsub: PubSub = self.client.pubsub()
-            try:
-                await pubsub.subscribe(channel)
-                while True:
-                    message = await pubsub.get_message(timeout=_LISTEN_SECONDS)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        if backoff.failures:
-                            log.info("result listener re-subscribed to %s", self.display_url)
-                        backoff.reset()
-                        self._subscribed.set()
-                        self._wake(None)  # anything published while unsubscribed: GET again
-                    elif message["type"] == "message":
-                        data = message["data"]
-                        self._wake(data.decode() if isinstance(data, bytes) else str(data))
-            except Exception as exc:
-                self._subscribed.clear()
-                pause = backoff.next_pause()
-                log.warning(
-                    "result listener lost Redis at %s (%s: %s); reconnecting in %.2f s",
-                    self.display_url,
-                    type(exc).__name__,
-                    exc,
-                    pause,
-                    exc_info=not isinstance(exc, CONNECTION_ERRORS),
-                )
-                await asyncio.sleep(pause)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        if timeout is not None and timeout <= 0:
+            return await self._get_final(task_id)
+        _ = self.client  # not connected: fail now, like every other call
+        return await self._waiters.wait(task_id, timeout)
 
     # -- heartbeats ------------------------------------------------------------------------
 

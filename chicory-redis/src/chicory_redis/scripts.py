@@ -23,12 +23,15 @@ from typing import Any, Final
 
 import attrs
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
+
+from chicory_redis.connection import CONNECTION_ERRORS
 
 __all__ = [
     "ACK",
     "ALL_SCRIPTS",
     "DEAD_LETTER",
+    "ENQUEUE",
     "MOVE_DUE",
     "RENEW",
     "REPLAY",
@@ -70,19 +73,48 @@ ACK: Final = Script(
     "ack",
     _OWNED
     + """
--- KEYS: stream. ARGV: group, consumer, entry ids... Returns how many were acked.
-local acked = 0
+-- KEYS: stream. ARGV: group, consumer, entry ids (at most a few thousand)...
+-- Returns how many were acked.
+local mine = {}
 for i = 3, #ARGV do
-  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then
-    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    acked = acked + 1
-  end
+  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then mine[#mine + 1] = ARGV[i] end
 end
-return acked
+if #mine > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(mine))
+  redis.call('XDEL', KEYS[1], unpack(mine))
+end
+return #mine
 """,
 )
 """Ack and delete entries (so the stream never grows with settled work)."""
+
+ENQUEUE: Final = Script(
+    "enqueue",
+    """
+-- KEYS: stream, delayed. ARGV: one per message, 'due \\n id \\n n \\n headers \\n body' with
+-- due = '' (ready now) or the due time in ms: what follows it is the delayed-set member.
+-- Returns how many messages were added.
+for i = 1, #ARGV do
+  local m = ARGV[i]
+  local d = string.find(m, '\\n', 1, true)
+  if d == 1 then
+    local a = string.find(m, '\\n', 2, true)
+    local b = string.find(m, '\\n', a + 1, true)
+    local c = string.find(m, '\\n', b + 1, true)
+    redis.call('XADD', KEYS[1], '*', 'id', string.sub(m, 2, a - 1),
+      'n', string.sub(m, a + 1, b - 1), 'headers', string.sub(m, b + 1, c - 1),
+      'body', string.sub(m, c + 1))
+  else
+    redis.call('ZADD', KEYS[2], string.sub(m, 1, d - 1), string.sub(m, d + 1))
+  end
+end
+return #ARGV
+""",
+)
+"""Publish a batch of new messages to one queue (stream, or delayed set when due later).
+
+One argument per message keeps the client's per-argument packing cost to one per message.
+"""
 
 REQUEUE: Final = Script(
     "requeue",
@@ -193,17 +225,25 @@ return 1
 STORE_RESULT: Final = Script(
     "store_result",
     """
--- KEYS: result key. ARGV: marked record, final ('1'/'0'), ttl ms, channel, task id.
+-- KEYS: result key. ARGV: marked record, final ('0' no, '1' yes, '2' yes but announce the
+-- task id only), ttl ms, channel, task id.
 -- A record starts with 'F' (final) or 'P' (not final). Returns 1 if written.
-if ARGV[2] == '0' and redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
+-- A final record is announced as '<#task id>:<task id>' followed by the marked record
+-- (final '1') or by nothing (final '2').
+local final = ARGV[2]
+if final == '0' and redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end
+if final == '1' then
+  redis.call('PUBLISH', ARGV[4], #ARGV[5] .. ':' .. ARGV[5] .. ARGV[1])
+elseif final == '2' then
+  redis.call('PUBLISH', ARGV[4], #ARGV[5] .. ':' .. ARGV[5])
+end
 return 1
 """,
 )
 """Write a result record with a TTL unless it would hide a final one; announce finals."""
 
-ALL_SCRIPTS: Final = (ACK, REQUEUE, DEAD_LETTER, RENEW, MOVE_DUE, REPLAY, STORE_RESULT)
+ALL_SCRIPTS: Final = (ACK, ENQUEUE, REQUEUE, DEAD_LETTER, RENEW, MOVE_DUE, REPLAY, STORE_RESULT)
 
 Arg = str | bytes | int | float
 
@@ -245,6 +285,14 @@ async def run_many(client: Redis, calls: Sequence[Call]) -> list[Any]:
     """
     if not calls:
         return []
+    if len(calls) == 1:  # one command: no pipeline object to build
+        call = calls[0]
+        try:
+            return [await run(client, call.script, call.keys, call.args)]
+        except CONNECTION_ERRORS:
+            raise
+        except RedisError as exc:
+            return [exc]
     results = await _pipeline(client, calls)
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:

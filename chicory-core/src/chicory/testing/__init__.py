@@ -1,0 +1,83 @@
+"""Chicory's conformance suite: prove a broker or result backend plugin correct.
+
+A plugin author provides one harness fixture in ``conftest.py`` and subclasses the suites
+with an empty body::
+
+    from chicory.testing import BrokerBasicsSuite
+
+    class TestBasics(BrokerBasicsSuite):
+        pass
+
+Every test names the guarantee it checks (``docs/conformance.md`` lists them all) and skips,
+with the reason shown, when the broker declares it lacks a capability the guarantee needs.
+The pytest plugin (:mod:`chicory.testing.plugin`) is loaded automatically.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chicory.testing.guarantees import GUARANTEES, Guarantee, Level
+    from chicory.testing.harness import BrokerFactory, BrokerHarness, ResultBackendHarness
+    from chicory.testing.suite_basics import BrokerBasicsSuite
+    from chicory.testing.suite_dead_letters import DeadLetterSuite
+    from chicory.testing.suite_delivery import BrokerDeliverySuite
+    from chicory.testing.suite_results import ResultBackendSuite
+    from chicory.testing.suite_settle import BrokerSettlementSuite
+    from chicory.testing.suite_stateful import BrokerStatefulSuite
+    from chicory.testing.suite_worker import WorkerSuite
+
+# Imported on first use, so that the auto-loaded pytest plugin stays cheap.
+_WHERE = {
+    "GUARANTEES": "guarantees",
+    "Guarantee": "guarantees",
+    "Level": "guarantees",
+    "BrokerFactory": "harness",
+    "BrokerHarness": "harness",
+    "ResultBackendHarness": "harness",
+    "BrokerBasicsSuite": "suite_basics",
+    "DeadLetterSuite": "suite_dead_letters",
+    "BrokerDeliverySuite": "suite_delivery",
+    "ResultBackendSuite": "suite_results",
+    "BrokerSettlementSuite": "suite_settle",
+    "BrokerStatefulSuite": "suite_stateful",
+    "WorkerSuite": "suite_worker",
+}
+
+SUITE_MODULES = (
+    "chicory.testing.suite_basics",
+    "chicory.testing.suite_settle",
+    "chicory.testing.suite_delivery",
+    "chicory.testing.suite_dead_letters",
+    "chicory.testing.suite_results",
+    "chicory.testing.suite_stateful",
+    "chicory.testing.suite_worker",
+)
+"""Every module defining conformance tests (import them all to fill ``GUARANTEES``)."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chicory.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"chicory.testing.{module}"), name)
+
+
+__all__ = [
+    "GUARANTEES",
+    "SUITE_MODULES",
+    "BrokerBasicsSuite",
+    "BrokerDeliverySuite",
+    "BrokerFactory",
+    "BrokerHarness",
+    "BrokerSettlementSuite",
+    "BrokerStatefulSuite",
+    "DeadLetterSuite",
+    "Guarantee",
+    "Level",
+    "ResultBackendHarness",
+    "ResultBackendSuite",
+    "WorkerSuite",
+]

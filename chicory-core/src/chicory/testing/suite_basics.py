@@ -1,0 +1,212 @@
+"""Broker basics: publishing, consuming, bodies, headers, queues, counts and closing."""
+
+from __future__ import annotations
+
+import anyio
+
+from chicory.broker import OutgoingMessage, QueueCounts
+from chicory.errors import MessageTooLargeError
+from chicory.testing.guarantees import Level, guarantee
+from chicory.testing.harness import BROKER_ENV, BrokerEnv
+from chicory.testing.helpers import bodies, fetch_exactly, fetch_none, publish_unique
+
+__all__ = ["BrokerBasicsSuite"]
+
+MUST, SHOULD = Level.MUST, Level.SHOULD
+
+
+class BrokerBasicsSuite:
+    """Subclass with an empty body (``class TestBasics(BrokerBasicsSuite): pass``)."""
+
+    @guarantee("broker.round_trip", MUST, env=BROKER_ENV)
+    async def test_round_trip(self, env: BrokerEnv) -> None:
+        """MUST deliver a published message once, with its body, queue and message id."""
+        broker = await env.broker()
+        queue = env.queue()
+        message_id = await broker.publish(queue, b"hello", {"k": "v"})
+        async with broker.consume([queue], prefetch=10) as consumer:
+            (delivery,) = await fetch_exactly(consumer, 1)
+            assert delivery.body == b"hello"
+            assert delivery.queue == queue
+            assert delivery.message_id == message_id, "message_id differs from publish()'s id"
+            assert delivery.delivery_count == 1
+            await delivery.ack()
+            await fetch_none(consumer, what="after the only message was acked")
+
+    @guarantee("broker.binary_bodies", MUST, env=BROKER_ENV)
+    async def test_binary_bodies(self, env: BrokerEnv) -> None:
+        """MUST return every body byte for byte: NULs, invalid UTF-8, empty, all 256 values."""
+        broker = await env.broker()
+        queue = env.queue()
+        sent = [bytes(range(256)), b"\x00\x00", b"\xff\xfe\xc3(", b"", "é✓".encode()]
+        for body in sent:
+            await broker.publish(queue, body, {})
+        async with broker.consume([queue], prefetch=10) as consumer:
+            got = await fetch_exactly(consumer, len(sent))
+            assert sorted(bodies(got)) == sorted(sent)
+            await consumer.ack_many(got)
+
+    @guarantee("broker.large_body", MUST, env=BROKER_ENV)
+    async def test_large_body(self, env: BrokerEnv) -> None:
+        """MUST accept and return a body as large as the declared limit (or 1 MiB)."""
+        broker = await env.broker()
+        queue = env.queue()
+        limit = env.capabilities.max_body_bytes
+        size = limit if limit is not None else env.harness.large_body_bytes
+        body = bytes(i % 251 for i in range(size))
+        await broker.publish(queue, body, {})
+        async with broker.consume([queue], prefetch=1) as consumer:
+            (delivery,) = await fetch_exactly(consumer, 1)
+            assert len(delivery.body) == size
+            assert delivery.body == body, "a large body came back altered"
+            await delivery.ack()
+
+    @guarantee("broker.body_limit", MUST, env=BROKER_ENV, requires=("max_body_bytes",))
+    async def test_body_limit(self, env: BrokerEnv) -> None:
+        """MUST refuse a body over the declared limit (MessageTooLargeError), enqueuing nothing."""
+        broker = await env.broker()
+        queue = env.queue()
+        limit = env.capabilities.max_body_bytes
+        assert limit is not None
+        try:
+            await broker.publish(queue, b"x" * (limit + 1), {})
+        except MessageTooLargeError:
+            pass
+        else:
+            raise AssertionError(f"a {limit + 1}-byte body was accepted over the {limit} limit")
+        counts = await broker.counts(queue)
+        assert counts.ready == 0, f"the refused message was enqueued anyway: {counts}"
+
+    @guarantee("broker.headers_preserved", MUST, env=BROKER_ENV)
+    async def test_headers_preserved(self, env: BrokerEnv) -> None:
+        """MUST return headers exactly as published (keys, values, unicode, empty values)."""
+        broker = await env.broker()
+        queue = env.queue()
+        headers = {"a": "1", "empty": "", "unicode": "héllo ✓", "x-long": "v" * 500}
+        headers.update({f"h{i}": str(i) for i in range(20)})
+        await broker.publish(queue, b"body", headers)
+        async with broker.consume([queue], prefetch=1) as consumer:
+            (delivery,) = await fetch_exactly(consumer, 1)
+            assert dict(delivery.headers) == headers
+            await delivery.ack()
+
+    @guarantee("broker.queue_isolation", MUST, env=BROKER_ENV)
+    async def test_queue_isolation(self, env: BrokerEnv) -> None:
+        """MUST keep queues apart: a consumer of one queue never sees another's messages."""
+        broker = await env.broker()
+        a, b = env.queue("a"), env.queue("b")
+        await publish_unique(broker, a, 3, prefix="a")
+        async with broker.consume([b], prefetch=10) as consumer:
+            await fetch_none(consumer, what=f"on {b!r}: only {a!r} has messages")
+        assert await broker.counts(b) == QueueCounts()
+        await broker.publish(b, b"b-0", {})
+        async with broker.consume([a], prefetch=10) as consumer:
+            got = await fetch_exactly(consumer, 3)
+            assert sorted(bodies(got)) == [b"a-0", b"a-1", b"a-2"]
+            assert all(d.queue == a for d in got)
+            await fetch_none(consumer, what=f"from {b!r} on a consumer of {a!r}")
+            await consumer.ack_many(got)
+        assert (await broker.counts(b)).ready == 1
+
+    @guarantee("broker.multi_queue_consume", MUST, env=BROKER_ENV)
+    async def test_multi_queue_consume(self, env: BrokerEnv) -> None:
+        """MUST deliver from every queue of a multi-queue consumer, naming each one's queue."""
+        broker = await env.broker()
+        a, b = env.queue("a"), env.queue("b")
+        await broker.publish(a, b"from-a", {})
+        await broker.publish(b, b"from-b", {})
+        async with broker.consume([a, b], prefetch=10) as consumer:
+            got = await fetch_exactly(consumer, 2)
+            assert {(d.queue, d.body) for d in got} == {(a, b"from-a"), (b, b"from-b")}
+            await consumer.ack_many(got)
+
+    @guarantee("broker.fifo", MUST, env=BROKER_ENV, requires=("fifo",))
+    async def test_fifo(self, env: BrokerEnv) -> None:
+        """MUST hand one consumer the ready messages of a queue in publish order (if fifo)."""
+        broker = await env.broker()
+        queue = env.queue()
+        sent = await publish_unique(broker, queue, 20)
+        received: list[bytes] = []
+        async with broker.consume([queue], prefetch=5) as consumer:
+            while len(received) < len(sent):
+                got = await fetch_exactly(consumer, 1)
+                received.extend(bodies(got))
+                await consumer.ack_many(got)
+        assert received == sent
+
+    @guarantee("broker.publish_many", MUST, env=BROKER_ENV)
+    async def test_publish_many(self, env: BrokerEnv) -> None:
+        """MUST enqueue every message of publish_many and return their ids in order."""
+        broker = await env.broker()
+        queue = env.queue()
+        messages = [OutgoingMessage(body=f"m{i}".encode(), headers={"i": str(i)}) for i in range(7)]
+        ids = await broker.publish_many(queue, messages)
+        assert len(ids) == len(messages)
+        assert len(set(ids)) == len(ids)
+        async with broker.consume([queue], prefetch=10) as consumer:
+            got = await fetch_exactly(consumer, len(messages))
+            by_body = {d.body: d for d in got}
+            for message_id, message in zip(ids, messages, strict=True):
+                delivery = by_body[message.body]
+                assert delivery.message_id == message_id
+                assert dict(delivery.headers) == dict(message.headers)
+            await consumer.ack_many(got)
+
+    @guarantee("broker.counts", MUST, env=BROKER_ENV)
+    async def test_counts(self, env: BrokerEnv) -> None:
+        """MUST report ready and in-flight counts that match what was published and settled."""
+        broker = await env.broker()
+        queue = env.queue()
+        assert await broker.counts(queue) == QueueCounts(), "a new queue is not empty"
+        await publish_unique(broker, queue, 3)
+        assert await broker.counts(queue) == QueueCounts(ready=3)
+        async with broker.consume([queue], prefetch=10) as consumer:
+            first = await fetch_exactly(consumer, 2)
+            counts = await broker.counts(queue)
+            assert (counts.ready, counts.in_flight) == (1, 2), counts
+            await first[0].ack()
+            counts = await broker.counts(queue)
+            assert (counts.ready, counts.in_flight) == (1, 1), counts
+        counts = await broker.counts(queue)
+        assert (counts.ready, counts.in_flight) == (2, 0), f"after close handed back: {counts}"
+
+    @guarantee("broker.close_idempotent", MUST, env=BROKER_ENV)
+    async def test_close_idempotent(self, env: BrokerEnv) -> None:
+        """MUST accept close() twice, on consumers and brokers, and reopen after close."""
+        broker = await env.broker()
+        queue = env.queue()
+        consumer = broker.consume([queue], prefetch=1)
+        async with consumer:
+            await fetch_none(consumer, wait=0.05)
+        await consumer.close()
+        await consumer.close()
+        await broker.close()
+        await broker.close()
+        again = await env.broker()
+        await again.publish(queue, b"after-close", {})
+        async with again.consume([queue], prefetch=1) as consumer2:
+            (delivery,) = await fetch_exactly(consumer2, 1)
+            await delivery.ack()
+
+    @guarantee("broker.close_cancellation_safe", MUST, env=BROKER_ENV)
+    async def test_close_cancellation_safe(self, env: BrokerEnv) -> None:
+        """MUST survive a cancelled fetch and a cancelled close: nothing lost, close completes."""
+        broker = await env.broker(lease_seconds=1.0)
+        queue = env.queue()
+        consumer = broker.consume([queue], prefetch=5)
+        await consumer.__aenter__()
+        with anyio.move_on_after(0.2):
+            await consumer.fetch(5, timeout=10.0)  # blocks until cancelled
+        await broker.publish(queue, b"after-cancel", {})
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await consumer.close()
+        await consumer.close()
+        async with broker.consume([queue], prefetch=5) as other:
+            got = await fetch_exactly(other, 1, within=env.harness.patience)
+            assert bodies(got) == [b"after-cancel"], "a message was lost around a cancelled fetch"
+            await other.ack_many(got)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await broker.close()
+        await broker.close()

@@ -1,0 +1,167 @@
+"""Result backends: storing, reading, waiting, expiring, and worker heartbeats."""
+
+from __future__ import annotations
+
+import anyio
+
+from chicory.backend import ResultBackend, StoredResult
+from chicory.clock import utcnow
+from chicory.records import ResultRecord, TaskState, decode_record, encode_record
+from chicory.testing.guarantees import Level, guarantee
+from chicory.testing.harness import RESULTS_ENV, ResultsEnv
+from chicory.testing.helpers import wait_until
+
+__all__ = ["ResultBackendSuite"]
+
+MUST, SHOULD = Level.MUST, Level.SHOULD
+TTL = 60.0
+
+
+def _record(task_id: str, state: TaskState, attempt: int = 1, result: object = None) -> bytes:
+    return encode_record(
+        ResultRecord(
+            task_id=task_id,
+            task="conformance.task",
+            state=state,
+            attempt=attempt,
+            updated_at=utcnow(),
+            result=result,
+        )
+    )
+
+
+async def _state(backend: ResultBackend, task_id: str) -> TaskState | None:
+    data = await backend.get(task_id)
+    return None if data is None else decode_record(data, ResultRecord).state
+
+
+class ResultBackendSuite:
+    """Subclass with an empty body (``class TestResults(ResultBackendSuite): pass``)."""
+
+    @guarantee("results.store_get", MUST, env=RESULTS_ENV)
+    async def test_store_get(self, env: ResultsEnv) -> None:
+        """MUST return the stored bytes for a task id, and None for an unknown one."""
+        backend = await env.backend()
+        task_id = env.task_id()
+        assert await backend.get(task_id) is None
+        data = _record(task_id, TaskState.SUCCESS, result={"x": [1, "é"]})
+        await backend.store(task_id, data, final=True, ttl=TTL)
+        assert await backend.get(task_id) == data
+        assert await backend.get(env.task_id("other")) is None
+
+    @guarantee("results.states_in_order", MUST, env=RESULTS_ENV)
+    async def test_states_in_order(self, env: ResultsEnv) -> None:
+        """MUST show each state as it is stored, and never let a late non-final hide a final one."""
+        backend = await env.backend()
+        task_id = env.task_id()
+        steps = [
+            (TaskState.STARTED, 1, False),
+            (TaskState.RETRY, 1, False),
+            (TaskState.STARTED, 2, False),
+            (TaskState.SUCCESS, 2, True),
+        ]
+        for state, attempt, final in steps:
+            await backend.store(task_id, _record(task_id, state, attempt), final=final, ttl=TTL)
+            assert await _state(backend, task_id) == state
+        await backend.store(task_id, _record(task_id, TaskState.STARTED, 3), final=False, ttl=TTL)
+        assert await _state(backend, task_id) == TaskState.SUCCESS, "a late STARTED hid SUCCESS"
+
+    @guarantee("results.store_many", MUST, env=RESULTS_ENV)
+    async def test_store_many(self, env: ResultsEnv) -> None:
+        """MUST store every record of store_many under the same rules as store."""
+        backend = await env.backend()
+        ids = [env.task_id(f"t{i}") for i in range(4)]
+        await backend.store(ids[0], _record(ids[0], TaskState.SUCCESS), final=True, ttl=TTL)
+        records = [
+            StoredResult(task_id=i, data=_record(i, TaskState.STARTED), final=False) for i in ids
+        ]
+        await backend.store_many(records, ttl=TTL)
+        assert await _state(backend, ids[0]) == TaskState.SUCCESS
+        for task_id in ids[1:]:
+            assert await _state(backend, task_id) == TaskState.STARTED
+
+    @guarantee("results.wait_wakes", MUST, env=RESULTS_ENV)
+    async def test_wait_wakes(self, env: ResultsEnv) -> None:
+        """MUST wake a waiter when the final record is stored, and not on a non-final one."""
+        backend = await env.backend()
+        task_id = env.task_id()
+        got: list[bytes | None] = []
+
+        async def waiter() -> None:
+            got.append(await backend.wait(task_id, timeout=20.0))
+
+        final = _record(task_id, TaskState.SUCCESS, result=42)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.2)
+            await backend.store(task_id, _record(task_id, TaskState.STARTED), final=False, ttl=TTL)
+            await anyio.sleep(0.3)
+            assert got == [], "wait() returned on a non-final record"
+            await backend.store(task_id, final, final=True, ttl=TTL)
+        assert got == [final]
+
+    @guarantee("results.wait_ready", MUST, env=RESULTS_ENV)
+    async def test_wait_ready(self, env: ResultsEnv) -> None:
+        """MUST return at once from wait() when the final record is already stored."""
+        backend = await env.backend()
+        task_id = env.task_id()
+        final = _record(task_id, TaskState.FAILURE)
+        await backend.store(task_id, final, final=True, ttl=TTL)
+        with anyio.fail_after(5):
+            assert await backend.wait(task_id, timeout=None) == final
+
+    @guarantee("results.wait_timeout", MUST, env=RESULTS_ENV)
+    async def test_wait_timeout(self, env: ResultsEnv) -> None:
+        """MUST return None from wait() when no final record arrives within the timeout."""
+        backend = await env.backend()
+        task_id = env.task_id()
+        await backend.store(task_id, _record(task_id, TaskState.STARTED), final=False, ttl=TTL)
+        with anyio.fail_after(10):
+            assert await backend.wait(task_id, timeout=0.3) is None
+
+    @guarantee("results.expiry", MUST, env=RESULTS_ENV)
+    async def test_expiry(self, env: ResultsEnv) -> None:
+        """MUST forget a record once its ttl has passed (get returns None)."""
+        backend = await env.backend()
+        task_id, keep = env.task_id("short"), env.task_id("long")
+        await backend.store(task_id, _record(task_id, TaskState.SUCCESS), final=True, ttl=0.5)
+        await backend.store(keep, _record(keep, TaskState.SUCCESS), final=True, ttl=TTL)
+
+        async def expired() -> bool:
+            return await backend.get(task_id) is None
+
+        await wait_until(expired, within=10.0, what="expiry of a record stored with ttl=0.5")
+        assert await backend.get(keep) is not None, "a record with a long ttl expired too"
+
+    @guarantee("results.close_wakes_waiters", MUST, env=RESULTS_ENV)
+    async def test_close_wakes_waiters(self, env: ResultsEnv) -> None:
+        """MUST wake every waiter with None when the backend is closed."""
+        backend = await env.backend()
+        got: list[bytes | None] = []
+
+        async def waiter() -> None:
+            got.append(await backend.wait(env.task_id(), timeout=None))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(0.2)
+                await backend.close()
+        assert got == [None]
+
+    @guarantee("results.heartbeats", MUST, env=RESULTS_ENV)
+    async def test_heartbeats(self, env: ResultsEnv) -> None:
+        """MUST list live workers' heartbeats and drop them once their ttl has passed."""
+        backend = await env.backend()
+        alive, gone = env.task_id("alive"), env.task_id("gone")
+        await backend.heartbeat(alive, b'{"w": 1}', ttl=TTL)
+        await backend.heartbeat(gone, b'{"w": 2}', ttl=0.5)
+        workers = await backend.workers()
+        assert workers.get(alive) == b'{"w": 1}'
+        assert workers.get(gone) == b'{"w": 2}'
+
+        async def dropped() -> bool:
+            return gone not in await backend.workers()
+
+        await wait_until(dropped, within=10.0, what="expiry of a heartbeat with ttl=0.5")
+        assert alive in await backend.workers()

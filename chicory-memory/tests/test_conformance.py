@@ -1,0 +1,64 @@
+"""Chicory's conformance suite, run against memory:// — the reference every broker is held to."""
+
+from __future__ import annotations
+
+import pytest
+
+from chicory.testing import (
+    BrokerBasicsSuite,
+    BrokerDeliverySuite,
+    BrokerHarness,
+    BrokerSettlementSuite,
+    BrokerStatefulSuite,
+    DeadLetterSuite,
+    ResultBackendHarness,
+    ResultBackendSuite,
+    WorkerSuite,
+)
+from chicory_memory.broker import MemoryBroker
+from chicory_memory.results import MemoryResultBackend
+
+
+@pytest.fixture
+def chicory_broker_harness() -> BrokerHarness:
+    """A fresh memory broker per test, with the lease and delivery limit the test asks for."""
+    return BrokerHarness(
+        factory=lambda *, lease_seconds, max_deliveries: MemoryBroker(
+            lease_seconds=lease_seconds, max_deliveries=max_deliveries
+        ),
+        name="memory",
+    )
+
+
+@pytest.fixture
+def chicory_result_backend_harness() -> ResultBackendHarness:
+    """A fresh memory result backend per test."""
+    return ResultBackendHarness(factory=MemoryResultBackend, name="memory")
+
+
+class TestBasics(BrokerBasicsSuite):
+    pass
+
+
+class TestSettlement(BrokerSettlementSuite):
+    pass
+
+
+class TestDelivery(BrokerDeliverySuite):
+    pass
+
+
+class TestDeadLetters(DeadLetterSuite):
+    pass
+
+
+class TestStateful(BrokerStatefulSuite):
+    pass
+
+
+class TestResults(ResultBackendSuite):
+    pass
+
+
+class TestWorker(WorkerSuite):
+    pass

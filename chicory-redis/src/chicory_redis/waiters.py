@@ -1,0 +1,272 @@
+"""Waiting for final result records: one pub/sub listener and batched reads per backend.
+
+Every ``wait`` registers a future under its task id; nothing else costs a waiter a
+connection or a round trip of its own:
+
+* **Batched existence checks.** Task ids to look at are queued; one reader task takes every
+  id queued so far and reads their keys with one ``MGET`` (up to :data:`MGET_CHUNK` keys),
+  then the next batch. Waiters started in the same tick (a ``gather`` of many results) share
+  one round trip.
+* **Records in the notification.** A final record is published on ``<p>:results:final``
+  together with its task id (see :func:`notification`); a waiter woken by it needs no
+  ``GET``. Records over :data:`INLINE_MAX` bytes are announced by task id only, and their
+  waiters read the key (batched like the checks).
+* **No missed wake-up.** One listener per backend instance subscribes to the channel. Each
+  registered waiter's key is read once after it registered and again after every
+  subscription confirmation (the first one, and each re-subscription after a dropped
+  connection): a record written before that read is seen by it, and one written after it
+  is published while the listener is subscribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from chicory.errors import ResultBackendError
+from chicory_redis.config import RedisSettings
+from chicory_redis.connection import CONNECTION_ERRORS, Backoff
+from chicory_redis.keys import KeySpace
+
+__all__ = ["FINAL", "INLINE_MAX", "MGET_CHUNK", "PENDING", "ResultWaiters", "parse_notification"]
+
+log = logging.getLogger("chicory.redis")
+
+FINAL: Final = b"F"
+"""First byte of a stored final record."""
+
+PENDING: Final = b"P"
+"""First byte of a stored record that is not final."""
+
+INLINE_MAX: Final = 8192
+"""Largest record (bytes) published with its notification; bigger ones are read back."""
+
+MGET_CHUNK: Final = 1000
+"""Most keys read by one ``MGET``."""
+
+_Outcome = bytes | ResultBackendError | None  # what a waiter's future resolves to
+_LISTEN_SECONDS = 5.0  # longest single blocking read of the listener
+
+
+def parse_notification(payload: bytes) -> tuple[str, bytes | None] | None:
+    """Split a notification ``<len>:<task id><marked record or nothing>``.
+
+    Returns:
+        ``(task_id, record)``, with ``record`` ``None`` when only the id was published;
+        ``None`` if ``payload`` is not a notification.
+    """
+    colon = payload.find(b":")
+    if colon <= 0 or colon > 10:
+        return None
+    try:
+        size = int(payload[:colon])
+    except ValueError:
+        return None
+    end = colon + 1 + size
+    if size < 0 or end > len(payload):
+        return None
+    task_id = payload[colon + 1 : end].decode(errors="replace")
+    if end == len(payload):
+        return task_id, None
+    if payload[end : end + 1] != FINAL:
+        return None
+    return task_id, payload[end + 1 :]
+
+
+class ResultWaiters:
+    """The waiters of one result backend instance; see the module docstring.
+
+    Args:
+        client: Returns the backend's connected client (raises if it is not connected).
+        keys: The backend's key names.
+        settings: The backend's settings (back-off, display URL).
+    """
+
+    def __init__(
+        self, client: Callable[[], Redis], keys: KeySpace, settings: RedisSettings
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        self._waiting: dict[str, list[asyncio.Future[_Outcome]]] = {}
+        self._unchecked: dict[str, None] = {}  # ids to read, in order (a set with order)
+        self._reader: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._closing = False
+        self.reads = 0
+        """How many ``MGET`` round trips waiters have cost so far."""
+
+    def open(self) -> None:
+        """Accept waiters again (after :meth:`close`, on connect)."""
+        self._closing = False
+
+    @property
+    def waiting(self) -> int:
+        """How many task ids have at least one waiter."""
+        return len(self._waiting)
+
+    async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
+        """Wait for the final record of ``task_id``; ``None`` on timeout or close.
+
+        Raises:
+            ResultBackendError: Redis could not be reached when reading the record.
+        """
+        if self._closing:
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Outcome] = loop.create_future()
+        self._waiting.setdefault(task_id, []).append(future)
+        self._unchecked[task_id] = None
+        self._start(loop)
+        try:
+            async with asyncio.timeout(timeout):
+                outcome = await future
+        except TimeoutError:
+            return None
+        finally:
+            futures = self._waiting.get(task_id)
+            if futures is not None and future in futures:
+                futures.remove(future)
+                if not futures:
+                    del self._waiting[task_id]
+        if isinstance(outcome, ResultBackendError):
+            raise outcome
+        return outcome
+
+    async def close(self) -> None:
+        """Stop the listener and the reader and wake every waiter with ``None``."""
+        self._closing = True
+        waiting, self._waiting = self._waiting, {}
+        self._unchecked.clear()
+        for futures in waiting.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
+        for task in (self._listener, self._reader):
+            if task is not None:
+                task.cancel()
+        for task in (self._listener, self._reader):
+            if task is not None:
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    if not task.cancelled():
+                        raise
+        self._listener = self._reader = None
+
+    # -- resolving -------------------------------------------------------------------------
+
+    def _resolve(self, task_id: str, data: bytes) -> None:
+        for future in self._waiting.pop(task_id, ()):
+            if not future.done():
+                future.set_result(data)
+
+    def _fail(self, task_id: str, error: ResultBackendError) -> None:
+        for future in self._waiting.pop(task_id, ()):
+            if not future.done():
+                future.set_result(error)  # a result, not an exception: never "unretrieved"
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._closing:
+            return
+        if self._listener is None:
+            self._listener = loop.create_task(
+                self._listen(), name=f"chicory-redis-results-listener {self._settings.display_url}"
+            )
+        if self._reader is None and self._unchecked:
+            self._reader = loop.create_task(self._read(), name="chicory-redis-results-reader")
+
+    def _check_all(self) -> None:
+        """Queue every waiting id for a read (after a subscription confirmation)."""
+        self._unchecked.update(dict.fromkeys(self._waiting))
+        self._start(asyncio.get_running_loop())
+
+    # -- the reader ------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        try:
+            while self._unchecked and not self._closing:
+                ids = [i for i in self._unchecked if i in self._waiting]
+                self._unchecked.clear()
+                for start in range(0, len(ids), MGET_CHUNK):
+                    await self._read_chunk(ids[start : start + MGET_CHUNK])
+        finally:
+            self._reader = None
+        if self._unchecked and not self._closing:  # queued while the last read was finishing
+            self._start(asyncio.get_running_loop())
+
+    async def _read_chunk(self, ids: list[str]) -> None:
+        ids = [i for i in ids if i in self._waiting]  # some may have been resolved meanwhile
+        if not ids:
+            return
+        self.reads += 1
+        try:
+            raws: list[Any] = await self._client().mget([self._keys.result(i) for i in ids])
+        except Exception as exc:  # connection, server or anything else: the waiters raise it
+            error = ResultBackendError(
+                f"could not read {len(ids)} result(s) on the Redis result backend at "
+                f"{self._settings.display_url}: {exc}"
+            )
+            error.__cause__ = exc
+            for task_id in ids:
+                self._fail(task_id, error)
+            return
+        for task_id, raw in zip(ids, raws, strict=True):
+            if raw and raw[:1] == FINAL:
+                self._resolve(task_id, raw[1:])
+
+    # -- the listener ----------------------------------------------------------------------
+
+    def _on_message(self, payload: bytes) -> None:
+        parsed = parse_notification(payload)
+        if parsed is None:
+            return
+        task_id, record = parsed
+        if task_id not in self._waiting:
+            return
+        if record is not None:
+            self._resolve(task_id, record)
+        else:
+            self._unchecked[task_id] = None
+            self._start(asyncio.get_running_loop())
+
+    async def _listen(self) -> None:
+        settings = self._settings
+        backoff = Backoff(settings.reconnect_backoff, settings.reconnect_backoff_max)
+        channel = self._keys.result_channel
+        while not self._closing:
+            pubsub: PubSub | None = None
+            try:
+                pubsub = self._client().pubsub()
+                await pubsub.subscribe(channel)
+                while True:
+                    response = await pubsub.parse_response(block=False, timeout=_LISTEN_SECONDS)
+                    if not response:
+                        continue
+                    kind = response[0]
+                    if kind == b"message":
+                        self._on_message(response[2])
+                    elif kind == b"subscribe":
+                        if backoff.failures:
+                            log.info("result listener re-subscribed to %s", settings.display_url)
+                        backoff.reset()
+                        self._check_all()  # anything published while unsubscribed: read again
+            except Exception as exc:
+                pause = backoff.next_pause()
+                log.warning(
+                    "result listener lost Redis at %s (%s: %s); reconnecting in %.2f s",
+                    settings.display_url,
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                    exc_info=not isinstance(exc, CONNECTION_ERRORS),
+                )
+                await asyncio.sleep(pause)
+            finally:
+                if pubsub is not None:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
