@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export UV_PYTHON_DOWNLOADS=never
+# Trust the system certificate store (sandbox and corporate CAs live there).
+export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
 PYTHON=${PYTHON:-python3}
 if command -v uv >/dev/null 2>&1; then
   UV=(uv)
