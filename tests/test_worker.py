@@ -67,6 +67,24 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on() -> Non
     await app.close()
 
 
+async def test_a_task_calling_sys_exit_fails_without_stopping_the_worker() -> None:
+    app = make_app()
+
+    @app.task(name="t.quit", retry_policy=RetryPolicy.never())
+    def quit_now() -> None:
+        raise SystemExit(3)
+
+    @app.task(name="t.after")
+    async def after() -> str:
+        return "still running"
+
+    async with serving(app):
+        with pytest.raises(TaskFailedError, match="SystemExit"):
+            await (await quit_now.delay()).get(timeout=5)
+        assert await (await after.delay()).get(timeout=5) == "still running"
+    await app.close()
+
+
 async def test_timeout_cancels_the_run_and_counts_as_a_failure() -> None:
     app = make_app()
 

@@ -67,7 +67,7 @@ async def execute(
         with anyio.move_on_after(task.timeout):
             value = await _call(task, args, kwargs, limiter)
             return Outcome(value=value, runtime=time.perf_counter() - started)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a task calling sys.exit() must not stop the worker
         return Outcome(error=exc, runtime=time.perf_counter() - started)
     timed_out = TaskTimeoutError(
         f"task {task.name!r} ran longer than its timeout of {task.timeout} s"
