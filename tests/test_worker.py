@@ -199,3 +199,32 @@ def test_bad_worker_settings_are_rejected() -> None:
         Worker(app, concurrency=0)
     with pytest.raises(ConfigurationError, match="drain_timeout"):
         Worker(app, drain_timeout=-1)
+
+
+async def test_track_started_records_started_before_the_result() -> None:
+    """With track_started, STARTED is visible while the task runs, then SUCCESS."""
+    app = make_app()
+    release = anyio.Event()
+
+    @app.task(name="t.tracked", track_started=True)
+    async def tracked() -> int:
+        await release.wait()
+        return 1
+
+    @app.task(name="t.untracked")
+    async def untracked() -> int:
+        await release.wait()
+        return 2
+
+    async with serving(app):
+        one, two = await tracked.delay(), await untracked.delay()
+
+        async def both_running() -> bool:
+            return await one.state() is TaskState.STARTED
+
+        await eventually(both_running)
+        assert await two.state() is TaskState.PENDING
+        release.set()
+        assert (await one.get(timeout=5), await two.get(timeout=5)) == (1, 2)
+    assert await one.state() is TaskState.SUCCESS
+    await app.close()

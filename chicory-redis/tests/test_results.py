@@ -163,7 +163,7 @@ async def test_a_final_record_is_announced_with_its_task_id(
         assert (await pubsub.get_message(timeout=1) or {}).get("type") == "subscribe"
         await backend.store("t:1", b"started", final=False, ttl=60)
         await backend.store("t:1", b"done\n", final=True, ttl=60)
-        big = b"x" * INLINE_MAX
+        big = b"x" * (INLINE_MAX + 1)
         await backend.store("t2", big, final=True, ttl=60)
         payloads: list[bytes] = []
         while len(payloads) < 2:

@@ -49,6 +49,8 @@ class Chicory:
         result_ttl: Seconds a result is kept.
         max_message_bytes: Largest encoded message ``delay()`` accepts.
         signing_key: Sign messages with HMAC-SHA256 and reject unsigned ones.
+        track_started: Record a ``STARTED`` state when a run begins (default off: it costs
+            one more result write per run).
         broker_options: Keyword options for the broker factory.
         backend_options: Keyword options for the result backend factory.
     """
@@ -67,6 +69,7 @@ class Chicory:
         result_ttl: float = 86400.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         signing_key: bytes | str | None = None,
+        track_started: bool = False,
         broker_options: Mapping[str, Any] | None = None,
         backend_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -78,6 +81,7 @@ class Chicory:
         self.retry_policy = retry_policy or RetryPolicy()
         self.validation_mode = ValidationMode(validation_mode)
         self.result_ttl = result_ttl
+        self.track_started = track_started
         key = signing_key.encode() if isinstance(signing_key, str) else signing_key
         self.codec = Codec(max_message_bytes=max_message_bytes, signing_key=key)
         self.value_converter = make_value_converter()
@@ -126,6 +130,7 @@ class Chicory:
         validation_mode: ValidationMode | None = None,
         queue: str | None = None,
         timeout: float | None = None,
+        track_started: bool | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -139,6 +144,7 @@ class Chicory:
         validation_mode: ValidationMode | None = None,
         queue: str | None = None,
         timeout: float | None = None,
+        track_started: bool | None = None,
     ) -> Any:
         """Register a function as a task; use as ``@app.task`` or ``@app.task(...)``.
 
@@ -151,6 +157,8 @@ class Chicory:
             validation_mode: Overrides the app default.
             queue: Default queue of this task.
             timeout: Seconds a run may take.
+            track_started: Record a ``STARTED`` state when a run begins (one more result
+                write per run); overrides the app default.
 
         Raises:
             TaskRegistrationError: the name is taken or the signature cannot be used.
@@ -173,6 +181,7 @@ class Chicory:
                 validation_mode=validation_mode or self.validation_mode,
                 queue=queue or self.default_queue,
                 timeout=timeout,
+                track_started=self.track_started if track_started is None else track_started,
             )
             self.tasks[task_name] = task
             return task

@@ -44,6 +44,7 @@ class Task(Generic[P, R]):
         validation_mode: How arguments and results are checked.
         queue: The default queue.
         timeout: Seconds a run may take before it is cancelled and counted as a failure.
+        track_started: Record a ``STARTED`` state when a run begins.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class Task(Generic[P, R]):
         validation_mode: ValidationMode,
         queue: str,
         timeout: float | None,
+        track_started: bool = False,
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"task {name!r}: timeout must be positive, got {timeout}")
@@ -70,6 +72,7 @@ class Task(Generic[P, R]):
         self.validation_mode = ValidationMode(validation_mode)
         self.queue = queue
         self.timeout = timeout
+        self.track_started = track_started and not ignore_result
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = Signature(name, fn, app.value_converter)
         self.__doc__ = fn.__doc__

@@ -243,20 +243,23 @@ class RedisBroker:
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
         ids: list[str] = []
-        chunks: list[list[bytes]] = [[]]
-        size = 0
+        args: list[bytes] = []
+        chunks = [args]
+        size, limit = 0, self._settings.max_body_bytes
         for message in messages:
             body = message.body
-            self._check_body(body)
-            due = self._due_ms(message.not_before)
+            if len(body) > limit:
+                self._check_body(body)
             message_id = new_message_id()
             ids.append(message_id)
-            args = chunks[-1]
             if len(args) >= PUBLISH_CHUNK or size >= _PUBLISH_CHUNK_BYTES:
                 args, size = [], 0
                 chunks.append(args)
-            member = delayed_member(message_id, 0, encode_headers(message.headers), body)
-            args.append(b"\n" + member if due is None else b"%d\n%b" % (due, member))
+            headers = encode_headers(message.headers).encode()
+            if message.not_before is None or (due := self._due_ms(message.not_before)) is None:
+                args.append(b"\n%s\n0\n%s\n%s" % (message_id.encode(), headers, body))
+            else:
+                args.append(b"%d\n%s\n0\n%s\n%s" % (due, message_id.encode(), headers, body))
             size += len(body)
         client = self.client
         with broker_errors(self.display_url, f"publish to queue {queue!r}"):

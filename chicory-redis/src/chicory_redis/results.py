@@ -153,7 +153,7 @@ class RedisResultBackend:
             (self._keys.result(task_id),),
             (
                 (FINAL if final else PENDING) + data,
-                ("1" if len(data) < INLINE_MAX else "2") if final else "0",
+                ("1" if len(data) <= INLINE_MAX else "2") if final else "0",
                 max(1, int(seconds * 1000)),
                 self._keys.result_channel,
                 task_id,

@@ -142,6 +142,9 @@ class JobRunner:
         if strategy.holds_lease:
             self._leased.add(delivery)
         self.running += 1
+        if task.track_started:
+            started = self._record(message, task, TaskState.STARTED)
+            await self._store(message, started, final=False)
         self._emit("chicory_task_started", message, task)
         try:
             return await execute(task, args, kwargs, context, self._limiter)
