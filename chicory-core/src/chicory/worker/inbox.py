@@ -1,8 +1,9 @@
 """The hand-over between a worker's fetch loop and its runners.
 
-A deque and one wake-up event: cheaper per delivery than a memory object stream, which
-matters at tens of thousands of tasks per second. It needs no bound of its own: the fetch
-loop never holds more than the worker's capacity.
+A deque of deliveries and a deque of idle runners, each waiting on its own event: a batch of
+``n`` deliveries wakes at most ``n`` runners (a shared event would wake every idle runner for
+every delivery). It needs no bound of its own: the fetch loop never holds more than the
+worker's capacity.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self._items: deque[Delivery] = deque()
-        self._event = anyio.Event()
+        self._idle: deque[anyio.Event] = deque()
         self._closed = False
 
     def __len__(self) -> int:
@@ -33,14 +34,19 @@ class Inbox:
         return list(self._items)
 
     def put_many(self, deliveries: Iterable[Delivery]) -> None:
-        """Add deliveries and wake the waiting runners."""
+        """Add deliveries and wake one idle runner per delivery."""
+        before = len(self._items)
         self._items.extend(deliveries)
-        self._event.set()
+        for _ in range(len(self._items) - before):
+            if not self._idle:
+                break
+            self._idle.popleft().set()
 
     def close(self) -> None:
         """No more deliveries will come; runners drain what is left, then stop."""
         self._closed = True
-        self._event.set()
+        while self._idle:
+            self._idle.popleft().set()
 
     async def get(self) -> Delivery | None:
         """Return the next delivery, waiting for one; ``None`` once closed and empty."""
@@ -49,6 +55,13 @@ class Inbox:
                 return self._items.popleft()
             if self._closed:
                 return None
-            if self._event.is_set():
-                self._event = anyio.Event()
-            await self._event.wait()
+            wake = anyio.Event()
+            self._idle.append(wake)
+            try:
+                await wake.wait()
+            except BaseException:
+                if wake in self._idle:
+                    self._idle.remove(wake)
+                elif self._items and self._idle:  # woken but cancelled: pass the wake-up on
+                    self._idle.popleft().set()
+                raise
