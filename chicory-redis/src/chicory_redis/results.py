@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -30,8 +29,6 @@ from chicory_redis.keys import KeySpace
 from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING, ResultWaiters
 
 __all__ = ["RedisResultBackend"]
-
-log = logging.getLogger("chicory.redis")
 
 
 def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
