@@ -90,6 +90,8 @@ class Signature:
         self.return_hint: Any = hints.get("return", Any)
         self._checked = {n: h for n, h in self._hints.items() if h not in _NO_CHECK}
         self._hooks = {n: (converter.get_structure_hook(h), h) for n, h in self._checked.items()}
+        # Scalars of exactly the annotated type need no converter round trip.
+        self._exact = {n: h for n, h in self._checked.items() if h in (str, int, float, bool)}
         plain = all(p.kind in (_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD) for p in params)
         # The fast path: a call passing exactly every parameter positionally needs no binding.
         self._names: tuple[str, ...] | None = tuple(p.name for p in params) if plain else None
@@ -197,6 +199,8 @@ class Signature:
             ) from exc
 
     def _check(self, name: str, value: Any) -> None:
+        if type(value) is self._exact.get(name):
+            return
         checker = self._hooks.get(name)
         if checker is None:
             return

@@ -171,17 +171,16 @@ class JobRunner:
         strategy: AckStrategy,
         outcome: Outcome,
     ) -> bool:
+        record = None
         try:
-            value = task.signature.dump_result(outcome.value, task.validation_mode)
-            record = (
-                None
-                if task.ignore_result
-                else StoredResult(
+            if not task.ignore_result or task.validation_mode.checks_outputs:
+                value = task.signature.dump_result(outcome.value, task.validation_mode)
+            if not task.ignore_result:
+                record = StoredResult(
                     task_id=message.id,
                     data=self._record(message, task, TaskState.SUCCESS, result=value),
                     final=True,
                 )
-            )
         except (ResultValidationError, TypeError) as exc:
             await self._failed_attempt(
                 delivery, message, task, strategy, Outcome(error=exc, runtime=outcome.runtime)
