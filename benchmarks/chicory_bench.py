@@ -1,0 +1,200 @@
+"""Chicory's numbers: drain (both delivery modes), round trip and open-loop latency.
+
+On Redis the worker is a separate process (``chicory worker chicory_app:app``), started
+fresh for each repetition and stopped by pid; its RSS is sampled with psutil throughout. On
+``memory://`` producer and worker share one process and one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from chicory_app import build_app
+from common import (
+    VENV_BIN,
+    Measurement,
+    RssSampler,
+    Settings,
+    child_process,
+    drain_meters,
+    redis_pid,
+)
+from driver import (
+    measure_drain,
+    measure_open_loop,
+    measure_roundtrip,
+    redis_done_waiter,
+)
+
+from chicory import Chicory, Worker
+
+__all__ = [
+    "MODES",
+    "SWEEP",
+    "enqueuer",
+    "memory_rep",
+    "redis_drain_rep",
+    "redis_rep",
+    "round_trips",
+]
+
+MODES = {"at_least_once": "bench.noop_alo", "at_most_once": "bench.noop_amo"}
+WARMUP_TASKS = 500
+SWEEP = (16, 256)
+"""Other worker concurrencies whose at-least-once drain is measured too."""
+
+
+def enqueuer(app: Chicory, task_name: str) -> Callable[[str, int, int], Awaitable[None]]:
+    """``enqueue(run, total, count)`` for no-op task ``task_name``, with ``delay_many``."""
+    task = app.tasks[task_name]
+
+    async def enqueue(run: str, total: int, count: int) -> None:
+        await task.delay_many([(run, total)] * count)
+
+    return enqueue
+
+
+def round_trips(
+    app: Chicory,
+) -> tuple[Callable[[int], Awaitable[object]], Callable[[int], Awaitable[list[float]]]]:
+    """``(call, call_many)``: one awaited ``add``, and ``n`` at once with their latencies."""
+    add = app.tasks["bench.add"]
+
+    async def call(x: int) -> object:
+        return await (await add.delay(x, 1)).get(timeout=60)
+
+    async def call_many(n: int) -> list[float]:
+        start = time.perf_counter()
+        results = await add.delay_many([(i, 1) for i in range(n)])
+
+        async def arrival(result: Any) -> float:
+            await result.get(timeout=120)
+            return time.perf_counter() - start
+
+        return list(await asyncio.gather(*(arrival(r) for r in results)))
+
+    return call, call_many
+
+
+async def _suite(
+    app: Chicory,
+    settings: Settings,
+    wait_done: Callable[[str, float], Awaitable[float]],
+    out: dict[str, Measurement],
+    cpu: Mapping[str, Callable[[], float]],
+) -> None:
+    """Warm up, then drain per mode, round trip and open-loop latency, into ``out``."""
+    await measure_drain(
+        enqueuer(app, MODES["at_least_once"]), wait_done, WARMUP_TASKS, 100, timeout=60
+    )
+    for mode, task_name in MODES.items():
+        out[f"drain_{mode}"] = await measure_drain(
+            enqueuer(app, task_name), wait_done, settings.drain_tasks, settings.batch, cpu=cpu
+        )
+    call, call_many = round_trips(app)
+    out["roundtrip"] = await measure_roundtrip(call_many, settings.roundtrip_tasks)
+    out["latency"] = await measure_open_loop(call, settings.latency_rate, settings.latency_seconds)
+
+
+def _worker_argv(concurrency: int) -> list[str]:
+    return [
+        str(VENV_BIN / "chicory"),
+        "--log-level",
+        "WARNING",
+        "worker",
+        "chicory_app:app",
+        "--concurrency",
+        str(concurrency),
+    ]
+
+
+async def redis_drain_rep(settings: Settings, concurrency: int, log: Path) -> Measurement:
+    """An at-least-once drain only, with a fresh worker process of ``concurrency``."""
+    url = settings.chicory_url(f"cd{uuid.uuid4().hex[:8]}")
+    env = {"BENCH_CHICORY_URL": url, "BENCH_DONE_URL": settings.redis_url}
+    app = build_app(url, lambda run, at: None)
+    enqueue = enqueuer(app, MODES["at_least_once"])
+    try:
+        with child_process(_worker_argv(concurrency), env=env, log=log) as proc:
+            wait_done = redis_done_waiter(settings.redis_url, alive=lambda: proc.poll() is None)
+            await measure_drain(enqueue, wait_done, WARMUP_TASKS, 100, timeout=60)
+            meters = drain_meters(proc.pid, redis_pid(settings.redis_url))
+            return await measure_drain(
+                enqueue, wait_done, settings.drain_tasks, settings.batch, cpu=meters
+            )
+    finally:
+        await app.close()
+
+
+async def redis_rep(settings: Settings, log: Path) -> dict[str, Measurement]:
+    """One repetition on Redis with a fresh worker process; also its RSS (MiB)."""
+    prefix = f"cb{uuid.uuid4().hex[:8]}"
+    url = settings.chicory_url(prefix)
+    env = {"BENCH_CHICORY_URL": url, "BENCH_DONE_URL": settings.redis_url}
+    argv = _worker_argv(settings.concurrency)
+    out: dict[str, Measurement] = {}
+    app = build_app(url, lambda run, at: None)
+    try:
+        with child_process(argv, env=env, log=log) as proc, RssSampler(proc.pid) as rss:
+            await _suite(
+                app,
+                settings,
+                redis_done_waiter(settings.redis_url, alive=lambda: proc.poll() is None),
+                out,
+                drain_meters(proc.pid, redis_pid(settings.redis_url)),
+            )
+            out["worker_rss"] = Measurement(
+                {"peak_mib": rss.peak / 2**20, "end_mib": rss.current() / 2**20}
+            )
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Chicory worker exited early; see {log}")
+    finally:
+        await app.close()
+    return out
+
+
+@asynccontextmanager
+async def _in_process_worker(app: Chicory, concurrency: int) -> AsyncIterator[Worker]:
+    worker = Worker(app, concurrency=concurrency, heartbeat_interval=0)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(worker.serve())
+        await worker.wait_started()
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+
+async def memory_rep(settings: Settings) -> dict[str, Measurement]:
+    """One repetition on ``memory://``: producer and worker in this process."""
+    finished: dict[str, float] = {}
+    events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    def notify(run: str, at: float) -> None:
+        finished[run] = at
+        events[run].set()
+
+    async def wait_done(run: str, timeout: float) -> float:
+        async with asyncio.timeout(timeout):
+            await events[run].wait()
+        del events[run]
+        return finished.pop(run)
+
+    # The worker warns that memory:// is process-local: known, and noise here.
+    logging.getLogger("chicory.worker").setLevel(logging.ERROR)
+    app = build_app("memory://", notify)
+    out: dict[str, Measurement] = {}
+    try:
+        async with _in_process_worker(app, settings.concurrency):
+            await _suite(app, settings, wait_done, out, {"cpu_us": time.process_time})
+    finally:
+        await app.close()
+    return out

@@ -1,0 +1,1 @@
+"""Peers measured beside Chicory: taskiq (taskiq-redis) and Dramatiq (Redis broker)."""

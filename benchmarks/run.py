@@ -1,0 +1,233 @@
+"""Run every benchmark and write the results into docs/benchmarks.md.
+
+Usage (from the repository root; ``benchmarks/run`` installs the ``bench`` group first)::
+
+    .venv/bin/python benchmarks/run.py            # the full run (~5 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # a ~1 minute smoke run, prints only
+
+Redis must answer on the loopback address given (default ``127.0.0.1:6379``). The harness
+uses one dedicated database (default 13), which it flushes before and after the run and
+never touches any other. Each repetition runs the floor, Chicory on Redis, Chicory on
+memory:// and the peers back to back, so slow drift on the machine affects all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, TypeVar
+
+import chicory_bench
+import floor
+import psutil  # type: ignore[import-untyped]
+import redis
+import report
+import soak
+from common import Measurement, Settings
+from peers import dramatiq_bench, taskiq_bench
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+LOGS = Path(tempfile.gettempdir()) / "chicory-bench-logs"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run; no doc write")
+    parser.add_argument("--runs", type=int, help="repetitions (default 5, 1 with --quick)")
+    parser.add_argument("--host", default="127.0.0.1", help="Redis host (loopback only)")
+    parser.add_argument("--port", type=int, default=6379)
+    parser.add_argument("--db", type=int, default=13, help="dedicated database, flushed")
+    parser.add_argument("--concurrency", type=int, default=64, help="worker concurrency")
+    parser.add_argument("--soak-tasks", type=int, help="tasks of the RSS soak run")
+    parser.add_argument("--no-peers", action="store_true", help="skip taskiq and Dramatiq")
+    parser.add_argument(
+        "--output", type=Path, help=f"report file (default {DOC.relative_to(REPO)}, not --quick)"
+    )
+    return parser.parse_args(argv)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    base = Settings(host=args.host, port=args.port, db=args.db, concurrency=args.concurrency)
+    if args.quick:
+        base = replace(
+            base,
+            runs=1,
+            drain_tasks=5_000,
+            roundtrip_tasks=1_000,
+            latency_seconds=3.0,
+            soak_tasks=50_000,
+        )
+    if args.runs:
+        base = replace(base, runs=args.runs)
+    if args.soak_tasks:
+        base = replace(base, soak_tasks=args.soak_tasks)
+    return base
+
+
+def _check_loopback(host: str) -> None:
+    address = ipaddress.ip_address(socket.gethostbyname(host))
+    if not address.is_loopback:
+        raise SystemExit(f"refusing to benchmark against {host} ({address}): loopback only")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _machine(client: redis.Redis) -> dict[str, str]:
+    info = client.info("server")
+    physical = psutil.cpu_count(logical=False)
+    return {
+        "CPU": _cpu_model(),
+        "cores": f"{psutil.cpu_count()} logical ({physical or '?'} physical)",
+        "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "Redis": f"{info['redis_version']} on {client.connection_pool.connection_kwargs['host']}",
+        "libraries": ", ".join(
+            f"{name} {version(name)}"
+            for name in (
+                "chicory-core",
+                "chicory-redis",
+                "redis",
+                "hiredis",
+                "anyio",
+                "taskiq",
+                "taskiq-redis",
+                "dramatiq",
+            )
+        ),
+        "load average at start (1/5/15 min)": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _step(label: str, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    print(f"  {label} ...", end="", flush=True)
+    started = time.perf_counter()
+    value = asyncio.run(factory())
+    print(f" {time.perf_counter() - started:.1f} s", flush=True)
+    return value
+
+
+def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
+    runs: dict[str, list[Measurement]] = {}
+
+    def add(prefix: str, measured: dict[str, Measurement]) -> None:
+        for name, value in measured.items():
+            runs.setdefault(f"{prefix}.{name}", []).append(value)
+
+    fetch = settings.concurrency * 2  # the Chicory worker's capacity: concurrency + prefetch
+    for rep in range(1, settings.runs + 1):
+        print(f"repetition {rep}/{settings.runs}", flush=True)
+        runs.setdefault("floor", []).append(
+            _step("floor", lambda: floor.run_floor(settings, settings.drain_tasks, fetch))
+        )
+        add(
+            "redis",
+            _step(
+                "chicory on redis",
+                lambda: chicory_bench.redis_rep(settings, LOGS / "chicory-worker.log"),
+            ),
+        )
+        for concurrency in chicory_bench.SWEEP:
+            runs.setdefault(f"sweep.{concurrency}", []).append(
+                _step(
+                    f"chicory on redis, drain at concurrency {concurrency}",
+                    partial(
+                        chicory_bench.redis_drain_rep,
+                        settings,
+                        concurrency,
+                        LOGS / f"chicory-worker-{concurrency}.log",
+                    ),
+                )
+            )
+        add("memory", _step("chicory on memory://", lambda: chicory_bench.memory_rep(settings)))
+        if peers:
+            runs.setdefault("taskiq", []).append(
+                _step(
+                    "taskiq", lambda: taskiq_bench.taskiq_rep(settings, LOGS / "taskiq-worker.log")
+                )
+            )
+            runs.setdefault("dramatiq", []).append(
+                _step(
+                    "dramatiq",
+                    lambda: dramatiq_bench.dramatiq_rep(settings, LOGS / "dramatiq-worker.log"),
+                )
+            )
+    print("soak", flush=True)
+    runs["soak"] = [
+        _step(
+            f"{settings.soak_tasks:,} tasks",
+            lambda: soak.run_soak(settings, LOGS / "chicory-soak-worker.log"),
+        )
+    ]
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the harness; return the exit status."""
+    args = _parse(argv)
+    settings = _settings(args)
+    _check_loopback(settings.host)
+    client = redis.Redis(host=settings.host, port=settings.port, db=settings.db)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        raise SystemExit(f"no Redis at {settings.host}:{settings.port}: {exc}") from None
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for old in LOGS.glob("*.log"):
+        old.unlink()
+    print(
+        f"Redis db {settings.db} on {settings.host}:{settings.port} (flushed); "
+        f"worker logs and raw results in {LOGS}",
+        flush=True,
+    )
+    machine = _machine(client)
+    client.flushdb()
+    started = time.perf_counter()
+    try:
+        runs = _collect(settings, peers=not args.no_peers)
+    finally:
+        client.flushdb()
+        client.close()
+    results = report.Results(runs, machine, settings, time.perf_counter() - started)
+    raw = {name: [m.values for m in measured] for name, measured in runs.items()}
+    (LOGS / "results.json").write_text(json.dumps({"machine": machine, "runs": raw}, indent=1))
+    generated = report.render(results)
+    print(generated)
+    output = args.output or (None if args.quick else DOC)
+    if output is not None:
+        report.write_report(output, generated, _template)
+        print(f"wrote {output}")
+    return 0
+
+
+def _template() -> str:
+    return f"# Benchmarks\n\n{report.START}\n{report.END}\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
