@@ -228,3 +228,37 @@ async def test_track_started_records_started_before_the_result() -> None:
         assert (await one.get(timeout=5), await two.get(timeout=5)) == (1, 2)
     assert await one.state() is TaskState.SUCCESS
     await app.close()
+
+
+async def test_observers_run_off_the_event_loop_so_a_blocked_one_holds_up_no_task() -> None:
+    """Observers are called from their own thread: one stuck in a blocking call leaves the
+    event loop (and so every task) running; its events wait for it."""
+    import threading
+
+    from chicory.plugins import TaskEvent, hookimpl
+
+    gate = threading.Event()
+    seen: list[tuple[str, int]] = []
+
+    class Stuck:
+        @hookimpl
+        def chicory_task_succeeded(self, event: TaskEvent) -> None:
+            gate.wait(30)  # blocks until the test has seen every task finish
+            seen.append((event.task_id, threading.get_ident()))
+
+    app = make_app(plugins=[Stuck()])
+
+    @app.task(name="t.quick")
+    async def quick(n: int) -> int:
+        return n
+
+    loop_thread = threading.get_ident()
+    async with serving(app):
+        results = await quick.delay_many((i,) for i in range(20))
+        assert [await r.get(timeout=5) for r in results] == list(range(20))
+        assert seen == []  # the observer is still stuck, and nothing waited for it
+        gate.set()
+        await eventually(lambda: len(seen) == 20)
+    assert sorted(task_id for task_id, _ in seen) == sorted(r.id for r in results)
+    assert all(thread != loop_thread for _, thread in seen)
+    await app.close()

@@ -1,9 +1,10 @@
 """Delivers lifecycle events to observer plugins without ever slowing tasks down.
 
-Events go into a bounded buffer; one dispatcher task calls the hooks. A slow observer makes
-the buffer fill and further events be dropped (counted, logged once per burst); a raising
-observer is logged and skipped by :meth:`PluginHost.notify`. Hooks nobody implements cost
-one set lookup per event.
+Events go into a bounded buffer; one dispatcher task hands them, in order and in batches, to
+one dedicated thread that calls the hooks. An observer that blocks holds up only that thread:
+the buffer fills and further events are dropped (counted, logged once per burst), while tasks
+run on. A raising observer is logged and skipped by :meth:`PluginHost.notify`. Hooks nobody
+implements cost one set lookup per event.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from chicory.plugins.host import OBSERVER_HOOKS, PluginHost
 __all__ = ["ObserverBus"]
 
 log = logging.getLogger("chicory.worker")
+
+_BATCH = 1000
 
 
 class ObserverBus:
@@ -56,9 +59,22 @@ class ObserverBus:
 
     async def run(self) -> None:
         """Dispatch queued events until :meth:`close` is called and the queue is empty."""
+        limiter = anyio.CapacityLimiter(1)  # one observer thread: events stay in order
         async with self._receive:
-            async for hook, event in self._receive:
-                self._host.notify(hook, event)
+            async for first in self._receive:
+                batch = [first]
+                while len(batch) < _BATCH:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await anyio.to_thread.run_sync(
+                    self._deliver, batch, limiter=limiter, abandon_on_cancel=True
+                )
+
+    def _deliver(self, batch: list[tuple[str, object]]) -> None:
+        for hook, event in batch:
+            self._host.notify(hook, event)
 
     def close(self) -> None:
         """Stop accepting events; :meth:`run` returns once the queue is drained."""
