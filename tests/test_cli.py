@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import uuid
 from pathlib import Path
 
@@ -39,6 +40,19 @@ def test_demo_runs_both_modes_with_retries_and_dead_letters(
     assert "demo.charge" in out
     assert "dead letter(s) from demo.sync_inventory" in out
     assert "retries: 0" not in out
+
+
+def test_unreachable_broker_is_one_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "redis://127.0.0.1:1/0"
+    monkeypatch.setenv("CHICORY_BROKER_URL", url)  # restored after the test; --broker sets it
+    monkeypatch.delitem(sys.modules, "worker_app", raising=False)  # import it with that URL
+    code = main(["worker", "worker_app:app", "--broker", url])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: could not connect")
+    assert "Traceback" not in err
 
 
 def test_bad_app_path_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

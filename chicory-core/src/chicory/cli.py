@@ -114,8 +114,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ChicoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BaseExceptionGroup as group:
+        errors, rest = group.split(ChicoryError)
+        if errors is None or rest is not None:
+            raise
+        for error in _leaves(errors):
+            print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _leaves(group: BaseExceptionGroup[ChicoryError]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 def _dispatch(args: argparse.Namespace) -> int:

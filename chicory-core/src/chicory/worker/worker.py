@@ -322,6 +322,9 @@ class Worker:
 
     async def _serve_with_signals(self) -> None:
         try:
+            # Connect first, so an unreachable broker is one clear error, not a task-group one.
+            await self.app.connected_broker()
+            await self.app.connected_backend()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_signals)
                 await self.serve()
