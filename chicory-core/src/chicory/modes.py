@@ -37,9 +37,9 @@ class ValidationMode(enum.StrEnum):
     @property
     def checks_inputs(self) -> bool:
         """Whether arguments are validated against their annotations."""
-        return self in (ValidationMode.INPUTS, ValidationMode.STRICT)
+        return self is ValidationMode.INPUTS or self is ValidationMode.STRICT
 
     @property
     def checks_outputs(self) -> bool:
         """Whether return values are validated against the return annotation."""
-        return self in (ValidationMode.OUTPUTS, ValidationMode.STRICT)
+        return self is ValidationMode.OUTPUTS or self is ValidationMode.STRICT

@@ -45,6 +45,9 @@ class AckStrategy(Protocol):
     holds_lease: bool
     """Whether the delivery stays unsettled while the function runs (so needs renewal)."""
 
+    acts_before_run: bool
+    """Whether :meth:`before_run` does anything (if not, the worker skips the call)."""
+
     async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
         """Called right before the function starts; the function runs only if it returns True."""
         ...
@@ -79,6 +82,7 @@ class AtMostOnce:
     """Ack before running: a crash mid-task loses the task, nothing ever runs twice."""
 
     holds_lease = False
+    acts_before_run = True
 
     async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
         """Ack (batched with other pre-run acks) and wait until the ack is confirmed."""
@@ -113,6 +117,7 @@ class AtLeastOnce:
     """Ack after running and storing the result: never lost, may run twice after a crash."""
 
     holds_lease = True
+    acts_before_run = False
 
     async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
         """Nothing: the delivery is held (and its lease renewed) while the function runs."""

@@ -62,7 +62,10 @@ async def execute(
     started = time.perf_counter()
     try:
         if task.timeout is None:  # the common case: no cancel scope to set up
-            value = await _call(task, args, kwargs, limiter)
+            if task.is_async:
+                value = await task.fn(*args, **kwargs)
+            else:
+                value = await _call(task, args, kwargs, limiter)
             return Outcome(value=value, runtime=time.perf_counter() - started)
         with anyio.move_on_after(task.timeout):
             value = await _call(task, args, kwargs, limiter)

@@ -1,9 +1,15 @@
 """The hand-over between a worker's fetch loop and its runners.
 
-A deque of deliveries and a deque of idle runners, each waiting on its own event: a batch of
-``n`` deliveries wakes at most ``n`` runners (a shared event would wake every idle runner for
-every delivery). It needs no bound of its own: the fetch loop never holds more than the
-worker's capacity.
+A deque of deliveries and a deque of idle runners, each waiting on its own event. Idle
+runners are woken one at a time, as a chain: a batch wakes one runner; a runner that takes
+a delivery and sees more waiting wakes the next idle one, unless a wake-up is already on its
+way. So a batch of quick tasks is run by the one or two runners that are awake, with no
+wake-up per task, while a batch of slow tasks (whose runners suspend) still fans out to every
+idle runner within as many event-loop turns. A shared event would wake every idle runner for
+every delivery; waking one runner per delivery would wake runners that find nothing left.
+
+The inbox needs no bound of its own: the fetch loop never holds more than the worker's
+capacity.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class Inbox:
     def __init__(self) -> None:
         self._items: deque[Delivery] = deque()
         self._idle: deque[anyio.Event] = deque()
+        self._waking = 0  # runners woken that have not resumed yet
         self._closed = False
 
     def __len__(self) -> int:
@@ -34,25 +41,31 @@ class Inbox:
         return list(self._items)
 
     def put_many(self, deliveries: Iterable[Delivery]) -> None:
-        """Add deliveries and wake one idle runner per delivery."""
-        before = len(self._items)
+        """Add deliveries; wake an idle runner unless one is being woken already."""
         self._items.extend(deliveries)
-        for _ in range(len(self._items) - before):
-            if not self._idle:
-                break
-            self._idle.popleft().set()
+        self._wake_one()
 
     def close(self) -> None:
         """No more deliveries will come; runners drain what is left, then stop."""
         self._closed = True
         while self._idle:
+            self._waking += 1
+            self._idle.popleft().set()
+
+    def _wake_one(self) -> None:
+        if self._items and self._idle and not self._waking:
+            self._waking += 1
             self._idle.popleft().set()
 
     async def get(self) -> Delivery | None:
         """Return the next delivery, waiting for one; ``None`` once closed and empty."""
+        items = self._items
         while True:
-            if self._items:
-                return self._items.popleft()
+            if items:
+                delivery = items.popleft()
+                if items:
+                    self._wake_one()
+                return delivery
             if self._closed:
                 return None
             wake = anyio.Event()
@@ -62,6 +75,8 @@ class Inbox:
             except BaseException:
                 if wake in self._idle:
                     self._idle.remove(wake)
-                elif self._items and self._idle:  # woken but cancelled: pass the wake-up on
-                    self._idle.popleft().set()
+                else:  # woken but cancelled: pass the wake-up on
+                    self._waking -= 1
+                    self._wake_one()
                 raise
+            self._waking -= 1

@@ -60,6 +60,8 @@ class JobRunner:
         self._settle_timeout = settle_timeout
         self._limiter = anyio.CapacityLimiter(worker.sync_threads)
         self._leased: set[Delivery] = set()
+        self._decode = worker.app.codec.decode
+        self._tasks = worker.app.tasks
         self.settler: Settler | None = None
         self.processed = 0
         self.running = 0
@@ -73,22 +75,18 @@ class JobRunner:
 
         Returns:
             True if the delivery was handed to the settler, which reports when it is settled;
-            False if it is settled already.
+            False if it is settled already. The caller counts it in ``processed``.
         """
-        try:
-            return await self._handle(delivery)
-        finally:
-            self.processed += 1
-
-    async def _handle(self, delivery: Delivery) -> bool:
         state = JobState.RECEIVED
         try:
-            message = self._app.codec.decode(delivery.body, delivery.headers)
+            message = self._decode(delivery.body, delivery.headers)
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
-        self._emit("chicory_task_received", message)
-        task = self._app.tasks.get(message.task)
+        active = self._bus.active
+        if active:
+            self._emit("chicory_task_received", message)
+        task = self._tasks.get(message.task)
         if task is None:
             reason = (
                 f"unknown task {message.task!r}: no task of that name is registered on this "
@@ -106,15 +104,19 @@ class JobRunner:
             state = transition(state, JobState.CANCELLED)
             await self._settle(delivery.nack(requeue=True), "hand back", message)
             return False
-        assert self.settler is not None
-        if not await strategy.before_run(delivery, self.settler):
+        settler = self.settler
+        assert settler is not None
+        if strategy.acts_before_run and not await strategy.before_run(delivery, settler):
             state = transition(state, JobState.CANCELLED)
             log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
             return False
         state = transition(state, JobState.RUNNING)
         outcome = await self._run(delivery, message, task, strategy, args, kwargs)
         if outcome.error is None:
-            return await self._succeed(delivery, message, task, strategy, outcome)
+            failed = self._succeed(delivery, message, task, strategy, outcome, settler)
+            if failed is None:
+                return True
+            outcome = failed
         await self._failed_attempt(delivery, message, task, strategy, outcome)
         return False
 
@@ -145,7 +147,8 @@ class JobRunner:
         if task.track_started:
             started = self._record(message, task, TaskState.STARTED)
             await self._store(message, started, final=False)
-        self._emit("chicory_task_started", message, task)
+        if self._bus.active:
+            self._emit("chicory_task_started", message, task)
         try:
             return await execute(task, args, kwargs, context, self._limiter)
         except anyio.get_cancelled_exc_class():
@@ -163,14 +166,21 @@ class JobRunner:
             self.running -= 1
             self._leased.discard(delivery)
 
-    async def _succeed(
+    def _succeed(
         self,
         delivery: Delivery,
         message: TaskMessage,
         task: Task[..., Any],
         strategy: AckStrategy,
         outcome: Outcome,
-    ) -> bool:
+        settler: Settler,
+    ) -> Outcome | None:
+        """Hand a successful run's result and ack to the settler.
+
+        Returns:
+            ``None``, or the failed outcome when the return value does not validate or
+            encode (the caller then treats the run as a failed attempt).
+        """
         record = None
         try:
             if not task.ignore_result or task.validation_mode.checks_outputs:
@@ -182,15 +192,12 @@ class JobRunner:
                     final=True,
                 )
         except (ResultValidationError, TypeError) as exc:
-            await self._failed_attempt(
-                delivery, message, task, strategy, Outcome(error=exc, runtime=outcome.runtime)
-            )
-            return False
+            return Outcome(error=exc, runtime=outcome.runtime)
         transition(JobState.RUNNING, JobState.SUCCEEDED)
-        assert self.settler is not None
-        strategy.after_success(delivery, record, self.settler)
-        self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
-        return True
+        strategy.after_success(delivery, record, settler)
+        if self._bus.active:
+            self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
+        return None
 
     async def _failed_attempt(
         self,

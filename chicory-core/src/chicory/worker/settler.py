@@ -52,7 +52,8 @@ class Settler:
         backend: The result backend (``store_many``).
         result_ttl: TTL of stored results.
         settle_timeout: Longest time one batch operation may take.
-        on_settled: Called once per finished delivery after its batch was flushed.
+        on_settled: Called after each flushed batch with how many finished deliveries it
+            settled.
         max_batch: Most items sent in one round trip.
     """
 
@@ -63,7 +64,7 @@ class Settler:
         *,
         result_ttl: float,
         settle_timeout: float,
-        on_settled: Callable[[], None],
+        on_settled: Callable[[int], None],
         max_batch: int = 1000,
     ) -> None:
         self._consumer = consumer
@@ -145,8 +146,7 @@ class Settler:
             for delivery, record, ack in items:
                 if ack and record is not None:  # never ack work whose result was not stored
                     await self._bounded(delivery.nack(requeue=True), "hand back", 1)
-        for _ in items:
-            self._on_settled()
+        self._on_settled(len(items))
 
     async def _bounded(self, operation: Any, what: str, count: int) -> bool:
         with anyio.move_on_after(self._timeout) as scope:

@@ -263,17 +263,19 @@ class Worker:
             inbox.put_many(batch)
 
     async def _runner(self, inbox: Inbox) -> None:
+        jobs = self._jobs
         while (delivery := await inbox.get()) is not None:
             handed_off = False
             try:
-                handed_off = await self._jobs.handle(delivery)
+                handed_off = await jobs.handle(delivery)
             finally:
+                jobs.processed += 1
                 if not handed_off:
                     self._release()
 
-    def _release(self) -> None:
-        """One held delivery is settled: its slot is free for the fetch loop."""
-        self._held -= 1
+    def _release(self, count: int = 1) -> None:
+        """``count`` held deliveries are settled: their slots are free for the fetch loop."""
+        self._held -= count
         self._slot_freed.set()
 
     async def _lease_loop(self, consumer: Consumer) -> None:

@@ -1,0 +1,89 @@
+"""The worker inbox: chained wake-ups, fan-out for slow work, close and cancellation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, cast
+
+import anyio
+
+from chicory.broker import Delivery
+from chicory.worker.inbox import Inbox
+
+
+def _items(n: int) -> list[Delivery]:
+    return [cast(Delivery, f"d{i}") for i in range(n)]
+
+
+async def _runner(inbox: Inbox, name: int, taken: Counter[int], work: float | None) -> None:
+    while (item := await inbox.get()) is not None:
+        assert item is not None
+        taken[name] += 1
+        if work is not None:
+            await anyio.sleep(work)
+
+
+async def test_quick_work_is_taken_by_the_runner_that_is_awake() -> None:
+    inbox, taken = Inbox(), Counter[int]()
+    async with anyio.create_task_group() as tg:
+        for name in range(8):
+            tg.start_soon(_runner, inbox, name, taken, None)
+        await anyio.wait_all_tasks_blocked()
+        inbox.put_many(_items(100))
+        await anyio.wait_all_tasks_blocked()
+        inbox.close()
+    assert sum(taken.values()) == 100
+    # No wake-up per item: one runner runs the whole batch, since it never suspends.
+    assert len(taken) == 1
+
+
+async def test_slow_work_fans_out_to_every_idle_runner() -> None:
+    inbox, taken = Inbox(), Counter[int]()
+    async with anyio.create_task_group() as tg:
+        for name in range(8):
+            tg.start_soon(_runner, inbox, name, taken, 0.05)
+        await anyio.wait_all_tasks_blocked()
+        inbox.put_many(_items(8))
+        await anyio.wait_all_tasks_blocked()  # every runner is now asleep in its work
+        assert len(inbox) == 0
+        assert taken == Counter(dict.fromkeys(range(8), 1))
+        inbox.close()
+
+
+async def test_close_stops_idle_runners_after_the_rest_is_drained() -> None:
+    inbox = Inbox()
+    got: list[Any] = []
+
+    async def take() -> None:
+        got.append(await inbox.get())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(take)
+        await anyio.wait_all_tasks_blocked()
+        inbox.close()
+    assert got == [None, None, None]
+    inbox.put_many(_items(1))
+    assert await inbox.get() == "d0"  # what is left is still handed out after close
+    assert await inbox.get() is None
+
+
+async def test_a_cancelled_wake_up_is_passed_on() -> None:
+    inbox = Inbox()
+    got: list[Any] = []
+
+    async def take() -> None:
+        got.append(await inbox.get())
+
+    async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as doomed:
+            doomed.start_soon(take)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(take)
+            await anyio.wait_all_tasks_blocked()
+            inbox.put_many(_items(1))  # wakes the first idle runner, the doomed one ...
+            doomed.cancel_scope.cancel()  # ... which is cancelled before it resumes
+        await anyio.wait_all_tasks_blocked()
+        assert got == ["d0"]  # the other runner got the wake-up and the item
+        inbox.close()
+    assert got == ["d0", None]
