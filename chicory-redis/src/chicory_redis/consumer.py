@@ -39,7 +39,7 @@ from chicory.errors import BrokerConnectionError, BrokerError, ConfigurationErro
 from chicory_redis import scripts
 from chicory_redis.connection import CONNECTION_ERRORS, Backoff
 from chicory_redis.delivery import DeliveryState, RedisDelivery
-from chicory_redis.entries import StoredMessage, message_from_entry
+from chicory_redis.entries import StoredMessage, message_from_entry, message_from_fields
 from chicory_redis.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -266,13 +266,21 @@ class RedisConsumer:
                 found.extend(await self._ledger.admit(k, admitted))
         return found
 
+    async def _xreadgroup(self, streams: Sequence[str], count: int, block_ms: int | None) -> Any:
+        """``XREADGROUP ... >`` as Redis replies (the client leaves this reply unparsed)."""
+        pieces: list[Any] = ["XREADGROUP", "GROUP", self._keys[0].group, self.name]
+        pieces += ("COUNT", count)
+        if block_ms is not None:
+            pieces += ("BLOCK", block_ms)
+        pieces.append("STREAMS")
+        pieces += streams
+        pieces += (">",) * len(streams)
+        return await self._broker.client.execute_command(*pieces)  # type: ignore[no-untyped-call]
+
     async def _read(self, room: int, block_ms: int | None) -> list[RedisDelivery]:
-        client, keys, group = self._broker.client, self._keys, self._keys[0].group
+        keys = self._keys
         if len(keys) == 1:
-            response = await client.xreadgroup(
-                group, self.name, {keys[0].stream: ">"}, count=room, block=block_ms
-            )
-            return await self._accept(response)
+            return await self._accept(await self._xreadgroup((keys[0].stream,), room, block_ms))
         found: list[RedisDelivery] = []
         size = len(keys)
         for offset in range(size):
@@ -280,14 +288,12 @@ class RedisConsumer:
             if want <= 0:
                 break
             k = keys[(self._rotation + offset) % size]
-            response = await client.xreadgroup(group, self.name, {k.stream: ">"}, count=want)
-            found.extend(await self._accept(response))
+            found.extend(await self._accept(await self._xreadgroup((k.stream,), want, None)))
         self._rotation = (self._rotation + 1) % size
         if found or block_ms is None:
             return found
         # Nothing anywhere: block on every queue at once, one entry per queue at most.
-        streams: dict[Any, Any] = {k.stream: ">" for k in keys}
-        response = await client.xreadgroup(group, self.name, streams, count=1, block=block_ms)
+        response = await self._xreadgroup([k.stream for k in keys], 1, block_ms)
         got = await self._accept(response)
         if len(got) > room:
             await self._ledger.give_back(got[room:], recount=False)
@@ -295,13 +301,17 @@ class RedisConsumer:
         return got
 
     async def _accept(self, response: Any) -> list[RedisDelivery]:
+        """Hold the entries of an ``XREADGROUP`` reply: a map (or, from some servers and
+        protocol versions, a list of pairs) of stream name to entries."""
+        if not response:
+            return []
         found: list[RedisDelivery] = []
-        for stream_name, entries in response or ():
+        for stream_name, entries in response.items() if isinstance(response, dict) else response:
             k = self._by_stream[_text(stream_name)]
             batch: list[tuple[StoredMessage, int]] = []
             for eid, fields in entries:
-                if fields:
-                    message = message_from_entry(eid, fields)
+                message = message_from_fields(eid, fields)
+                if message is not None:
                     batch.append((message, message.prior + 1))
             found.extend(await self._ledger.admit(k, batch))
         return found

@@ -22,6 +22,7 @@ __all__ = [
     "delayed_member",
     "encode_headers",
     "message_from_entry",
+    "message_from_fields",
     "new_message_id",
 ]
 
@@ -115,6 +116,37 @@ def message_from_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> 
         raw_headers,
         fields.get(b"body", b""),
     )
+
+
+def message_from_fields(entry_id: bytes, fields: list[bytes] | None) -> StoredMessage | None:
+    """Build a :class:`StoredMessage` from an entry as ``XREADGROUP`` sends it (a flat list).
+
+    Entries Chicory wrote carry ``id``, ``n``, ``headers`` and ``body`` in that order and are
+    read by position; anything else goes through :func:`message_from_entry`. Returns
+    ``None`` for an entry without fields (deleted after it was read).
+    """
+    if not fields:
+        return None
+    if (
+        len(fields) == 8
+        and fields[0] == b"id"
+        and fields[2] == b"n"
+        and fields[4] == b"headers"
+        and fields[5] == b"{}"
+        and fields[6] == b"body"
+    ):
+        eid = entry_id.decode()
+        n = fields[3]
+        return StoredMessage(
+            eid,
+            fields[1].decode(errors="replace"),
+            0 if n == b"0" else _int(n),
+            {},
+            "{}",
+            fields[7],
+        )
+    pairs = iter(fields)
+    return message_from_entry(entry_id, dict(zip(pairs, pairs, strict=False)))
 
 
 def dead_letter_from_entry(

@@ -111,8 +111,11 @@ class Ledger:
     ) -> list[RedisDelivery]:
         """Hold the claimed messages, dead-lettering those over ``max_deliveries``."""
         limit = self._settings.max_deliveries
-        deliveries = [RedisDelivery(self, k, message, count) for message, count in batch]
-        over = [d for d in deliveries if limit is not None and d.count > limit]
+        kept: list[RedisDelivery] = []
+        over: list[RedisDelivery] = []
+        for message, count in batch:
+            d = RedisDelivery(self, k, message, count)
+            (over if limit is not None and count > limit else kept).append(d)
         for d in over:
             await self.dead_letter_call(
                 d,
@@ -121,11 +124,11 @@ class Ledger:
                 count=d.count - 1,
             )
             d.state = DeliveryState.SETTLED
-        kept = [d for d in deliveries if d.state is DeliveryState.HELD]
         deadline = time.monotonic() + self._settings.lease_seconds
+        held, stream = self.held, k.stream
         for d in kept:
             d.deadline = deadline
-            self.held[(k.stream, d.entry_id)] = d
+            held[(stream, d.message.entry_id)] = d
         if self.closed and kept:
             await self.give_back(kept, recount=False)
             return []
@@ -162,6 +165,8 @@ class Ledger:
         Raises:
             DeliveryStateError: it comes from another consumer or broker.
         """
+        if type(delivery) is RedisDelivery and delivery.ledger is self:
+            return delivery
         if isinstance(delivery, RedisDelivery) and delivery.ledger is self:
             return delivery
         raise DeliveryStateError(f"{delivery!r} was not fetched by this consumer; settle it there")
@@ -282,22 +287,38 @@ class Ledger:
                 by closing this one (nothing is acked).
             BrokerConnectionError: Redis could not be reached; nothing was acked.
         """
-        owned = [self.own(d) for d in deliveries]
-        targets = [d for d in owned if self.may_settle(d)]
+        targets: list[RedisDelivery] = []
+        for item in deliveries:
+            d = self.own(item)
+            if d.state is DeliveryState.HELD or self.may_settle(d):
+                targets.append(d)
         chunks = self._by_queue(targets)
         calls = [
-            scripts.Call(scripts.ACK, (k.stream,), (k.group, self.name, *(d.entry_id for d in c)))
+            scripts.Call(
+                scripts.ACK, (k.stream,), (k.group, self.name, *[d.message.entry_id for d in c])
+            )
             for k, c in chunks
         ]
         with broker_errors(self._broker.display_url, "ack"):
             results = await scripts.run_many(self._broker.client, calls)
         failed = None
-        for (_, chunk), result in zip(chunks, results, strict=True):
+        held, freed = self.held, False
+        for (k, chunk), result in zip(chunks, results, strict=True):
             if isinstance(result, Exception):
                 failed = result
                 continue
+            stream = k.stream
             for d in chunk:
-                self.release(d, DeliveryState.ACKED)
+                if d.state is DeliveryState.HELD:
+                    d.state = DeliveryState.ACKED
+                key = (stream, d.message.entry_id)
+                if held.get(key) is d:
+                    del held[key]
+                    freed = True
+                elif self.lapsed.get(key) is d:
+                    del self.lapsed[key]
+        if freed:
+            self.freed.set()
         if failed is not None:
             raise BrokerError(f"ack failed on Redis at {self._broker.display_url}: {failed}")
 
@@ -343,6 +364,10 @@ class Ledger:
     def _by_queue(
         self, deliveries: Sequence[RedisDelivery]
     ) -> list[tuple[QueueKeys, list[RedisDelivery]]]:
+        if len(self._by_stream) == 1:  # one queue: nothing to group
+            (k,) = self._by_stream.values()
+            items = list(deliveries)
+            return [(k, items[i : i + _SCRIPT_IDS]) for i in range(0, len(items), _SCRIPT_IDS)]
         grouped: dict[str, list[RedisDelivery]] = {}
         for d in deliveries:
             grouped.setdefault(d.keys.stream, []).append(d)
