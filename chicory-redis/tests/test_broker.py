@@ -359,3 +359,23 @@ async def test_publish_many_in_several_script_calls_keeps_order_and_layout(
             await consumer.ack_many(due)
     finally:
         await broker.close()
+
+
+async def test_entries_written_by_something_else_are_delivered_readably(
+    broker: RedisBroker, raw_redis: aioredis.Redis
+) -> None:
+    """Entries in another field order, with extra or missing fields, still decode."""
+    stream = broker.keys.queue("q").stream
+    await broker.publish("q", b"warm-up")  # creates the stream and its group
+    async with broker.consume(["q"], prefetch=10) as consumer:
+        [first] = await consumer.fetch(10, timeout=1)
+        await first.ack()
+        odd = await raw_redis.xadd(stream, {"body": b"b1", "n": "2", "id": "m1", "x": "y"})
+        bare = await raw_redis.xadd(stream, {"something": "else"})
+        got = await consumer.fetch(10, timeout=1)
+        assert [(d.message_id, d.body, d.delivery_count) for d in got] == [
+            ("m1", b"b1", 3),
+            (bare.decode(), b"", 1),
+        ]
+        assert odd.decode() != "m1"
+        await consumer.ack_many(got)
