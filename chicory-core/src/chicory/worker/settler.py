@@ -111,9 +111,6 @@ class Settler:
                     return
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                # Let the other runners that are ready finish their tasks first, so their
-                # settles join this batch instead of each paying a round trip of its own.
-                await anyio.lowlevel.checkpoint()
                 continue
             acks, self._acks = self._acks, _AckBatch()
             finishes = self._finishes[: self._max_batch]

@@ -261,6 +261,11 @@ class Worker:
             self._fetch_scope = None
             self._held += len(batch)
             inbox.put_many(batch)
+            if batch:
+                # Let the runners start this batch, and the settler send what they finish,
+                # before the next fetch goes out: that order is what a lone task waits for.
+                await anyio.lowlevel.checkpoint()
+                await anyio.lowlevel.checkpoint()
 
     async def _runner(self, inbox: Inbox) -> None:
         jobs = self._jobs
