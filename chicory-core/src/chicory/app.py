@@ -214,21 +214,25 @@ class Chicory:
         Raises:
             MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
         """
-        if not messages:
-            return
         batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for message in messages:
             body, headers = self.codec.encode(message)
             batches[message.queue].append(
                 OutgoingMessage(body=body, headers=headers, not_before=message.eta)
             )
-        broker = await self.connected_broker()
         for queue, batch in batches.items():
-            if len(batch) == 1:
-                only = batch[0]
-                await broker.publish(queue, only.body, only.headers, not_before=only.not_before)
-            else:
-                await broker.publish_many(queue, batch)
+            await self.publish_encoded(queue, batch)
+
+    async def publish_encoded(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish encoded messages to ``queue``: one ``publish``, or one ``publish_many``."""
+        if not messages:
+            return
+        broker = self.broker if self._broker_ready else await self.connected_broker()
+        if len(messages) == 1:
+            only = messages[0]
+            await broker.publish(queue, only.body, only.headers, not_before=only.not_before)
+        else:
+            await broker.publish_many(queue, messages)
 
     async def close(self) -> None:
         """Close the broker and the result backend. Idempotent."""

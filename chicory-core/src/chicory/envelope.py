@@ -159,34 +159,64 @@ class Codec:
             MessageTooLargeError: the body is larger than ``max_message_bytes``.
             TypeError: an argument is not JSON-encodable.
         """
+        return self.encode_fields(
+            message.id,
+            message.task,
+            message.args,
+            message.kwargs,
+            queue=message.queue,
+            created_at=message.created_at,
+            eta=message.eta,
+            attempt=message.attempt,
+            version=message.v,
+        )
+
+    def encode_fields(
+        self,
+        task_id: str,
+        task: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        queue: str,
+        created_at: datetime,
+        eta: datetime | None = None,
+        attempt: int = 1,
+        version: int = ENVELOPE_VERSION,
+    ) -> tuple[bytes, dict[str, str]]:
+        """Like :meth:`encode`, from the fields of a :class:`TaskMessage` (no instance built).
+
+        Raises:
+            MessageTooLargeError: the body is larger than ``max_message_bytes``.
+            TypeError: an argument is not JSON-encodable.
+        """
         payload = {
-            "v": message.v,
-            "id": message.id,
-            "task": message.task,
-            "args": message.args,
-            "kwargs": message.kwargs,
-            "attempt": message.attempt,
-            "queue": message.queue,
-            "created_at": message.created_at,
-            "eta": message.eta,
+            "v": version,
+            "id": task_id,
+            "task": task,
+            "args": args,
+            "kwargs": kwargs,
+            "attempt": attempt,
+            "queue": queue,
+            "created_at": created_at,
+            "eta": eta,
         }
         try:
             body = orjson.dumps(payload)
         except TypeError as exc:
             raise TypeError(
-                f"arguments of task {message.task!r} are not JSON-encodable ({exc}); pass "
+                f"arguments of task {task!r} are not JSON-encodable ({exc}); pass "
                 "JSON values, attrs classes or dataclasses"
             ) from exc
         if len(body) > self.max_message_bytes:
             raise MessageTooLargeError(
-                f"message for task {message.task!r} is {len(body)} bytes, over the limit of "
+                f"message for task {task!r} is {len(body)} bytes, over the limit of "
                 f"{self.max_message_bytes}; pass a reference (a key or URL) instead of the data, "
                 "or raise max_message_bytes"
             )
-        headers: dict[str, str] = {}
-        if self._key is not None:
-            headers[SIGNATURE_HEADER] = self._sign(body)
-        return body, headers
+        if self._key is None:
+            return body, {}
+        return body, {SIGNATURE_HEADER: self._sign(body)}
 
     def decode(self, body: bytes, headers: Mapping[str, str] | None = None) -> TaskMessage:
         """Parse and check a body.

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from chicory.broker import OutgoingMessage
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from chicory.app import Chicory
 
 __all__ = ["Task", "new_task_ids"]
+
+_NO_KWARGS: dict[str, Any] = {}
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -114,11 +117,17 @@ class Task(Generic[P, R]):
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
         """
-        message = self.message(
-            args, kwargs, countdown=countdown, eta=eta, queue=queue, task_id=task_id
+        now = utcnow()
+        eta = self._due(countdown, eta, now)
+        wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
+        task_id = task_id or new_task_ids(1)[0]
+        queue = queue or self.queue
+        body, headers = self.app.codec.encode_fields(
+            task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
         )
-        await self.app.publish([message])
-        return AsyncResult(self.app, message.id, self)
+        outgoing = OutgoingMessage(body=body, headers=headers, not_before=eta)
+        await self.app.publish_encoded(queue, [outgoing])
+        return AsyncResult(self.app, task_id, self)
 
     async def delay_many(
         self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, queue: str | None = None
@@ -135,14 +144,23 @@ class Task(Generic[P, R]):
         """
         items = list(calls)
         now = utcnow()
-        messages = [
-            self.message((), call, queue=queue, task_id=task_id, now=now)
-            if isinstance(call, Mapping)
-            else self.message(call, None, queue=queue, task_id=task_id, now=now)
-            for call, task_id in zip(items, new_task_ids(len(items)), strict=True)
-        ]
-        await self.app.publish(messages)
-        return [AsyncResult(self.app, m.id, self) for m in messages]
+        ids = new_task_ids(len(items))
+        queue = queue or self.queue
+        bind, mode, name = self.signature.bind, self.validation_mode, self.name
+        encode = self.app.codec.encode_fields
+        outgoing: list[OutgoingMessage] = []
+        for call, task_id in zip(items, ids, strict=True):
+            if isinstance(call, Mapping):
+                wire_args, wire_kwargs = bind((), call, mode)
+            else:
+                wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
+            body, headers = encode(
+                task_id, name, wire_args, wire_kwargs, queue=queue, created_at=now
+            )
+            outgoing.append(OutgoingMessage(body=body, headers=headers))
+        await self.app.publish_encoded(queue, outgoing)
+        app = self.app
+        return [AsyncResult(app, task_id, self) for task_id in ids]
 
     def message(
         self,
@@ -159,15 +177,8 @@ class Task(Generic[P, R]):
 
         ``now`` (the creation time) may be passed to build a batch with one clock read.
         """
-        if countdown is not None and eta is not None:
-            raise ConfigurationError("pass countdown or eta, not both")
         now = now or utcnow()
-        if countdown is not None:
-            eta = now + timedelta(seconds=countdown)
-        elif eta is not None and eta.tzinfo is None:
-            raise ConfigurationError(
-                "eta must be an aware datetime; use datetime.now(UTC) + timedelta(...)"
-            )
+        eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         return TaskMessage(
             id=task_id or new_task_ids(1)[0],
@@ -176,5 +187,20 @@ class Task(Generic[P, R]):
             kwargs=wire_kwargs,
             queue=queue or self.queue,
             created_at=now,
-            eta=eta if eta is not None and eta > now else None,
+            eta=eta,
         )
+
+    @staticmethod
+    def _due(countdown: float | None, eta: datetime | None, now: datetime) -> datetime | None:
+        """The ``eta`` a message gets from the call options (``None``: ready now)."""
+        if countdown is not None:
+            if eta is not None:
+                raise ConfigurationError("pass countdown or eta, not both")
+            eta = now + timedelta(seconds=countdown)
+        elif eta is None:
+            return None
+        elif eta.tzinfo is None:
+            raise ConfigurationError(
+                "eta must be an aware datetime; use datetime.now(UTC) + timedelta(...)"
+            )
+        return eta if eta > now else None

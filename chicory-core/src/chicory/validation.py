@@ -95,6 +95,11 @@ class Signature:
         plain = all(p.kind in (_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD) for p in params)
         # The fast path: a call passing exactly every parameter positionally needs no binding.
         self._names: tuple[str, ...] | None = tuple(p.name for p in params) if plain else None
+        # The fastest: ... and each argument is a JSON scalar of exactly its annotated type,
+        # so there is nothing to check or convert (None where a parameter cannot qualify).
+        self._exact_types: tuple[type | None, ...] | None = (
+            tuple(self._exact.get(p.name) for p in params) if plain else None
+        )
 
     def _is_plain_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
         return self._names is not None and not kwargs and len(args) == len(self._names)
@@ -109,6 +114,12 @@ class Signature:
         """
         if self._is_plain_call(args, kwargs):
             assert self._names is not None
+            assert self._exact_types is not None
+            for value, exact in zip(args, self._exact_types, strict=True):
+                if type(value) is not exact:
+                    break
+            else:
+                return list(args), {}
             if mode.checks_inputs and self._hooks:
                 for name, value in zip(self._names, args, strict=True):
                     self._check(name, value)
@@ -134,7 +145,13 @@ class Signature:
         """
         if self._is_plain_call(args, kwargs):
             assert self._names is not None
+            assert self._exact_types is not None
             loaded = list(args)
+            for value, exact in zip(loaded, self._exact_types, strict=True):
+                if type(value) is not exact:
+                    break
+            else:
+                return loaded, {}
             if mode is ValidationMode.NONE or not self._hooks:
                 return loaded, {}
             for index, name in enumerate(self._names):

@@ -34,6 +34,7 @@ from chicory_redis.entries import (
     delayed_member,
     encode_headers,
     new_message_id,
+    new_message_ids,
 )
 from chicory_redis.keys import KeySpace, QueueKeys
 from chicory_redis.ledger import Ledger
@@ -242,20 +243,18 @@ class RedisBroker:
         k = self._keys.queue(queue)
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
-        ids: list[str] = []
+        ids = new_message_ids(len(messages))
         args: list[bytes] = []
         chunks = [args]
         size, limit = 0, self._settings.max_body_bytes
-        for message in messages:
+        for message, message_id in zip(messages, ids, strict=True):
             body = message.body
             if len(body) > limit:
                 self._check_body(body)
-            message_id = new_message_id()
-            ids.append(message_id)
             if len(args) >= PUBLISH_CHUNK or size >= _PUBLISH_CHUNK_BYTES:
                 args, size = [], 0
                 chunks.append(args)
-            headers = encode_headers(message.headers).encode()
+            headers = encode_headers(message.headers).encode() if message.headers else b"{}"
             if message.not_before is None or (due := self._due_ms(message.not_before)) is None:
                 args.append(b"\n%s\n0\n%s\n%s" % (message_id.encode(), headers, body))
             else:

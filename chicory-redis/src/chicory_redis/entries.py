@@ -24,6 +24,7 @@ __all__ = [
     "message_from_entry",
     "message_from_fields",
     "new_message_id",
+    "new_message_ids",
 ]
 
 STREAM_ID: Final = re.compile(r"^\d+-\d+$")
@@ -36,6 +37,12 @@ def new_message_id() -> str:
     128 random bits as 32 hex digits, like ``uuid4().hex`` but without building a UUID.
     """
     return os.urandom(16).hex()
+
+
+def new_message_ids(count: int) -> list[str]:
+    """Return ``count`` fresh message ids (see :func:`new_message_id`) from one ``urandom``."""
+    raw = os.urandom(16 * count).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 def encode_headers(headers: Mapping[str, str] | None) -> str:
