@@ -215,3 +215,21 @@ async def test_concurrent_waiters_share_one_read(backend: RedisResultBackend) ->
     assert results == [t.encode() for t in ids]
     assert backend.waiters.reads - before <= 2  # one MGET (+1 if the subscription landed)
     assert backend.waiters.waiting == 0
+
+
+async def test_store_many_over_several_script_calls_announces_every_final(
+    make_backend: BackendFactory, raw_redis: aioredis.Redis
+) -> None:
+    """Batches beyond one script call's worth, with a record too big to travel inline."""
+    waiter, writer = await make_backend(), await make_backend()
+    big = bytes(range(256)) * (INLINE_MAX // 256 + 1)
+    ids = [f"t{i}" for i in range(1_200)]
+    data = {t: (big if t == "t700" else t.encode()) for t in ids}
+    waits = [asyncio.create_task(waiter.wait(t, timeout=20)) for t in ("t0", "t700", "t1199")]
+    await asyncio.sleep(0.1)
+    await writer.store_many(
+        [StoredResult(task_id=t, data=data[t], final=True) for t in ids], ttl=60
+    )
+    assert await asyncio.gather(*waits) == [b"t0", big, b"t1199"]
+    assert [await writer.get(t) for t in ("t499", "t500", "t1199")] == [b"t499", b"t500", b"t1199"]
+    assert await raw_redis.pttl(writer.keys.result("t1000")) > 0

@@ -30,6 +30,8 @@ from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING, ResultWaiters
 
 __all__ = ["RedisResultBackend"]
 
+_STORE_CHUNK = 500  # records per STORE_RESULTS call
+
 
 def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
     if not raw:
@@ -157,6 +159,18 @@ class RedisResultBackend:
             ),
         )
 
+    def _store_many_call(self, records: Sequence[StoredResult], ttl: float) -> scripts.Call:
+        seconds = ttl if ttl > 0 else self._settings.result_ttl
+        result_key = self._keys.result
+        args: list[scripts.Arg] = [self._keys.result_channel, max(1, int(seconds * 1000))]
+        for r in records:
+            data = r.data
+            if r.final:
+                args += (FINAL + data, "1" if len(data) <= INLINE_MAX else "2", r.task_id)
+            else:
+                args += (PENDING + data, "0", r.task_id)
+        return scripts.Call(scripts.STORE_RESULTS, [result_key(r.task_id) for r in records], args)
+
     async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
         """Write the record of ``task_id`` with a TTL (one script call, one round trip).
 
@@ -176,8 +190,14 @@ class RedisResultBackend:
         Raises:
             ResultBackendError: Redis could not be reached or refused a write.
         """
-        calls = [self._store_call(r.task_id, r.data, r.final, ttl) for r in records]
-        with results_errors(self.display_url, f"store {len(calls)} results"):
+        if len(records) == 1:
+            calls = [self._store_call(records[0].task_id, records[0].data, records[0].final, ttl)]
+        else:
+            calls = [
+                self._store_many_call(records[i : i + _STORE_CHUNK], ttl)
+                for i in range(0, len(records), _STORE_CHUNK)
+            ]
+        with results_errors(self.display_url, f"store {len(records)} results"):
             results = await scripts.run_many(self.client, calls)
             for result in results:
                 if isinstance(result, Exception):

@@ -37,6 +37,7 @@ __all__ = [
     "REPLAY",
     "REQUEUE",
     "STORE_RESULT",
+    "STORE_RESULTS",
     "Call",
     "Script",
     "load_all",
@@ -243,7 +244,45 @@ return 1
 )
 """Write a result record with a TTL unless it would hide a final one; announce finals."""
 
-ALL_SCRIPTS: Final = (ACK, ENQUEUE, REQUEUE, DEAD_LETTER, RENEW, MOVE_DUE, REPLAY, STORE_RESULT)
+STORE_RESULTS: Final = Script(
+    "store_results",
+    """
+-- STORE_RESULT for several records. KEYS: result keys. ARGV: channel, ttl ms, then per key
+-- three values: marked record, final flag (as in STORE_RESULT), task id.
+-- Returns how many were written.
+local channel, ttl, written = ARGV[1], ARGV[2], 0
+for i = 1, #KEYS do
+  local record, final, id = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  if final ~= '0' or redis.call('GETRANGE', KEYS[i], 0, 0) ~= 'F' then
+    redis.call('SET', KEYS[i], record, 'PX', ttl)
+    written = written + 1
+    if final == '1' then
+      redis.call('PUBLISH', channel, #id .. ':' .. id .. record)
+    elseif final == '2' then
+      redis.call('PUBLISH', channel, #id .. ':' .. id)
+    end
+  end
+end
+return written
+""",
+)
+"""Several STORE_RESULT writes in one call: the worker's batch of results, one round trip.
+
+Its keys are result keys of different tasks, so on Redis Cluster they would span slots; a
+Cluster-aware caller would group a batch by slot first (Chicory has no Cluster client).
+"""
+
+ALL_SCRIPTS: Final = (
+    ACK,
+    ENQUEUE,
+    REQUEUE,
+    DEAD_LETTER,
+    RENEW,
+    MOVE_DUE,
+    REPLAY,
+    STORE_RESULT,
+    STORE_RESULTS,
+)
 
 Arg = str | bytes | int | float
 
