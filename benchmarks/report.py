@@ -120,11 +120,12 @@ def _chicory_rows(r: Results) -> list[Row]:
     p50 = r.stat("redis.latency", "p50_ms")
     p99 = r.stat("redis.latency", "p99_ms")
     rate = r.settings.latency_rate
+    floor = r.has("latency_floor")
     rows.append(
         (
             f"latency at {rate:.0f} tasks/s: p50, ms",
             _cell(p50),
-            "",
+            f"floor {_cell(r.stat('latency_floor', 'p50_ms'))}" if floor else "",
             f"≤ 1 ms: {_verdict(p50.median <= 1)}",
         )
     )
@@ -132,7 +133,7 @@ def _chicory_rows(r: Results) -> list[Row]:
         (
             f"latency at {rate:.0f} tasks/s: p99, ms",
             _cell(p99),
-            "",
+            f"floor {_cell(r.stat('latency_floor', 'p99_ms'))}" if floor else "",
             f"≤ 5 ms: {_verdict(p99.median <= 5)}",
         )
     )
@@ -282,6 +283,15 @@ def render(r: Results) -> str:
         ("pipelined XADD, messages/s", _cell(r.stat("floor", "xadd"))),
         ("XREADGROUP + XACK, messages/s", _cell(r.stat("floor", "xreadgroup_xack"))),
     ]
+    if r.has("latency_floor"):
+        rate = r.settings.latency_rate
+        for field in ("p50_ms", "p99_ms"):
+            floor_rows.append(
+                (
+                    f"XADD → relay process → PUBLISH at {rate:.0f}/s, {field[:3]} latency, ms",
+                    _cell(r.stat("latency_floor", field)),
+                )
+            )
     parts = [
         START,
         "",

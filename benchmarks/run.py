@@ -145,6 +145,9 @@ def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
         runs.setdefault("floor", []).append(
             _step("floor", lambda: floor.run_floor(settings, settings.drain_tasks, fetch))
         )
+        runs.setdefault("latency_floor", []).append(
+            _step("latency floor", lambda: floor.run_latency_floor(settings))
+        )
         add(
             "redis",
             _step(
