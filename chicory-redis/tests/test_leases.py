@@ -164,3 +164,28 @@ async def test_concurrent_reclaimers_never_both_get_an_entry(make_broker: Broker
     assert sum(b.reclaimed_total for b in reclaimers) == 20
     for consumer, batch in zip(consumers, batches, strict=True):
         await consumer.ack_many(batch)
+
+
+async def test_batch_settles_touch_only_the_entries_still_owned(
+    make_broker: BrokerFactory,
+) -> None:
+    """ack_many and extend_leases over a batch where another consumer reclaimed some."""
+    holder_broker = await make_broker(**FAST)
+    thief_broker = await make_broker(**FAST)
+    await holder_broker.publish_many("q", [OutgoingMessage(body=b"%d" % i) for i in range(4)])
+    holder = holder_broker.consume(["q"], prefetch=4)
+    thief = thief_broker.consume(["q"], prefetch=4)
+    held = await holder.fetch(4, timeout=1)
+    kept, lost = held[0::2], held[1::2]
+    stolen: list[object] = []
+    for _ in range(10):  # renew only half: the thief reclaims the other half
+        await holder.extend_leases(kept)
+        stolen += await thief.fetch(4, timeout=0.2)
+        if len(stolen) == 2:
+            break
+    assert sorted(d.message_id for d in stolen) == sorted(d.message_id for d in lost)
+    await holder.extend_leases(held)  # renews only what it still owns
+    await holder.ack_many(held)  # acks only what it still owns
+    assert await holder_broker.counts("q") == QueueCounts(in_flight=2)
+    await thief.ack_many(stolen)
+    assert await holder_broker.counts("q") == QueueCounts()

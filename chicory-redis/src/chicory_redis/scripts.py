@@ -70,15 +70,50 @@ local function owned(stream, group, consumer, id)
 end
 """
 
+_OWNED_MANY = """
+-- The entries of ARGV[first..] still pending for consumer, in their order: one XPENDING over
+-- the range the ids span (the consumer's own pending list only), not one per id.
+local function owned_many(stream, group, consumer, first)
+  local lo, hi, lo_ms, lo_seq, hi_ms, hi_seq
+  for i = first, #ARGV do
+    local id = ARGV[i]
+    local dash = string.find(id, '-', 1, true)
+    if not dash then return nil end
+    local ms, seq = tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+    if not ms or not seq then return nil end
+    if not lo or ms < lo_ms or (ms == lo_ms and seq < lo_seq) then
+      lo, lo_ms, lo_seq = id, ms, seq
+    end
+    if not hi or ms > hi_ms or (ms == hi_ms and seq > hi_seq) then
+      hi, hi_ms, hi_seq = id, ms, seq
+    end
+  end
+  local mine = {}
+  if not lo then return mine end
+  local pending = {}
+  for _, entry in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000000, consumer)) do
+    pending[entry[1]] = true
+  end
+  for i = first, #ARGV do
+    if pending[ARGV[i]] then mine[#mine + 1] = ARGV[i] end
+  end
+  return mine
+end
+"""
+
 ACK: Final = Script(
     "ack",
     _OWNED
+    + _OWNED_MANY
     + """
 -- KEYS: stream. ARGV: group, consumer, entry ids (at most a few thousand)...
 -- Returns how many were acked.
-local mine = {}
-for i = 3, #ARGV do
-  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then mine[#mine + 1] = ARGV[i] end
+local mine = owned_many(KEYS[1], ARGV[1], ARGV[2], 3)
+if not mine then  -- an id that is not a stream id: check each one on its own
+  mine = {}
+  for i = 3, #ARGV do
+    if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then mine[#mine + 1] = ARGV[i] end
+  end
 end
 if #mine > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(mine))
@@ -171,14 +206,21 @@ return redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'n', ARGV[5], 'headers', 
 RENEW: Final = Script(
     "renew",
     _OWNED
+    + _OWNED_MANY
     + """
 -- KEYS: stream. ARGV: group, consumer, entry ids... Returns the ids still ours (renewed).
-local renewed = {}
-for i = 3, #ARGV do
-  if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-    renewed[#renewed + 1] = ARGV[i]
+local renewed = owned_many(KEYS[1], ARGV[1], ARGV[2], 3)
+if not renewed then  -- an id that is not a stream id: check each one on its own
+  renewed = {}
+  for i = 3, #ARGV do
+    if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then renewed[#renewed + 1] = ARGV[i] end
   end
+end
+if #renewed > 0 then
+  local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+  for _, id in ipairs(renewed) do claim[#claim + 1] = id end
+  claim[#claim + 1] = 'JUSTID'  -- JUSTID: the delivery count is left alone
+  redis.call(unpack(claim))
 end
 return renewed
 """,
