@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import attrs
@@ -12,6 +13,7 @@ import pytest
 from chicory import (
     Chicory,
     ConfigurationError,
+    DeliveryMode,
     MessageTooLargeError,
     RetryPolicy,
     TaskFailedError,
@@ -262,3 +264,36 @@ async def test_observers_run_off_the_event_loop_so_a_blocked_one_holds_up_no_tas
     assert sorted(task_id for task_id, _ in seen) == sorted(r.id for r in results)
     assert all(thread != loop_thread for _, thread in seen)
     await app.close()
+
+
+async def test_a_fetched_batch_of_at_most_once_tasks_is_pre_acked_in_one_call() -> None:
+    """Runners wake one after another, but their pre-run acks still form one batch."""
+    app = make_app()
+    ran: list[int] = []
+
+    @app.task(name="t.amo", delivery_mode=DeliveryMode.AT_MOST_ONCE)
+    async def amo(i: int) -> None:
+        ran.append(i)
+
+    broker = await app.connected_broker()
+    batches: list[int] = []
+    real_consume = broker.consume
+
+    def consume(queues: Any, *, prefetch: int) -> Any:  # records ack_many batch sizes
+        consumer = real_consume(queues, prefetch=prefetch)
+        real_ack_many = consumer.ack_many
+
+        async def ack_many(deliveries: Any) -> None:
+            batches.append(len(deliveries))
+            await real_ack_many(deliveries)
+
+        consumer.ack_many = ack_many  # type: ignore[method-assign]
+        return consumer
+
+    broker.consume = consume  # type: ignore[method-assign]
+    async with serving(app, concurrency=8):
+        await anyio.sleep(0.2)  # every runner is idle, waiting for work
+        await amo.delay_many([(i,) for i in range(8)])
+        await eventually(lambda: len(ran) == 8)
+    assert batches == [8]
+    assert sorted(ran) == list(range(8))

@@ -36,6 +36,14 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    def handing_out(self) -> bool:
+        """Whether deliveries wait and a runner is being woken to take one.
+
+        While this holds, more runners will start work within event-loop turns; the settler
+        waits for them so their pre-run acks join one batch.
+        """
+        return bool(self._items) and self._waking > 0
+
     def waiting(self) -> list[Delivery]:
         """The deliveries no runner has taken yet (their leases need renewal too)."""
         return list(self._items)

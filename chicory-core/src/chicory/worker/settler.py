@@ -54,6 +54,8 @@ class Settler:
         settle_timeout: Longest time one batch operation may take.
         on_settled: Called after each flushed batch with how many finished deliveries it
             settled.
+        filling: Whether more runners are about to start work (see
+            :meth:`chicory.worker.inbox.Inbox.handing_out`); a flush waits while it holds.
         max_batch: Most items sent in one round trip.
     """
 
@@ -65,6 +67,7 @@ class Settler:
         result_ttl: float,
         settle_timeout: float,
         on_settled: Callable[[int], None],
+        filling: Callable[[], bool] = lambda: False,
         max_batch: int = 1000,
     ) -> None:
         self._consumer = consumer
@@ -72,6 +75,7 @@ class Settler:
         self._ttl = result_ttl
         self._timeout = settle_timeout
         self._on_settled = on_settled
+        self._filling = filling
         self._max_batch = max_batch
         self._acks = _AckBatch()
         self._finishes: list[tuple[Delivery, StoredResult | None, bool]] = []
@@ -111,6 +115,10 @@ class Settler:
                     return
                 await self._wake.wait()
                 self._wake = anyio.Event()
+                # Runners being woken one after another (a fetched batch fanning out) will
+                # each queue a settle within a loop turn or two: let them join this batch.
+                while self._filling():
+                    await anyio.lowlevel.checkpoint()
                 continue
             acks, self._acks = self._acks, _AckBatch()
             finishes = self._finishes[: self._max_batch]

@@ -196,6 +196,7 @@ class Worker:
             result_ttl=self.app.result_ttl,
             settle_timeout=self._settle_timeout,
             on_settled=self._release,
+            filling=self._inbox.handing_out,
         )
         self._jobs.settler = settler
         try:
