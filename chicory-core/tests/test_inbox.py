@@ -87,3 +87,30 @@ async def test_a_cancelled_wake_up_is_passed_on() -> None:
         assert got == ["d0"]  # the other runner got the wake-up and the item
         inbox.close()
     assert got == ["d0", None]
+
+
+async def test_fan_out_starts_every_idle_runner_in_one_loop_turn() -> None:
+    inbox, taken = Inbox(), Counter[int]()
+    async with anyio.create_task_group() as tg:
+        for name in range(8):
+            tg.start_soon(_runner, inbox, name, taken, 0.05)
+        await anyio.wait_all_tasks_blocked()
+        inbox.put_many(_items(8))
+        inbox.fan_out()
+        await anyio.lowlevel.checkpoint()  # one turn of the event loop
+        assert sum(taken.values()) == 8
+        inbox.close()
+
+
+async def test_without_fan_out_runners_start_one_loop_turn_apart() -> None:
+    inbox, taken = Inbox(), Counter[int]()
+    async with anyio.create_task_group() as tg:
+        for name in range(8):
+            tg.start_soon(_runner, inbox, name, taken, 0.05)
+        await anyio.wait_all_tasks_blocked()
+        inbox.put_many(_items(8))
+        await anyio.lowlevel.checkpoint()
+        assert sum(taken.values()) < 8
+        await anyio.wait_all_tasks_blocked()
+        assert sum(taken.values()) == 8
+        inbox.close()

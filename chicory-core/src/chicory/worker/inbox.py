@@ -53,6 +53,16 @@ class Inbox:
         self._items.extend(deliveries)
         self._wake_one()
 
+    def fan_out(self) -> None:
+        """Wake an idle runner for every waiting delivery at once, not one per loop turn.
+
+        For a runner about to suspend on work the others will join (a pre-run ack): they
+        all start in the same loop turn, and their acks go out in one batch.
+        """
+        while len(self._items) > self._waking and self._idle:
+            self._waking += 1
+            self._idle.popleft().set()
+
     def close(self) -> None:
         """No more deliveries will come; runners drain what is left, then stop."""
         self._closed = True

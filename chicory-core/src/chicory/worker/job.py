@@ -11,7 +11,7 @@ them nor hang on them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,7 @@ class JobRunner:
         self._decode = worker.app.codec.decode
         self._tasks = worker.app.tasks
         self.settler: Settler | None = None
+        self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
         self.running = 0
 
@@ -106,6 +107,8 @@ class JobRunner:
             return False
         settler = self.settler
         assert settler is not None
+        if strategy.acts_before_run:
+            self.fan_out()  # the runners of the other waiting deliveries join this batch
         if strategy.acts_before_run and not await strategy.before_run(delivery, settler):
             state = transition(state, JobState.CANCELLED)
             log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)

@@ -199,6 +199,7 @@ class Worker:
             filling=self._inbox.handing_out,
         )
         self._jobs.settler = settler
+        self._jobs.fan_out = self._inbox.fan_out
         try:
             with anyio.CancelScope() as self._outer_scope:
                 async with anyio.create_task_group() as outer:
