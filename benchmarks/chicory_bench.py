@@ -48,8 +48,9 @@ __all__ = [
 
 MODES = {"at_least_once": "bench.noop_alo", "at_most_once": "bench.noop_amo"}
 WARMUP_TASKS = 500
-SWEEP = (16, 256)
-"""Other worker concurrencies whose at-least-once drain is measured too."""
+SWEEP = ((64, 64), (16, 48), (256, 768))
+"""Other worker settings ``(concurrency, prefetch)`` whose at-least-once drain is measured too:
+the library's default prefetch (= concurrency), and fewer and more concurrent tasks."""
 
 
 def enqueuer(app: Chicory, task_name: str) -> Callable[[str, int, int], Awaitable[None]]:
@@ -104,7 +105,7 @@ async def _suite(
     out["latency"] = await measure_open_loop(call, settings.latency_rate, settings.latency_seconds)
 
 
-def _worker_argv(concurrency: int) -> list[str]:
+def _worker_argv(concurrency: int, prefetch: int) -> list[str]:
     return [
         str(VENV_BIN / "chicory"),
         "--log-level",
@@ -113,17 +114,21 @@ def _worker_argv(concurrency: int) -> list[str]:
         "chicory_app:app",
         "--concurrency",
         str(concurrency),
+        "--prefetch",
+        str(prefetch),
     ]
 
 
-async def redis_drain_rep(settings: Settings, concurrency: int, log: Path) -> Measurement:
-    """An at-least-once drain only, with a fresh worker process of ``concurrency``."""
+async def redis_drain_rep(
+    settings: Settings, concurrency: int, prefetch: int, log: Path
+) -> Measurement:
+    """An at-least-once drain only, with a fresh worker process of these settings."""
     url = settings.chicory_url(f"cd{uuid.uuid4().hex[:8]}")
     env = {"BENCH_CHICORY_URL": url, "BENCH_DONE_URL": settings.redis_url}
     app = build_app(url, lambda run, at: None)
     enqueue = enqueuer(app, MODES["at_least_once"])
     try:
-        with child_process(_worker_argv(concurrency), env=env, log=log) as proc:
+        with child_process(_worker_argv(concurrency, prefetch), env=env, log=log) as proc:
             wait_done = redis_done_waiter(settings.redis_url, alive=lambda: proc.poll() is None)
             await measure_drain(enqueue, wait_done, WARMUP_TASKS, 100, timeout=60)
             meters = drain_meters(proc.pid, redis_pid(settings.redis_url))
@@ -139,7 +144,7 @@ async def redis_rep(settings: Settings, log: Path) -> dict[str, Measurement]:
     prefix = f"cb{uuid.uuid4().hex[:8]}"
     url = settings.chicory_url(prefix)
     env = {"BENCH_CHICORY_URL": url, "BENCH_DONE_URL": settings.redis_url}
-    argv = _worker_argv(settings.concurrency)
+    argv = _worker_argv(settings.concurrency, settings.worker_prefetch)
     out: dict[str, Measurement] = {}
     app = build_app(url, lambda run, at: None)
     try:
@@ -162,8 +167,13 @@ async def redis_rep(settings: Settings, log: Path) -> dict[str, Measurement]:
 
 
 @asynccontextmanager
-async def _in_process_worker(app: Chicory, concurrency: int) -> AsyncIterator[Worker]:
-    worker = Worker(app, concurrency=concurrency, heartbeat_interval=0)
+async def _in_process_worker(app: Chicory, settings: Settings) -> AsyncIterator[Worker]:
+    worker = Worker(
+        app,
+        concurrency=settings.concurrency,
+        prefetch=settings.worker_prefetch,
+        heartbeat_interval=0,
+    )
     async with asyncio.TaskGroup() as group:
         group.create_task(worker.serve())
         await worker.wait_started()
@@ -193,7 +203,7 @@ async def memory_rep(settings: Settings) -> dict[str, Measurement]:
     app = build_app("memory://", notify)
     out: dict[str, Measurement] = {}
     try:
-        async with _in_process_worker(app, settings.concurrency):
+        async with _in_process_worker(app, settings):
             await _suite(app, settings, wait_done, out, {"cpu_us": time.process_time})
     finally:
         await app.close()

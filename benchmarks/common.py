@@ -58,6 +58,10 @@ class Settings:
         latency_seconds: Open-loop producer duration (s).
         soak_tasks: Tasks of the RSS soak run.
         concurrency: Worker concurrency (Chicory, taskiq max async tasks, Dramatiq threads).
+        prefetch: The Chicory worker's prefetch (deliveries held beyond the running ones):
+            ``None`` means three times the concurrency, the setting ``docs/redis.md`` advises
+            for many short tasks. The library's default (prefetch = concurrency) is measured
+            too, in the worker settings table.
         batch: Messages per ``delay_many`` call and per floor pipeline.
     """
 
@@ -71,7 +75,18 @@ class Settings:
     latency_seconds: float = 10.0
     soak_tasks: int = 1_000_000
     concurrency: int = 64
+    prefetch: int | None = None
     batch: int = 1_000
+
+    @property
+    def worker_prefetch(self) -> int:
+        """The prefetch the main Chicory worker runs with."""
+        return 3 * self.concurrency if self.prefetch is None else self.prefetch
+
+    @property
+    def capacity(self) -> int:
+        """Deliveries the main Chicory worker holds at most: concurrency + prefetch."""
+        return self.concurrency + self.worker_prefetch
 
     @property
     def redis_url(self) -> str:

@@ -60,6 +60,7 @@ async def _worker(settings: Settings, scenario: str) -> None:
     argv = [PYTHON, "-m", "cProfile", "-o", str(out), str(VENV_BIN / "chicory")]
     argv += ["--log-level", "WARNING", "worker", "chicory_app:app"]
     argv += ["--concurrency", str(settings.concurrency)]
+    argv += ["--prefetch", str(settings.worker_prefetch)]
     env = {"BENCH_CHICORY_URL": url, "BENCH_DONE_URL": settings.redis_url}
     app = build_app(url, lambda run, at: None)
     noop = chicory_bench.enqueuer(app, "bench.noop_alo")
@@ -92,6 +93,7 @@ async def _latency(settings: Settings) -> None:
     url = settings.chicory_url("hotspots")
     argv = [str(VENV_BIN / "chicory"), "--log-level", "WARNING", "worker", "chicory_app:app"]
     argv += ["--concurrency", str(settings.concurrency)]
+    argv += ["--prefetch", str(settings.worker_prefetch)]
     env = {"BENCH_CHICORY_URL": url}
     app = build_app(url, lambda run, at: None)
     stamp = app.tasks["bench.stamp"]

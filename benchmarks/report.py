@@ -253,14 +253,19 @@ def _cpu_rows(r: Results) -> list[tuple[str, ...]]:
 
 
 def _sweep_rows(r: Results) -> list[tuple[str, ...]]:
-    names = {r.settings.concurrency: "redis.drain_at_least_once"}
-    names.update({int(n.split(".")[1]): n for n in r.runs if n.startswith("sweep.")})
+    s = r.settings
+    names = {(s.concurrency, s.worker_prefetch): "redis.drain_at_least_once"}
+    for name in r.runs:
+        if name.startswith("sweep."):
+            _, concurrency, prefetch = name.split(".")
+            names[(int(concurrency), int(prefetch))] = name
     rows: list[tuple[str, ...]] = []
-    for concurrency in sorted(names):
-        name = names[concurrency]
+    for concurrency, prefetch in sorted(names):
+        name = names[(concurrency, prefetch)]
+        default = " (library default)" if prefetch == concurrency else ""
         rows.append(
             (
-                f"{concurrency} (prefetch {concurrency})",
+                f"{concurrency} / {prefetch}{default}",
                 _cell(r.stat(name, "enqueue")),
                 _cell(r.stat(name, "e2e")),
                 _cell(r.stat(name, "cpu_us")),
@@ -304,7 +309,7 @@ def render(r: Results) -> str:
         "",
         f"Settings: drain {s.drain_tasks:,} tasks, round trip {s.roundtrip_tasks:,}, "
         f"open loop {s.latency_rate:.0f} tasks/s for {s.latency_seconds:.0f} s, worker "
-        f"concurrency {s.concurrency} (prefetch = concurrency), batches of {s.batch:,}, "
+        f"concurrency {s.concurrency}, prefetch {s.worker_prefetch}, batches of {s.batch:,}, "
         f"Redis db {s.db}.",
         "",
         "### Chicory on Redis (separate worker process)",
@@ -334,11 +339,11 @@ def render(r: Results) -> str:
         "",
     ]
     parts += [
-        "### Worker concurrency: at-least-once drain on Redis",
+        "### Worker settings: at-least-once drain on Redis",
         "",
         _table(
             (
-                "worker concurrency",
+                "worker concurrency / prefetch",
                 "enqueue, tasks/s",
                 "end to end, tasks/s",
                 "worker CPU per task, us",

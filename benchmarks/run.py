@@ -54,6 +54,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=6379)
     parser.add_argument("--db", type=int, default=13, help="dedicated database, flushed")
     parser.add_argument("--concurrency", type=int, default=64, help="worker concurrency")
+    parser.add_argument(
+        "--prefetch", type=int, help="Chicory worker prefetch (default: 3 x concurrency)"
+    )
     parser.add_argument("--soak-tasks", type=int, help="tasks of the RSS soak run")
     parser.add_argument("--no-peers", action="store_true", help="skip taskiq and Dramatiq")
     parser.add_argument(
@@ -63,7 +66,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    base = Settings(host=args.host, port=args.port, db=args.db, concurrency=args.concurrency)
+    base = Settings(
+        host=args.host,
+        port=args.port,
+        db=args.db,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+    )
     if args.quick:
         base = replace(
             base,
@@ -139,7 +148,7 @@ def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
         for name, value in measured.items():
             runs.setdefault(f"{prefix}.{name}", []).append(value)
 
-    fetch = settings.concurrency * 2  # the Chicory worker's capacity: concurrency + prefetch
+    fetch = settings.capacity  # the floor reads as much per call as the Chicory worker may
     for rep in range(1, settings.runs + 1):
         print(f"repetition {rep}/{settings.runs}", flush=True)
         runs.setdefault("floor", []).append(
@@ -155,15 +164,16 @@ def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
                 lambda: chicory_bench.redis_rep(settings, LOGS / "chicory-worker.log"),
             ),
         )
-        for concurrency in chicory_bench.SWEEP:
-            runs.setdefault(f"sweep.{concurrency}", []).append(
+        for concurrency, prefetch in chicory_bench.SWEEP:
+            runs.setdefault(f"sweep.{concurrency}.{prefetch}", []).append(
                 _step(
-                    f"chicory on redis, drain at concurrency {concurrency}",
+                    f"chicory on redis, drain at concurrency {concurrency} prefetch {prefetch}",
                     partial(
                         chicory_bench.redis_drain_rep,
                         settings,
                         concurrency,
-                        LOGS / f"chicory-worker-{concurrency}.log",
+                        prefetch,
+                        LOGS / f"chicory-worker-{concurrency}-{prefetch}.log",
                     ),
                 )
             )

@@ -33,6 +33,8 @@ async def run_soak(settings: Settings, log: Path) -> Measurement:
         "chicory_app:app",
         "--concurrency",
         str(settings.concurrency),
+        "--prefetch",
+        str(settings.worker_prefetch),
     ]
     app = build_app(url, lambda run, at: None)
     task = app.tasks["bench.noop_alo"]
