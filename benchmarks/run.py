@@ -177,7 +177,10 @@ def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
                     ),
                 )
             )
-        add("memory", _step("chicory on memory://", lambda: chicory_bench.memory_rep(settings)))
+        add(
+            "memory",
+            _step("chicory on memory://", lambda: chicory_bench.memory_rep_in_child(settings)),
+        )
         if peers:
             runs.setdefault("taskiq", []).append(
                 _step(
