@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import os
 import platform
 import socket
@@ -103,6 +104,22 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def _speed_probe() -> float:
+    """Milliseconds a fixed pure-Python loop takes (best of 5): how fast this machine is now.
+
+    Shared machines vary by tens of percent over minutes; the probe at the start and the end
+    of a run says how fast the machine was while it ran, so runs can be compared.
+    """
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i & 7
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
 
 
 def _machine(client: redis.Redis) -> dict[str, str]:
@@ -222,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     machine = _machine(client)
+    probe_start = _speed_probe()
     client.flushdb()
     started = time.perf_counter()
     try:
@@ -229,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         client.flushdb()
         client.close()
+    machine["speed probe (1M-iteration Python loop), start / end"] = (
+        f"{probe_start:.0f} ms / {_speed_probe():.0f} ms (lower is faster)"
+    )
     results = report.Results(runs, machine, settings, time.perf_counter() - started)
     raw = {name: [m.values for m in measured] for name, measured in runs.items()}
     (LOGS / "results.json").write_text(json.dumps({"machine": machine, "runs": raw}, indent=1))
