@@ -8,10 +8,7 @@ fresh for each repetition and stopped by pid; its RSS is sampled with psutil thr
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -22,7 +19,6 @@ from typing import Any
 
 from chicory_app import build_app
 from common import (
-    BENCH_DIR,
     VENV_BIN,
     Measurement,
     RssSampler,
@@ -45,7 +41,6 @@ __all__ = [
     "SWEEP",
     "enqueuer",
     "memory_rep",
-    "memory_rep_in_child",
     "redis_drain_rep",
     "redis_rep",
     "round_trips",
@@ -186,24 +181,6 @@ async def _in_process_worker(app: Chicory, settings: Settings) -> AsyncIterator[
             yield worker
         finally:
             worker.stop()
-
-
-async def memory_rep_in_child(settings: Settings) -> dict[str, Measurement]:
-    """:func:`memory_rep` in a fresh Python process (``memory_child.py``), bounded in time."""
-    argv = [sys.executable, "memory_child.py", json.dumps(dataclasses.asdict(settings))]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=BENCH_DIR, stdout=asyncio.subprocess.PIPE, start_new_session=True
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the memory:// benchmark process failed ({proc.returncode})")
-    values = json.loads(out.decode().strip().splitlines()[-1])
-    return {name: Measurement(v) for name, v in values.items()}
 
 
 async def memory_rep(settings: Settings) -> dict[str, Measurement]:

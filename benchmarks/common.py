@@ -6,7 +6,10 @@ SIGKILL to its process group after a timeout), also when a benchmark fails.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import signal
@@ -129,6 +132,40 @@ class Measurement:
     """Named numbers from one run of one benchmark (e.g. ``{"e2e": 12000.0}``)."""
 
     values: dict[str, float] = field(default_factory=dict)
+
+
+async def in_child(
+    module: str, function: str, settings: Settings, *args: object
+) -> Measurement | dict[str, Measurement]:
+    """Run ``module.function(settings, *args)`` in a fresh process (``child.py``), bounded.
+
+    Raises:
+        RuntimeError: the child failed or ran longer than 20 minutes (it is then killed).
+    """
+    argv = [
+        sys.executable,
+        "child.py",
+        module,
+        function,
+        json.dumps(dataclasses.asdict(settings)),
+        json.dumps([str(a) if isinstance(a, Path) else a for a in args]),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=BENCH_DIR, stdout=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=1200)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark {module}.{function} failed (exit {proc.returncode})")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    if "values" in result:
+        return Measurement(result["values"])
+    return {name: Measurement(values) for name, values in result["named"].items()}
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

@@ -24,23 +24,16 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import chicory_bench
-import floor
 import psutil  # type: ignore[import-untyped]
 import redis
 import report
-import soak
-from common import Measurement, Settings
-from peers import dramatiq_bench, taskiq_bench
-
-T = TypeVar("T")
+from common import Measurement, Settings, in_child
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -150,10 +143,11 @@ def _machine(client: redis.Redis) -> dict[str, str]:
     }
 
 
-def _step(label: str, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def _run(label: str, module: str, function: str, settings: Settings, *args: object) -> Any:
+    """One repetition of ``module.function`` in a fresh process (see ``child.py``)."""
     print(f"  {label} ...", end="", flush=True)
     started = time.perf_counter()
-    value = asyncio.run(factory())
+    value = asyncio.run(in_child(module, function, settings, *args))
     print(f" {time.perf_counter() - started:.1f} s", flush=True)
     return value
 
@@ -161,62 +155,63 @@ def _step(label: str, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
     runs: dict[str, list[Measurement]] = {}
 
-    def add(prefix: str, measured: dict[str, Measurement]) -> None:
+    def one(name: str, label: str, module: str, function: str, *args: object) -> None:
+        measured = _run(label, module, function, settings, *args)
+        assert isinstance(measured, Measurement)
+        runs.setdefault(name, []).append(measured)
+
+    def named(prefix: str, label: str, module: str, function: str, *args: object) -> None:
+        measured = _run(label, module, function, settings, *args)
+        assert isinstance(measured, dict)
         for name, value in measured.items():
             runs.setdefault(f"{prefix}.{name}", []).append(value)
 
     fetch = settings.capacity  # the floor reads as much per call as the Chicory worker may
     for rep in range(1, settings.runs + 1):
         print(f"repetition {rep}/{settings.runs}", flush=True)
-        runs.setdefault("floor", []).append(
-            _step("floor", lambda: floor.run_floor(settings, settings.drain_tasks, fetch))
-        )
-        runs.setdefault("latency_floor", []).append(
-            _step("latency floor", lambda: floor.run_latency_floor(settings))
-        )
-        add(
+        one("floor", "floor", "floor", "run_floor", settings.drain_tasks, fetch)
+        one("latency_floor", "latency floor", "floor", "run_latency_floor")
+        named(
             "redis",
-            _step(
-                "chicory on redis",
-                lambda: chicory_bench.redis_rep(settings, LOGS / "chicory-worker.log"),
-            ),
+            "chicory on redis",
+            "chicory_bench",
+            "redis_rep",
+            LOGS / "chicory-worker.log",
         )
         for concurrency, prefetch in chicory_bench.SWEEP:
-            runs.setdefault(f"sweep.{concurrency}.{prefetch}", []).append(
-                _step(
-                    f"chicory on redis, drain at concurrency {concurrency} prefetch {prefetch}",
-                    partial(
-                        chicory_bench.redis_drain_rep,
-                        settings,
-                        concurrency,
-                        prefetch,
-                        LOGS / f"chicory-worker-{concurrency}-{prefetch}.log",
-                    ),
-                )
+            one(
+                f"sweep.{concurrency}.{prefetch}",
+                f"chicory on redis, drain at concurrency {concurrency} prefetch {prefetch}",
+                "chicory_bench",
+                "redis_drain_rep",
+                concurrency,
+                prefetch,
+                LOGS / f"chicory-worker-{concurrency}-{prefetch}.log",
             )
-        add(
-            "memory",
-            _step("chicory on memory://", lambda: chicory_bench.memory_rep_in_child(settings)),
-        )
+        named("memory", "chicory on memory://", "chicory_bench", "memory_rep")
         if peers:
-            runs.setdefault("taskiq", []).append(
-                _step(
-                    "taskiq", lambda: taskiq_bench.taskiq_rep(settings, LOGS / "taskiq-worker.log")
-                )
+            one(
+                "taskiq",
+                "taskiq",
+                "peers.taskiq_bench",
+                "taskiq_rep",
+                LOGS / "taskiq-worker.log",
             )
-            runs.setdefault("dramatiq", []).append(
-                _step(
-                    "dramatiq",
-                    lambda: dramatiq_bench.dramatiq_rep(settings, LOGS / "dramatiq-worker.log"),
-                )
+            one(
+                "dramatiq",
+                "dramatiq",
+                "peers.dramatiq_bench",
+                "dramatiq_rep",
+                LOGS / "dramatiq-worker.log",
             )
     print("soak", flush=True)
-    runs["soak"] = [
-        _step(
-            f"{settings.soak_tasks:,} tasks",
-            lambda: soak.run_soak(settings, LOGS / "chicory-soak-worker.log"),
-        )
-    ]
+    one(
+        "soak",
+        f"{settings.soak_tasks:,} tasks",
+        "soak",
+        "run_soak",
+        LOGS / "chicory-soak-worker.log",
+    )
     return runs
 
 
