@@ -2,7 +2,7 @@
 
 Usage (from the repository root; ``benchmarks/run`` installs the ``bench`` group first)::
 
-    .venv/bin/python benchmarks/run.py            # the full run (~5 minutes)
+    .venv/bin/python benchmarks/run.py            # the full run (~6 minutes)
     .venv/bin/python benchmarks/run.py --quick    # a ~1 minute smoke run, prints only
 
 Redis must answer on the loopback address given (default ``127.0.0.1:6379``). The harness
