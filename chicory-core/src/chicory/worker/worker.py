@@ -8,7 +8,7 @@ Shape (one anyio task group, no fire-and-forget tasks)::
      ├─ lease loop                     (renews leases of running at-least-once deliveries)
      └─ runners group
          ├─ fetch loop                 (fetches up to the free capacity in one call)
-         └─ N runners                  (a fixed set, N = concurrency, fed by a channel)
+         └─ N runners                  (a fixed set, N = concurrency, fed by the inbox)
 
 Capacity is ``concurrency + prefetch``: the fetch loop never holds more unsettled deliveries
 than that. What happens to each delivery is :mod:`chicory.worker.job`.
