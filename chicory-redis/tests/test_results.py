@@ -233,3 +233,12 @@ async def test_store_many_over_several_script_calls_announces_every_final(
     assert await asyncio.gather(*waits) == [b"t0", big, b"t1199"]
     assert [await writer.get(t) for t in ("t499", "t500", "t1199")] == [b"t499", b"t500", b"t1199"]
     assert await raw_redis.pttl(writer.keys.result("t1000")) > 0
+
+
+async def test_store_many_writes_large_records_a_few_per_call(backend: RedisResultBackend) -> None:
+    """Large records are split across several script calls; every one is written."""
+    records = [
+        StoredResult(task_id=f"big{i}", data=bytes([i]) * 300_000, final=True) for i in range(10)
+    ]
+    await backend.store_many(records, ttl=60)
+    assert [await backend.get(r.task_id) for r in records] == [r.data for r in records]
