@@ -104,6 +104,14 @@ class Signature:
     def _is_plain_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
         return self._names is not None and not kwargs and len(args) == len(self._names)
 
+    def _all_exact(self, args: Sequence[Any]) -> bool:
+        """Whether each of a plain call's arguments is exactly its annotated scalar type."""
+        assert self._exact_types is not None
+        for value, exact in zip(args, self._exact_types, strict=True):  # no generator: hot path
+            if type(value) is not exact:
+                return False
+        return True
+
     def bind(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], mode: ValidationMode
     ) -> tuple[list[Any], dict[str, Any]]:
@@ -114,11 +122,7 @@ class Signature:
         """
         if self._is_plain_call(args, kwargs):
             assert self._names is not None
-            assert self._exact_types is not None
-            for value, exact in zip(args, self._exact_types, strict=True):
-                if type(value) is not exact:
-                    break
-            else:
+            if self._all_exact(args):
                 return list(args), {}
             if mode.checks_inputs and self._hooks:
                 for name, value in zip(self._names, args, strict=True):
@@ -145,12 +149,8 @@ class Signature:
         """
         if self._is_plain_call(args, kwargs):
             assert self._names is not None
-            assert self._exact_types is not None
             loaded = list(args)
-            for value, exact in zip(loaded, self._exact_types, strict=True):
-                if type(value) is not exact:
-                    break
-            else:
+            if self._all_exact(loaded):
                 return loaded, {}
             if mode is ValidationMode.NONE or not self._hooks:
                 return loaded, {}

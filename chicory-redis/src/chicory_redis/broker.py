@@ -26,7 +26,7 @@ from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, MessageTooLargeError
 from chicory_redis import scripts
 from chicory_redis.config import RedisSettings, parse_settings
-from chicory_redis.connection import broker_errors, create_client
+from chicory_redis.connection import broker_errors
 from chicory_redis.consumer import RedisConsumer
 from chicory_redis.entries import (
     STREAM_ID,
@@ -159,15 +159,7 @@ class RedisBroker:
         """
         if self._client is not None:
             return
-        client = create_client(self._settings)
-        try:
-            with broker_errors(self.display_url, "connect"):
-                await client.ping()
-                await scripts.load_all(client)
-        except BaseException:
-            await client.aclose(close_connection_pool=True)
-            raise
-        self._client = client
+        self._client = await scripts.open_client(self._settings, scripts.ALL_SCRIPTS, broker_errors)
 
     async def close(self) -> None:
         """Close every consumer (handing deliveries back), then the connections. Idempotent."""

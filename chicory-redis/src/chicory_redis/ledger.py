@@ -165,8 +165,6 @@ class Ledger:
         Raises:
             DeliveryStateError: it comes from another consumer or broker.
         """
-        if type(delivery) is RedisDelivery and delivery.ledger is self:
-            return delivery
         if isinstance(delivery, RedisDelivery) and delivery.ledger is self:
             return delivery
         raise DeliveryStateError(f"{delivery!r} was not fetched by this consumer; settle it there")
@@ -302,23 +300,12 @@ class Ledger:
         with broker_errors(self._broker.display_url, "ack"):
             results = await scripts.run_many(self._broker.client, calls)
         failed = None
-        held, freed = self.held, False
-        for (k, chunk), result in zip(chunks, results, strict=True):
+        for (_, chunk), result in zip(chunks, results, strict=True):
             if isinstance(result, Exception):
                 failed = result
                 continue
-            stream = k.stream
             for d in chunk:
-                if d.state is DeliveryState.HELD:
-                    d.state = DeliveryState.ACKED
-                key = (stream, d.message.entry_id)
-                if held.get(key) is d:
-                    del held[key]
-                    freed = True
-                elif self.lapsed.get(key) is d:
-                    del self.lapsed[key]
-        if freed:
-            self.freed.set()
+                self.release(d, DeliveryState.ACKED)
         if failed is not None:
             raise BrokerError(f"ack failed on Redis at {self._broker.display_url}: {failed}")
 

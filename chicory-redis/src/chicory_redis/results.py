@@ -24,7 +24,7 @@ from chicory.clock import Clock, SystemClock
 from chicory.errors import ResultBackendError
 from chicory_redis import scripts
 from chicory_redis.config import RedisSettings, parse_settings
-from chicory_redis.connection import create_client, results_errors
+from chicory_redis.connection import results_errors
 from chicory_redis.keys import KeySpace
 from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING, ResultWaiters
 
@@ -131,14 +131,8 @@ class RedisResultBackend:
         """
         if self._client is not None:
             return
-        client = create_client(self._settings)
-        try:
-            with results_errors(self.display_url, "connect"):
-                await client.ping()
-                await scripts.load_all(client, (scripts.STORE_RESULT,))
-        except BaseException:
-            await client.aclose(close_connection_pool=True)
-            raise
+        needed = (scripts.STORE_RESULT, scripts.STORE_RESULTS)
+        client = await scripts.open_client(self._settings, needed, results_errors)
         self._waiters.open()
         self._client = client
 

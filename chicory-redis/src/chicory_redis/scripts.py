@@ -18,14 +18,16 @@ reclaimed by another consumer can no longer ack, requeue or renew it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import attrs
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from chicory_redis.connection import CONNECTION_ERRORS
+from chicory_redis.config import RedisSettings
+from chicory_redis.connection import CONNECTION_ERRORS, create_client
 
 __all__ = [
     "ACK",
@@ -41,6 +43,7 @@ __all__ = [
     "Call",
     "Script",
     "load_all",
+    "open_client",
     "run",
     "run_many",
 ]
@@ -344,6 +347,27 @@ async def load_all(client: Redis, scripts: Sequence[Script] = ALL_SCRIPTS) -> No
     for script in scripts:
         pipe.script_load(script.source)
     await pipe.execute()
+
+
+async def open_client(
+    settings: RedisSettings,
+    needed: Sequence[Script],
+    errors: Callable[[str, str], AbstractContextManager[None]],
+) -> Redis:
+    """Return a new client that answered ``PING`` and has ``needed`` loaded.
+
+    The client is closed again if either step fails; ``errors`` (``broker_errors`` or
+    ``results_errors``) turns the failure into the caller's error type.
+    """
+    client = create_client(settings)
+    try:
+        with errors(settings.display_url, "connect"):
+            await client.ping()
+            await load_all(client, needed)
+    except BaseException:
+        await client.aclose(close_connection_pool=True)
+        raise
+    return client
 
 
 async def run(client: Redis, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:

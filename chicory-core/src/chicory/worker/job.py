@@ -109,10 +109,10 @@ class JobRunner:
         assert settler is not None
         if strategy.acts_before_run:
             self.fan_out()  # the runners of the other waiting deliveries join this batch
-        if strategy.acts_before_run and not await strategy.before_run(delivery, settler):
-            state = transition(state, JobState.CANCELLED)
-            log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
-            return False
+            if not await strategy.before_run(delivery, settler):
+                state = transition(state, JobState.CANCELLED)
+                log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
+                return False
         state = transition(state, JobState.RUNNING)
         outcome = await self._run(delivery, message, task, strategy, args, kwargs)
         if outcome.error is None:
