@@ -36,6 +36,14 @@ def test_round_trip_keeps_every_field() -> None:
     assert raw["created_at"] == "2026-01-02T03:04:05+00:00"
 
 
+def test_fields_left_out_by_other_producers_take_their_defaults() -> None:
+    body = b'{"v": 1, "id": "x", "task": "t", "created_at": "2026-01-02T03:04:05+00:00"}'
+    decoded = Codec().decode(body)
+    assert decoded == TaskMessage(id="x", task="t", created_at=NOW)
+    assert (decoded.args, decoded.kwargs, decoded.attempt, decoded.queue) == ([], {}, 1, "default")
+    assert decoded.eta is None
+
+
 @pytest.mark.parametrize(
     ("body", "match"),
     [

@@ -49,6 +49,36 @@ def test_wrong_type_names_the_parameter_in_inputs_mode() -> None:
     assert sig(f).bind(["3"], {"label": "x"}, ValidationMode.NONE) == (["3", "x"], {})
 
 
+@pytest.mark.parametrize("mode", list(ValidationMode))
+def test_exactly_typed_scalars_pass_unchanged_and_anything_else_is_still_checked(
+    mode: ValidationMode,
+) -> None:
+    def f(count: int, label: str) -> None: ...
+
+    s = sig(f)
+    assert s.bind((3, "x"), {}, mode) == ([3, "x"], {})
+    assert s.load([3, "x"], {}, mode) == ([3, "x"], {})
+    assert s.bind((3,), {"label": "x"}, mode) == ([3, "x"], {})
+    with pytest.raises(ArgumentValidationError, match="'label'"):
+        s.bind((3,), {}, mode)
+    with pytest.raises(ArgumentValidationError):
+        s.bind((3, "x", 4), {}, mode)
+    if mode.checks_inputs:  # a bool is an int subclass, not exactly an int
+        with pytest.raises(ArgumentValidationError, match="parameter 'count'"):
+            s.bind((True, "x"), {}, mode)
+        with pytest.raises(ArgumentValidationError, match="parameter 'count'"):
+            s.load(["3", "x"], {}, mode)
+
+
+def test_a_task_without_parameters_takes_no_arguments() -> None:
+    def f() -> None: ...
+
+    assert sig(f).bind((), {}, ValidationMode.STRICT) == ([], {})
+    assert sig(f).load([], {}, ValidationMode.STRICT) == ([], {})
+    with pytest.raises(ArgumentValidationError):
+        sig(f).bind((1,), {}, ValidationMode.STRICT)
+
+
 def test_attrs_and_dataclass_values_travel_as_json_and_arrive_as_classes() -> None:
     def f(p: Point, order: Order, *rest: Point, **extra: Point) -> None: ...
 

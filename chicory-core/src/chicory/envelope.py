@@ -100,10 +100,21 @@ def _aware(text: Any) -> datetime | None:
 
 
 def _structure_fast(raw: dict[str, Any]) -> TaskMessage | None:
-    """Build a well-formed envelope without the converter; ``None`` if anything is off."""
-    task_id, task = raw.get("id"), raw.get("task")
-    args, kwargs = raw.get("args", []), raw.get("kwargs", {})
-    attempt, queue = raw.get("attempt", 1), raw.get("queue", "default")
+    """Build a well-formed envelope without the converter; ``None`` if anything is off.
+
+    Chicory writes every field, so a missing one also takes the careful path (which applies
+    the defaults and names what is wrong).
+    """
+    try:
+        task_id, task, args, kwargs = raw["id"], raw["task"], raw["args"], raw["kwargs"]
+        attempt, queue, created_text, eta_text = (
+            raw["attempt"],
+            raw["queue"],
+            raw["created_at"],
+            raw["eta"],
+        )
+    except KeyError:
+        return None
     if not (
         type(task_id) is str
         and type(task) is str
@@ -113,8 +124,7 @@ def _structure_fast(raw: dict[str, Any]) -> TaskMessage | None:
         and type(queue) is str
     ):
         return None
-    created_at = _aware(raw.get("created_at"))
-    eta_text = raw.get("eta")
+    created_at = _aware(created_text)
     eta = None if eta_text is None else _aware(eta_text)
     if created_at is None or (eta_text is not None and eta is None):
         return None

@@ -150,7 +150,8 @@ class Task(Generic[P, R]):
         encode = self.app.codec.encode_fields
         outgoing: list[OutgoingMessage] = []
         for call, task_id in zip(items, ids, strict=True):
-            if isinstance(call, Mapping):
+            # A tuple or list is the common case, and cheaper to tell than the Mapping ABC.
+            if type(call) is not tuple and type(call) is not list and isinstance(call, Mapping):
                 wire_args, wire_kwargs = bind((), call, mode)
             else:
                 wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)

@@ -96,21 +96,15 @@ class Signature:
         # The fast path: a call passing exactly every parameter positionally needs no binding.
         self._names: tuple[str, ...] | None = tuple(p.name for p in params) if plain else None
         # The fastest: ... and each argument is a JSON scalar of exactly its annotated type,
-        # so there is nothing to check or convert (None where a parameter cannot qualify).
+        # so there is nothing to check or convert. Tested as ``tuple(map(type, args)) ==
+        # self._exact_types`` (no Python-level loop); None unless every parameter qualifies.
+        exact = tuple(self._exact.get(p.name) for p in params)
         self._exact_types: tuple[type | None, ...] | None = (
-            tuple(self._exact.get(p.name) for p in params) if plain else None
+            exact if plain and None not in exact else None
         )
 
     def _is_plain_call(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
         return self._names is not None and not kwargs and len(args) == len(self._names)
-
-    def _all_exact(self, args: Sequence[Any]) -> bool:
-        """Whether each of a plain call's arguments is exactly its annotated scalar type."""
-        assert self._exact_types is not None
-        for value, exact in zip(args, self._exact_types, strict=True):  # no generator: hot path
-            if type(value) is not exact:
-                return False
-        return True
 
     def bind(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], mode: ValidationMode
@@ -120,10 +114,11 @@ class Signature:
         Raises:
             ArgumentValidationError: the call does not fit the signature or its types.
         """
+        exact = self._exact_types
+        if exact is not None and not kwargs and tuple(map(type, args)) == exact:
+            return list(args), {}
         if self._is_plain_call(args, kwargs):
             assert self._names is not None
-            if self._all_exact(args):
-                return list(args), {}
             if mode.checks_inputs and self._hooks:
                 for name, value in zip(self._names, args, strict=True):
                     self._check(name, value)
@@ -147,11 +142,12 @@ class Signature:
         Raises:
             ArgumentValidationError: the arguments do not fit (never retried: dead-lettered).
         """
+        exact = self._exact_types
+        if exact is not None and not kwargs and tuple(map(type, args)) == exact:
+            return list(args), {}
         if self._is_plain_call(args, kwargs):
             assert self._names is not None
             loaded = list(args)
-            if self._all_exact(loaded):
-                return loaded, {}
             if mode is ValidationMode.NONE or not self._hooks:
                 return loaded, {}
             for index, name in enumerate(self._names):

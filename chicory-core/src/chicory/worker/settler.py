@@ -80,6 +80,7 @@ class Settler:
         self._acks = _AckBatch()
         self._finishes: list[tuple[Delivery, StoredResult | None, bool]] = []
         self._wake = anyio.Event()
+        self._woken = False  # ``_wake`` is set already: setting it again is a wasted call
         self._closing = False
         self._flush_scope: anyio.CancelScope | None = None
 
@@ -87,25 +88,30 @@ class Settler:
         """Ack ``delivery`` in the next batch and wait; return whether the ack was confirmed."""
         batch = self._acks
         batch.deliveries.append(delivery)
-        self._wake.set()
+        self._poke()
         await batch.done.wait()
         return batch.ok
 
     def finish(self, delivery: Delivery, record: StoredResult | None, *, ack: bool) -> None:
         """Queue ``record`` to be stored and then, if ``ack``, ``delivery`` to be acked."""
         self._finishes.append((delivery, record, ack))
-        self._wake.set()
+        if not self._woken:  # the check, not the call: this runs once per task
+            self._poke()
 
     def close(self) -> None:
         """Flush what is pending, then make :meth:`run` return."""
         self._closing = True
-        self._wake.set()
+        self._poke()
 
     def kill(self) -> None:
         """Abandon the flush in progress, as a crash would (for ``Worker.kill``)."""
         if self._flush_scope is not None:
             self._flush_scope.shield = False
             self._flush_scope.cancel()
+
+    def _poke(self) -> None:
+        self._woken = True
+        self._wake.set()
 
     async def run(self) -> None:
         """Flush batches until :meth:`close` was called and nothing is pending."""
@@ -115,6 +121,7 @@ class Settler:
                     return
                 await self._wake.wait()
                 self._wake = anyio.Event()
+                self._woken = False
                 # Runners being woken one after another (a fetched batch fanning out) will
                 # each queue a settle within a loop turn or two: let them join this batch.
                 while self._filling():
