@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import uuid
@@ -11,6 +12,7 @@ import pytest
 
 from chicory import Chicory, DeliveryMode
 from chicory.cli import main
+from chicory.worker.tuning import YOUNG_THRESHOLD
 from e2e_support import eventually
 from processes import delete_keys, run_counts, worker_process
 
@@ -91,3 +93,28 @@ async def test_sigterm_drains_and_hands_back_unfinished_work_at_once(tmp_path: P
     finally:
         await app.close()
         delete_keys(prefix)
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+async def test_worker_process_tunes_the_collector_unless_asked_not_to(
+    tmp_path: Path, tuned: bool
+) -> None:
+    prefix = f"chicory-test-{uuid.uuid4().hex[:8]}"
+    url = f"redis://127.0.0.1:6379/0?key_prefix={prefix}"
+    app = Chicory(url)
+
+    @app.task(name="w.gc")
+    async def gc_settings() -> list[int]: ...
+
+    flags = () if tuned else ("--no-gc-tuning",)
+    try:
+        with worker_process(url, tmp_path / "runs.txt", *flags):
+            young, frozen = await (await gc_settings.delay()).get(timeout=20)
+    finally:
+        await app.close()
+        delete_keys(prefix)
+    if tuned:
+        assert young == YOUNG_THRESHOLD
+        assert frozen > 1000  # the interpreter, the libraries and the app, loaded at start-up
+    else:
+        assert (young, frozen) == (gc.get_threshold()[0], 0)

@@ -7,6 +7,7 @@ each task started and finished across worker processes, even ones killed with SI
 
 from __future__ import annotations
 
+import gc
 import os
 
 import anyio
@@ -36,3 +37,9 @@ async def amo(n: int, seconds: float) -> int:
     await anyio.sleep(seconds)
     record(f"end {n}")
     return n
+
+
+@app.task(name="w.gc")
+async def gc_settings() -> list[int]:
+    """The worker process's young-generation threshold and frozen object count."""
+    return [gc.get_threshold()[0], gc.get_freeze_count()]

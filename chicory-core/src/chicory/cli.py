@@ -2,7 +2,8 @@
 
 Commands::
 
-    chicory worker MODULE:APP [--queue Q ...] [--concurrency N] [--broker URL] [--backend URL]
+    chicory worker MODULE:APP [--queue Q ...] [--concurrency N] [--prefetch N]
+                   [--drain-timeout S] [--no-gc-tuning] [--broker URL] [--backend URL]
     chicory plugins
     chicory dead {list,replay,delete,purge} MODULE:APP [--queue Q] [ID]
     chicory workers MODULE:APP
@@ -77,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         help="deliveries held beyond running ones (default: concurrency)",
     )
     worker.add_argument("--drain-timeout", type=float, default=30.0)
+    worker.add_argument(
+        "--no-gc-tuning",
+        dest="gc_tuning",
+        action="store_false",
+        help="leave Python's garbage collector at its defaults (see chicory.worker.tuning)",
+    )
     worker.add_argument("--broker", help=f"broker URL (sets {BROKER_ENV} before import)")
     worker.add_argument("--backend", help=f"result backend URL (sets {BACKEND_ENV})")
 
@@ -153,7 +160,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from chicory.worker import Worker
+    from chicory.worker import Worker, tune_gc
 
     if args.broker:
         os.environ[BROKER_ENV] = args.broker
@@ -173,6 +180,8 @@ def _worker(args: argparse.Namespace) -> int:
         prefetch=args.prefetch,
         drain_timeout=args.drain_timeout,
     )
+    if args.gc_tuning:
+        tune_gc()
     worker.run()
     return 0
 

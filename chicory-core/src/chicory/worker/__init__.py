@@ -2,6 +2,7 @@
 
 from chicory.worker.ack import STRATEGIES, AckStrategy, AtLeastOnce, AtMostOnce
 from chicory.worker.states import TRANSITIONS, JobState, transition
+from chicory.worker.tuning import tune_gc
 from chicory.worker.worker import Worker
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "JobState",
     "Worker",
     "transition",
+    "tune_gc",
 ]
