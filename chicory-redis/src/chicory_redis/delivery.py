@@ -44,15 +44,35 @@ class DeliveryState(enum.Enum):
 class RedisDelivery:
     """One message handed to one Redis ledger. See the module docstring for the rules."""
 
-    __slots__ = ("_ledger", "count", "deadline", "keys", "message", "state")
+    __slots__ = (
+        "_ledger",
+        "body",
+        "count",
+        "deadline",
+        "headers",
+        "key",
+        "keys",
+        "message",
+        "state",
+    )
 
-    def __init__(self, ledger: Ledger, keys: QueueKeys, message: StoredMessage, count: int) -> None:
+    body: bytes
+    """The message body, exactly as published."""
+    headers: Mapping[str, str]
+    """The message headers, exactly as published."""
+
+    def __init__(
+        self, ledger: Ledger, keys: QueueKeys, message: StoredMessage, count: int, deadline: float
+    ) -> None:
         self._ledger = ledger
         self.keys = keys
         self.message = message
+        self.body = message.body  # plain attributes, not properties: read once per task
+        self.headers = message.headers
         self.count = count
         self.state = DeliveryState.HELD
-        self.deadline = 0.0  # time.monotonic() at which the lease lapses unless renewed
+        self.deadline = deadline  # time.monotonic() at which the lease lapses unless renewed
+        self.key = (keys.stream, message.entry_id)  # where the ledger files it
 
     def __repr__(self) -> str:
         return (
@@ -79,16 +99,6 @@ class RedisDelivery:
     def queue(self) -> str:
         """The queue the message was consumed from."""
         return self.keys.queue
-
-    @property
-    def body(self) -> bytes:
-        """The message body, exactly as published."""
-        return self.message.body
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The message headers, exactly as published."""
-        return self.message.headers
 
     @property
     def delivery_count(self) -> int:

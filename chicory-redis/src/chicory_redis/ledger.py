@@ -111,10 +111,11 @@ class Ledger:
     ) -> list[RedisDelivery]:
         """Hold the claimed messages, dead-lettering those over ``max_deliveries``."""
         limit = self._settings.max_deliveries
+        deadline = time.monotonic() + self._settings.lease_seconds
         kept: list[RedisDelivery] = []
         over: list[RedisDelivery] = []
         for message, count in batch:
-            d = RedisDelivery(self, k, message, count)
+            d = RedisDelivery(self, k, message, count, deadline)
             (over if limit is not None and count > limit else kept).append(d)
         for d in over:
             await self.dead_letter_call(
@@ -124,11 +125,9 @@ class Ledger:
                 count=d.count - 1,
             )
             d.state = DeliveryState.SETTLED
-        deadline = time.monotonic() + self._settings.lease_seconds
-        held, stream = self.held, k.stream
+        held = self.held
         for d in kept:
-            d.deadline = deadline
-            held[(stream, d.message.entry_id)] = d
+            held[d.key] = d
         if self.closed and kept:
             await self.give_back(kept, recount=False)
             return []
@@ -152,12 +151,27 @@ class Ledger:
         """Stop holding ``delivery``; it moves to ``state`` unless it was settled already."""
         if delivery.state is DeliveryState.HELD:
             delivery.state = state
-        key = (delivery.keys.stream, delivery.entry_id)
+        key = delivery.key
         if self.held.get(key) is delivery:
             del self.held[key]
             self.freed.set()
         elif self.lapsed.get(key) is delivery:
             del self.lapsed[key]
+
+    def _release_acked(self, deliveries: list[RedisDelivery]) -> None:
+        """:meth:`release` of a batch of acked deliveries, in one pass (once per task)."""
+        held, lapsed, freed = self.held, self.lapsed, False
+        for d in deliveries:
+            if d.state is DeliveryState.HELD:
+                d.state = DeliveryState.ACKED
+            key = d.key
+            if held.get(key) is d:
+                del held[key]
+                freed = True
+            elif lapsed.get(key) is d:
+                del lapsed[key]
+        if freed:
+            self.freed.set()
 
     def own(self, delivery: object) -> RedisDelivery:
         """Return ``delivery`` if this consumer fetched it.
@@ -287,7 +301,8 @@ class Ledger:
         """
         targets: list[RedisDelivery] = []
         for item in deliveries:
-            d = self.own(item)
+            # own(), inlined for the common case: this runs once per task
+            d = item if type(item) is RedisDelivery and item.ledger is self else self.own(item)
             if d.state is DeliveryState.HELD or self.may_settle(d):
                 targets.append(d)
         chunks = self._by_queue(targets)
@@ -304,8 +319,7 @@ class Ledger:
             if isinstance(result, Exception):
                 failed = result
                 continue
-            for d in chunk:
-                self.release(d, DeliveryState.ACKED)
+            self._release_acked(chunk)
         if failed is not None:
             raise BrokerError(f"ack failed on Redis at {self._broker.display_url}: {failed}")
 
@@ -335,9 +349,8 @@ class Ledger:
             for d in chunk:
                 if d.entry_id in renewed and d.state is DeliveryState.HELD:
                     d.deadline = deadline
-                    key = (k.stream, d.entry_id)
-                    if self.lapsed.get(key) is d:  # renewed in time after all: counts again
-                        self.held[key] = self.lapsed.pop(key)
+                    if self.lapsed.get(d.key) is d:  # renewed in time after all: counts again
+                        self.held[d.key] = self.lapsed.pop(d.key)
                 elif d.state is DeliveryState.HELD:
                     log.warning(
                         "lease of message %s (queue %r) was lost: another consumer reclaimed "
