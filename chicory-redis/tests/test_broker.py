@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from chicory.broker import Broker, Consumer, Delivery, OutgoingMessage, QueueCounts
@@ -237,6 +239,41 @@ async def test_close_hands_back_at_once_and_later_settles_raise(
         assert [d.body for d in got] == [b"1", b"2"]
         assert [d.delivery_count for d in got] == [2, 2]
         await consumer2.ack_many(got)
+
+
+async def test_entries_read_by_a_cancelled_fetch_are_handed_back_on_close(
+    make_broker: BrokerFactory, redis_url: str
+) -> None:
+    """A fetch cancelled after Redis answered (a worker stopping mid-read) leaves what it
+    read pending for the consumer; close() hands that back at once too, uncounted."""
+    # One long XREADGROUP BLOCK, nothing else in between.
+    broker = await make_broker(reclaim_interval=60, delayed_poll_interval=60, block_ms=10_000)
+    consumer = broker.consume(["q"], prefetch=5)
+    await broker.publish("q", b"held")
+    [held] = await consumer.fetch(5, timeout=1)
+    fetch = asyncio.ensure_future(consumer.fetch(5, timeout=10))
+    await asyncio.sleep(0.2)  # the fetch is blocked in XREADGROUP on the empty stream
+    # Publish without letting the event loop run: Redis answers the blocked read at once,
+    # and the fetch is cancelled before it can read that answer.
+    sync_client = redis.Redis.from_url(redis_url)
+    try:
+        fields = {"id": "late", "n": "0", "headers": "{}", "body": b"unseen"}
+        sync_client.xadd(broker.keys.queue("q").stream, fields)
+        time.sleep(0.2)  # noqa: ASYNC251 -- the point: the event loop must not run
+    finally:
+        sync_client.close()
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    assert await broker.counts("q") == QueueCounts(in_flight=2)  # "unseen" is pending
+    await consumer.close()
+    assert await broker.counts("q") == QueueCounts(ready=2)
+    other = await make_broker()
+    async with other.consume(["q"], prefetch=5) as consumer2:
+        got = await consumer2.fetch(5, timeout=1)
+        assert {d.body: d.delivery_count for d in got} == {b"held": 2, b"unseen": 1}
+        await consumer2.ack_many(got)
+    assert held.state.value == "handed back"
 
 
 async def test_broker_close_closes_its_consumers(make_broker: BrokerFactory) -> None:

@@ -81,6 +81,7 @@ class RedisConsumer:
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ledger = Ledger(broker, self.name, self._keys)
         self._hand_back: asyncio.Future[None] | None = None  # kept alive if close is cancelled
+        self._cancelled_read = False  # a read may have left entries pending, unseen
         self._groups_ready = False
         self._next_move = 0.0
         self._next_reclaim = 0.0
@@ -114,8 +115,9 @@ class RedisConsumer:
 
         Never returns more than the free prefetch room. Returns an empty list on timeout,
         when Redis stays unreachable until the timeout, or if the consumer is closed while
-        waiting. Cancellation-safe: entries read by a cancelled fetch stay pending for this
-        consumer and are reclaimed after ``lease_seconds``.
+        waiting. Cancellation-safe: entries Redis handed to a fetch cancelled before it read
+        the reply stay pending for this consumer; :meth:`close` hands them back (uncounted),
+        or, if it never runs, they are reclaimed after ``lease_seconds``.
 
         Raises:
             BrokerError: the consumer was already closed, or Redis refused a command.
@@ -133,6 +135,9 @@ class RedisConsumer:
                 continue
             try:
                 found = await self._poll(room, end - loop.time())
+            except asyncio.CancelledError:
+                self._cancelled_read = True
+                raise
             except (*CONNECTION_ERRORS, BrokerConnectionError) as exc:
                 if self._stopped() or not await self._pause_after(exc, end - loop.time()):
                     return []
@@ -329,10 +334,40 @@ class RedisConsumer:
                 pipe.xgroup_delconsumer(k.stream, k.group, self.name)
         await pipe.execute(raise_on_error=False)
 
+    async def _hand_back_unseen(self) -> None:
+        """Give back the entries pending for this consumer that no fetch returned.
+
+        Called on close, after the held deliveries went back, and only if a fetch was
+        cancelled: then whatever is still pending for this consumer's name was read by that
+        fetch and never seen by anyone, so it goes back with its delivery uncounted.
+        """
+        client = self._broker.client
+        for k in self._keys:
+            pending: Any = await client.xpending_range(
+                k.stream, k.group, "-", "+", self._prefetch, consumername=self.name
+            )
+            ids: list[Any] = [_text(p["message_id"]) for p in pending]
+            if not ids:
+                continue
+            claimed: Any = await client.xclaim(k.stream, k.group, self.name, 0, ids)
+            batch = [
+                (message, message.prior)
+                for message in (message_from_entry(e, f) for e, f in claimed if f is not None)
+            ]
+            if batch:
+                log.info(
+                    "handing back %d message(s) of queue %r read by a cancelled fetch",
+                    len(batch),
+                    k.queue,
+                )
+                await self._ledger.admit(k, batch)  # the ledger is closed: it gives them back
+
     async def _hand_back_all(self, held: list[RedisDelivery]) -> None:
         try:
             if held:
                 await self._ledger.give_back(held, recount=True)
+            if self._cancelled_read:
+                await self._hand_back_unseen()
             await self._leave_groups()
         except (*CONNECTION_ERRORS, redis_errors.RedisError) as exc:
             log.warning(
