@@ -308,7 +308,9 @@ class Ledger:
         chunks = self._by_queue(targets)
         calls = [
             scripts.Call(
-                scripts.ACK, (k.stream,), (k.group, self.name, *[d.message.entry_id for d in c])
+                scripts.ACK,
+                (k.stream,),
+                (k.group, self.name, " ".join([d.message.entry_id for d in c])),
             )
             for k, c in chunks
         ]
@@ -335,7 +337,11 @@ class Ledger:
         owned = [self.own(d) for d in deliveries]
         chunks = self._by_queue([d for d in owned if d.state is DeliveryState.HELD])
         calls = [
-            scripts.Call(scripts.RENEW, (k.stream,), (k.group, self.name, *(d.entry_id for d in c)))
+            scripts.Call(
+                scripts.RENEW,
+                (k.stream,),
+                (k.group, self.name, " ".join([d.message.entry_id for d in c])),
+            )
             for k, c in chunks
         ]
         started = time.monotonic()

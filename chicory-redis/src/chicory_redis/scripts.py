@@ -74,12 +74,20 @@ end
 """
 
 _OWNED_MANY = """
--- The entries of ARGV[first..] still pending for consumer, in their order: one XPENDING over
--- the range the ids span (the consumer's own pending list only), not one per id.
-local function owned_many(stream, group, consumer, first)
+-- Entry ids arrive as one argument, separated by spaces (stream ids have none): one argument
+-- instead of one per id is much cheaper for the client to build and send.
+local function split_ids(text)
+  local ids = {}
+  for id in string.gmatch(text, '[^ ]+') do ids[#ids + 1] = id end
+  return ids
+end
+
+-- The entries of ids still pending for consumer, in their order: one XPENDING over the range
+-- the ids span (the consumer's own pending list only), not one per id. nil if an id is not
+-- a stream id.
+local function owned_many(stream, group, consumer, ids)
   local lo, hi, lo_ms, lo_seq, hi_ms, hi_seq
-  for i = first, #ARGV do
-    local id = ARGV[i]
+  for _, id in ipairs(ids) do
     local dash = string.find(id, '-', 1, true)
     if not dash then return nil end
     local ms, seq = tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
@@ -97,8 +105,19 @@ local function owned_many(stream, group, consumer, first)
   for _, entry in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000000, consumer)) do
     pending[entry[1]] = true
   end
-  for i = first, #ARGV do
-    if pending[ARGV[i]] then mine[#mine + 1] = ARGV[i] end
+  for _, id in ipairs(ids) do
+    if pending[id] then mine[#mine + 1] = id end
+  end
+  return mine
+end
+
+-- owned_many, or (an id that is not a stream id) each id checked on its own.
+local function owned_each(stream, group, consumer, ids)
+  local mine = owned_many(stream, group, consumer, ids)
+  if mine then return mine end
+  mine = {}
+  for _, id in ipairs(ids) do
+    if owned(stream, group, consumer, id) then mine[#mine + 1] = id end
   end
   return mine
 end
@@ -109,15 +128,9 @@ ACK: Final = Script(
     _OWNED
     + _OWNED_MANY
     + """
--- KEYS: stream. ARGV: group, consumer, entry ids (at most a few thousand)...
--- Returns how many were acked.
-local mine = owned_many(KEYS[1], ARGV[1], ARGV[2], 3)
-if not mine then  -- an id that is not a stream id: check each one on its own
-  mine = {}
-  for i = 3, #ARGV do
-    if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then mine[#mine + 1] = ARGV[i] end
-  end
-end
+-- KEYS: stream. ARGV: group, consumer, entry ids separated by spaces (at most a few
+-- thousand). Returns how many were acked.
+local mine = owned_each(KEYS[1], ARGV[1], ARGV[2], split_ids(ARGV[3]))
 if #mine > 0 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(mine))
   redis.call('XDEL', KEYS[1], unpack(mine))
@@ -211,14 +224,9 @@ RENEW: Final = Script(
     _OWNED
     + _OWNED_MANY
     + """
--- KEYS: stream. ARGV: group, consumer, entry ids... Returns the ids still ours (renewed).
-local renewed = owned_many(KEYS[1], ARGV[1], ARGV[2], 3)
-if not renewed then  -- an id that is not a stream id: check each one on its own
-  renewed = {}
-  for i = 3, #ARGV do
-    if owned(KEYS[1], ARGV[1], ARGV[2], ARGV[i]) then renewed[#renewed + 1] = ARGV[i] end
-  end
-end
+-- KEYS: stream. ARGV: group, consumer, entry ids separated by spaces. Returns the ids still
+-- ours (renewed).
+local renewed = owned_each(KEYS[1], ARGV[1], ARGV[2], split_ids(ARGV[3]))
 if #renewed > 0 then
   local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
   for _, id in ipairs(renewed) do claim[#claim + 1] = id end
