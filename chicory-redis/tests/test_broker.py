@@ -57,6 +57,16 @@ async def test_publish_many_keeps_order_and_is_fifo(broker: RedisBroker) -> None
         await consumer.ack_many(got)
 
 
+async def test_publish_many_keeps_any_body_bytes(broker: RedisBroker) -> None:
+    bodies = [b"", b"\n\n", bytes(range(256)), b"x" * 70_000, b"plain"]
+    await broker.publish_many("q", [OutgoingMessage(body=b, headers={"k\n": "v"}) for b in bodies])
+    async with broker.consume(["q"], prefetch=10) as consumer:
+        got = await consumer.fetch(10, timeout=1)
+        assert [d.body for d in got] == bodies
+        assert {tuple(d.headers.items()) for d in got} == {(("k\n", "v"),)}
+        await consumer.ack_many(got)
+
+
 async def test_ack_deletes_the_entry_so_the_stream_stays_small(
     broker: RedisBroker, raw_redis: aioredis.Redis
 ) -> None:

@@ -236,25 +236,32 @@ class RedisBroker:
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
         ids = new_message_ids(len(messages))
-        args: list[bytes] = []
-        chunks = [args]
+        packed: list[bytes] = []
+        chunks = [packed]
         size, limit = 0, self._settings.max_body_bytes
         for message, message_id in zip(messages, ids, strict=True):
             body = message.body
             if len(body) > limit:
                 self._check_body(body)
-            if len(args) >= PUBLISH_CHUNK or size >= _PUBLISH_CHUNK_BYTES:
-                args, size = [], 0
-                chunks.append(args)
+            if len(packed) >= PUBLISH_CHUNK or size >= _PUBLISH_CHUNK_BYTES:
+                packed, size = [], 0
+                chunks.append(packed)
             headers = encode_headers(message.headers).encode() if message.headers else b"{}"
             if message.not_before is None or (due := self._due_ms(message.not_before)) is None:
-                args.append(b"\n%s\n0\n%s\n%s" % (message_id.encode(), headers, body))
+                packed.append(b"\n%s\n0\n%s\n%s" % (message_id.encode(), headers, body))
             else:
-                args.append(b"%d\n%s\n0\n%s\n%s" % (due, message_id.encode(), headers, body))
+                packed.append(b"%d\n%s\n0\n%s\n%s" % (due, message_id.encode(), headers, body))
             size += len(body)
         client = self.client
         with broker_errors(self.display_url, f"publish to queue {queue!r}"):
-            calls = [scripts.Call(scripts.ENQUEUE, (k.stream, k.delayed), c) for c in chunks]
+            calls = [
+                scripts.Call(
+                    scripts.ENQUEUE,
+                    (k.stream, k.delayed),
+                    (" ".join(map(str, map(len, c))), b"".join(c)),
+                )
+                for c in chunks
+            ]
             for result in await scripts.run_many(client, calls):
                 if isinstance(result, Exception):
                     raise result

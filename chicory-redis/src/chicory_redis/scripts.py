@@ -143,29 +143,33 @@ return #mine
 ENQUEUE: Final = Script(
     "enqueue",
     """
--- KEYS: stream, delayed. ARGV: one per message, 'due \\n id \\n n \\n headers \\n body' with
+-- KEYS: stream, delayed. ARGV[1]: the messages' lengths in bytes, separated by spaces;
+-- ARGV[2]: the messages, back to back, each 'due \\n id \\n n \\n headers \\n body' with
 -- due = '' (ready now) or the due time in ms: what follows it is the delayed-set member.
 -- Returns how many messages were added.
-for i = 1, #ARGV do
-  local m = ARGV[i]
-  local d = string.find(m, '\\n', 1, true)
-  if d == 1 then
-    local a = string.find(m, '\\n', 2, true)
-    local b = string.find(m, '\\n', a + 1, true)
-    local c = string.find(m, '\\n', b + 1, true)
-    redis.call('XADD', KEYS[1], '*', 'id', string.sub(m, 2, a - 1),
-      'n', string.sub(m, a + 1, b - 1), 'headers', string.sub(m, b + 1, c - 1),
-      'body', string.sub(m, c + 1))
+local blob, start, count = ARGV[2], 1, 0
+for size in string.gmatch(ARGV[1], '%d+') do
+  local stop = start + tonumber(size) - 1
+  local d = string.find(blob, '\\n', start, true)
+  if d == start then
+    local a = string.find(blob, '\\n', d + 1, true)
+    local b = string.find(blob, '\\n', a + 1, true)
+    local c = string.find(blob, '\\n', b + 1, true)
+    redis.call('XADD', KEYS[1], '*', 'id', string.sub(blob, d + 1, a - 1),
+      'n', string.sub(blob, a + 1, b - 1), 'headers', string.sub(blob, b + 1, c - 1),
+      'body', string.sub(blob, c + 1, stop))
   else
-    redis.call('ZADD', KEYS[2], string.sub(m, 1, d - 1), string.sub(m, d + 1))
+    redis.call('ZADD', KEYS[2], string.sub(blob, start, d - 1), string.sub(blob, d + 1, stop))
   end
+  start, count = stop + 1, count + 1
 end
-return #ARGV
+return count
 """,
 )
 """Publish a batch of new messages to one queue (stream, or delayed set when due later).
 
-One argument per message keeps the client's per-argument packing cost to one per message.
+Two arguments for the whole batch, not one per message: the client packs arguments one by
+one in Python, so this keeps its cost per batch instead of per message.
 """
 
 REQUEUE: Final = Script(
