@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from chicory import (
 from chicory.envelope import TaskMessage
 from chicory.records import TaskState, WorkerInfo, decode_record
 from chicory.result import AsyncResult
+from chicory.worker.worker import RUNNER_STREAK
 from e2e_support import eventually, serving
 
 
@@ -297,3 +299,80 @@ async def test_a_fetched_batch_of_at_most_once_tasks_is_pre_acked_in_one_call() 
         await eventually(lambda: len(ran) == 8)
     assert batches == [8]
     assert sorted(ran) == list(range(8))
+
+
+def record_fetches(broker: Any, events: list[tuple[Any, ...]]) -> None:
+    """Wrap the broker's consumers so each fetch call and its result land in ``events``."""
+    real_consume = broker.consume
+
+    def consume(queues: Any, *, prefetch: int) -> Any:
+        consumer = real_consume(queues, prefetch=prefetch)
+        real_fetch = consumer.fetch
+
+        async def fetch(max_count: int, timeout: float) -> Any:
+            events.append(("ask", max_count))
+            got = await real_fetch(max_count, timeout)
+            events.append(("got", len(got)))
+            return got
+
+        consumer.fetch = fetch
+        return consumer
+
+    broker.consume = consume
+
+
+async def test_a_backlog_is_fetched_half_a_capacity_at_a_time_ahead_of_running() -> None:
+    """Capacity 8: fetches ask for at most 4, and a full batch is followed by the next ask
+    before any of its tasks runs; a lone task runs before the next fetch goes out."""
+    app = make_app()
+    events: list[tuple[Any, ...]] = []
+
+    @app.task(name="t.n")
+    async def n(i: int) -> None:
+        events.append(("run", i))
+
+    record_fetches(await app.connected_broker(), events)
+    await n.delay_many([(i,) for i in range(40)])
+    async with serving(app, concurrency=2, prefetch=6):
+        await eventually(lambda: sum(e[0] == "run" for e in events) == 40)
+        await anyio.sleep(0.2)  # drained: the fetch loop now waits on an empty queue
+        events.append(("lone",))
+        await n.delay(100)
+        await eventually(lambda: ("run", 100) in events)
+        await anyio.sleep(0.2)
+    asks = [e[1] for e in events if e[0] == "ask"]
+    assert max(asks) == 4
+    first_run = events.index(("run", 0))
+    assert [e[0] for e in events[:first_run]][:3] == ["ask", "got", "ask"]
+    lone = events[events.index(("lone",)) :]
+    got_it = lone.index(("got", 1))
+    assert lone[got_it + 1] == ("run", 100)  # ran before the next fetch was asked for
+
+
+async def test_a_runner_lets_the_event_loop_run_within_a_batch_of_instant_tasks() -> None:
+    app = make_app()
+    ticks = 0
+    seen: list[int] = []
+
+    @app.task(name="t.instant", ignore_result=True)
+    async def instant() -> None:
+        seen.append(ticks)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    await instant.delay_many([()] * 200)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        async with serving(app, concurrency=1, prefetch=199):
+            await eventually(lambda: len(seen) == 200)
+        tg.cancel_scope.cancel()
+    longest = run = 1
+    for before, after in itertools.pairwise(seen):
+        run = run + 1 if after == before else 1
+        longest = max(longest, run)
+    assert longest <= RUNNER_STREAK < 100  # a fetched batch here is 100 deliveries
+    assert longest > 1  # the runner does not yield after every task either

@@ -7,11 +7,19 @@ Shape (one anyio task group, no fire-and-forget tasks)::
      ├─ heartbeat loop                 (WorkerInfo records in the result backend)
      ├─ lease loop                     (renews leases of running at-least-once deliveries)
      └─ runners group
-         ├─ fetch loop                 (fetches up to the free capacity in one call)
+         ├─ fetch loop                 (fetches up to half the capacity in one call)
          └─ N runners                  (a fixed set, N = concurrency, fed by the inbox)
 
 Capacity is ``concurrency + prefetch``: the fetch loop never holds more unsettled deliveries
 than that. What happens to each delivery is :mod:`chicory.worker.job`.
+
+Keeping the broker busy while tasks run, within that bound: one fetch asks for at most half
+the capacity, so while one batch runs the next can be on its way. When a fetch comes back
+full (a backlog), the next one goes out at once, before the batch runs; when it comes back
+short (the queue is drained: a lone task, say), the batch runs and settles first, since the
+next fetch would only wait. And a runner yields to the event loop every
+:data:`RUNNER_STREAK` deliveries it takes without waiting, so a batch of instant tasks does
+not hold back the replies (an ack, the next batch) that free room and keep fetches going.
 
 ``stop()`` drains: fetching stops, deliveries not yet started are handed back, running ones
 get ``drain_timeout`` seconds, after which they are cancelled and handed back at once by
@@ -48,6 +56,9 @@ if TYPE_CHECKING:
 __all__ = ["Worker"]
 
 log = logging.getLogger("chicory.worker")
+
+RUNNER_STREAK = 32
+"""Deliveries a runner takes back to back before it lets the event loop run."""
 
 
 class Worker:
@@ -244,8 +255,9 @@ class Worker:
                 runners.cancel_scope.deadline = anyio.current_time() + self.drain_timeout
 
     async def _fetch_loop(self, consumer: Consumer, inbox: Inbox) -> None:
+        most = max(1, self._capacity // 2)  # per fetch: the next batch can be in flight
         while not self._stopping:
-            free = self._capacity - self._held
+            free = min(self._capacity - self._held, most)
             if free <= 0:
                 self._slot_freed = anyio.Event()
                 if self._capacity - self._held <= 0 and not self._stopping:
@@ -263,6 +275,8 @@ class Worker:
             self._fetch_scope = None
             self._held += len(batch)
             inbox.put_many(batch)
+            if 1 < len(batch) == free:
+                continue  # a backlog: fetch the next batch while this one runs
             if batch:
                 # Let the runners start this batch, and the settler send what they finish,
                 # before the next fetch goes out: that order is what a lone task waits for.
@@ -271,7 +285,15 @@ class Worker:
 
     async def _runner(self, inbox: Inbox) -> None:
         jobs = self._jobs
-        while (delivery := await inbox.get()) is not None:
+        streak = 0
+        while True:
+            streak += 1
+            if streak == RUNNER_STREAK:  # yield with no delivery in hand
+                streak = 0
+                await anyio.lowlevel.checkpoint()
+            delivery = await inbox.get()
+            if delivery is None:
+                break
             handed_off = False
             try:
                 handed_off = await jobs.handle(delivery)
