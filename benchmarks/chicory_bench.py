@@ -48,6 +48,7 @@ __all__ = [
 
 MODES = {"at_least_once": "bench.noop_alo", "at_most_once": "bench.noop_amo"}
 WARMUP_TASKS = 500
+ROUNDTRIP_WARMUP = 200
 SWEEP = ((64, 64), (16, 48), (256, 768))
 """Other worker settings ``(concurrency, prefetch)`` whose at-least-once drain is measured too:
 the library's default prefetch (= concurrency), and fewer and more concurrent tasks."""
@@ -101,6 +102,7 @@ async def _suite(
             enqueuer(app, task_name), wait_done, settings.drain_tasks, settings.batch, cpu=cpu
         )
     call, call_many = round_trips(app)
+    await call_many(ROUNDTRIP_WARMUP)  # like the drain's warm-up: the result path's first use
     out["roundtrip"] = await measure_roundtrip(call_many, settings.roundtrip_tasks)
     out["latency"] = await measure_open_loop(call, settings.latency_rate, settings.latency_seconds)
 
