@@ -72,6 +72,40 @@ async def test_wait_returns_at_once_when_final_and_none_on_timeout(
     assert await backend.wait("never", timeout=0.1) is None
 
 
+async def test_waits_time_out_in_deadline_order_whatever_order_they_start_in(
+    backend: RedisResultBackend,
+) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    ends: dict[str, float] = {}
+
+    async def wait(task_id: str, timeout: float) -> None:
+        assert await backend.wait(task_id, timeout=timeout) is None
+        ends[task_id] = loop.time() - start
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(wait("long", 0.6))
+        group.create_task(wait("short", 0.2))  # earlier than the deadline already set
+        group.create_task(wait("mid", 0.4))
+    assert 0.2 <= ends["short"] < ends["mid"] < ends["long"]
+    assert ends["mid"] >= 0.4
+    assert ends["long"] >= 0.6
+
+
+async def test_finished_waits_do_not_pile_up_until_their_timeouts(
+    backend: RedisResultBackend,
+) -> None:
+    """Thousands of results awaited with a long timeout: what is done is let go of."""
+    ids = [f"t{i}" for i in range(5000)]
+    await backend.store_many([StoredResult(task_id=i, data=i.encode(), final=True) for i in ids], ttl=60)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        got = await asyncio.gather(*(backend.wait(i, timeout=600) for i in chunk))
+        assert got == [i.encode() for i in chunk]
+    assert backend.waiters.waiting == 0
+    assert backend.waiters.timeouts < 2000  # bounded by the live waiters, not by all 5,000
+
+
 async def test_wait_wakes_on_a_final_record_written_by_another_instance(
     make_backend: BackendFactory,
 ) -> None:

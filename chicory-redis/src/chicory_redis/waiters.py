@@ -16,12 +16,20 @@ connection or a round trip of its own:
   subscription confirmation (the first one, and each re-subscription after a dropped
   connection): a record written before that read is seen by it, and one written after it
   is published while the listener is subscribed.
+* **One timer for every timeout.** Deadlines go into one heap of plain tuples with a single
+  event-loop timer set for the earliest; a waiter does not schedule (and cancel) a timer of
+  its own, which for thousands of waiters costs more than everything else they do. Entries
+  of waiters that finished are dropped when the timer passes them, or all at once when they
+  outnumber the live ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -98,6 +106,10 @@ class ResultWaiters:
         self._reader: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
+        self._deadlines: list[tuple[float, int, asyncio.Future[_Outcome]]] = []
+        self._order = itertools.count()  # ties between equal deadlines: never compare futures
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self.reads = 0
         """How many ``MGET`` round trips waiters have cost so far."""
 
@@ -109,6 +121,11 @@ class ResultWaiters:
     def waiting(self) -> int:
         """How many task ids have at least one waiter."""
         return len(self._waiting)
+
+    @property
+    def timeouts(self) -> int:
+        """How many deadlines are kept (live waiters', and finished ones not dropped yet)."""
+        return len(self._deadlines)
 
     async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
         """Wait for the final record of ``task_id``; ``None`` on timeout or close.
@@ -123,11 +140,10 @@ class ResultWaiters:
         self._waiting.setdefault(task_id, []).append(future)
         self._unchecked[task_id] = None
         self._start(loop)
+        if timeout is not None:
+            self._add_deadline(loop, loop.time() + timeout, future)
         try:
-            async with asyncio.timeout(timeout):
-                outcome = await future
-        except TimeoutError:
-            return None
+            outcome = await future  # None when the deadline passes first
         finally:
             futures = self._waiting.get(task_id)
             if futures is not None and future in futures:
@@ -143,6 +159,9 @@ class ResultWaiters:
         self._closing = True
         waiting, self._waiting = self._waiting, {}
         self._unchecked.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at, self._deadlines = None, math.inf, []
         for futures in waiting.values():
             for future in futures:
                 if not future.done():
@@ -158,6 +177,36 @@ class ResultWaiters:
                     if not task.cancelled():
                         raise
         self._listener = self._reader = None
+
+    # -- timeouts --------------------------------------------------------------------------
+
+    def _add_deadline(
+        self, loop: asyncio.AbstractEventLoop, at: float, future: asyncio.Future[_Outcome]
+    ) -> None:
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (at, next(self._order), future))
+        if at < self._timer_at:
+            self._set_timer(loop, at)
+        if len(deadlines) > 1024 + 2 * len(self._waiting):  # mostly finished: drop those
+            self._deadlines = [entry for entry in deadlines if not entry[2].done()]
+            heapq.heapify(self._deadlines)
+
+    def _set_timer(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(at, self._expire, loop)
+        self._timer_at = at
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out every waiter whose deadline passed; set the timer for the next one."""
+        self._timer, self._timer_at = None, math.inf
+        deadlines, now = self._deadlines, loop.time()
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
+            future = heapq.heappop(deadlines)[2]
+            if not future.done():
+                future.set_result(None)
+        if deadlines:
+            self._set_timer(loop, deadlines[0][0])
 
     # -- resolving -------------------------------------------------------------------------
 
