@@ -97,7 +97,9 @@ async def test_finished_waits_do_not_pile_up_until_their_timeouts(
 ) -> None:
     """Thousands of results awaited with a long timeout: what is done is let go of."""
     ids = [f"t{i}" for i in range(5000)]
-    await backend.store_many([StoredResult(task_id=i, data=i.encode(), final=True) for i in ids], ttl=60)
+    await backend.store_many(
+        [StoredResult(task_id=i, data=i.encode(), final=True) for i in ids], ttl=60
+    )
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         got = await asyncio.gather(*(backend.wait(i, timeout=600) for i in chunk))
