@@ -1,0 +1,92 @@
+"""Result records: what the worker writes is what a waiting client reads back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from chicory.errors import ResultBackendError
+from chicory.records import ErrorInfo, ResultRecord, TaskState, decode_record, encode_record
+
+AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        ResultRecord(
+            task_id="t1",
+            task="a.add",
+            state=TaskState.SUCCESS,
+            attempt=1,
+            updated_at=AT,
+            result={"sum": [1, 2.5, None, "x"]},
+        ),
+        ResultRecord(
+            task_id="t2",
+            task="a.add",
+            state=TaskState.SUCCESS,
+            attempt=3,
+            updated_at=AT,
+            result=None,
+        ),
+        ResultRecord(
+            task_id="t3",
+            task="a.add",
+            state=TaskState.FAILURE,
+            attempt=2,
+            updated_at=AT,
+            error=ErrorInfo(type="ValueError", message="no", traceback="Traceback ..."),
+        ),
+        ResultRecord(task_id="t4", task="a.add", state=TaskState.STARTED, attempt=1, updated_at=AT),
+    ],
+    ids=["success", "success-none", "failure", "started"],
+)
+def test_records_round_trip(record: ResultRecord) -> None:
+    assert decode_record(encode_record(record), ResultRecord) == record
+
+
+def test_fields_a_newer_writer_adds_are_ignored() -> None:
+    raw = orjson.loads(
+        encode_record(
+            ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
+        )
+    )
+    raw["extra"] = {"anything": 1}
+    assert decode_record(orjson.dumps(raw), ResultRecord).task_id == "t"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"updated_at": "2026-01-02T03:04:05"}, "no timezone.*updated_at"),
+        ({"updated_at": 5}, "updated_at"),
+        ({"state": "DONE"}, "state"),
+        ({"attempt": [1]}, "attempt"),
+        ({"error": "boom"}, "error"),
+    ],
+)
+def test_malformed_records_are_one_error_naming_the_field(
+    change: dict[str, object], match: str
+) -> None:
+    raw = orjson.loads(
+        encode_record(
+            ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
+        )
+    )
+    raw.update(change)
+    with pytest.raises(ResultBackendError, match=match):
+        decode_record(orjson.dumps(raw), ResultRecord)
+
+
+def test_a_record_missing_a_field_is_an_error() -> None:
+    raw = orjson.loads(
+        encode_record(
+            ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
+        )
+    )
+    del raw["task"]
+    with pytest.raises(ResultBackendError, match="task"):
+        decode_record(orjson.dumps(raw), ResultRecord)
