@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,19 +43,10 @@ def test_demo_runs_both_modes_with_retries_and_dead_letters(
     assert "retries: 0" not in out
 
 
-@pytest.fixture
-def restored_gc() -> Iterator[None]:
-    """An in-process ``chicory worker`` tunes this process's collector: undo that."""
-    thresholds = gc.get_threshold()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
-
-
-@pytest.mark.usefixtures("restored_gc")
 def test_unreachable_broker_is_one_clear_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("chicory.worker.tune_gc", lambda: None)  # this process's collector
     url = "redis://127.0.0.1:1/0"
     monkeypatch.setenv("CHICORY_BROKER_URL", url)  # restored after the test; --broker sets it
     monkeypatch.delitem(sys.modules, "worker_app", raising=False)  # import it with that URL

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any, cast
 
 import anyio
+import anyio.abc
 
 from chicory.broker import Delivery
 from chicory.worker.inbox import Inbox
@@ -16,19 +17,29 @@ def _items(n: int) -> list[Delivery]:
 
 
 async def _runner(inbox: Inbox, name: int, taken: Counter[int], work: float | None) -> None:
-    while (item := await inbox.get()) is not None:
-        assert item is not None
+    while await inbox.get() is not None:
         taken[name] += 1
         if work is not None:
             await anyio.sleep(work)
 
 
+async def _start_runners(
+    tg: anyio.abc.TaskGroup, inbox: Inbox, taken: Counter[int], work: float | None
+) -> None:
+    """Start 8 runners and wait until every one is idle in ``inbox.get()``."""
+    for name in range(8):
+        tg.start_soon(_runner, inbox, name, taken, work)
+    await anyio.wait_all_tasks_blocked()
+
+
+async def _take(inbox: Inbox, got: list[Any]) -> None:
+    got.append(await inbox.get())
+
+
 async def test_quick_work_is_taken_by_the_runner_that_is_awake() -> None:
     inbox, taken = Inbox(), Counter[int]()
     async with anyio.create_task_group() as tg:
-        for name in range(8):
-            tg.start_soon(_runner, inbox, name, taken, None)
-        await anyio.wait_all_tasks_blocked()
+        await _start_runners(tg, inbox, taken, None)
         inbox.put_many(_items(100))
         await anyio.wait_all_tasks_blocked()
         inbox.close()
@@ -40,9 +51,7 @@ async def test_quick_work_is_taken_by_the_runner_that_is_awake() -> None:
 async def test_slow_work_fans_out_to_every_idle_runner() -> None:
     inbox, taken = Inbox(), Counter[int]()
     async with anyio.create_task_group() as tg:
-        for name in range(8):
-            tg.start_soon(_runner, inbox, name, taken, 0.05)
-        await anyio.wait_all_tasks_blocked()
+        await _start_runners(tg, inbox, taken, 0.05)
         inbox.put_many(_items(8))
         await anyio.wait_all_tasks_blocked()  # every runner is now asleep in its work
         assert len(inbox) == 0
@@ -53,13 +62,9 @@ async def test_slow_work_fans_out_to_every_idle_runner() -> None:
 async def test_close_stops_idle_runners_after_the_rest_is_drained() -> None:
     inbox = Inbox()
     got: list[Any] = []
-
-    async def take() -> None:
-        got.append(await inbox.get())
-
     async with anyio.create_task_group() as tg:
         for _ in range(3):
-            tg.start_soon(take)
+            tg.start_soon(_take, inbox, got)
         await anyio.wait_all_tasks_blocked()
         inbox.close()
     assert got == [None, None, None]
@@ -71,15 +76,11 @@ async def test_close_stops_idle_runners_after_the_rest_is_drained() -> None:
 async def test_a_cancelled_wake_up_is_passed_on() -> None:
     inbox = Inbox()
     got: list[Any] = []
-
-    async def take() -> None:
-        got.append(await inbox.get())
-
     async with anyio.create_task_group() as tg:
         async with anyio.create_task_group() as doomed:
-            doomed.start_soon(take)
+            doomed.start_soon(_take, inbox, got)
             await anyio.wait_all_tasks_blocked()
-            tg.start_soon(take)
+            tg.start_soon(_take, inbox, got)
             await anyio.wait_all_tasks_blocked()
             inbox.put_many(_items(1))  # wakes the first idle runner, the doomed one ...
             doomed.cancel_scope.cancel()  # ... which is cancelled before it resumes
@@ -92,9 +93,7 @@ async def test_a_cancelled_wake_up_is_passed_on() -> None:
 async def test_fan_out_starts_every_idle_runner_in_one_loop_turn() -> None:
     inbox, taken = Inbox(), Counter[int]()
     async with anyio.create_task_group() as tg:
-        for name in range(8):
-            tg.start_soon(_runner, inbox, name, taken, 0.05)
-        await anyio.wait_all_tasks_blocked()
+        await _start_runners(tg, inbox, taken, 0.05)
         inbox.put_many(_items(8))
         inbox.fan_out()
         await anyio.lowlevel.checkpoint()  # one turn of the event loop
@@ -105,9 +104,7 @@ async def test_fan_out_starts_every_idle_runner_in_one_loop_turn() -> None:
 async def test_without_fan_out_runners_start_one_loop_turn_apart() -> None:
     inbox, taken = Inbox(), Counter[int]()
     async with anyio.create_task_group() as tg:
-        for name in range(8):
-            tg.start_soon(_runner, inbox, name, taken, 0.05)
-        await anyio.wait_all_tasks_blocked()
+        await _start_runners(tg, inbox, taken, 0.05)
         inbox.put_many(_items(8))
         await anyio.lowlevel.checkpoint()
         assert sum(taken.values()) < 8

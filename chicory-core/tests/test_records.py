@@ -48,12 +48,15 @@ def test_records_round_trip(record: ResultRecord) -> None:
     assert decode_record(encode_record(record), ResultRecord) == record
 
 
+def _success_raw() -> dict[str, object]:
+    """A SUCCESS record as stored, parsed, to be altered by a test."""
+    record = ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
+    raw: dict[str, object] = orjson.loads(encode_record(record))
+    return raw
+
+
 def test_fields_a_newer_writer_adds_are_ignored() -> None:
-    raw = orjson.loads(
-        encode_record(
-            ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
-        )
-    )
+    raw = _success_raw()
     raw["extra"] = {"anything": 1}
     assert decode_record(orjson.dumps(raw), ResultRecord).task_id == "t"
 
@@ -71,22 +74,14 @@ def test_fields_a_newer_writer_adds_are_ignored() -> None:
 def test_malformed_records_are_one_error_naming_the_field(
     change: dict[str, object], match: str
 ) -> None:
-    raw = orjson.loads(
-        encode_record(
-            ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
-        )
-    )
+    raw = _success_raw()
     raw.update(change)
     with pytest.raises(ResultBackendError, match=match):
         decode_record(orjson.dumps(raw), ResultRecord)
 
 
 def test_a_record_missing_a_field_is_an_error() -> None:
-    raw = orjson.loads(
-        encode_record(
-            ResultRecord(task_id="t", task="a", state=TaskState.SUCCESS, attempt=1, updated_at=AT)
-        )
-    )
+    raw = _success_raw()
     del raw["task"]
     with pytest.raises(ResultBackendError, match="task"):
         decode_record(orjson.dumps(raw), ResultRecord)

@@ -43,10 +43,8 @@ __all__ = ["PUBLISH_CHUNK", "RedisBroker"]
 
 log = logging.getLogger("chicory.redis")
 
-PUBLISH_CHUNK = 500
+PUBLISH_CHUNK = scripts.CHUNK
 """Most messages added by one ``enqueue`` script call (each call runs atomically)."""
-
-_PUBLISH_CHUNK_BYTES = 1 << 20  # start a new script call once a chunk's bodies reach 1 MiB
 
 
 def _text(value: bytes | str) -> str:
@@ -223,7 +221,8 @@ class RedisBroker:
         """Enqueue many messages in one round trip; return their ids in order.
 
         One message is one ``XADD`` (or ``ZADD``); more are added by the ``enqueue`` script,
-        up to :data:`PUBLISH_CHUNK` messages (or about 1 MiB) per call, all calls pipelined.
+        up to :data:`PUBLISH_CHUNK` messages (or about 1 MiB of them) per call, all calls
+        pipelined.
 
         Raises:
             ValueError: a ``not_before`` is naive (nothing is published).
@@ -237,21 +236,17 @@ class RedisBroker:
             return [await self._publish_one(k, messages[0])]
         ids = new_message_ids(len(messages))
         packed: list[bytes] = []
-        chunks = [packed]
-        size, limit = 0, self._settings.max_body_bytes
+        limit = self._settings.max_body_bytes
         for message, message_id in zip(messages, ids, strict=True):
             body = message.body
             if len(body) > limit:
                 self._check_body(body)
-            if len(packed) >= PUBLISH_CHUNK or size >= _PUBLISH_CHUNK_BYTES:
-                packed, size = [], 0
-                chunks.append(packed)
             headers = encode_headers(message.headers).encode() if message.headers else b"{}"
             if message.not_before is None or (due := self._due_ms(message.not_before)) is None:
                 packed.append(b"\n%s\n0\n%s\n%s" % (message_id.encode(), headers, body))
             else:
                 packed.append(b"%d\n%s\n0\n%s\n%s" % (due, message_id.encode(), headers, body))
-            size += len(body)
+        chunks = scripts.chunked(packed, len)
         client = self.client
         with broker_errors(self.display_url, f"publish to queue {queue!r}"):
             calls = [

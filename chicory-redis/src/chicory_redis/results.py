@@ -30,26 +30,6 @@ from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING, ResultWaiters
 
 __all__ = ["RedisResultBackend"]
 
-_STORE_CHUNK = 500  # records per STORE_RESULTS call ...
-_STORE_CHUNK_BYTES = 1024 * 1024  # ... or about this many bytes of records, whichever first
-
-
-def _chunks(records: Sequence[StoredResult]) -> list[list[StoredResult]]:
-    """Split a batch for STORE_RESULTS: a script call blocks Redis while it runs, so large
-    records are written a few at a time."""
-    chunks: list[list[StoredResult]] = []
-    chunk: list[StoredResult] = []
-    size = 0
-    for record in records:
-        if chunk and (len(chunk) >= _STORE_CHUNK or size >= _STORE_CHUNK_BYTES):
-            chunks.append(chunk)
-            chunk, size = [], 0
-        chunk.append(record)
-        size += len(record.data)
-    if chunk:
-        chunks.append(chunk)
-    return chunks
-
 
 def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
     if not raw:
@@ -206,7 +186,7 @@ class RedisResultBackend:
             self._store_call(chunk[0].task_id, chunk[0].data, chunk[0].final, ttl)
             if len(chunk) == 1
             else self._store_many_call(chunk, ttl)
-            for chunk in _chunks(records)
+            for chunk in scripts.chunked(records, lambda r: len(r.data))
         ]
         with results_errors(self.display_url, f"store {len(records)} results"):
             results = await scripts.run_many(self.client, calls)

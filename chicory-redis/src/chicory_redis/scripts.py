@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 from redis.asyncio import Redis
@@ -42,6 +42,7 @@ __all__ = [
     "STORE_RESULTS",
     "Call",
     "Script",
+    "chunked",
     "load_all",
     "open_client",
     "run",
@@ -351,6 +352,33 @@ class Call:
     script: Script
     keys: Sequence[str]
     args: Sequence[Arg]
+
+
+CHUNK: Final = 500
+"""Most items (messages, results) one batch script call takes."""
+
+CHUNK_BYTES: Final = 1 << 20
+"""A batch script call takes items until they reach about this many bytes: a script blocks
+Redis while it runs, so large items go a few per call."""
+
+_T = TypeVar("_T")
+
+
+def chunked(items: Sequence[_T], size: Callable[[_T], int]) -> list[list[_T]]:
+    """Split ``items`` into batch script calls of at most :data:`CHUNK` items, starting a
+    new one once a chunk's ``size`` reaches :data:`CHUNK_BYTES`."""
+    chunks: list[list[_T]] = []
+    chunk: list[_T] = []
+    total = 0
+    for item in items:
+        if chunk and (len(chunk) >= CHUNK or total >= CHUNK_BYTES):
+            chunks.append(chunk)
+            chunk, total = [], 0
+        chunk.append(item)
+        total += size(item)
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 async def load_all(client: Redis, scripts: Sequence[Script] = ALL_SCRIPTS) -> None:

@@ -84,8 +84,7 @@ class JobRunner:
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
-        active = self._bus.active
-        if active:
+        if self._bus.active:
             self._emit("chicory_task_received", message)
         task = self._tasks.get(message.task)
         if task is None:
