@@ -376,3 +376,92 @@ async def test_a_runner_lets_the_event_loop_run_within_a_batch_of_instant_tasks(
         longest = max(longest, run)
     assert longest <= RUNNER_STREAK < 100  # a fetched batch here is 100 deliveries
     assert longest > 1  # the runner does not yield after every task either
+
+
+class _Ticker:
+    """Counts event-loop turns: a task that yields once per turn, for ordering assertions."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            self.ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+
+async def test_a_lone_result_is_sent_in_the_turn_its_task_returned_and_a_backlog_is_batched() -> (
+    None
+):
+    """A quiet worker's runner writes a lone task's result itself, without waiting a loop
+    turn for the settler; with deliveries waiting for runners, results are still batched."""
+    app = make_app()
+    clock = _Ticker()
+    log: list[tuple[str, int, int]] = []  # (what, tick, task argument or batch size)
+
+    @app.task(name="t.echo")
+    async def echo(i: int) -> int:
+        log.append(("ran", clock.ticks, i))
+        return i
+
+    backend = await app.connected_backend()
+    real_store_many = backend.store_many
+
+    async def store_many(records: Any, *, ttl: float) -> None:
+        log.append(("stored", clock.ticks, len(records)))
+        await real_store_many(records, ttl=ttl)
+
+    backend.store_many = store_many  # type: ignore[method-assign]
+    await echo.delay_many([(i,) for i in range(40)])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.run)
+        async with serving(app, concurrency=4, prefetch=12):
+            await eventually(lambda: sum(e[0] == "ran" for e in log) == 40)
+            await anyio.sleep(0.1)
+            backlog = [size for what, _, size in log if what == "stored"]
+            log.clear()
+            lone = await echo.delay(100)
+            assert await lone.get(timeout=5) == 100
+        tg.cancel_scope.cancel()
+    assert sum(backlog) == 40
+    assert len(backlog) < 40
+    assert max(backlog) > 1
+    (_, ran_at, _), (what, stored_at, size) = log
+    assert (what, size) == ("stored", 1)
+    assert stored_at == ran_at
+
+
+async def test_a_lone_at_most_once_task_is_pre_acked_from_its_runner() -> None:
+    app = make_app()
+    clock = _Ticker()
+    log: list[tuple[str, int]] = []
+
+    @app.task(name="t.amo_lone", delivery_mode=DeliveryMode.AT_MOST_ONCE)
+    async def amo() -> None:
+        log.append(("ran", clock.ticks))
+
+    broker = await app.connected_broker()
+    real_consume = broker.consume
+
+    def consume(queues: Any, *, prefetch: int) -> Any:
+        consumer = real_consume(queues, prefetch=prefetch)
+        real_ack_many = consumer.ack_many
+
+        async def ack_many(deliveries: Any) -> None:
+            log.append(("acked", clock.ticks))
+            await real_ack_many(deliveries)
+
+        consumer.ack_many = ack_many  # type: ignore[method-assign]
+        return consumer
+
+    broker.consume = consume  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.run)
+        async with serving(app, concurrency=4):
+            await anyio.sleep(0.1)
+            await amo.delay()
+            await eventually(lambda: len(log) == 2)
+        tg.cancel_scope.cancel()
+    (first, acked_at), (second, ran_at) = log
+    assert (first, second) == ("acked", "ran")  # never before its ack is confirmed
+    assert ran_at == acked_at  # and with no loop turn lost waiting for the settler

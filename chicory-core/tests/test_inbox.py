@@ -111,3 +111,19 @@ async def test_without_fan_out_runners_start_one_loop_turn_apart() -> None:
         await anyio.wait_all_tasks_blocked()
         assert sum(taken.values()) == 8
         inbox.close()
+
+
+async def test_quiet_means_nothing_waits_and_a_runner_is_idle() -> None:
+    inbox, got = Inbox(), list[Any]()
+    assert not inbox.quiet()  # no idle runner to take the next delivery
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_take, inbox, got)
+        await anyio.wait_all_tasks_blocked()
+        assert inbox.quiet()
+        inbox.put_many(_items(2))
+        assert not inbox.quiet()  # deliveries wait for a runner
+        await anyio.wait_all_tasks_blocked()
+        assert got == ["d0"]
+        assert len(inbox) == 1
+        assert not inbox.quiet()
+        inbox.close()

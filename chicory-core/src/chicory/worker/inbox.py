@@ -44,6 +44,15 @@ class Inbox:
         """
         return bool(self._items) and self._waking > 0
 
+    def quiet(self) -> bool:
+        """Whether no delivery waits for a runner and some runner is idle to take the next.
+
+        Then nothing else is about to start, and the next delivery will not wait for a
+        runner: a runner may spend a round trip settling its own task (see
+        :class:`chicory.worker.settler.Settler`).
+        """
+        return not self._items and bool(self._idle)
+
     def waiting(self) -> list[Delivery]:
         """The deliveries no runner has taken yet (their leases need renewal too)."""
         return list(self._items)

@@ -12,9 +12,19 @@ Three kinds of work reach the settler from the runners:
 
 One flusher task takes everything pending whenever it is woken, so batches form naturally
 under load (whatever arrives during a flush goes into the next one) and a lone task is not
-delayed by a timer. Flushes are shielded from cancellation and bounded by ``settle_timeout``:
-a drain can neither lose nor hang them. ``kill()`` cancels the flusher unshielded, like a
-crash: pending settles are simply never sent.
+delayed by a timer. At most one flush is in flight at a time.
+
+A lone task does not even wait for the flusher to wake. When the worker is *quiet* (no
+delivery waits for a runner, and another runner is idle to take the next one), the runner
+sends its own settle: :meth:`Settler.send_now` after a finish, or :meth:`ack_before_run`
+itself, flushes from the runner's task if no flush is in flight. That saves the event-loop
+turn between the runner and the flusher on the path every lone task waits for, and costs
+nothing under load: then deliveries wait in the inbox, the worker is not quiet, and the
+flusher batches as before.
+
+Flushes are shielded from cancellation and bounded by ``settle_timeout``: a drain can
+neither lose nor hang them. ``kill()`` cancels the flush in flight unshielded, like a crash:
+pending settles are simply never sent.
 """
 
 from __future__ import annotations
@@ -56,6 +66,8 @@ class Settler:
             settled.
         filling: Whether more runners are about to start work (see
             :meth:`chicory.worker.inbox.Inbox.handing_out`); a flush waits while it holds.
+        quiet: Whether no other settle is about to join a batch, so a runner may send its
+            own (see :meth:`chicory.worker.inbox.Inbox.quiet`).
         max_batch: Most items sent in one round trip.
     """
 
@@ -68,6 +80,7 @@ class Settler:
         settle_timeout: float,
         on_settled: Callable[[int], None],
         filling: Callable[[], bool] = lambda: False,
+        quiet: Callable[[], bool] = lambda: False,
         max_batch: int = 1000,
     ) -> None:
         self._consumer = consumer
@@ -76,20 +89,30 @@ class Settler:
         self._timeout = settle_timeout
         self._on_settled = on_settled
         self._filling = filling
+        self._quiet = quiet
         self._max_batch = max_batch
         self._acks = _AckBatch()
         self._finishes: list[tuple[Delivery, StoredResult | None, bool]] = []
         self._wake = anyio.Event()
         self._woken = False  # ``_wake`` is set already: setting it again is a wasted call
         self._closing = False
+        self._flushing = False  # a flush is in flight (the flusher's or a runner's)
+        self._sent = anyio.Event()  # set when a runner's flush is done
         self._flush_scope: anyio.CancelScope | None = None
 
     async def ack_before_run(self, delivery: Delivery) -> bool:
-        """Ack ``delivery`` in the next batch and wait; return whether the ack was confirmed."""
+        """Ack ``delivery`` in the next batch and wait; return whether the ack was confirmed.
+
+        When the worker is quiet and no flush is in flight, the batch is sent from the
+        caller's task at once.
+        """
         batch = self._acks
         batch.deliveries.append(delivery)
-        self._poke()
-        await batch.done.wait()
+        if not self._flushing and self._quiet():
+            await self._send_from_runner()
+        else:
+            self._poke()
+            await batch.done.wait()
         return batch.ok
 
     def finish(self, delivery: Delivery, record: StoredResult | None, *, ack: bool) -> None:
@@ -97,6 +120,12 @@ class Settler:
         self._finishes.append((delivery, record, ack))
         if not self._woken:  # the check, not the call: this runs once per task
             self._poke()
+
+    async def send_now(self) -> None:
+        """Send what is pending from the caller's task, if the worker is quiet and no flush
+        is in flight; otherwise leave it to the flusher (it was woken by :meth:`finish`)."""
+        if not self._flushing and self._quiet() and (self._finishes or self._acks.deliveries):
+            await self._send_from_runner()
 
     def close(self) -> None:
         """Flush what is pending, then make :meth:`run` return."""
@@ -116,6 +145,9 @@ class Settler:
     async def run(self) -> None:
         """Flush batches until :meth:`close` was called and nothing is pending."""
         while True:
+            if self._flushing:  # a runner's flush: what arrives meanwhile is the next batch
+                await self._sent.wait()
+                continue
             if not self._acks.deliveries and not self._finishes:
                 if self._closing:
                     return
@@ -127,14 +159,29 @@ class Settler:
                 while self._filling():
                     await anyio.lowlevel.checkpoint()
                 continue
-            acks, self._acks = self._acks, _AckBatch()
-            finishes = self._finishes[: self._max_batch]
-            del self._finishes[: self._max_batch]
+            await self._flush()
+
+    async def _send_from_runner(self) -> None:
+        self._sent = anyio.Event()
+        try:
+            await self._flush()
+        finally:
+            self._sent.set()
+
+    async def _flush(self) -> None:
+        """Send the pending pre-run acks and up to ``max_batch`` finishes, shielded."""
+        self._flushing = True
+        acks, self._acks = self._acks, _AckBatch()
+        finishes = self._finishes[: self._max_batch]
+        del self._finishes[: self._max_batch]
+        try:
             with anyio.CancelScope(shield=True) as self._flush_scope:
                 if acks.deliveries:
                     await self._flush_acks(acks)
                 if finishes:
                     await self._flush_finishes(finishes)
+        finally:
+            self._flushing = False
 
     async def _flush_acks(self, batch: _AckBatch) -> None:
         batch.ok = await self._bounded(

@@ -208,6 +208,7 @@ class Worker:
             settle_timeout=self._settle_timeout,
             on_settled=self._release,
             filling=self._inbox.handing_out,
+            quiet=self._inbox.quiet,
         )
         self._jobs.settler = settler
         self._jobs.fan_out = self._inbox.fan_out
@@ -285,6 +286,8 @@ class Worker:
 
     async def _runner(self, inbox: Inbox) -> None:
         jobs = self._jobs
+        settler = self._settler
+        assert settler is not None
         streak = 0
         while True:
             streak += 1
@@ -297,6 +300,8 @@ class Worker:
             handed_off = False
             try:
                 handed_off = await jobs.handle(delivery)
+                if handed_off and inbox.quiet():
+                    await settler.send_now()  # a lone task's settle goes out from here
             finally:
                 jobs.processed += 1
                 if not handed_off:
