@@ -70,6 +70,7 @@ def test_password_never_appears_in_reprs_or_display_url() -> None:
         ("redis://localhost/zero", {}, "is not a number"),
         ("redis://localhost", {"lease_seconds": "soon"}, "not valid"),
         ("redis://localhost", {"lease_seconds": 0}, "must be positive"),
+        ("redis://localhost?health_check_interval=-1", {}, "cannot be negative"),
         ("redis://localhost", {"key_prefix": "a{b}"}, "braces"),
         ("redis://localhost", {"block_ms": 5000, "socket_timeout": 5}, "must exceed"),
         ("redis://localhost", {"max_body_bytes": 2**30}, "512 MiB"),

@@ -173,12 +173,14 @@ async def test_heartbeats_list_live_workers_only(
     assert await backend.workers() == {"w1": b"one again"}
 
 
+@pytest.mark.parametrize("bulk_reads", [True, False], ids=["bulk", "through-pubsub"])
 async def test_waiters_survive_the_listener_connection_being_killed(
-    make_backend: BackendFactory, raw_redis: aioredis.Redis, prefix: str
+    make_backend: BackendFactory, raw_redis: aioredis.Redis, prefix: str, bulk_reads: bool
 ) -> None:
     """A final record written while the listener is reconnecting still wakes its waiter."""
     name = f"{prefix}-listener"
     waiter = await make_backend(client_name=name, reconnect_backoff=0.2)
+    waiter.waiters.bulk_reads = bulk_reads
     writer = await make_backend()
     waiting = asyncio.create_task(waiter.wait("t1", timeout=10))
     await asyncio.sleep(0.1)

@@ -97,6 +97,11 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float |
         raise ConfigurationError(f"{attribute.name} must be positive, got {value!r}")
 
 
+def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise ConfigurationError(f"{attribute.name} cannot be negative, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RedisSettings:
     """Everything the Redis broker and result backend are configured with.
@@ -123,7 +128,9 @@ class RedisSettings:
         pool_timeout: Seconds to wait for a free pooled connection.
         socket_timeout: Read timeout (s); must exceed ``block_ms`` (derived when ``None``).
         socket_connect_timeout: Connect timeout (s).
-        health_check_interval: Seconds after which an idle connection is checked with PING.
+        health_check_interval: Seconds after which an idle connection is checked with PING
+            (the result listener pings after this long without a byte, and reconnects when
+            no reply comes within as long again; ``0`` turns both off).
         reconnect_backoff: First pause (s) after a dropped connection.
         reconnect_backoff_max: Longest pause (s) between reconnection attempts.
         client_name: ``CLIENT SETNAME`` of every connection (visible in ``CLIENT LIST``).
@@ -153,7 +160,7 @@ class RedisSettings:
     pool_timeout: float = attrs.field(default=20.0, validator=_positive)
     socket_timeout: float | None = attrs.field(default=None, validator=_positive)
     socket_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
-    health_check_interval: int = 30
+    health_check_interval: int = attrs.field(default=30, validator=_not_negative)
     reconnect_backoff: float = attrs.field(default=0.1, validator=_positive)
     reconnect_backoff_max: float = attrs.field(default=10.0, validator=_positive)
     client_name: str | None = "chicory"
