@@ -465,3 +465,39 @@ async def test_a_lone_at_most_once_task_is_pre_acked_from_its_runner() -> None:
     (first, acked_at), (second, ran_at) = log
     assert (first, second) == ("acked", "ran")  # never before its ack is confirmed
     assert ran_at == acked_at  # and with no loop turn lost waiting for the settler
+
+
+async def test_quick_at_most_once_tasks_keep_their_pre_acks_in_full_batches() -> None:
+    """When a pre-ack batch is confirmed, its runners run their (instant) tasks and queue
+    the next pre-acks at once: those go out together, not split behind an early one."""
+    app = make_app()
+    ran: list[int] = []
+
+    @app.task(name="t.amo_quick", delivery_mode=DeliveryMode.AT_MOST_ONCE, ignore_result=True)
+    async def quick(i: int) -> None:
+        ran.append(i)
+
+    broker = await app.connected_broker()
+    batches: list[int] = []
+    real_consume = broker.consume
+
+    def consume(queues: Any, *, prefetch: int) -> Any:  # acks that take a round trip
+        consumer = real_consume(queues, prefetch=prefetch)
+        real_ack_many = consumer.ack_many
+
+        async def ack_many(deliveries: Any) -> None:
+            batches.append(len(deliveries))
+            if len(batches) == 1:  # the rest arrive while the first batch is in flight,
+                await quick.delay_many([(i,) for i in range(7, 96)])  # to the idle runner
+            await anyio.sleep(0.01)
+            await real_ack_many(deliveries)
+
+        consumer.ack_many = ack_many  # type: ignore[method-assign]
+        return consumer
+
+    broker.consume = consume  # type: ignore[method-assign]
+    await quick.delay_many([(i,) for i in range(7)])
+    async with serving(app, concurrency=8, prefetch=24):
+        await eventually(lambda: len(ran) == 96)
+    # The lone runner's pre-ack joins the next full batch: no cycle is split into 7 + 1.
+    assert batches == [7, *[8] * 11, 1]

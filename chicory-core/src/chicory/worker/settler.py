@@ -4,7 +4,10 @@ Three kinds of work reach the settler from the runners:
 
 * **pre-run acks** (at-most-once): the runner waits until the batch holding its ack is
   confirmed, and runs the function only then — so an at-most-once task never starts before
-  its ack is confirmed;
+  its ack is confirmed. When a batch is confirmed, the flusher lets its runners resume for
+  one loop turn before it sends anything else: those with quick tasks queue their next
+  pre-ack in that turn, so the next batch is whole (otherwise a lone ack queued meanwhile
+  would go first, and every following cycle would split in two round trips);
 * **finishes**: a result record to store and, for at-least-once, an ack to send after it. The
   runner does not wait; within one flush the records are written (``store_many``) before the
   acks go out (``ack_many``), so an at-least-once ack never precedes its result;
@@ -159,7 +162,11 @@ class Settler:
                 while self._filling():
                     await anyio.lowlevel.checkpoint()
                 continue
-            await self._flush()
+            if await self._flush():
+                # The runners of the confirmed pre-acks resume in the next loop turn; those
+                # with quick tasks take their next delivery and queue its pre-ack right
+                # away. Let them, so those acks go in one batch, not behind a lone one.
+                await anyio.lowlevel.checkpoint()
 
     async def _send_from_runner(self) -> None:
         self._sent = anyio.Event()
@@ -168,8 +175,12 @@ class Settler:
         finally:
             self._sent.set()
 
-    async def _flush(self) -> None:
-        """Send the pending pre-run acks and up to ``max_batch`` finishes, shielded."""
+    async def _flush(self) -> bool:
+        """Send the pending pre-run acks and up to ``max_batch`` finishes, shielded.
+
+        Returns:
+            Whether pre-run acks were sent (their runners are about to resume).
+        """
         self._flushing = True
         acks, self._acks = self._acks, _AckBatch()
         finishes = self._finishes[: self._max_batch]
@@ -182,6 +193,7 @@ class Settler:
                     await self._flush_finishes(finishes)
         finally:
             self._flushing = False
+        return bool(acks.deliveries)
 
     async def _flush_acks(self, batch: _AckBatch) -> None:
         batch.ok = await self._bounded(
