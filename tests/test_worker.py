@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -277,28 +278,37 @@ async def test_a_fetched_batch_of_at_most_once_tasks_is_pre_acked_in_one_call() 
     async def amo(i: int) -> None:
         ran.append(i)
 
-    broker = await app.connected_broker()
     batches: list[int] = []
-    real_consume = broker.consume
 
-    def consume(queues: Any, *, prefetch: int) -> Any:  # records ack_many batch sizes
-        consumer = real_consume(queues, prefetch=prefetch)
-        real_ack_many = consumer.ack_many
+    async def record(deliveries: Sequence[Any]) -> None:
+        batches.append(len(deliveries))
 
-        async def ack_many(deliveries: Any) -> None:
-            batches.append(len(deliveries))
-            await real_ack_many(deliveries)
-
-        consumer.ack_many = ack_many  # type: ignore[method-assign]
-        return consumer
-
-    broker.consume = consume  # type: ignore[method-assign]
+    before_ack_many(await app.connected_broker(), record)
     async with serving(app, concurrency=8):
         await anyio.sleep(0.2)  # every runner is idle, waiting for work
         await amo.delay_many([(i,) for i in range(8)])
         await eventually(lambda: len(ran) == 8)
     assert batches == [8]
     assert sorted(ran) == list(range(8))
+
+
+def before_ack_many(broker: Any, before: Callable[[Sequence[Any]], Awaitable[None]]) -> None:
+    """Wrap the broker's consumers so ``await before(deliveries)`` runs ahead of each
+    ``ack_many`` call."""
+    real_consume = broker.consume
+
+    def consume(queues: Any, *, prefetch: int) -> Any:
+        consumer = real_consume(queues, prefetch=prefetch)
+        real_ack_many = consumer.ack_many
+
+        async def ack_many(deliveries: Sequence[Any]) -> None:
+            await before(deliveries)
+            await real_ack_many(deliveries)
+
+        consumer.ack_many = ack_many
+        return consumer
+
+    broker.consume = consume
 
 
 def record_fetches(broker: Any, events: list[tuple[Any, ...]]) -> None:
@@ -440,21 +450,10 @@ async def test_a_lone_at_most_once_task_is_pre_acked_from_its_runner() -> None:
     async def amo() -> None:
         log.append(("ran", clock.ticks))
 
-    broker = await app.connected_broker()
-    real_consume = broker.consume
+    async def record(_deliveries: Sequence[Any]) -> None:
+        log.append(("acked", clock.ticks))
 
-    def consume(queues: Any, *, prefetch: int) -> Any:
-        consumer = real_consume(queues, prefetch=prefetch)
-        real_ack_many = consumer.ack_many
-
-        async def ack_many(deliveries: Any) -> None:
-            log.append(("acked", clock.ticks))
-            await real_ack_many(deliveries)
-
-        consumer.ack_many = ack_many  # type: ignore[method-assign]
-        return consumer
-
-    broker.consume = consume  # type: ignore[method-assign]
+    before_ack_many(await app.connected_broker(), record)
     async with anyio.create_task_group() as tg:
         tg.start_soon(clock.run)
         async with serving(app, concurrency=4):
@@ -477,25 +476,15 @@ async def test_quick_at_most_once_tasks_keep_their_pre_acks_in_full_batches() ->
     async def quick(i: int) -> None:
         ran.append(i)
 
-    broker = await app.connected_broker()
     batches: list[int] = []
-    real_consume = broker.consume
 
-    def consume(queues: Any, *, prefetch: int) -> Any:  # acks that take a round trip
-        consumer = real_consume(queues, prefetch=prefetch)
-        real_ack_many = consumer.ack_many
+    async def round_trip(deliveries: Sequence[Any]) -> None:  # acks that take a while
+        batches.append(len(deliveries))
+        if len(batches) == 1:  # the rest arrive while the first batch is in flight,
+            await quick.delay_many([(i,) for i in range(7, 96)])  # to the idle runner
+        await anyio.sleep(0.01)
 
-        async def ack_many(deliveries: Any) -> None:
-            batches.append(len(deliveries))
-            if len(batches) == 1:  # the rest arrive while the first batch is in flight,
-                await quick.delay_many([(i,) for i in range(7, 96)])  # to the idle runner
-            await anyio.sleep(0.01)
-            await real_ack_many(deliveries)
-
-        consumer.ack_many = ack_many  # type: ignore[method-assign]
-        return consumer
-
-    broker.consume = consume  # type: ignore[method-assign]
+    before_ack_many(await app.connected_broker(), round_trip)
     await quick.delay_many([(i,) for i in range(7)])
     async with serving(app, concurrency=8, prefetch=24):
         await eventually(lambda: len(ran) == 96)
