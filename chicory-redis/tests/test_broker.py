@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -284,6 +285,24 @@ async def test_entries_read_by_a_cancelled_fetch_are_handed_back_on_close(
         assert {d.body: d.delivery_count for d in got} == {b"held": 2, b"unseen": 1}
         await consumer2.ack_many(got)
     assert held.state.value == "handed back"
+
+
+async def test_closing_after_a_cancelled_fetch_of_a_deleted_queue_is_quiet(
+    make_broker: BrokerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing can be pending in a queue that was deleted: close() has nothing to give back
+    and nothing to warn about."""
+    broker = await make_broker(reclaim_interval=60, delayed_poll_interval=60, block_ms=10_000)
+    consumer = broker.consume(["q"], prefetch=5)
+    fetch = asyncio.ensure_future(consumer.fetch(5, timeout=10))
+    await asyncio.sleep(0.2)  # blocked in XREADGROUP
+    fetch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    await broker.delete_queue("q")
+    with caplog.at_level(logging.WARNING, logger="chicory.redis"):
+        await consumer.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_broker_close_closes_its_consumers(make_broker: BrokerFactory) -> None:

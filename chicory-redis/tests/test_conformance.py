@@ -92,7 +92,11 @@ class TestDeadLetters(DeadLetterSuite):
 
 
 class TestStateful(BrokerStatefulSuite):
-    pass
+    @pytest.fixture
+    def chicory_broker_harness(self) -> BrokerHarness:
+        """Hundreds of operations, each a few round trips and some a short listen: more time
+        than one test's default 30 s on a slow machine (it takes ~10 s on a quick one)."""
+        return BrokerHarness(factory=_broker, purge=_purge_queues, name="redis", timeout=120.0)
 
 
 class TestResults(ResultBackendSuite):

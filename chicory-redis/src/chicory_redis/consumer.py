@@ -343,9 +343,14 @@ class RedisConsumer:
         """
         client = self._broker.client
         for k in self._keys:
-            pending: Any = await client.xpending_range(
-                k.stream, k.group, "-", "+", self._prefetch, consumername=self.name
-            )
+            try:
+                pending: Any = await client.xpending_range(
+                    k.stream, k.group, "-", "+", self._prefetch, consumername=self.name
+                )
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # the queue was deleted: nothing to give back
+                    continue
+                raise
             ids: list[Any] = [_text(p["message_id"]) for p in pending]
             if not ids:
                 continue
