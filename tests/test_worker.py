@@ -41,13 +41,22 @@ def make_app(**options: object) -> Chicory:
 async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on() -> None:
     """Undecodable body, unknown task and bad arguments: dead-lettered with a reason, once."""
     app = make_app()
+    ran: list[int] = []
 
     @app.task(name="t.add")
     async def add(x: int, y: int) -> int:
+        ran.append(x)
         return x + y
 
     broker = await app.connected_broker()
     await broker.publish("default", b"\x00\x01 definitely not json", {})
+    # Well-formed JSON, but no task id: not run under the id "None".
+    await broker.publish(
+        "default",
+        b'{"v": 1, "id": null, "task": "t.add", "args": [7, 1], "kwargs": {}, '
+        b'"created_at": "2026-01-01T00:00:00+00:00"}',
+        {},
+    )
     unknown = TaskMessage(id="u1", task="t.missing", created_at=datetime.now(UTC))
     bad_args = TaskMessage(id="b1", task="t.add", args=["one", 2], created_at=datetime.now(UTC))
     for message in (unknown, bad_args):
@@ -57,18 +66,20 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on() -> Non
 
     async with serving(app) as worker:
         assert await good.get(timeout=5) == 5
-        await eventually(lambda: worker.processed == 4)
+        await eventually(lambda: worker.processed == 5)
+    assert ran == [2]
     letters = await broker.dead_letters("default")
     reasons = sorted(letter.reason for letter in letters)
-    assert len(reasons) == 3
-    assert any(r.startswith("undecodable message") for r in reasons)
+    assert len(reasons) == 4
+    assert any(r.startswith("undecodable message") and "not JSON" in r for r in reasons)
+    assert any(r.startswith("undecodable message") and "$.id" in r for r in reasons)
     assert any("unknown task 't.missing'" in r for r in reasons)
     assert any("parameter 'x'" in r for r in reasons)
     assert all(letter.delivery_count == 1 for letter in letters)
     with pytest.raises(TaskFailedError, match="UnknownTaskError"):
         await AsyncResult(app, "u1").get(timeout=1)
     counts = await broker.counts("default")
-    assert (counts.ready, counts.in_flight, counts.dead) == (0, 0, 3)
+    assert (counts.ready, counts.in_flight, counts.dead) == (0, 0, 4)
     await app.close()
 
 

@@ -53,6 +53,23 @@ def test_fields_left_out_by_other_producers_take_their_defaults() -> None:
         (b'{"v": 99, "id": "x"}', "version 99"),
         (b'{"v": 1, "id": "x"}', "malformed envelope"),
         (b'{"v": 1, "id": "x", "task": "t", "created_at": "2026-01-01T00:00:00"}', "timezone"),
+        (b'{"v": 1, "id": null, "task": "t", "created_at": "2026-01-01T00:00:00+00:00"}', "id"),
+        (b'{"v": 1, "id": "x", "task": 7, "created_at": "2026-01-01T00:00:00+00:00"}', "task"),
+        (
+            b'{"v": 1, "id": "x", "task": "t", "attempt": "2", '
+            b'"created_at": "2026-01-01T00:00:00+00:00"}',
+            r"expected an integer, got str @ \$\.attempt",
+        ),
+        (
+            b'{"v": 1, "id": "x", "task": "t", "attempt": true, '
+            b'"created_at": "2026-01-01T00:00:00+00:00"}',
+            "attempt",
+        ),
+        (
+            b'{"v": 1, "id": "x", "task": "t", "queue": ["q"], '
+            b'"created_at": "2026-01-01T00:00:00+00:00"}',
+            r"expected a string, got list @ \$\.queue",
+        ),
     ],
 )
 def test_bad_bodies_raise_one_named_error(body: bytes, match: str) -> None:

@@ -68,6 +68,9 @@ def test_fields_a_newer_writer_adds_are_ignored() -> None:
         ({"updated_at": 5}, "updated_at"),
         ({"state": "DONE"}, "state"),
         ({"attempt": [1]}, "attempt"),
+        ({"attempt": "1"}, r"expected an integer, got str @ \$\.attempt"),
+        ({"task_id": None}, r"expected a string, got NoneType @ \$\.task_id"),
+        ({"task": 3}, "task"),
         ({"error": "boom"}, "error"),
     ],
 )

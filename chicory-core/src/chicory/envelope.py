@@ -63,9 +63,32 @@ class TaskMessage:
     eta: datetime | None = None
 
 
+def _strict_str(value: Any, kind: type) -> Any:
+    if kind is not str:  # a str subclass, such as a str enum: its own constructor decides
+        return kind(value)
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strict_int(value: Any, kind: type) -> Any:
+    if kind is not int:  # an int subclass, such as an int enum
+        return kind(value)
+    if type(value) is not int:  # bool is not an int here either
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 def make_wire_converter() -> cattrs.Converter:
-    """Build the one converter used for wire models (orjson-ready, aware-UTC datetimes)."""
+    """Build the one converter used for wire models (orjson-ready, aware-UTC datetimes).
+
+    Strings and integers are taken only as themselves: a converter that turns ``null`` into
+    ``"None"`` or ``"1"`` into ``1`` would run a malformed message (or trust a malformed
+    record) instead of rejecting it with the field named.
+    """
     converter = make_converter(forbid_extra_keys=False)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
 
     def structure_datetime(value: Any, _: type) -> datetime:
         if not isinstance(value, str):
