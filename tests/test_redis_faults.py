@@ -7,6 +7,7 @@ exactly what ran, and how often, across processes.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chicory import Chicory, DeliveryMode
+from chicory_redis.results import RedisResultBackend
 from e2e_support import eventually
 from processes import RedisServer, own_redis, run_counts, worker_process
 
@@ -140,3 +142,23 @@ async def test_task_longer_than_the_lease_runs_once_while_its_worker_lives(
     started, ended = run_counts(runs)
     assert started[7] == ended[7] == 1
     await app.close()
+
+
+async def test_a_result_awaited_across_a_redis_restart_arrives(server: RedisServer) -> None:
+    """A waiter registered before the server restarts gets its record after it: the
+    listener re-subscribes, and its read of the waiting keys does not fail on a pooled
+    connection that died with the old server process."""
+    waiter = RedisResultBackend.from_url(server.url, reconnect_backoff=0.05)
+    await waiter.connect()
+    writer = RedisResultBackend.from_url(server.url)
+    try:
+        waiting = asyncio.create_task(waiter.wait("t1", timeout=20))
+        await eventually(lambda: waiter.waiters.reads >= 1)  # its pooled connection is used
+        server.stop()
+        server.start()
+        await writer.connect()
+        await writer.store("t1", b"after the restart", final=True, ttl=60)
+        assert await waiting == b"after the restart"
+    finally:
+        await waiter.close()
+        await writer.close()

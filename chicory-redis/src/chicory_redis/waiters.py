@@ -277,8 +277,14 @@ class ResultWaiters:
         if not ids:
             return
         self.reads += 1
+        keys = [self._keys.result(i) for i in ids]
         try:
-            raws: list[Any] = await self._client().mget([self._keys.result(i) for i in ids])
+            try:
+                raws: list[Any] = await self._client().mget(keys)
+            except CONNECTION_ERRORS:
+                # A pooled connection that died with a restarted server fails its first
+                # command; redis-py has dropped it, and a read is safe to repeat once.
+                raws = await self._client().mget(keys)
         except Exception as exc:  # connection, server or anything else: the waiters raise it
             error = ResultBackendError(
                 f"could not read {len(ids)} result(s) on the Redis result backend at "
