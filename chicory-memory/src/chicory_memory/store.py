@@ -200,8 +200,7 @@ class MemoryStore:
         leases = self.leases
         heapq.heappush(leases, (held.deadline, held.token, held))
         if len(leases) > 1024 + 2 * self.live_leases:
-            live = DeliveryState.HELD  # _is_live, inlined: this scans every entry
-            self.leases = [e for e in leases if e[2].state is live and e[2].deadline == e[0]]
+            self.leases = [entry for entry in leases if _is_live(entry)]
             heapq.heapify(self.leases)
 
     def close_subscription(self, subscription: Subscription, now: float) -> None:

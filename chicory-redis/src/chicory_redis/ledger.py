@@ -14,7 +14,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chicory.errors import BrokerError, DeliveryStateError
@@ -149,21 +149,14 @@ class Ledger:
 
     def release(self, delivery: RedisDelivery, state: DeliveryState) -> None:
         """Stop holding ``delivery``; it moves to ``state`` unless it was settled already."""
-        if delivery.state is DeliveryState.HELD:
-            delivery.state = state
-        key = delivery.key
-        if self.held.get(key) is delivery:
-            del self.held[key]
-            self.freed.set()
-        elif self.lapsed.get(key) is delivery:
-            del self.lapsed[key]
+        self.release_many((delivery,), state)
 
-    def _release_acked(self, deliveries: list[RedisDelivery]) -> None:
-        """:meth:`release` of a batch of acked deliveries, in one pass (once per task)."""
+    def release_many(self, deliveries: Iterable[RedisDelivery], state: DeliveryState) -> None:
+        """:meth:`release` of several deliveries in one pass (an acked batch: once per task)."""
         held, lapsed, freed = self.held, self.lapsed, False
         for d in deliveries:
             if d.state is DeliveryState.HELD:
-                d.state = DeliveryState.ACKED
+                d.state = state
             key = d.key
             if held.get(key) is d:
                 del held[key]
@@ -321,7 +314,7 @@ class Ledger:
             if isinstance(result, Exception):
                 failed = result
                 continue
-            self._release_acked(chunk)
+            self.release_many(chunk, DeliveryState.ACKED)
         if failed is not None:
             raise BrokerError(f"ack failed on Redis at {self._broker.display_url}: {failed}")
 
