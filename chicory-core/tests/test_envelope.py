@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime
 
+import attrs
 import orjson
 import pytest
 
@@ -98,3 +99,51 @@ def test_signed_messages_reject_tampering_and_missing_signatures() -> None:
     with pytest.raises(MessageDecodeError, match="signature"):
         codec.decode(body, {})
     assert "secret" not in repr(codec)
+
+
+def test_a_newer_producers_extra_field_is_ignored_not_kept() -> None:
+    raw = orjson.loads(Codec().encode(message())[0])
+    raw["priority"] = 5  # a field this worker does not know
+    decoded = Codec().decode(orjson.dumps(raw))
+    assert decoded == message()
+    assert not hasattr(decoded, "priority")
+
+
+def test_decoded_messages_are_frozen_values_like_built_ones() -> None:
+    codec = Codec()
+    decoded = codec.decode(codec.encode(message(eta=NOW))[0])
+    assert decoded == message(eta=NOW)
+    assert isinstance(decoded.created_at, datetime)
+    assert decoded.eta == NOW
+    with pytest.raises(AttributeError):
+        decoded.attempt = 2  # type: ignore[misc]
+    assert attrs.evolve(decoded, attempt=2).attempt == 2
+
+
+def test_consecutive_creation_times_each_decode_to_their_own_value() -> None:
+    """The decoder reuses the last creation time parsed: a different text must not get it."""
+    codec = Codec()
+    later = datetime(2026, 1, 2, 3, 4, 6, 7, tzinfo=UTC)
+    times = [NOW, NOW, later, NOW]
+    decoded = [codec.decode(codec.encode(message(created_at=t))[0]) for t in times]
+    assert [m.created_at for m in decoded] == times
+    naive = b'{"v":1,"id":"x","task":"t","args":[],"kwargs":{},"attempt":1,"queue":"q",'
+    with pytest.raises(MessageDecodeError, match="timezone"):
+        codec.decode(naive + b'"created_at":"2026-01-02T03:04:05","eta":null}')
+
+
+def test_encode_many_matches_encoding_each_message() -> None:
+    for codec in (Codec(), Codec(signing_key=b"k")):
+        calls = [("a", [1], {}), ("b", [], {"x": "y"})]
+        batch = codec.encode_many("t.add", calls, queue="q", created_at=NOW)
+        one_by_one = [
+            codec.encode(message(id=i, task="t.add", args=a, kwargs=k, queue="q"))
+            for i, a, k in calls
+        ]
+        assert batch == one_by_one
+    with pytest.raises(MessageTooLargeError, match="pass a reference"):
+        Codec(max_message_bytes=100).encode_many(
+            "t", [("a", ["x" * 200], {})], queue="q", created_at=NOW
+        )
+    with pytest.raises(TypeError, match="not JSON-encodable"):
+        Codec().encode_many("t", [("a", [object()], {})], queue="q", created_at=NOW)

@@ -146,19 +146,17 @@ class Task(Generic[P, R]):
         now = utcnow()
         ids = new_task_ids(len(items))
         queue = queue or self.queue
-        bind, mode, name = self.signature.bind, self.validation_mode, self.name
-        encode = self.app.codec.encode_fields
-        outgoing: list[OutgoingMessage] = []
+        bind, mode = self.signature.bind, self.validation_mode
+        wire: list[tuple[str, list[Any], dict[str, Any]]] = []
         for call, task_id in zip(items, ids, strict=True):
             # A tuple or list is the common case, and cheaper to tell than the Mapping ABC.
             if type(call) is not tuple and type(call) is not list and isinstance(call, Mapping):
                 wire_args, wire_kwargs = bind((), call, mode)
             else:
                 wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
-            body, headers = encode(
-                task_id, name, wire_args, wire_kwargs, queue=queue, created_at=now
-            )
-            outgoing.append(OutgoingMessage(body=body, headers=headers))
+            wire.append((task_id, wire_args, wire_kwargs))
+        encoded = self.app.codec.encode_many(self.name, wire, queue=queue, created_at=now)
+        outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
         await self.app.publish_encoded(queue, outgoing)
         app = self.app
         return [AsyncResult(app, task_id, self) for task_id in ids]
