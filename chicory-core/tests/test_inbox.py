@@ -17,7 +17,11 @@ def _items(n: int) -> list[Delivery]:
 
 
 async def _runner(inbox: Inbox, name: int, taken: Counter[int], work: float | None) -> None:
-    while await inbox.get() is not None:
+    """Take deliveries as the worker's runners do: without waiting while some are there."""
+    while True:
+        delivery = inbox.get_nowait()
+        if delivery is None and (delivery := await inbox.get()) is None:
+            return
         taken[name] += 1
         if work is not None:
             await anyio.sleep(work)
@@ -127,3 +131,16 @@ async def test_quiet_means_nothing_waits_and_a_runner_is_idle() -> None:
         assert len(inbox) == 1
         assert not inbox.quiet()
         inbox.close()
+
+
+async def test_get_nowait_takes_in_order_and_passes_the_wake_up_on() -> None:
+    inbox, got = Inbox(), list[Any]()
+    assert inbox.get_nowait() is None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_take, inbox, got)
+        await anyio.wait_all_tasks_blocked()
+        inbox._items.extend(_items(2))  # arrived without a wake-up (as between fetches)
+        assert inbox.get_nowait() == "d0"  # more remain: the idle taker is woken for them
+        await anyio.wait_all_tasks_blocked()
+    assert got == ["d1"]
+    assert inbox.get_nowait() is None

@@ -66,7 +66,7 @@ async def execute(
                 value = await task.fn(*args, **kwargs)
             else:
                 value = await _call(task, args, kwargs, limiter)
-            return Outcome(value=value, runtime=time.perf_counter() - started)
+            return Outcome(value, None, time.perf_counter() - started)  # positional: cheaper
         with anyio.move_on_after(task.timeout):
             value = await _call(task, args, kwargs, limiter)
             return Outcome(value=value, runtime=time.perf_counter() - started)

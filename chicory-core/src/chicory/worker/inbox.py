@@ -84,6 +84,19 @@ class Inbox:
             self._waking += 1
             self._idle.popleft().set()
 
+    def get_nowait(self) -> Delivery | None:
+        """Return the next delivery if one is waiting, else ``None`` (then await :meth:`get`).
+
+        A runner under load takes its next delivery this way: no coroutine per delivery.
+        """
+        items = self._items
+        if not items:
+            return None
+        delivery = items.popleft()
+        if items:
+            self._wake_one()
+        return delivery
+
     async def get(self) -> Delivery | None:
         """Return the next delivery, waiting for one; ``None`` once closed and empty."""
         items = self._items

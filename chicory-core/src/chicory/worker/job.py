@@ -44,6 +44,10 @@ __all__ = ["JobRunner", "retry_decision"]
 
 log = logging.getLogger("chicory.worker")
 
+# The states every task passes through, read once: a member lookup on an Enum class goes
+# through its metaclass (tens of nanoseconds each in 3.11, several per task).
+_RECEIVED, _RUNNING, _SUCCEEDED = JobState.RECEIVED, JobState.RUNNING, JobState.SUCCEEDED
+
 
 class JobRunner:
     """Runs deliveries for one worker.
@@ -78,7 +82,7 @@ class JobRunner:
             True if the delivery was handed to the settler, which reports when it is settled;
             False if it is settled already. The caller counts it in ``processed``.
         """
-        state = JobState.RECEIVED
+        state = _RECEIVED
         try:
             message = self._decode(delivery.body, delivery.headers)
         except MessageDecodeError as exc:
@@ -112,7 +116,7 @@ class JobRunner:
                 state = transition(state, JobState.CANCELLED)
                 log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
                 return False
-        state = transition(state, JobState.RUNNING)
+        state = transition(state, _RUNNING)
         outcome = await self._run(delivery, message, task, strategy, args, kwargs)
         if outcome.error is None:
             failed = self._succeed(delivery, message, task, strategy, outcome, settler)
@@ -195,7 +199,7 @@ class JobRunner:
                 )
         except (ResultValidationError, TypeError) as exc:
             return Outcome(error=exc, runtime=outcome.runtime)
-        transition(JobState.RUNNING, JobState.SUCCEEDED)
+        transition(_RUNNING, _SUCCEEDED)
         strategy.after_success(delivery, record, settler)
         if self._bus.active:
             self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)

@@ -294,9 +294,11 @@ class Worker:
             if streak == RUNNER_STREAK:  # yield with no delivery in hand
                 streak = 0
                 await anyio.lowlevel.checkpoint()
-            delivery = await inbox.get()
+            delivery = inbox.get_nowait()
             if delivery is None:
-                break
+                delivery = await inbox.get()
+                if delivery is None:
+                    break
             handed_off = False
             try:
                 handed_off = await jobs.handle(delivery)
