@@ -133,7 +133,7 @@ def _aware(text: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-_FIELDS: Final = frozenset(field.name for field in attrs.fields(TaskMessage))
+_FIELD_COUNT: Final = len(attrs.fields(TaskMessage))
 _new = object.__new__
 _set = object.__setattr__
 
@@ -142,22 +142,24 @@ class _LastMoment:
     """The last ``created_at`` text parsed, and its datetime.
 
     A batch enqueued with ``delay_many`` shares one creation time, so consecutive messages
-    usually carry the same text: comparing two strings is cheaper than parsing one.
+    usually carry the same text: comparing two strings is cheaper than parsing one. The pair
+    is one tuple, replaced whole, so a codec shared by threads never pairs one message's text
+    with another's time.
     """
 
-    __slots__ = ("moment", "text")
+    __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.text: Any = None
-        self.moment: datetime | None = None
+        self.last: tuple[str, datetime] | None = None
 
     def parse(self, text: Any) -> datetime | None:
         """``text`` as an aware datetime, or ``None`` if it is not an aware ISO-8601 string."""
-        if text == self.text and type(text) is str:
-            return self.moment
+        last = self.last
+        if last is not None and text == last[0] and type(text) is str:
+            return last[1]
         moment = _aware(text)
         if moment is not None:
-            self.text, self.moment = text, moment
+            self.last = (text, moment)
         return moment
 
 
@@ -169,7 +171,7 @@ def _structure_fast(raw: dict[str, Any], last: _LastMoment) -> TaskMessage | Non
     path ignores). On success ``raw`` becomes the message's ``__dict__``, its two times
     replaced by datetimes.
     """
-    if len(raw) != len(_FIELDS):
+    if len(raw) != _FIELD_COUNT:
         return None
     try:
         task_id, task, args, kwargs = raw["id"], raw["task"], raw["args"], raw["kwargs"]
