@@ -1,0 +1,219 @@
+"""Is a change faster? This checkout against an earlier revision, in interleaved runs.
+
+Usage (from the repository root, with the ``bench`` dependency group installed, as
+``benchmarks/run`` does: ``uv sync --frozen --group bench``; the ``filled`` scenario needs
+Redis on 127.0.0.1:6379 and flushes database 13 only; ``--instructions`` needs valgrind)::
+
+    .venv/bin/python benchmarks/compare.py BASE                     # memory:// drain, 4 pairs
+    .venv/bin/python benchmarks/compare.py BASE --scenario filled   # a worker on a full stream
+    .venv/bin/python benchmarks/compare.py BASE --instructions      # callgrind, memory://
+
+``BASE`` is any git revision (``HEAD~3``, a commit id). It is checked out into a temporary
+worktree (removed at the end) and put first on ``PYTHONPATH``, so the base's packages
+replace this checkout's in every process of its runs, producer and worker alike; the
+benchmark code itself is this checkout's.
+
+Scenarios, one fresh process (and worker) per measurement:
+
+* ``memory``: producer and worker in one process on ``memory://``; after a warm-up,
+  ``--tasks`` no-op at-least-once tasks enqueued with ``delay_many`` (batches of 1,000);
+  tasks/s end to end and the process's CPU per task.
+* ``filled``: ``--tasks`` no-op tasks (after 500 warm-up ones) enqueued on Redis first, then
+  a ``chicory worker`` process (concurrency 64, prefetch 192) started on them; tasks/s from
+  the end of the warm-up to the last task, and the worker's CPU per task over that span.
+
+Runs alternate base, this, base, this ... so slow drift of the machine hits both alike; each
+pair's numbers are printed, then the medians. ``--instructions`` counts instructions per task
+of the ``memory`` scenario with ``valgrind --tool=callgrind`` instead (the difference between
+a run of ``--tasks`` and one of 2,000, so start-up cancels out): repeatable to ~0.3%, whatever
+else the machine does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import BENCH_DIR, PYTHON, VENV_BIN, Settings, child_process, stop_process
+
+ROOT = BENCH_DIR.parent
+PACKAGES = ("chicory-core", "chicory-memory", "chicory-redis")
+SHORT_RUN = 2_000  # the short run of --instructions
+
+
+# -- the measurements, each in a child process ----------------------------------------------
+
+
+async def _memory(tasks: int) -> dict[str, float]:
+    from chicory_app import build_app
+
+    from chicory.worker import Worker
+
+    logging.getLogger("chicory.worker").setLevel(logging.ERROR)  # memory:// is process-local
+    done: dict[str, asyncio.Event] = {"warm-up": asyncio.Event(), "run": asyncio.Event()}
+    app = build_app("memory://", lambda run, at: done[run].set())
+    task = app.tasks["bench.noop_alo"]
+    worker = Worker(app, concurrency=64, prefetch=192, heartbeat_interval=0)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(worker.serve())
+        await worker.wait_started()
+        await task.delay_many([("warm-up", 500)] * 500)
+        await done["warm-up"].wait()
+        cpu, start = time.process_time(), time.perf_counter()
+        for offset in range(0, tasks, 1_000):
+            await task.delay_many([("run", tasks)] * min(1_000, tasks - offset))
+        await done["run"].wait()
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        worker.stop()
+    await app.close()
+    return {"rate": tasks / elapsed, "cpu_us": cpu / tasks * 1e6}
+
+
+async def _filled(tasks: int) -> dict[str, float]:
+    import psutil  # type: ignore[import-untyped]
+    import redis
+    from chicory_app import build_app
+    from driver import redis_done_waiter
+
+    settings = Settings()
+    redis.Redis(host=settings.host, port=settings.port, db=settings.db).flushdb()
+    url = settings.chicory_url("compare")
+    app = build_app(url, lambda run, at: None)
+    task = app.tasks["bench.noop_alo"]
+    await task.delay_many([("warm-up", 500)] * 500)
+    for offset in range(0, tasks, 1_000):
+        await task.delay_many([("run", tasks)] * min(1_000, tasks - offset))
+    await app.close()
+    argv = [str(VENV_BIN / "chicory"), "--log-level", "WARNING", "worker", "chicory_app:app"]
+    argv += ["--concurrency", "64", "--prefetch", "192"]
+    env = {"BENCH_CHICORY_URL": url, "BENCH_DONE_URL": settings.redis_url}
+    try:
+        with child_process(argv, env=env) as proc:
+            wait_done = redis_done_waiter(settings.redis_url, alive=lambda: proc.poll() is None)
+            started = await wait_done("warm-up", 120)
+            before = psutil.Process(proc.pid).cpu_times()
+            finished = await wait_done("run", 600)
+            after = psutil.Process(proc.pid).cpu_times()
+    finally:
+        redis.Redis(host=settings.host, port=settings.port, db=settings.db).flushdb()
+    cpu = after.user + after.system - before.user - before.system
+    return {"rate": tasks / (finished - started), "cpu_us": cpu / tasks * 1e6}
+
+
+def _child(scenario: str, tasks: int) -> None:
+    measure = {"memory": _memory, "filled": _filled}[scenario]
+    print(json.dumps(asyncio.run(measure(tasks))))
+
+
+# -- the parent -------------------------------------------------------------------------------
+
+
+def _run(argv: list[str], pythonpath: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a measurement in its own session; stop it (and what it started) by pid."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, str(BENCH_DIR)) if p)
+    proc = subprocess.Popen(
+        argv,
+        cwd=BENCH_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} ... failed:\n{err[-2000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _measure(scenario: str, tasks: int, pythonpath: str) -> dict[str, float]:
+    argv = [PYTHON, __file__, "--child", scenario, "--tasks", str(tasks)]
+    return dict(json.loads(_run(argv, pythonpath, timeout=900).stdout.splitlines()[-1]))
+
+
+def _instructions(tasks: int, pythonpath: str) -> float:
+    """Instructions per task of the memory scenario (long run minus short run)."""
+    counts = []
+    for n in (SHORT_RUN, tasks):
+        with tempfile.TemporaryDirectory() as scratch:
+            argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out"]
+            argv += [PYTHON, __file__, "--child", "memory", "--tasks", str(n)]
+            err = _run(argv, pythonpath, timeout=1800).stderr
+        found = re.search(r"Collected : (\d+)", err)
+        if found is None:
+            raise RuntimeError(f"callgrind printed no total:\n{err[-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (tasks - SHORT_RUN)
+
+
+def _worktree(revision: str, into: Path) -> str:
+    """Check ``revision`` out into ``into``; return the PYTHONPATH of its packages."""
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(into), revision],
+        check=True,
+    )
+    sources = [str(into / package / "src") for package in PACKAGES]
+    subprocess.run([PYTHON, "-m", "compileall", "-q", *sources], check=True)
+    return os.pathsep.join(sources)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", nargs="?", help="the git revision to compare with")
+    parser.add_argument("--scenario", choices=("memory", "filled"), default="memory")
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--tasks", type=int)
+    parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--child", choices=("memory", "filled"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.tasks)
+        return
+    if args.base is None:
+        parser.error("name the revision to compare with, e.g. HEAD~1")
+    tasks = args.tasks or (12_000 if args.instructions else 60_000)
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "base"
+        base_path = _worktree(args.base, tree)
+        try:
+            sides = (("base", base_path), ("this", ""))
+            if args.instructions:
+                for label, path in sides:
+                    print(f"{label}: {_instructions(tasks, path):,.0f} instructions per task")
+                return
+            results: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
+            for pair in range(1, args.pairs + 1):
+                for label, path in sides:
+                    values = _measure(args.scenario, tasks, path)
+                    results[label].append(values)
+                    print(
+                        f"pair {pair} {label}: {values['rate']:,.0f} tasks/s, "
+                        f"{values['cpu_us']:.1f} us CPU per task",
+                        flush=True,
+                    )
+            for label, runs in results.items():
+                rate = statistics.median(r["rate"] for r in runs)
+                cpu = statistics.median(r["cpu_us"] for r in runs)
+                print(f"median {label}: {rate:,.0f} tasks/s, {cpu:.1f} us CPU per task")
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
