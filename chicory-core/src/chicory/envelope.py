@@ -29,6 +29,7 @@ __all__ = [
     "TaskMessage",
     "explain",
     "make_wire_converter",
+    "parse_aware",
 ]
 
 ENVELOPE_VERSION: Final = 1
@@ -123,7 +124,9 @@ def explain(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _aware(text: Any) -> datetime | None:
+def parse_aware(text: Any) -> datetime | None:
+    """``text`` as an aware datetime if it is an ISO-8601 string with a timezone, else
+    ``None`` (for the fast decoding paths; the converter explains what is wrong)."""
     if type(text) is not str:
         return None
     try:
@@ -157,7 +160,7 @@ class _LastMoment:
         last = self.last
         if last is not None and text == last[0] and type(text) is str:
             return last[1]
-        moment = _aware(text)
+        moment = parse_aware(text)
         if moment is not None:
             self.last = (text, moment)
         return moment
@@ -193,7 +196,7 @@ def _structure_fast(raw: dict[str, Any], last: _LastMoment) -> TaskMessage | Non
     ):
         return None
     created_at = last.parse(created_text)
-    eta = None if eta_text is None else _aware(eta_text)
+    eta = None if eta_text is None else parse_aware(eta_text)
     if created_at is None or (eta_text is not None and eta is None):
         return None
     raw["created_at"] = created_at

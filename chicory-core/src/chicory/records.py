@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import attrs
 import orjson
 
-from chicory.envelope import explain, make_wire_converter
+from chicory.envelope import explain, make_wire_converter, parse_aware
 from chicory.errors import ResultBackendError
 
 __all__ = ["ErrorInfo", "ResultRecord", "TaskState", "WorkerInfo", "decode_record", "encode_record"]
@@ -156,15 +156,10 @@ def _success_fast(raw: Any) -> ResultRecord | None:
         raw.get("attempt"),
         raw.get("updated_at"),
     )
-    if not (
-        type(task_id) is str and type(task) is str and type(attempt) is int and type(updated) is str
-    ):
+    if not (type(task_id) is str and type(task) is str and type(attempt) is int):
         return None
-    try:
-        updated_at = datetime.fromisoformat(updated)
-    except ValueError:
-        return None
-    if updated_at.tzinfo is None:
+    updated_at = parse_aware(updated)
+    if updated_at is None:
         return None
     return ResultRecord(
         task_id=task_id,

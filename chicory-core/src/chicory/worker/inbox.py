@@ -99,12 +99,9 @@ class Inbox:
 
     async def get(self) -> Delivery | None:
         """Return the next delivery, waiting for one; ``None`` once closed and empty."""
-        items = self._items
         while True:
-            if items:
-                delivery = items.popleft()
-                if items:
-                    self._wake_one()
+            delivery = self.get_nowait()
+            if delivery is not None:
                 return delivery
             if self._closed:
                 return None
