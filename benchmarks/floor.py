@@ -1,8 +1,8 @@
 """The floor: what plain redis-py does on this machine with the same Redis Streams work.
 
 * enqueue floor: pipelined ``XADD`` (non-transactional pipelines of ``batch`` commands),
-  with the same fields Chicory's Redis broker writes (a 32-hex id, a delivery count, headers
-  and a ~200-byte JSON body);
+  of entries shaped like those Chicory's Redis broker writes (one field holding a 32-hex id,
+  a delivery count, headers and a ~200-byte JSON body, newline-separated);
 * consume floor: ``XREADGROUP COUNT n`` then one ``XACK`` of the whole batch, in a loop,
   on a stream filled beforehand (``n`` = the Chicory worker's capacity);
 * latency floor: the open-loop producer's path with nothing but redis-py on it: ``XADD``
@@ -53,8 +53,8 @@ async def run_floor(settings: Settings, tasks: int, fetch: int) -> Measurement:
         for offset in range(0, tasks, settings.batch):
             pipe = client.pipeline(transaction=False)
             for _ in range(min(settings.batch, tasks - offset)):
-                fields = {"id": uuid.uuid4().hex, "n": "0", "headers": "{}", "body": BODY}
-                pipe.xadd(stream, fields)  # type: ignore[arg-type]
+                packed = b"%s\n0\n{}\n%s" % (uuid.uuid4().hex.encode(), BODY)
+                pipe.xadd(stream, {"m": packed})
             await pipe.execute()
         added = time.perf_counter()
 

@@ -16,7 +16,7 @@ from chicory.broker import Broker, Consumer, Delivery, OutgoingMessage, QueueCou
 from chicory.clock import ManualClock
 from chicory.errors import BrokerError, DeliveryStateError, MessageTooLargeError
 from chicory_redis.broker import PUBLISH_CHUNK, RedisBroker
-from chicory_redis.entries import delayed_member, encode_headers
+from chicory_redis.entries import encode_headers, pack_message
 
 BrokerFactory = Callable[..., Awaitable[RedisBroker]]
 
@@ -405,10 +405,15 @@ async def test_publish_many_in_several_script_calls_keeps_order_and_layout(
         )
         members = await raw_redis.zrange(broker.keys.queue("q").delayed, 0, -1)
         expected = [
-            delayed_member(ids[i], 0, encode_headers(messages[i].headers), messages[i].body)
+            pack_message(ids[i], 0, encode_headers(messages[i].headers), messages[i].body)
             for i in range(0, count, 100)
         ]
         assert sorted(members) == sorted(expected)
+        entries = await raw_redis.xrange(broker.keys.queue("q").stream, "-", "+", count=5)
+        assert [fields for _, fields in entries] == [
+            {b"m": pack_message(ids[i], 0, encode_headers(messages[i].headers), messages[i].body)}
+            for i in range(1, 6)
+        ]
         async with broker.consume(["q"], prefetch=count) as consumer:
             got: list[Delivery] = []
             while len(got) < count - len(delayed_ids):
@@ -445,3 +450,65 @@ async def test_entries_written_by_something_else_are_delivered_readably(
         ]
         assert odd.decode() != "m1"
         await consumer.ack_many(got)
+
+
+async def test_one_message_is_one_field_holding_it_packed(
+    broker: RedisBroker, raw_redis: aioredis.Redis
+) -> None:
+    """``publish``, a requeue and a replay all write the entry layout the docs give."""
+    stream = broker.keys.queue("q").stream
+    message_id = await broker.publish("q", b"line one\nline two", {"k": "v"})
+    packed = pack_message(message_id, 0, encode_headers({"k": "v"}), b"line one\nline two")
+    [(_, fields)] = await raw_redis.xrange(stream)
+    assert fields == {b"m": packed}
+    async with broker.consume(["q"], prefetch=1) as consumer:
+        [delivery] = await consumer.fetch(1, timeout=1)
+        await delivery.nack(requeue=True)
+        [(_, fields)] = await raw_redis.xrange(stream)
+        assert fields == {
+            b"m": pack_message(message_id, 1, encode_headers({"k": "v"}), b"line one\nline two")
+        }
+        [again] = await consumer.fetch(1, timeout=1)
+        assert (again.message_id, again.body, again.delivery_count) == (
+            message_id,
+            b"line one\nline two",
+            2,
+        )
+        await again.dead_letter("for the test")
+    [dead] = await broker.dead_letters("q")
+    assert await broker.replay_dead_letter("q", dead.id)
+    [(_, fields)] = await raw_redis.xrange(stream)
+    assert fields == {b"m": packed}
+
+
+async def test_entries_in_the_earlier_layout_and_broken_packed_ones_still_decode(
+    broker: RedisBroker, raw_redis: aioredis.Redis
+) -> None:
+    """Four-field entries left by an earlier version are delivered (and requeued) whole; a
+    packed value without its four parts arrives as the body, for the worker to dead-letter."""
+    stream = broker.keys.queue("q").stream
+    await broker.publish("q", b"warm-up")  # creates the stream and its group
+    async with broker.consume(["q"], prefetch=10) as consumer:
+        [first] = await consumer.fetch(10, timeout=1)
+        await first.ack()
+        fields = {"id": "m1", "n": "2", "headers": '{"k":"v"}', "body": b"old\nbody"}
+        await raw_redis.xadd(stream, fields)
+        broken = await raw_redis.xadd(stream, {"m": b"no parts"})
+        old, bad = await consumer.fetch(10, timeout=1)
+        assert (old.message_id, dict(old.headers), old.body, old.delivery_count) == (
+            "m1",
+            {"k": "v"},
+            b"old\nbody",
+            3,
+        )
+        assert (bad.message_id, dict(bad.headers), bad.body) == (broken.decode(), {}, b"no parts")
+        await bad.ack()
+        await old.nack(requeue=True)
+        [again] = await consumer.fetch(10, timeout=1)
+        assert (again.message_id, dict(again.headers), again.body, again.delivery_count) == (
+            "m1",
+            {"k": "v"},
+            b"old\nbody",
+            4,
+        )
+        await again.ack()

@@ -31,10 +31,10 @@ from chicory_redis.consumer import RedisConsumer
 from chicory_redis.entries import (
     STREAM_ID,
     dead_letter_from_entry,
-    delayed_member,
     encode_headers,
     new_message_id,
     new_message_ids,
+    pack_message,
 )
 from chicory_redis.keys import KeySpace, QueueKeys
 from chicory_redis.ledger import Ledger
@@ -267,20 +267,13 @@ class RedisBroker:
         self._check_body(message.body)
         due = self._due_ms(message.not_before)
         message_id = new_message_id()
-        headers = encode_headers(message.headers)
+        packed = pack_message(message_id, 0, encode_headers(message.headers), message.body)
         client = self.client
         with broker_errors(self.display_url, f"publish to queue {k.queue!r}"):
             if due is None:
-                fields: dict[Any, Any] = {
-                    "id": message_id,
-                    "n": "0",
-                    "headers": headers,
-                    "body": message.body,
-                }
-                await client.xadd(k.stream, fields)
+                await client.xadd(k.stream, {"m": packed})
             else:
-                member = delayed_member(message_id, 0, headers, message.body)
-                await client.zadd(k.delayed, {member: due})
+                await client.zadd(k.delayed, {packed: due})
         return message_id
 
     def consume(self, queues: Sequence[str], *, prefetch: int) -> RedisConsumer:

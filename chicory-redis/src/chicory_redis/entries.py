@@ -1,6 +1,14 @@
-"""How one message is laid out in Redis: stream entry fields and delayed-set members.
+"""How one message is laid out in Redis: stream entries and delayed-set members.
 
-See :mod:`chicory_redis.scripts` for the layout; this module is its Python side.
+A message is stored *packed*: ``id \\n n \\n headers \\n body`` (message id, deliveries counted
+before, headers as JSON, body), one string. A stream entry holds it as its single field
+``m``; a delayed message is the same string as a sorted-set member. Neither the id (hex
+digits), the count nor the JSON headers can hold a newline, so the first three newlines
+split it. See :mod:`chicory_redis.scripts` for the scripts that write it; this module is its
+Python side.
+
+Entries in the earlier layout (four fields ``id``, ``n``, ``headers``, ``body``), left in a
+stream by a previous version, still decode.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ __all__ = [
     "StoredMessage",
     "dead_letter_from_entry",
     "decode_headers",
-    "delayed_member",
     "encode_headers",
     "message_from_entry",
     "message_from_fields",
+    "message_from_packed",
     "new_message_id",
     "new_message_ids",
+    "pack_message",
 ]
 
 STREAM_ID: Final = re.compile(r"^\d+-\d+$")
@@ -63,8 +72,9 @@ def decode_headers(raw: bytes | str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def delayed_member(message_id: str, prior: int, headers: str, body: bytes) -> bytes:
-    """Return the delayed sorted-set member of a message (unique: it holds the id)."""
+def pack_message(message_id: str, prior: int, headers: str, body: bytes) -> bytes:
+    """Return a message packed (see the module docstring): a stream entry's field ``m``, or
+    a delayed sorted-set member (unique: it holds the id)."""
     return b"\n".join((message_id.encode(), str(prior).encode(), headers.encode(), body))
 
 
@@ -101,15 +111,44 @@ def _int(value: bytes | str | None) -> int:
         return 0
 
 
+def message_from_packed(entry_id: bytes | str, packed: bytes) -> StoredMessage:
+    """Build a :class:`StoredMessage` from a packed message (the ``m`` field of an entry).
+
+    A value that is not four newline-separated parts becomes a message whose body is the
+    whole value, which the worker then fails to decode and dead-letters with the reason.
+    """
+    eid = _text(entry_id)
+    parts = packed.split(b"\n", 3)
+    if len(parts) != 4:
+        return StoredMessage(eid, eid, 0, {}, "{}", packed)
+    message_id, n, raw, body = parts
+    if raw == b"{}":  # what almost every message carries: no JSON parse needed
+        raw_headers, headers = "{}", {}
+    else:
+        raw_headers = raw.decode(errors="replace")
+        headers = decode_headers(raw_headers)
+    return StoredMessage(
+        eid,
+        message_id.decode(errors="replace") or eid,
+        0 if n == b"0" else _int(n),
+        headers,
+        raw_headers,
+        body,
+    )
+
+
 def message_from_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> StoredMessage:
-    """Build a :class:`StoredMessage` from one ``XREADGROUP``/``XCLAIM`` entry.
+    """Build a :class:`StoredMessage` from one ``XCLAIM`` (or ``XREADGROUP``) entry.
 
     Entries written by something other than Chicory still decode (missing fields become
     empty), so the worker can dead-letter them with a readable reason instead of crashing.
     """
-    eid = _text(entry_id)
+    packed = fields.get(b"m")
+    if packed is not None:
+        return message_from_packed(entry_id, packed)
+    eid = _text(entry_id)  # the earlier layout: one field per part
     raw = fields.get(b"headers")
-    if raw == b"{}":  # what almost every message carries: no JSON parse needed
+    if raw == b"{}":
         raw_headers, headers = "{}", {}
     else:
         raw_headers = _text(raw, "{}")
@@ -128,30 +167,14 @@ def message_from_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> 
 def message_from_fields(entry_id: bytes, fields: list[bytes] | None) -> StoredMessage | None:
     """Build a :class:`StoredMessage` from an entry as ``XREADGROUP`` sends it (a flat list).
 
-    Entries Chicory wrote carry ``id``, ``n``, ``headers`` and ``body`` in that order and are
-    read by position; anything else goes through :func:`message_from_entry`. Returns
-    ``None`` for an entry without fields (deleted after it was read).
+    An entry Chicory wrote is the one field ``m``; anything else goes through
+    :func:`message_from_entry`. Returns ``None`` for an entry without fields (deleted after
+    it was read).
     """
     if not fields:
         return None
-    if (
-        len(fields) == 8
-        and fields[0] == b"id"
-        and fields[2] == b"n"
-        and fields[4] == b"headers"
-        and fields[5] == b"{}"
-        and fields[6] == b"body"
-    ):
-        eid = entry_id.decode()
-        n = fields[3]
-        return StoredMessage(
-            eid,
-            fields[1].decode(errors="replace"),
-            0 if n == b"0" else _int(n),
-            {},
-            "{}",
-            fields[7],
-        )
+    if len(fields) == 2 and fields[0] == b"m":
+        return message_from_packed(entry_id, fields[1])
     pairs = iter(fields)
     return message_from_entry(entry_id, dict(zip(pairs, pairs, strict=False)))
 

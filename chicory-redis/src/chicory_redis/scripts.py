@@ -5,10 +5,15 @@ Redis Cluster safe. Scripts are loaded once on connect and called with ``EVALSHA
 server lost them (restart, ``SCRIPT FLUSH``) they are loaded again and the call repeated,
 which is safe because a ``NOSCRIPT`` reply means nothing ran.
 
-Stream entries carry four fields: ``id`` (the message id, stable across redeliveries),
-``n`` (deliveries before this entry was added: carried across requeues), ``headers`` (JSON)
-and ``body``. A delayed message is one sorted-set member ``id \\n n \\n headers \\n body``
-scored by its due time in milliseconds. Dead letters add ``reason`` and ``dead_at`` (ms).
+A message is stored packed, ``id \\n n \\n headers \\n body`` (the message id, stable across
+redeliveries; deliveries before this entry was added, carried across requeues; headers as
+JSON; the body): a stream entry is the one field ``m`` holding it, and a delayed message is
+the same string as a sorted-set member scored by its due time in milliseconds (see
+:mod:`chicory_redis.entries`). One field instead of four makes every ``XADD`` and every
+entry ``XREADGROUP`` returns cheaper for Redis, and a script moves a message between the
+delayed set and the stream without taking it apart. Dead letters keep one field per part
+(``id``, ``n``, ``headers``, ``body``) plus ``reason`` and ``dead_at`` (ms), for people
+reading them with ``XRANGE``.
 
 Settle scripts first check, with ``XPENDING ... <id> <id> 1 <consumer>``, that the entry is
 still pending *for the calling consumer*: a consumer whose lease expired and whose entry was
@@ -146,19 +151,14 @@ ENQUEUE: Final = Script(
     """
 -- KEYS: stream, delayed. ARGV[1]: the messages' lengths in bytes, separated by spaces;
 -- ARGV[2]: the messages, back to back, each 'due \\n id \\n n \\n headers \\n body' with
--- due = '' (ready now) or the due time in ms: what follows it is the delayed-set member.
--- Returns how many messages were added.
+-- due = '' (ready now) or the due time in ms: what follows it is the packed message, the
+-- stream entry's field m or the delayed-set member. Returns how many messages were added.
 local blob, start, count = ARGV[2], 1, 0
 for size in string.gmatch(ARGV[1], '%d+') do
   local stop = start + tonumber(size) - 1
   local d = string.find(blob, '\\n', start, true)
   if d == start then
-    local a = string.find(blob, '\\n', d + 1, true)
-    local b = string.find(blob, '\\n', a + 1, true)
-    local c = string.find(blob, '\\n', b + 1, true)
-    redis.call('XADD', KEYS[1], '*', 'id', string.sub(blob, d + 1, a - 1),
-      'n', string.sub(blob, a + 1, b - 1), 'headers', string.sub(blob, b + 1, c - 1),
-      'body', string.sub(blob, c + 1, stop))
+    redis.call('XADD', KEYS[1], '*', 'm', string.sub(blob, d + 1, stop))
   else
     redis.call('ZADD', KEYS[2], string.sub(blob, start, d - 1), string.sub(blob, d + 1, stop))
   end
@@ -193,10 +193,11 @@ if limit ~= '' and tonumber(n) >= tonumber(limit) then
     'dead_at', ARGV[6])
   return 2
 end
+local packed = mid .. '\\n' .. n .. '\\n' .. headers .. '\\n' .. body
 if due == '' then
-  redis.call('XADD', stream, '*', 'id', mid, 'n', n, 'headers', headers, 'body', body)
+  redis.call('XADD', stream, '*', 'm', packed)
 else
-  redis.call('ZADD', delayed, due, mid .. '\\n' .. n .. '\\n' .. headers .. '\\n' .. body)
+  redis.call('ZADD', delayed, due, packed)
 end
 return 1
 """,
@@ -250,12 +251,7 @@ MOVE_DUE: Final = Script(
 -- Returns {moved, next due ms or -1}.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
-  local a = string.find(member, '\\n', 1, true)
-  local b = string.find(member, '\\n', a + 1, true)
-  local c = string.find(member, '\\n', b + 1, true)
-  redis.call('XADD', KEYS[2], '*', 'id', string.sub(member, 1, a - 1),
-    'n', string.sub(member, a + 1, b - 1), 'headers', string.sub(member, b + 1, c - 1),
-    'body', string.sub(member, c + 1))
+  redis.call('XADD', KEYS[2], '*', 'm', member)  -- a member is a packed message
   redis.call('ZREM', KEYS[1], member)
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -273,8 +269,8 @@ local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #found == 0 then return 0 end
 local raw, f = found[1][2], {}
 for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-redis.call('XADD', KEYS[2], '*', 'id', f['id'], 'n', '0', 'headers', f['headers'],
-  'body', f['body'])
+redis.call('XADD', KEYS[2], '*', 'm',
+  (f['id'] or '') .. '\\n0\\n' .. (f['headers'] or '{}') .. '\\n' .. (f['body'] or ''))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 """,
