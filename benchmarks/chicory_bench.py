@@ -207,6 +207,28 @@ async def memory_rep(settings: Settings) -> dict[str, Measurement]:
     try:
         async with _in_process_worker(app, settings):
             await _suite(app, settings, wait_done, out, {"cpu_us": time.process_time})
+        out["filled"] = await _memory_filled(app, settings, wait_done)
     finally:
         await app.close()
     return out
+
+
+async def _memory_filled(
+    app: Chicory, settings: Settings, wait_done: Callable[[str, float], Awaitable[float]]
+) -> Measurement:
+    """The worker alone: at-least-once no-ops enqueued first, then a worker started on them.
+
+    Tasks/s from the worker's start to the last task's end, and the process's CPU per task
+    over that span (the producer's work is done before it starts; the code is warm from
+    the suite).
+    """
+    run = uuid.uuid4().hex
+    task = app.tasks[MODES["at_least_once"]]
+    for offset in range(0, settings.drain_tasks, settings.batch):
+        count = min(settings.batch, settings.drain_tasks - offset)
+        await task.delay_many([(run, settings.drain_tasks)] * count)
+    cpu_before, start = time.process_time(), time.time()
+    async with _in_process_worker(app, settings):
+        finished = await wait_done(run, 300)
+    cpu_us = (time.process_time() - cpu_before) / settings.drain_tasks * 1e6
+    return Measurement({"rate": settings.drain_tasks / (finished - start), "cpu_us": cpu_us})

@@ -172,6 +172,22 @@ def _memory_rows(r: Results) -> list[Row]:
                 "—",
             )
         )
+    rows.append(
+        (
+            "worker alone on a filled queue (at-least-once), tasks/s",
+            _cell(r.stat("memory.filled", "rate")),
+            "",
+            "—",
+        )
+    )
+    rows.append(
+        (
+            "worker alone on a filled queue: process CPU per task, us",
+            _cell(r.stat("memory.filled", "cpu_us")),
+            "",
+            "—",
+        )
+    )
     rows.append(("round trip: tasks/s", _cell(r.stat("memory.roundtrip", "rate")), "", "—"))
     rows.append(
         (
