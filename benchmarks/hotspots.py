@@ -5,11 +5,11 @@ Usage (from the repository root, Redis on 127.0.0.1:6379, database 13 flushed)::
     .venv/bin/python benchmarks/hotspots.py producer   # 20 x delay_many(1,000) onto Redis
     .venv/bin/python benchmarks/hotspots.py worker     # a profiled worker drains 5 x 10,000
     .venv/bin/python benchmarks/hotspots.py roundtrip  # a profiled worker, 5 x 2,000 add
-    .venv/bin/python benchmarks/hotspots.py latency    # 200 tasks/s: where a round trip waits
     .venv/bin/python benchmarks/hotspots.py memory     # memory:// drain, one process
 
 Prints the top functions by own time and by cumulative time. Profiling roughly doubles the
-cost of every Python call, so read the shares, not the absolute times.
+cost of every Python call, so read the shares, not the absolute times. Where a lone round
+trip at 200 tasks/s spends its time is ``benchmarks/latency_split.py``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import logging
 import pstats
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import chicory_bench
 import redis
 from chicory_app import build_app
-from common import PYTHON, VENV_BIN, Settings, child_process, percentile
+from common import PYTHON, VENV_BIN, Settings, child_process
 from driver import measure_drain, measure_roundtrip, redis_done_waiter
 
 
@@ -88,45 +87,6 @@ async def _worker(settings: Settings, scenario: str) -> None:
         _print(pstats.Stats(producer), 30)
 
 
-async def _latency(settings: Settings) -> None:
-    """Split the open-loop round trip: enqueue call, enqueue -> run, run -> result."""
-    url = settings.chicory_url("hotspots")
-    argv = [str(VENV_BIN / "chicory"), "--log-level", "WARNING", "worker", "chicory_app:app"]
-    argv += ["--concurrency", str(settings.concurrency)]
-    argv += ["--prefetch", str(settings.worker_prefetch)]
-    env = {"BENCH_CHICORY_URL": url}
-    app = build_app(url, lambda run, at: None)
-    stamp = app.tasks["bench.stamp"]
-    parts: dict[str, list[float]] = {"enqueue call": [], "enqueue -> run": [], "run -> result": []}
-
-    async def one() -> None:
-        sent = time.time()
-        result = await stamp.delay()
-        enqueued = time.time()
-        ran = await result.get(timeout=30)
-        done = time.time()
-        parts["enqueue call"].append(enqueued - sent)
-        parts["enqueue -> run"].append(ran - sent)
-        parts["run -> result"].append(done - ran)
-
-    try:
-        with child_process(argv, env=env):
-            for _ in range(50):  # warm up (and wait for the worker)
-                await asyncio.wait_for(one(), 30)
-            for values in parts.values():
-                values.clear()
-            async with asyncio.TaskGroup() as group:
-                start = time.perf_counter()
-                for i in range(1_000):
-                    await asyncio.sleep(max(0.0, start + i / 200 - time.perf_counter()))
-                    group.create_task(one())
-    finally:
-        await app.close()
-    for name, values in parts.items():
-        p50, p99 = percentile(values, 50) * 1e3, percentile(values, 99) * 1e3
-        print(f"{name:>16}: p50 {p50:.3f} ms  p99 {p99:.3f} ms")
-
-
 async def _memory(settings: Settings) -> None:
     logging.getLogger("chicory.worker").setLevel(logging.ERROR)
     profiler = cProfile.Profile()
@@ -139,18 +99,14 @@ async def _memory(settings: Settings) -> None:
 def main() -> int:
     """Run one profiling scenario and print its hot spots."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "scenario", choices=("producer", "worker", "roundtrip", "latency", "memory")
-    )
+    parser.add_argument("scenario", choices=("producer", "worker", "roundtrip", "memory"))
     args = parser.parse_args()
-    settings = Settings(latency_seconds=1.0)
+    settings = Settings()
     client = redis.Redis(host=settings.host, port=settings.port, db=settings.db)
     client.flushdb()
     try:
         if args.scenario == "producer":
             asyncio.run(_producer(settings))
-        elif args.scenario == "latency":
-            asyncio.run(_latency(settings))
         elif args.scenario == "memory":
             asyncio.run(_memory(settings))
         else:
