@@ -1,29 +1,36 @@
-"""What a stream entry's layout costs Redis: four fields per message, or one packed field.
+"""What a message costs ``redis-server``: by stream entry layout, and by way of acking.
 
 Usage (from the repository root, Redis on 127.0.0.1:6379 running on this machine; only
 keys under ``chicory-layout:`` in database 13 are touched, and deleted at the end)::
 
     .venv/bin/python benchmarks/layout.py [--messages N] [--rounds N]
 
-For each layout, ``--messages`` entries are added by a batch script shaped like the broker's
-``enqueue`` (500 messages per call, back to back in one argument), then read with
-``XREADGROUP COUNT 256``; the CPU time of the ``redis-server`` process (psutil) per message
-is printed for each step, for every round, in alternation. The *packed* script is the
-broker's own (:data:`chicory_redis.scripts.ENQUEUE`); the *four fields* one is the layout
-it replaced, kept here to measure against.
+Each variant adds ``--messages`` entries with a batch script shaped like the broker's
+``enqueue`` (500 messages per call, back to back in one argument), reads them with
+``XREADGROUP COUNT 256`` and acks each batch read; the CPU time of the ``redis-server``
+process (psutil) per message is printed for each step, median of the rounds (the variants
+alternate within a round). Variants:
+
+* *four fields*: the entry layout the broker used before (``id``, ``n``, ``headers``,
+  ``body``), kept here to measure against, acked with the broker's ``ack`` script;
+* *packed*: the broker's own :data:`~chicory_redis.scripts.ENQUEUE` (one field ``m``), acked
+  with its :data:`~chicory_redis.scripts.ACK` script (ownership checked, then ``XACK`` +
+  ``XDEL``);
+* *packed, plain ack*: the same, acked with plain ``XACK`` + ``XDEL`` (no ownership check):
+  what that check costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
-from collections.abc import Callable
 
 import psutil  # type: ignore[import-untyped]
 import redis
 from common import redis_pid
 
-from chicory_redis.scripts import ENQUEUE
+from chicory_redis.scripts import ACK, ENQUEUE
 
 FOUR_FIELDS = """
 local blob, start = ARGV[2], 1
@@ -46,36 +53,55 @@ BODY = (
     b'"created_at":"2026-01-01T00:00:00.000000+00:00","eta":null}'
 )
 STREAM = "chicory-layout:stream"
+STEPS = ("enqueue script", "XREADGROUP", "ack")
 
 
-def _measure(
-    client: redis.Redis, server: psutil.Process, sha: str, messages: int
-) -> tuple[float, float]:
-    """Add ``messages`` with the script ``sha``, then read them all; CPU us per message."""
+class Meter:
+    """Runs one variant against Redis and reads ``redis-server``'s CPU time."""
 
-    def cpu() -> float:
-        times = server.cpu_times()
+    def __init__(self, client: redis.Redis, server: psutil.Process) -> None:
+        self.client = client
+        self.server = server
+        self.ack_sha = client.script_load(ACK.source)
+
+    def cpu(self) -> float:
+        """``redis-server``'s user + system CPU seconds so far."""
+        times = self.server.cpu_times()
         return float(times.user + times.system)
 
-    client.delete(STREAM)
-    client.xgroup_create(STREAM, "g", id="0", mkstream=True)
-    packed = [b"\n%032x\n0\n{}\n%s" % (i, BODY) for i in range(messages)]
-    before = cpu()
-    for start in range(0, messages, 500):
-        chunk = packed[start : start + 500]
-        client.evalsha(
-            sha, 2, STREAM, "unused", " ".join(str(len(m)) for m in chunk), b"".join(chunk)
-        )
-    added = cpu()
-    while client.xreadgroup("g", "c", {STREAM: ">"}, count=256):
-        pass
-    read = cpu()
-    client.delete(STREAM)
-    return (added - before) / messages * 1e6, (read - added) / messages * 1e6
+    def run(self, enqueue_sha: str, plain_ack: bool, messages: int) -> tuple[float, ...]:
+        """Add, read and ack ``messages``; ``redis-server`` CPU us per message per step."""
+        client = self.client
+        client.delete(STREAM)
+        client.xgroup_create(STREAM, "g", id="0", mkstream=True)
+        packed = [b"\n%032x\n0\n{}\n%s" % (i, BODY) for i in range(messages)]
+        marks = [self.cpu()]
+        for start in range(0, messages, 500):
+            chunk = packed[start : start + 500]
+            sizes = " ".join(str(len(m)) for m in chunk)
+            client.evalsha(enqueue_sha, 2, STREAM, "unused", sizes, b"".join(chunk))
+        marks.append(self.cpu())
+        batches: list[list[bytes]] = []
+        while reply := client.xreadgroup("g", "c", {STREAM: ">"}, count=256):
+            # A map of stream name to entries (RESP3), or a list of pairs (RESP2).
+            [(_, entries)] = reply.items() if isinstance(reply, dict) else reply
+            batches.append([entry_id for entry_id, _ in entries])
+        marks.append(self.cpu())
+        for ids in batches:
+            if plain_ack:
+                pipe = client.pipeline(transaction=False)
+                pipe.xack(STREAM, "g", *ids)
+                pipe.xdel(STREAM, *ids)
+                pipe.execute()
+            else:
+                client.evalsha(self.ack_sha, 1, STREAM, "g", "c", b" ".join(ids))
+        marks.append(self.cpu())
+        client.delete(STREAM)
+        return tuple((b - a) / messages * 1e6 for a, b in itertools.pairwise(marks))
 
 
 def main() -> int:
-    """Measure both layouts in alternating rounds and print the medians."""
+    """Measure the variants in alternating rounds and print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
@@ -86,30 +112,30 @@ def main() -> int:
         raise SystemExit("the redis-server at 127.0.0.1:6379 must run on this machine")
     client = redis.Redis.from_url(url)
     client.set_response_callback("XREADGROUP", lambda response, **_: response)
-    server = psutil.Process(pid)
-    layouts: dict[str, Callable[[], tuple[float, float]]] = {}
-    for name, source in (("four fields", FOUR_FIELDS), ("packed", ENQUEUE.source)):
-        sha = client.script_load(source)
-        layouts[name] = lambda sha=sha: _measure(client, server, sha, args.messages)
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in layouts}
+    meter = Meter(client, psutil.Process(pid))
+    four, packed = client.script_load(FOUR_FIELDS), client.script_load(ENQUEUE.source)
+    variants = {
+        "four fields": (four, False),
+        "packed": (packed, False),
+        "packed, plain ack": (packed, True),
+    }
+    results: dict[str, list[tuple[float, ...]]] = {name: [] for name in variants}
     try:
         for _ in range(args.rounds):
-            for name, measure in layouts.items():
-                results[name].append(measure())
+            for name, (sha, plain_ack) in variants.items():
+                results[name].append(meter.run(sha, plain_ack, args.messages))
     finally:
         client.delete(STREAM)
         client.close()
-    print("redis-server CPU per message, us (median of rounds; min-max)")
+    print("redis-server CPU per message, us: median of the rounds (min-max)")
     for name, rows in results.items():
         cells = []
-        for step, values in (
-            ("enqueue script", [r[0] for r in rows]),
-            ("XREADGROUP", [r[1] for r in rows]),
-        ):
+        for index, step in enumerate(STEPS):
+            values = [row[index] for row in rows]
             cells.append(
                 f"{step} {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
             )
-        print(f"  {name:12s} " + "   ".join(cells))
+        print(f"  {name:18s} " + "   ".join(cells))
     return 0
 
 
