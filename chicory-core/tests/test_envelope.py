@@ -9,7 +9,7 @@ import attrs
 import orjson
 import pytest
 
-from chicory.envelope import SIGNATURE_HEADER, Codec, TaskMessage
+from chicory.envelope import SIGNATURE_HEADER, Codec, TaskMessage, to_json
 from chicory.errors import MessageDecodeError, MessageTooLargeError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -147,3 +147,23 @@ def test_encode_many_matches_encoding_each_message() -> None:
         )
     with pytest.raises(TypeError, match="not JSON-encodable"):
         Codec().encode_many("t", [("a", [object()], {})], queue="q", created_at=NOW)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, None, True], "b": "é\n", "when": NOW},
+        ["x" * 5_000],  # past orjson's first buffer and Python's small-object allocator
+        {},
+    ],
+)
+def test_to_json_writes_orjsons_bytes(value: object) -> None:
+    """The copy out of orjson's buffer (see to_json) changes nothing in the bytes."""
+    body = to_json(value)
+    assert type(body) is bytes
+    assert body == orjson.dumps(value)
+
+
+def test_to_json_raises_orjsons_type_error() -> None:
+    with pytest.raises(TypeError):
+        to_json({"f": object()})

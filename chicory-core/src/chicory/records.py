@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import attrs
 import orjson
 
-from chicory.envelope import explain, make_wire_converter, parse_aware
+from chicory.envelope import explain, make_wire_converter, parse_aware, to_json
 from chicory.errors import ResultBackendError
 
 __all__ = ["ErrorInfo", "ResultRecord", "TaskState", "WorkerInfo", "decode_record", "encode_record"]
@@ -110,7 +110,7 @@ def encode_record(record: ResultRecord | WorkerInfo) -> bytes:
     """
     if type(record) is ResultRecord:  # the hot path: one per task, built without the converter
         error = record.error
-        return orjson.dumps(
+        return to_json(
             {
                 "task_id": record.task_id,
                 "task": record.task,
@@ -123,7 +123,7 @@ def encode_record(record: ResultRecord | WorkerInfo) -> bytes:
                 else {"type": error.type, "message": error.message, "traceback": error.traceback},
             }
         )
-    return orjson.dumps(_converter.unstructure(record))
+    return to_json(_converter.unstructure(record))
 
 
 def decode_record(data: bytes, kind: type[_R]) -> _R:
