@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -301,3 +302,23 @@ async def test_body_over_max_body_bytes_is_rejected(clock: ManualClock) -> None:
         with pytest.raises(MessageTooLargeError, match="max_body_bytes=4"):
             await broker.publish("q", b"12345")
         assert await broker.counts("q") == QueueCounts(ready=1)
+
+
+async def test_a_backlog_is_left_alone_by_the_garbage_collector(broker: MemoryBroker) -> None:
+    """Queued messages, ready, delayed or given back, hold nothing the collector must follow:
+    once it has looked at them it stops tracking them (a collection per level of nested
+    tuples), so a backlog costs later collections nothing."""
+    messages = [OutgoingMessage(body=b"%d" % i, headers={"k": "v"}) for i in range(50)]
+    await broker.publish_many("q", messages)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await broker.publish("q", b"later", {"k": "v"}, not_before=later)
+    async with broker.consume(["q"], prefetch=5) as consumer:
+        first, *_ = await consumer.fetch(5, timeout=0)
+        await first.nack(requeue=True)
+    for _ in range(4):  # a delayed entry with headers nests four tuples deep
+        gc.collect()
+    queue = broker._store.queues["q"]
+    assert len(queue.ready) == 50
+    assert len(queue.delayed) == 1
+    assert not any(gc.is_tracked(message) for message in queue.ready)
+    assert not any(gc.is_tracked(entry) for entry in queue.delayed)

@@ -28,7 +28,7 @@ from chicory.errors import DeliveryStateError
 from chicory_memory.broker import MemoryBroker
 from chicory_memory.consumer import MemoryConsumer
 from chicory_memory.delivery import MemoryDelivery
-from chicory_memory.model import DeliveryState
+from chicory_memory.model import MESSAGE_ID, DeliveryState
 
 T = TypeVar("T")
 QUEUES = ("a", "b")
@@ -144,7 +144,7 @@ class BrokerMachine(RuleBasedStateMachine):
     def a_message_is_in_one_place(self) -> None:
         held = [d.message_id for d in self.deliveries if d.state is DeliveryState.HELD]
         waiting = [
-            message.id
+            message[MESSAGE_ID]
             for queue in self.broker._store.queues.values()
             for message in [*queue.ready, *(entry[2] for entry in queue.delayed)]
         ]

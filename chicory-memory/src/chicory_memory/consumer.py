@@ -106,7 +106,7 @@ class MemoryConsumer:
         for held in owned:
             if held.subscription is not self._sub:
                 raise DeliveryStateError(
-                    f"message {held.message.id} was fetched by another consumer; settle it there"
+                    f"message {held.message_id} was fetched by another consumer; settle it there"
                 )
         return owned
 

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from chicory.clock import Clock, to_epoch
 from chicory.errors import DeliveryStateError
-from chicory_memory.model import DeliveryState, Held
+from chicory_memory.model import BODY, HEADERS, DeliveryState, Held
 from chicory_memory.store import MemoryStore
 
 __all__ = ["MemoryDelivery"]
@@ -41,29 +41,29 @@ class MemoryDelivery:
     def __repr__(self) -> str:
         held = self._held
         return (
-            f"<MemoryDelivery {held.message.id} queue={held.message.queue.name!r} "
+            f"<MemoryDelivery {held.message_id} queue={held.queue.name!r} "
             f"count={held.count} {held.state.value}>"
         )
 
     @property
     def message_id(self) -> str:
         """Broker-assigned id of the message, stable across redeliveries."""
-        return self._held.message.id
+        return self._held.message_id
 
     @property
     def queue(self) -> str:
         """The queue the message was consumed from."""
-        return self._held.message.queue.name
+        return self._held.queue.name
 
     @property
     def body(self) -> bytes:
         """The message body, exactly as published."""
-        return self._held.message.body
+        return self._held.message[BODY]
 
     @property
     def headers(self) -> Mapping[str, str]:
         """The message headers, exactly as published."""
-        return self._held.message.headers
+        return dict(self._held.message[HEADERS])
 
     @property
     def delivery_count(self) -> int:

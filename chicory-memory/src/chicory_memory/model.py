@@ -1,12 +1,13 @@
 """The records the memory broker stores, without the rules that change them (see ``store``).
 
-* :class:`Message`: body, headers, id and delivery count; it lives in exactly one place at a
-  time: a queue's ready deque or delayed heap, a :class:`Held` record, or nowhere (settled).
+* :data:`Message`: ``(id, body, headers, deliveries)``, a plain tuple; it lives in exactly one
+  place at a time: a queue's ready deque or delayed heap, a :class:`Held` record, or nowhere
+  (settled).
 * :class:`QueueState`: one queue's ready deque, delayed heap, in-flight count, dead letters
   and waiting fetches.
-* :class:`Held`: one delivery: which message, which consumer, its token, lease deadline and
-  :class:`DeliveryState`. The token is unique per delivery, so a redelivered message gets a
-  new ``Held`` and an old one can never settle it.
+* :class:`Held`: one delivery: which message of which queue, which consumer, its token, lease
+  deadline and :class:`DeliveryState`. The token is unique per delivery, so a redelivered
+  message gets a new ``Held`` and an old one can never settle it.
 * :class:`Subscription`: one consumer's queues, the deliveries it holds, its round-robin
   position and waiting fetches.
 """
@@ -15,12 +16,24 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from typing import Final, TypeAlias
 
 import anyio
 
 from chicory.broker import DeadLetter
 
-__all__ = ["DeliveryState", "Held", "Message", "QueueState", "Subscription"]
+__all__ = [
+    "BODY",
+    "DELIVERIES",
+    "HEADERS",
+    "MESSAGE_ID",
+    "DeliveryState",
+    "Headers",
+    "Held",
+    "Message",
+    "QueueState",
+    "Subscription",
+]
 
 
 class DeliveryState(enum.Enum):
@@ -38,19 +51,26 @@ class DeliveryState(enum.Enum):
     """Its consumer closed and gave the message back."""
 
 
-class Message:
-    """One message: stable across redeliveries until it is acked, dropped or dead-lettered."""
+Headers: TypeAlias = tuple[tuple[str, str], ...]
+"""A message's headers as ``(name, value)`` pairs: a tuple, not a dict (see :data:`Message`)."""
 
-    __slots__ = ("body", "deliveries", "headers", "id", "queue")
+Message: TypeAlias = tuple[str, bytes, Headers, int]
+"""One message, ``(id, body, headers, deliveries)``: its id (stable across redeliveries until
+it is acked, dropped or dead-lettered), body, headers and how many times it was delivered so
+far. Which queue it belongs to is known from where it is kept.
 
-    def __init__(
-        self, msg_id: str, queue: QueueState, body: bytes, headers: dict[str, str]
-    ) -> None:
-        self.id = msg_id
-        self.queue = queue
-        self.body = body
-        self.headers = headers
-        self.deliveries = 0
+Nothing in it is a container the garbage collector must follow (strings, bytes, an int and
+tuples of strings; a dict, even an empty one, would be), so the collector stops tracking it
+once it has looked at it (a collection per level of nested tuples: one without headers): a
+backlog of any size then costs later collections nothing, where an object per queued
+message was examined again by every collection of its generation.
+"""
+
+MESSAGE_ID: Final = 0
+BODY: Final = 1
+HEADERS: Final = 2
+DELIVERIES: Final = 3
+"""The positions of a :data:`Message`'s fields."""
 
 
 class QueueState:
@@ -74,19 +94,34 @@ class QueueState:
 
 
 class Held:
-    """The state of one delivery: which message, which consumer, until when."""
+    """The state of one delivery: which message of which queue, which consumer, until when.
 
-    __slots__ = ("count", "deadline", "message", "state", "subscription", "token")
+    Its ``message`` counts this delivery among its deliveries: it is what goes back to the
+    queue if the delivery is handed back or its lease expires.
+    """
+
+    __slots__ = ("count", "deadline", "message", "queue", "state", "subscription", "token")
 
     def __init__(
-        self, subscription: Subscription, message: Message, token: int, deadline: float
+        self,
+        subscription: Subscription,
+        queue: QueueState,
+        message: Message,
+        token: int,
+        deadline: float,
     ) -> None:
         self.subscription = subscription
+        self.queue = queue
         self.message = message
         self.token = token
         self.deadline = deadline
-        self.count = message.deliveries
+        self.count = message[DELIVERIES]
         self.state = DeliveryState.HELD
+
+    @property
+    def message_id(self) -> str:
+        """The id of the message delivered."""
+        return self.message[MESSAGE_ID]
 
 
 class Subscription:

@@ -12,6 +12,8 @@ Where things are stored:
     of a closing consumer in the order it fetched them, those whose leases expired together
     in deadline order.
   - ``delayed``: a heap of ``(due, seq, message)`` for messages whose time has not come.
+    Queued messages are plain tuples (:data:`~chicory_memory.model.Message`), so a backlog
+    costs the garbage collector nothing.
   - ``in_flight``: how many of the queue's messages consumers hold unsettled.
   - ``dead``: its dead letters by id, oldest first (dicts keep insertion order).
   - ``waiters``: events of fetches waiting for one of its messages.
@@ -41,7 +43,14 @@ from datetime import UTC, datetime
 
 from chicory.broker import DeadLetter, QueueCounts
 from chicory.errors import DeliveryStateError, MessageTooLargeError
-from chicory_memory.model import DeliveryState, Held, Message, QueueState, Subscription
+from chicory_memory.model import (
+    DELIVERIES,
+    DeliveryState,
+    Held,
+    Message,
+    QueueState,
+    Subscription,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -104,14 +113,15 @@ class MemoryStore:
         now: float,
     ) -> str:
         """Store a new message, ready now or delayed until ``due``; return its id."""
-        message = Message(next(self._message_ids), queue, body, dict(headers) if headers else {})
+        message_id = next(self._message_ids)
+        message: Message = (message_id, body, tuple(headers.items()) if headers else (), 0)
         if due is not None and due > now:
             heapq.heappush(queue.delayed, (due, next(self._seq), message))
         else:
             queue.ready.append(message)
         if queue.waiters:
             queue.wake()
-        return message.id
+        return message_id
 
     # -- time ------------------------------------------------------------------------------
 
@@ -126,12 +136,12 @@ class MemoryStore:
         leases = self.leases
         if not leases or leases[0][0] > now:
             return
-        expired: list[Message] = []
+        expired: list[Held] = []
         while leases and leases[0][0] <= now:
             entry = heapq.heappop(leases)
             if _is_live(entry):  # released at once: a duplicate entry is then stale
                 self._release(entry[2], DeliveryState.EXPIRED)
-                expired.append(entry[2].message)
+                expired.append(entry[2])
         self.give_back(expired, now, front=True)
 
     def next_deadline(self, queues: Iterable[QueueState]) -> float | None:
@@ -166,32 +176,41 @@ class MemoryStore:
         room = min(max_count, subscription.prefetch - len(subscription.held))
         if room <= 0:
             return []
-        messages: list[Message] = []
         if len(queues) == 1:
-            ready = queues[0].ready
-            for _ in range(min(room, len(ready))):
-                messages.append(ready.popleft())
-        else:
-            size = len(queues)
-            index = subscription.next_index
-            idle = 0
-            while len(messages) < room and idle < size:
-                ready = queues[index].ready
-                index = (index + 1) % size
-                if ready:
-                    messages.append(ready.popleft())
-                    subscription.next_index = index
-                    idle = 0
-                else:
-                    idle += 1
-        return [self._hold(subscription, message, now) for message in messages]
+            queue = queues[0]
+            ready = queue.ready
+            return [
+                self._hold(subscription, queue, ready.popleft(), now)
+                for _ in range(min(room, len(ready)))
+            ]
+        claimed: list[Held] = []
+        size = len(queues)
+        index = subscription.next_index
+        idle = 0
+        while len(claimed) < room and idle < size:
+            queue = queues[index]
+            index = (index + 1) % size
+            if queue.ready:
+                claimed.append(self._hold(subscription, queue, queue.ready.popleft(), now))
+                subscription.next_index = index
+                idle = 0
+            else:
+                idle += 1
+        return claimed
 
-    def _hold(self, subscription: Subscription, message: Message, now: float) -> Held:
-        message.deliveries += 1
-        deadline = now + self.lease_seconds
-        held = Held(subscription, message, next(self._seq), deadline)
+    def _hold(
+        self, subscription: Subscription, queue: QueueState, message: Message, now: float
+    ) -> Held:
+        message_id, body, headers, deliveries = message
+        held = Held(
+            subscription,
+            queue,
+            (message_id, body, headers, deliveries + 1),
+            next(self._seq),
+            now + self.lease_seconds,
+        )
         subscription.held[held.token] = held
-        message.queue.in_flight += 1
+        queue.in_flight += 1
         self.live_leases += 1
         self._push_lease(held)
         return held
@@ -212,7 +231,7 @@ class MemoryStore:
         held = list(subscription.held.values())
         for item in held:
             self._release(item, DeliveryState.HANDED_BACK)
-        self.give_back([item.message for item in held], now, front=True)
+        self.give_back(held, now, front=True)
         subscription.wake()
 
     # -- settling --------------------------------------------------------------------------
@@ -220,7 +239,7 @@ class MemoryStore:
     def _release(self, held: Held, state: DeliveryState) -> None:
         held.state = state
         del held.subscription.held[held.token]
-        held.message.queue.in_flight -= 1
+        held.queue.in_flight -= 1
         self.live_leases -= 1
         if held.subscription.waiters:
             held.subscription.wake()
@@ -238,7 +257,7 @@ class MemoryStore:
             return False
         if held.subscription.closed:
             raise DeliveryStateError(
-                f"message {held.message.id} cannot be settled: its consumer was closed and "
+                f"message {held.message_id} cannot be settled: its consumer was closed and "
                 "handed it back, so it will be delivered again"
             )
         return False  # the lease expired: the message is ready again, leave it alone
@@ -253,7 +272,7 @@ class MemoryStore:
         if self._may_settle(held):
             self._release(held, DeliveryState.SETTLED)
             if requeue:
-                self.give_back([held.message], now, front=False, delay=delay)
+                self.give_back([held], now, front=False, delay=delay)
 
     def retry(
         self, held: Held, body: bytes, headers: Mapping[str, str], due: float | None, now: float
@@ -261,7 +280,7 @@ class MemoryStore:
         """Atomically publish a new message on the same queue and settle ``held``."""
         self.check_body(body)
         if self._may_settle(held):
-            self.enqueue(held.message.queue, body, headers, due, now)
+            self.enqueue(held.queue, body, headers, due, now)
             self._release(held, DeliveryState.SETTLED)
 
     def extend(self, held: Held, seconds: float | None, now: float) -> None:
@@ -278,29 +297,32 @@ class MemoryStore:
             self._release(held, DeliveryState.SETTLED)
         else:
             return
-        self.bury(held.message, reason, held.count, now)
+        self.bury(held.queue, held.message, reason, held.count, now)
 
     def give_back(
-        self, messages: list[Message], now: float, *, front: bool, delay: float | None = None
+        self, released: list[Held], now: float, *, front: bool, delay: float | None = None
     ) -> None:
-        """Make ``messages`` deliverable again, or dead-letter those at ``max_deliveries``.
+        """Make the messages of ``released`` deliverable again, or dead-letter those at
+        ``max_deliveries``.
 
         Args:
-            messages: In the order they should be delivered again.
+            released: Deliveries no longer held, in the order their messages should be
+                delivered again.
             now: The current time.
             front: Put them at the front of their queues (else at the back).
             delay: Hold them back this many seconds first (only with ``front=False``).
         """
         limit = self.max_deliveries
         woken: set[QueueState] = set()
-        for message in reversed(messages) if front else messages:
-            queue = message.queue
-            if limit is not None and message.deliveries >= limit:
+        for held in reversed(released) if front else released:
+            queue, message = held.queue, held.message
+            deliveries = message[DELIVERIES]
+            if limit is not None and deliveries >= limit:
                 self.bury(
+                    queue,
                     message,
-                    f"delivered {message.deliveries} times without being settled "
-                    f"(max_deliveries={limit})",
-                    message.deliveries,
+                    f"delivered {deliveries} times without being settled (max_deliveries={limit})",
+                    deliveries,
                     now,
                 )
                 continue
@@ -316,14 +338,17 @@ class MemoryStore:
 
     # -- dead letters ----------------------------------------------------------------------
 
-    def bury(self, message: Message, reason: str, count: int, now: float) -> None:
-        """Record ``message`` as a dead letter of its queue."""
+    def bury(
+        self, queue: QueueState, message: Message, reason: str, count: int, now: float
+    ) -> None:
+        """Record ``message`` as a dead letter of ``queue``."""
         dead_id = next(self._dead_ids)
-        message.queue.dead[dead_id] = DeadLetter(
+        _, body, headers, _ = message
+        queue.dead[dead_id] = DeadLetter(
             id=dead_id,
-            queue=message.queue.name,
-            body=message.body,
-            headers=dict(message.headers),
+            queue=queue.name,
+            body=body,
+            headers=dict(headers),
             reason=reason,
             delivery_count=count,
             dead_at=datetime.fromtimestamp(now, UTC),
