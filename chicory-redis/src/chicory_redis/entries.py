@@ -111,6 +111,21 @@ def _int(value: bytes | str | None) -> int:
         return 0
 
 
+def _stored(
+    eid: str, message_id: bytes | None, n: bytes | None, raw: bytes | None, body: bytes
+) -> StoredMessage:
+    """The :class:`StoredMessage` of entry ``eid`` from its parts as stored (a part that is
+    missing takes its default: the entry id, no earlier deliveries, no headers)."""
+    if raw is None or raw == b"{}":  # what almost every message carries: no JSON parse needed
+        raw_headers, headers = "{}", {}
+    else:
+        raw_headers = raw.decode(errors="replace")
+        headers = decode_headers(raw_headers)
+    return StoredMessage(
+        eid, _text(message_id) or eid, 0 if n == b"0" else _int(n), headers, raw_headers, body
+    )
+
+
 def message_from_packed(entry_id: bytes | str, packed: bytes) -> StoredMessage:
     """Build a :class:`StoredMessage` from a packed message (the ``m`` field of an entry).
 
@@ -122,19 +137,7 @@ def message_from_packed(entry_id: bytes | str, packed: bytes) -> StoredMessage:
     if len(parts) != 4:
         return StoredMessage(eid, eid, 0, {}, "{}", packed)
     message_id, n, raw, body = parts
-    if raw == b"{}":  # what almost every message carries: no JSON parse needed
-        raw_headers, headers = "{}", {}
-    else:
-        raw_headers = raw.decode(errors="replace")
-        headers = decode_headers(raw_headers)
-    return StoredMessage(
-        eid,
-        message_id.decode(errors="replace") or eid,
-        0 if n == b"0" else _int(n),
-        headers,
-        raw_headers,
-        body,
-    )
+    return _stored(eid, message_id, n, raw, body)
 
 
 def message_from_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> StoredMessage:
@@ -146,22 +149,8 @@ def message_from_entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> 
     packed = fields.get(b"m")
     if packed is not None:
         return message_from_packed(entry_id, packed)
-    eid = _text(entry_id)  # the earlier layout: one field per part
-    raw = fields.get(b"headers")
-    if raw == b"{}":
-        raw_headers, headers = "{}", {}
-    else:
-        raw_headers = _text(raw, "{}")
-        headers = decode_headers(raw_headers)
-    n = fields.get(b"n")
-    return StoredMessage(
-        eid,
-        _text(fields.get(b"id"), eid),
-        0 if n == b"0" else _int(n),
-        headers,
-        raw_headers,
-        fields.get(b"body", b""),
-    )
+    get = fields.get  # the earlier layout: one field per part
+    return _stored(_text(entry_id), get(b"id"), get(b"n"), get(b"headers"), get(b"body", b""))
 
 
 def message_from_fields(entry_id: bytes, fields: list[bytes] | None) -> StoredMessage | None:
