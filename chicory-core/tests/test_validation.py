@@ -70,6 +70,32 @@ def test_exactly_typed_scalars_pass_unchanged_and_anything_else_is_still_checked
             s.load(["3", "x"], {}, mode)
 
 
+def _f1(a: int) -> None: ...
+def _f2(a: int, b: str) -> None: ...
+def _f3(a: int, b: str, c: float) -> None: ...
+def _f4(a: int, b: str, c: float, d: bool) -> None: ...
+
+
+@pytest.mark.parametrize("fn", [_f1, _f2, _f3, _f4])
+def test_the_exact_type_test_checks_every_position_whatever_the_arity(fn: object) -> None:
+    good = [3, "x", 1.5, True][: fn.__code__.co_argcount]  # type: ignore[attr-defined]
+    s = sig(fn)
+    assert s.bind(tuple(good), {}, ValidationMode.INPUTS) == (good, {})
+    assert s.load(list(good), {}, ValidationMode.INPUTS) == (good, {})
+    for position in range(len(good)):
+        wrong = list(good)
+        wrong[position] = [wrong[position]]  # a list is no parameter's type here
+        with pytest.raises(ArgumentValidationError) as info:
+            s.bind(tuple(wrong), {}, ValidationMode.INPUTS)
+        assert info.value.parameter == "abcd"[position]
+        with pytest.raises(ArgumentValidationError):
+            s.load(wrong, {}, ValidationMode.INPUTS)
+    with pytest.raises(ArgumentValidationError):
+        s.bind((*good, 0), {}, ValidationMode.INPUTS)
+    with pytest.raises(ArgumentValidationError):
+        s.load(good[:-1], {}, ValidationMode.INPUTS)
+
+
 def test_a_task_without_parameters_takes_no_arguments() -> None:
     def f() -> None: ...
 
