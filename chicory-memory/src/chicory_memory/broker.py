@@ -190,10 +190,10 @@ class MemoryBroker:
         """
         self._check_connected()
         store = self._store
-        dues: list[float | None] = []
-        for message in messages:
-            store.check_body(message.body)
-            dues.append(to_epoch(message.not_before) if message.not_before is not None else None)
+        if store.max_body_bytes is not None:
+            for message in messages:
+                store.check_body(message.body)
+        dues = [None if m.not_before is None else to_epoch(m.not_before) for m in messages]
         state, now = store.queue(queue), self._clock.time()
         return [
             store.enqueue(state, message.body, message.headers, due, now)

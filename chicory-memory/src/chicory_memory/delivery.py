@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 from chicory.clock import Clock, to_epoch
 from chicory.errors import DeliveryStateError
@@ -26,6 +27,9 @@ from chicory_memory.model import BODY, HEADERS, DeliveryState, Held
 from chicory_memory.store import MemoryStore
 
 __all__ = ["MemoryDelivery"]
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+"""The headers of every message published without any: one shared, immutable mapping."""
 
 
 class MemoryDelivery:
@@ -62,8 +66,9 @@ class MemoryDelivery:
 
     @property
     def headers(self) -> Mapping[str, str]:
-        """The message headers, exactly as published."""
-        return dict(self._held.message[HEADERS])
+        """The message headers, exactly as published (read-only when there are none)."""
+        pairs = self._held.message[HEADERS]
+        return dict(pairs) if pairs else _NO_HEADERS
 
     @property
     def delivery_count(self) -> int:

@@ -81,8 +81,8 @@ class MemoryStore:
         self.leases: list[tuple[float, int, Held]] = []
         self.live_leases = 0
         self.subscriptions: set[Subscription] = set()
-        prefix = secrets.token_hex(4)
-        self._message_ids = (f"{prefix}-{n}" for n in itertools.count(1))
+        self._prefix = prefix = secrets.token_hex(4)
+        self._message_numbers = itertools.count(1)
         self._dead_ids = (f"{prefix}-dead-{n}" for n in itertools.count(1))
         self._seq = itertools.count()
 
@@ -113,7 +113,7 @@ class MemoryStore:
         now: float,
     ) -> str:
         """Store a new message, ready now or delayed until ``due``; return its id."""
-        message_id = next(self._message_ids)
+        message_id = f"{self._prefix}-{next(self._message_numbers)}"
         message: Message = (message_id, body, tuple(headers.items()) if headers else (), 0)
         if due is not None and due > now:
             heapq.heappush(queue.delayed, (due, next(self._seq), message))
