@@ -35,11 +35,13 @@ from driver import (
 )
 
 from chicory import Chicory, Worker
+from chicory.worker import tune_gc
 
 __all__ = [
     "MODES",
     "SWEEP",
     "enqueuer",
+    "memory_default_gc_rep",
     "memory_rep",
     "redis_drain_rep",
     "redis_rep",
@@ -92,8 +94,13 @@ async def _suite(
     wait_done: Callable[[str, float], Awaitable[float]],
     out: dict[str, Measurement],
     cpu: Mapping[str, Callable[[], float]],
+    *,
+    drain_only: bool = False,
 ) -> None:
-    """Warm up, then drain per mode, round trip and open-loop latency, into ``out``."""
+    """Warm up, then drain per mode, round trip and open-loop latency, into ``out``.
+
+    With ``drain_only``, the at-least-once drain alone.
+    """
     await measure_drain(
         enqueuer(app, MODES["at_least_once"]), wait_done, WARMUP_TASKS, 100, timeout=60
     )
@@ -101,6 +108,8 @@ async def _suite(
         out[f"drain_{mode}"] = await measure_drain(
             enqueuer(app, task_name), wait_done, settings.drain_tasks, settings.batch, cpu=cpu
         )
+        if drain_only:
+            return
     call, call_many = round_trips(app)
     await call_many(ROUNDTRIP_WARMUP)  # like the drain's warm-up: the result path's first use
     out["roundtrip"] = await measure_roundtrip(call_many, settings.roundtrip_tasks)
@@ -186,7 +195,21 @@ async def _in_process_worker(app: Chicory, settings: Settings) -> AsyncIterator[
 
 
 async def memory_rep(settings: Settings) -> dict[str, Measurement]:
-    """One repetition on ``memory://``: producer and worker in this process."""
+    """One repetition on ``memory://``: producer and worker in this process.
+
+    The process exists to run them, so it tunes its collector the way ``docs/guide.md``
+    advises for such a process (:func:`chicory.worker.tune_gc`, what ``chicory worker``
+    does); :func:`memory_default_gc_rep` measures the drain with the collector untouched.
+    """
+    return await _memory_rep(settings, tune=True)
+
+
+async def memory_default_gc_rep(settings: Settings) -> Measurement:
+    """The ``memory://`` at-least-once drain in a process whose collector keeps its defaults."""
+    return (await _memory_rep(settings, tune=False))["drain_at_least_once"]
+
+
+async def _memory_rep(settings: Settings, *, tune: bool) -> dict[str, Measurement]:
     finished: dict[str, float] = {}
     events: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
@@ -204,10 +227,14 @@ async def memory_rep(settings: Settings) -> dict[str, Measurement]:
     logging.getLogger("chicory.worker").setLevel(logging.ERROR)
     app = build_app("memory://", notify)
     out: dict[str, Measurement] = {}
+    cpu = {"cpu_us": time.process_time}
     try:
+        if tune:
+            tune_gc()
         async with _in_process_worker(app, settings):
-            await _suite(app, settings, wait_done, out, {"cpu_us": time.process_time})
-        out["filled"] = await _memory_filled(app, settings, wait_done)
+            await _suite(app, settings, wait_done, out, cpu, drain_only=not tune)
+        if tune:
+            out["filled"] = await _memory_filled(app, settings, wait_done)
     finally:
         await app.close()
     return out

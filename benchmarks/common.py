@@ -135,15 +135,18 @@ class Measurement:
 
 
 async def in_child(
-    module: str, function: str, settings: Settings, *args: object
+    module: str, function: str, settings: Settings, *args: object, python: str = PYTHON
 ) -> Measurement | dict[str, Measurement]:
     """Run ``module.function(settings, *args)`` in a fresh process (``child.py``), bounded.
+
+    ``python`` is the interpreter of a virtual environment holding the workspace (this one's
+    by default); the worker processes a benchmark starts come from that environment too.
 
     Raises:
         RuntimeError: the child failed or ran longer than 20 minutes (it is then killed).
     """
     argv = [
-        sys.executable,
+        python,
         "child.py",
         module,
         function,

@@ -163,6 +163,14 @@ def _memory_rows(r: Results) -> list[Row]:
                 f"≥ 100,000/s: {_verdict(e2e.median >= 100_000)}",
             )
         )
+    rows.append(
+        (
+            "drain at-least-once: end to end, collector at its defaults, tasks/s",
+            _cell(r.stat("memory.default_gc", "e2e")),
+            "",
+            "—",
+        )
+    )
     for mode in ("at_least_once", "at_most_once"):
         rows.append(
             (
@@ -172,6 +180,14 @@ def _memory_rows(r: Results) -> list[Row]:
                 "—",
             )
         )
+    rows.append(
+        (
+            "drain at-least-once: process CPU per task, collector at its defaults, us",
+            _cell(r.stat("memory.default_gc", "cpu_us")),
+            "",
+            "—",
+        )
+    )
     rows.append(
         (
             "worker alone on a filled queue (at-least-once), tasks/s",

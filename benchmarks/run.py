@@ -123,7 +123,10 @@ def _machine(client: redis.Redis) -> dict[str, str]:
         "cores": f"{psutil.cpu_count()} logical ({physical or '?'} physical)",
         "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "OS": f"{platform.system()} {platform.release()}",
-        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        # Which build: the same version runs pure Python at very different speeds depending
+        # on how it was compiled (docs/benchmarks.md, "The interpreter").
+        "Python": f"{platform.python_implementation()} {platform.python_version()} "
+        f"(the virtual environment's base: {sys.base_prefix})",
         "Redis": f"{info['redis_version']} on {client.connection_pool.connection_kwargs['host']}",
         "libraries": ", ".join(
             f"{name} {version(name)}"
@@ -189,6 +192,12 @@ def _collect(settings: Settings, peers: bool) -> dict[str, list[Measurement]]:
                 LOGS / f"chicory-worker-{concurrency}-{prefetch}.log",
             )
         named("memory", "chicory on memory://", "chicory_bench", "memory_rep")
+        one(
+            "memory.default_gc",
+            "chicory on memory://, collector at its defaults",
+            "chicory_bench",
+            "memory_default_gc_rep",
+        )
         if peers:
             one(
                 "taskiq",
