@@ -117,9 +117,7 @@ class MemoryConsumer:
             DeliveryStateError: a delivery belongs to another consumer (nothing is acked),
                 or the consumer was closed before they were settled.
         """
-        store = self._store
-        for held in self._own(deliveries):
-            store.ack(held)
+        self._store.ack_many(self._own(deliveries))
 
     async def extend_leases(self, deliveries: Sequence[object]) -> None:
         """Renew the leases of several held deliveries by the broker's lease time.

@@ -179,47 +179,56 @@ class MemoryStore:
         if len(queues) == 1:
             queue = queues[0]
             ready = queue.ready
-            return [
-                self._hold(subscription, queue, ready.popleft(), now)
-                for _ in range(min(room, len(ready)))
-            ]
-        claimed: list[Held] = []
+            return self._hold(
+                subscription, [(queue, ready.popleft()) for _ in range(min(room, len(ready)))], now
+            )
+        picks: list[tuple[QueueState, Message]] = []
         size = len(queues)
         index = subscription.next_index
         idle = 0
-        while len(claimed) < room and idle < size:
+        while len(picks) < room and idle < size:
             queue = queues[index]
             index = (index + 1) % size
             if queue.ready:
-                claimed.append(self._hold(subscription, queue, queue.ready.popleft(), now))
+                picks.append((queue, queue.ready.popleft()))
                 subscription.next_index = index
                 idle = 0
             else:
                 idle += 1
-        return claimed
+        return self._hold(subscription, picks, now)
 
     def _hold(
-        self, subscription: Subscription, queue: QueueState, message: Message, now: float
-    ) -> Held:
-        message_id, body, headers, deliveries = message
-        held = Held(
-            subscription,
-            queue,
-            (message_id, body, headers, deliveries + 1),
-            next(self._seq),
-            now + self.lease_seconds,
-        )
-        subscription.held[held.token] = held
-        queue.in_flight += 1
-        self.live_leases += 1
-        self._push_lease(held)
-        return held
+        self, subscription: Subscription, picks: list[tuple[QueueState, Message]], now: float
+    ) -> list[Held]:
+        """Make ``subscription`` the holder of each picked message, under one new lease.
+
+        One pass over the batch: a fetch holds its whole batch here, so nothing in this loop
+        is a call per message that need not be.
+        """
+        deadline = now + self.lease_seconds
+        held_by_token, leases, tokens = subscription.held, self.leases, self._seq
+        claimed: list[Held] = []
+        for queue, (message_id, body, headers, deliveries) in picks:
+            token = next(tokens)
+            held = Held(
+                subscription, queue, (message_id, body, headers, deliveries + 1), token, deadline
+            )
+            held_by_token[token] = held
+            queue.in_flight += 1
+            heapq.heappush(leases, (deadline, token, held))
+            claimed.append(held)
+        self.live_leases += len(claimed)
+        self._drop_stale_leases()
+        return claimed
 
     def _push_lease(self, held: Held) -> None:
-        leases = self.leases
-        heapq.heappush(leases, (held.deadline, held.token, held))
-        if len(leases) > 1024 + 2 * self.live_leases:
-            self.leases = [entry for entry in leases if _is_live(entry)]
+        heapq.heappush(self.leases, (held.deadline, held.token, held))
+        self._drop_stale_leases()
+
+    def _drop_stale_leases(self) -> None:
+        """Rebuild the lease heap without stale entries once they outnumber live ones."""
+        if len(self.leases) > 1024 + 2 * self.live_leases:
+            self.leases = [entry for entry in self.leases if _is_live(entry)]
             heapq.heapify(self.leases)
 
     def close_subscription(self, subscription: Subscription, now: float) -> None:
@@ -237,12 +246,20 @@ class MemoryStore:
     # -- settling --------------------------------------------------------------------------
 
     def _release(self, held: Held, state: DeliveryState) -> None:
-        held.state = state
-        del held.subscription.held[held.token]
-        held.queue.in_flight -= 1
-        self.live_leases -= 1
-        if held.subscription.waiters:
-            held.subscription.wake()
+        self._release_all((held,), state)
+
+    def _release_all(self, released: Iterable[Held], state: DeliveryState) -> None:
+        """Move each of ``released`` (all held now) to ``state``: its consumer holds it no more."""
+        count = 0
+        for held in released:
+            held.state = state
+            subscription = held.subscription
+            del subscription.held[held.token]
+            held.queue.in_flight -= 1
+            count += 1
+            if subscription.waiters:
+                subscription.wake()
+        self.live_leases -= count
 
     def _may_settle(self, held: Held) -> bool:
         """True if ``held`` is held now; False if settling it must do nothing.
@@ -264,8 +281,20 @@ class MemoryStore:
 
     def ack(self, held: Held) -> None:
         """Remove the message of ``held`` for good."""
-        if held.state is DeliveryState.HELD or self._may_settle(held):
-            self._release(held, DeliveryState.ACKED)
+        self.ack_many((held,))
+
+    def ack_many(self, helds: Iterable[Held]) -> None:
+        """Remove the messages of ``helds`` for good (each as :meth:`ack` would).
+
+        Raises:
+            DeliveryStateError: one of them was handed back by its closed consumer before
+                it was settled (nothing is acked).
+        """
+        held_now = DeliveryState.HELD  # read once: an enum member lookup is not free in 3.11
+        self._release_all(
+            [held for held in helds if held.state is held_now or self._may_settle(held)],
+            DeliveryState.ACKED,
+        )
 
     def nack(self, held: Held, *, requeue: bool, delay: float | None, now: float) -> None:
         """Requeue (at the back, or delayed) or drop the message of ``held``."""
