@@ -43,6 +43,8 @@ ROOT = BENCH_DIR.parent
 
 @dataclass(frozen=True)
 class _Measure:
+    """One row of the table: the benchmark function a child process runs, and its number."""
+
     label: str
     module: str
     function: str
