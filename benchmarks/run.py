@@ -124,7 +124,7 @@ def _machine(client: redis.Redis) -> dict[str, str]:
         "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "OS": f"{platform.system()} {platform.release()}",
         # Which build: the same version runs pure Python at very different speeds depending
-        # on how it was compiled (docs/benchmarks.md, "The interpreter").
+        # on how it was compiled (docs/benchmarks.md, "The interpreter matters").
         "Python": f"{platform.python_implementation()} {platform.python_version()} "
         f"(the virtual environment's base: {sys.base_prefix})",
         "Redis": f"{info['redis_version']} on {client.connection_pool.connection_kwargs['host']}",
