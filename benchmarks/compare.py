@@ -1,11 +1,13 @@
 """Is a change faster? This checkout against an earlier revision, in interleaved runs.
 
 Usage (from the repository root, with the ``bench`` dependency group installed, as
-``benchmarks/run`` does: ``uv sync --frozen --group bench``; the ``filled`` scenario needs
-Redis on 127.0.0.1:6379 and flushes database 13 only; ``--instructions`` needs valgrind)::
+``benchmarks/run`` does: ``uv sync --frozen --group bench``; the ``filled`` and ``drain``
+scenarios need Redis on 127.0.0.1:6379 and flush database 13 only; ``--instructions`` needs
+valgrind)::
 
     .venv/bin/python benchmarks/compare.py BASE                     # memory:// drain, 4 pairs
     .venv/bin/python benchmarks/compare.py BASE --scenario filled   # a worker on a full stream
+    .venv/bin/python benchmarks/compare.py BASE --scenario drain    # benchmarks/run's drain
     .venv/bin/python benchmarks/compare.py BASE --instructions      # callgrind, memory://
 
 ``BASE`` is any git revision (``HEAD~3``, a commit id). It is checked out into a temporary
@@ -21,6 +23,10 @@ Scenarios, one fresh process (and worker) per measurement:
 * ``filled``: ``--tasks`` no-op tasks (after 500 warm-up ones) enqueued on Redis first, then
   a ``chicory worker`` process (concurrency 64, prefetch 192) started on them; tasks/s from
   the end of the warm-up to the last task, and the worker's CPU per task over that span.
+* ``drain``: the at-least-once drain of ``benchmarks/run`` (``chicory_bench.redis_drain_rep``:
+  a fresh worker process, concurrency 64, prefetch 192, while this process enqueues
+  ``--tasks`` with ``delay_many`` in batches of 1,000); tasks/s end to end, the worker's CPU
+  per task, and the producer's and ``redis-server``'s CPU per task.
 
 Runs alternate base, this, base, this ... so slow drift of the machine hits both alike; each
 pair's numbers are printed, then the medians. ``--instructions`` counts instructions per task
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -110,8 +117,26 @@ async def _filled(tasks: int) -> dict[str, float]:
     return {"rate": tasks / (finished - started), "cpu_us": cpu / tasks * 1e6}
 
 
+async def _drain(tasks: int) -> dict[str, float]:
+    import redis
+    from chicory_bench import redis_drain_rep
+
+    settings = dataclasses.replace(Settings(), drain_tasks=tasks)
+    redis.Redis(host=settings.host, port=settings.port, db=settings.db).flushdb()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            measured = await redis_drain_rep(settings, 64, 192, Path(scratch) / "worker.log")
+    finally:
+        redis.Redis(host=settings.host, port=settings.port, db=settings.db).flushdb()
+    values = measured.values
+    return {"rate": values["e2e"], **{k: v for k, v in values.items() if k.endswith("cpu_us")}}
+
+
+SCENARIOS = {"memory": _memory, "filled": _filled, "drain": _drain}
+
+
 def _child(scenario: str, tasks: int) -> None:
-    measure = {"memory": _memory, "filled": _filled}[scenario]
+    measure = SCENARIOS[scenario]
     print(json.dumps(asyncio.run(measure(tasks))))
 
 
@@ -160,6 +185,16 @@ def _instructions(tasks: int, pythonpath: str) -> float:
     return (counts[1] - counts[0]) / (tasks - SHORT_RUN)
 
 
+def _describe(values: dict[str, float]) -> str:
+    text = f"{values['rate']:,.0f} tasks/s, {values['cpu_us']:.1f} us CPU per task"
+    others = [
+        f"{key.removesuffix('_cpu_us')} {value:.1f}"
+        for key, value in values.items()
+        if key.endswith("_cpu_us")
+    ]
+    return text + (f" (and per task, us: {', '.join(others)})" if others else "")
+
+
 def _worktree(revision: str, into: Path) -> str:
     """Check ``revision`` out into ``into``; return the PYTHONPATH of its packages."""
     subprocess.run(
@@ -174,18 +209,20 @@ def _worktree(revision: str, into: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", nargs="?", help="the git revision to compare with")
-    parser.add_argument("--scenario", choices=("memory", "filled"), default="memory")
+    parser.add_argument("--scenario", choices=tuple(SCENARIOS), default="memory")
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--tasks", type=int)
     parser.add_argument("--instructions", action="store_true")
-    parser.add_argument("--child", choices=("memory", "filled"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=tuple(SCENARIOS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.tasks)
         return
     if args.base is None:
         parser.error("name the revision to compare with, e.g. HEAD~1")
-    tasks = args.tasks or (12_000 if args.instructions else 60_000)
+    tasks = args.tasks or (
+        12_000 if args.instructions else 10_000 if args.scenario == "drain" else 60_000
+    )
     with tempfile.TemporaryDirectory() as scratch:
         tree = Path(scratch) / "base"
         base_path = _worktree(args.base, tree)
@@ -200,15 +237,10 @@ def main() -> None:
                 for label, path in sides:
                     values = _measure(args.scenario, tasks, path)
                     results[label].append(values)
-                    print(
-                        f"pair {pair} {label}: {values['rate']:,.0f} tasks/s, "
-                        f"{values['cpu_us']:.1f} us CPU per task",
-                        flush=True,
-                    )
+                    print(f"pair {pair} {label}: {_describe(values)}", flush=True)
             for label, runs in results.items():
-                rate = statistics.median(r["rate"] for r in runs)
-                cpu = statistics.median(r["cpu_us"] for r in runs)
-                print(f"median {label}: {rate:,.0f} tasks/s, {cpu:.1f} us CPU per task")
+                medians = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                print(f"median {label}: {_describe(medians)}")
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True
