@@ -5,15 +5,19 @@ keys under ``chicory-layout:`` in database 13 are touched, and deleted at the en
 
     .venv/bin/python benchmarks/layout.py [--messages N] [--rounds N]
 
-Each variant adds ``--messages`` entries with a batch script shaped like the broker's
-``enqueue`` (500 messages per call, back to back in one argument), reads them with
-``XREADGROUP COUNT 256`` and acks each batch read; the CPU time of the ``redis-server``
-process (psutil) per message is printed for each step, median of the rounds (the variants
-alternate within a round). Variants:
+Each variant adds ``--messages`` entries with a batch script (500 messages per call), reads
+them with ``XREADGROUP COUNT 256`` and acks each batch read; the CPU time of the
+``redis-server`` process (psutil) per message is printed for each step, median of the rounds
+(the variants alternate within a round). Variants:
 
 * *four fields*: the entry layout the broker used before (``id``, ``n``, ``headers``,
-  ``body``), kept here to measure against, acked with the broker's ``ack`` script;
-* *packed*: the broker's own :data:`~chicory_redis.scripts.ENQUEUE` (one field ``m``), acked
+  ``body``), added by a script shaped like the broker's ``enqueue`` of then (the messages
+  back to back in one argument, their lengths in another), kept here to measure against,
+  acked with the broker's ``ack`` script;
+* *packed, one argument*: the broker's earlier ``enqueue`` for the layout of today (one
+  field ``m``; the batch in one argument, cut apart in Lua), acked like the next;
+* *packed*: the broker's own :data:`~chicory_redis.scripts.ENQUEUE` (one field ``m``, one
+  argument per message), acked
   with its :data:`~chicory_redis.scripts.ACK` script (ownership checked, then ``XACK`` +
   ``XDEL``);
 * *packed, plain ack*: the same, acked with plain ``XACK`` + ``XDEL`` (no ownership check):
@@ -47,6 +51,16 @@ for size in string.gmatch(ARGV[1], '%d+') do
 end
 """
 
+ONE_ARGUMENT = """
+local blob, start = ARGV[2], 1
+for size in string.gmatch(ARGV[1], '%d+') do
+  local stop = start + tonumber(size) - 1
+  local d = string.find(blob, '\\n', start, true)
+  redis.call('XADD', KEYS[1], '*', 'm', string.sub(blob, d + 1, stop))
+  start = stop + 1
+end
+"""
+
 BODY = (
     b'{"v":1,"id":"2cbb753203364c90916c20727c331a1b","task":"bench.noop_alo",'
     b'"args":["run-0000000000",10000],"kwargs":{},"attempt":1,"queue":"default",'
@@ -69,17 +83,27 @@ class Meter:
         times = self.server.cpu_times()
         return float(times.user + times.system)
 
-    def run(self, enqueue_sha: str, plain_ack: bool, messages: int) -> tuple[float, ...]:
-        """Add, read and ack ``messages``; ``redis-server`` CPU us per message per step."""
+    def run(self, enqueue_sha: str, form: str, messages: int) -> tuple[float, ...]:
+        """Add, read and ack ``messages``; ``redis-server`` CPU us per message per step.
+
+        ``form``: how the enqueue script takes its batch, ``"one"`` argument (the messages
+        back to back, their lengths in another) or ``"each"`` message its own (also
+        ``"each-plain"``). Every form acks with the ``ack`` script but ``"each-plain"``,
+        which acks with plain ``XACK`` + ``XDEL``.
+        """
         client = self.client
         client.delete(STREAM)
         client.xgroup_create(STREAM, "g", id="0", mkstream=True)
-        packed = [b"\n%032x\n0\n{}\n%s" % (i, BODY) for i in range(messages)]
+        packed = [b"%032x\n0\n{}\n%s" % (i, BODY) for i in range(messages)]
         marks = [self.cpu()]
         for start in range(0, messages, 500):
             chunk = packed[start : start + 500]
-            sizes = " ".join(str(len(m)) for m in chunk)
-            client.evalsha(enqueue_sha, 2, STREAM, "unused", sizes, b"".join(chunk))
+            if form == "one":
+                sizes = " ".join(str(len(m) + 1) for m in chunk)
+                blob = b"".join(b"\n" + m for m in chunk)
+                client.evalsha(enqueue_sha, 2, STREAM, "unused", sizes, blob)
+            else:
+                client.evalsha(enqueue_sha, 2, STREAM, "unused", len(chunk), *chunk)
         marks.append(self.cpu())
         batches: list[list[bytes]] = []
         while reply := client.xreadgroup("g", "c", {STREAM: ">"}, count=256):
@@ -88,7 +112,7 @@ class Meter:
             batches.append([entry_id for entry_id, _ in entries])
         marks.append(self.cpu())
         for ids in batches:
-            if plain_ack:
+            if form == "each-plain":
                 pipe = client.pipeline(transaction=False)
                 pipe.xack(STREAM, "g", *ids)
                 pipe.xdel(STREAM, *ids)
@@ -113,17 +137,19 @@ def main() -> int:
     client = redis.Redis.from_url(url)
     client.set_response_callback("XREADGROUP", lambda response, **_: response)
     meter = Meter(client, psutil.Process(pid))
-    four, packed = client.script_load(FOUR_FIELDS), client.script_load(ENQUEUE.source)
+    four, one = client.script_load(FOUR_FIELDS), client.script_load(ONE_ARGUMENT)
+    packed = client.script_load(ENQUEUE.source)
     variants = {
-        "four fields": (four, False),
-        "packed": (packed, False),
-        "packed, plain ack": (packed, True),
+        "four fields": (four, "one"),
+        "packed, one argument": (one, "one"),
+        "packed": (packed, "each"),
+        "packed, plain ack": (packed, "each-plain"),
     }
     results: dict[str, list[tuple[float, ...]]] = {name: [] for name in variants}
     try:
         for _ in range(args.rounds):
-            for name, (sha, plain_ack) in variants.items():
-                results[name].append(meter.run(sha, plain_ack, args.messages))
+            for name, (sha, form) in variants.items():
+                results[name].append(meter.run(sha, form, args.messages))
     finally:
         client.delete(STREAM)
         client.close()
@@ -135,7 +161,7 @@ def main() -> int:
             cells.append(
                 f"{step} {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
             )
-        print(f"  {name:18s} " + "   ".join(cells))
+        print(f"  {name:21s} " + "   ".join(cells))
     return 0
 
 

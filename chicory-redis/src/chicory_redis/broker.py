@@ -221,8 +221,8 @@ class RedisBroker:
         """Enqueue many messages in one round trip; return their ids in order.
 
         One message is one ``XADD`` (or ``ZADD``); more are added by the ``enqueue`` script,
-        up to :data:`PUBLISH_CHUNK` messages (or about 1 MiB of them) per call, all calls
-        pipelined.
+        up to :data:`PUBLISH_CHUNK` messages (or about 1 MiB of them) per call, ready and
+        delayed messages in calls of their own, all calls pipelined.
 
         Raises:
             ValueError: a ``not_before`` is naive (nothing is published).
@@ -235,28 +235,30 @@ class RedisBroker:
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
         ids = new_message_ids(len(messages))
-        packed: list[bytes] = []
+        ready: list[bytes] = []
+        delayed: list[tuple[int, bytes]] = []  # (due ms, packed)
         limit = self._settings.max_body_bytes
         for message, message_id in zip(messages, ids, strict=True):
             body = message.body
             if len(body) > limit:
                 self._check_body(body)
             headers = encode_headers(message.headers).encode() if message.headers else b"{}"
+            packed = b"%s\n0\n%s\n%s" % (message_id.encode(), headers, body)
             if message.not_before is None or (due := self._due_ms(message.not_before)) is None:
-                packed.append(b"\n%s\n0\n%s\n%s" % (message_id.encode(), headers, body))
+                ready.append(packed)
             else:
-                packed.append(b"%d\n%s\n0\n%s\n%s" % (due, message_id.encode(), headers, body))
-        chunks = scripts.chunked(packed, len)
+                delayed.append((due, packed))
+        keys = (k.stream, k.delayed)
+        calls = [
+            scripts.Call(scripts.ENQUEUE, keys, (len(chunk), *chunk))
+            for chunk in scripts.chunked(ready, len)
+        ]
+        calls += [
+            scripts.Call(scripts.ENQUEUE, keys, (0, *[part for pair in chunk for part in pair]))
+            for chunk in scripts.chunked(delayed, lambda pair: len(pair[1]))
+        ]
         client = self.client
         with broker_errors(self.display_url, f"publish to queue {queue!r}"):
-            calls = [
-                scripts.Call(
-                    scripts.ENQUEUE,
-                    (k.stream, k.delayed),
-                    (" ".join(map(str, map(len, c))), b"".join(c)),
-                )
-                for c in chunks
-            ]
             for result in await scripts.run_many(client, calls):
                 if isinstance(result, Exception):
                     raise result
