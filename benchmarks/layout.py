@@ -118,7 +118,7 @@ class Meter:
                 pipe.xdel(STREAM, *ids)
                 pipe.execute()
             else:
-                client.evalsha(self.ack_sha, 1, STREAM, "g", "c", b" ".join(ids))
+                client.evalsha(self.ack_sha, 1, STREAM, "g", "c", ids[0], ids[-1], b" ".join(ids))
         marks.append(self.cpu())
         client.delete(STREAM)
         return tuple((b - a) / messages * 1e6 for a, b in itertools.pairwise(marks))

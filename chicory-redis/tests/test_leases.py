@@ -12,6 +12,7 @@ from pathlib import Path
 import chicory_redis
 from chicory.broker import OutgoingMessage, QueueCounts
 from chicory_redis.broker import RedisBroker
+from chicory_redis.delivery import RedisDelivery
 
 BrokerFactory = Callable[..., Awaitable[RedisBroker]]
 
@@ -188,4 +189,30 @@ async def test_batch_settles_touch_only_the_entries_still_owned(
     await holder.ack_many(held)  # acks only what it still owns
     assert await holder_broker.counts("q") == QueueCounts(in_flight=2)
     await thief.ack_many(stolen)
+    assert await holder_broker.counts("q") == QueueCounts()
+
+
+async def test_ack_many_acks_a_reclaimed_entry_older_than_the_rest_of_the_batch(
+    make_broker: BrokerFactory,
+) -> None:
+    """The ack script's range comes from fetch order, a reclaimed entry breaks that order:
+    entries outside the range are still acked, each checked on its own."""
+    holder_broker = await make_broker(**FAST)
+    thief_broker = await make_broker(**FAST)
+    await holder_broker.publish_many("q", [OutgoingMessage(body=b"%d" % i) for i in range(3)])
+    holder = holder_broker.consume(["q"], prefetch=1)
+    thief = thief_broker.consume(["q"], prefetch=3)
+    [abandoned] = await holder.fetch(1, timeout=1)  # the oldest entry; never renewed
+    own = await thief.fetch(2, timeout=1)
+    reclaimed: list[RedisDelivery] = []
+    for _ in range(20):
+        await thief.extend_leases(own)
+        reclaimed += await thief.fetch(1, timeout=0.2)
+        if reclaimed:
+            break
+    assert [d.message_id for d in reclaimed] == [abandoned.message_id]
+    assert await holder_broker.counts("q") == QueueCounts(in_flight=3)
+    await thief.ack_many([*own, *reclaimed])  # fetch order: the oldest entry came last
+    assert await holder_broker.counts("q") == QueueCounts()
+    await holder.ack_many([abandoned])  # no longer the holder's: does nothing
     assert await holder_broker.counts("q") == QueueCounts()

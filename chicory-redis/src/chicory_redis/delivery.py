@@ -53,6 +53,7 @@ class RedisDelivery:
         "key",
         "keys",
         "message",
+        "ordinal",
         "state",
     )
 
@@ -62,7 +63,13 @@ class RedisDelivery:
     """The message headers, exactly as published."""
 
     def __init__(
-        self, ledger: Ledger, keys: QueueKeys, message: StoredMessage, count: int, deadline: float
+        self,
+        ledger: Ledger,
+        keys: QueueKeys,
+        message: StoredMessage,
+        count: int,
+        deadline: float,
+        ordinal: int,
     ) -> None:
         self._ledger = ledger
         self.keys = keys
@@ -73,6 +80,7 @@ class RedisDelivery:
         self.state = DeliveryState.HELD
         self.deadline = deadline  # time.monotonic() at which the lease lapses unless renewed
         self.key = (keys.stream, message.entry_id)  # where the ledger files it
+        self.ordinal = ordinal  # admitted after every delivery of a lower one (the ledger's)
 
     def __repr__(self) -> str:
         return (

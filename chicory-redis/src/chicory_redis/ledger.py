@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ __all__ = ["Ledger"]
 log = logging.getLogger("chicory.redis")
 
 _SCRIPT_IDS = 500  # entry ids per ack/renew script call
+_ORDINAL = operator.attrgetter("ordinal")
 
 
 def _text(value: bytes | str) -> str:
@@ -55,6 +57,7 @@ class Ledger:
         self.held: dict[tuple[str, str], RedisDelivery] = {}
         self.lapsed: dict[tuple[str, str], RedisDelivery] = {}
         self.closed = False
+        self._admitted = 0  # deliveries admitted so far: the next one's ordinal
         self.freed = asyncio.Event()  # set whenever a held delivery stops being held
 
     @property
@@ -114,9 +117,12 @@ class Ledger:
         deadline = time.monotonic() + self._settings.lease_seconds
         kept: list[RedisDelivery] = []
         over: list[RedisDelivery] = []
+        ordinal = self._admitted
         for message, count in batch:
-            d = RedisDelivery(self, k, message, count, deadline)
+            d = RedisDelivery(self, k, message, count, deadline, ordinal)
+            ordinal += 1
             (over if limit is not None and count > limit else kept).append(d)
+        self._admitted = ordinal
         for d in over:
             await self.dead_letter_call(
                 d,
@@ -303,7 +309,15 @@ class Ledger:
             scripts.Call(
                 scripts.ACK,
                 (k.stream,),
-                (k.group, self.name, " ".join([d.message.entry_id for d in c])),
+                (
+                    k.group,
+                    self.name,
+                    # Entries read with XREADGROUP '>' come in entry id order, so the first
+                    # and last admitted bound the others: the script's range (a hint only).
+                    min(c, key=_ORDINAL).entry_id,
+                    max(c, key=_ORDINAL).entry_id,
+                    " ".join([d.message.entry_id for d in c]),
+                ),
             )
             for k, c in chunks
         ]
