@@ -277,3 +277,34 @@ async def test_prefetched_work_keeps_its_lease_while_waiting_for_a_runner(
             assert [await r.get(timeout=5) for r in first] == [0, 1, 2, 3]
     assert runs == {0: 1, 1: 1, 2: 1, 3: 1}
     await app.close()
+
+
+async def test_at_most_once_does_not_run_a_delivery_whose_lease_was_lost() -> None:
+    """A prefetched at-most-once task whose lease lapsed, and which another consumer took,
+    is not run by the worker that lost it: its pre-run ack reports the lost lease."""
+    app = make_app(lease=0.3)
+    ran: list[str] = []
+    blocker_started, release = anyio.Event(), anyio.Event()
+
+    @app.task(name="t.amo", delivery_mode=AMO)
+    async def amo(name: str) -> None:
+        ran.append(name)
+        if name == "blocker":
+            blocker_started.set()
+            await release.wait()
+
+    await amo.delay("blocker")
+    await amo.delay("victim")
+    # No renewal within the lease: the victim, prefetched behind the blocker, lapses.
+    async with serving(app, concurrency=1, prefetch=1, lease_renew_interval=60.0) as worker:
+        await blocker_started.wait()
+        broker = await app.connected_broker()
+        async with broker.consume(["default"], prefetch=1) as thief:
+            taken = await thief.fetch(1, timeout=5)
+            assert [d.delivery_count for d in taken] == [2]
+            release.set()
+            await eventually(lambda: worker.processed == 2)
+            assert ran == ["blocker"]
+            assert (await broker.counts("default")).in_flight == 1  # the thief's, untouched
+            assert not await thief.ack_many(taken)
+    await app.close()

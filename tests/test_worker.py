@@ -312,9 +312,9 @@ def before_ack_many(broker: Any, before: Callable[[Sequence[Any]], Awaitable[Non
         consumer = real_consume(queues, prefetch=prefetch)
         real_ack_many = consumer.ack_many
 
-        async def ack_many(deliveries: Sequence[Any]) -> None:
+        async def ack_many(deliveries: Sequence[Any]) -> Any:
             await before(deliveries)
-            await real_ack_many(deliveries)
+            return await real_ack_many(deliveries)
 
         consumer.ack_many = ack_many
         return consumer

@@ -65,8 +65,14 @@ class Consumer:
         return [Delivery(d) for d in got]
 
     async def ack_many(self, deliveries):
-        for delivery in deliveries:
-            await delivery.ack()
+        if defect() in ("noop_ack", "duplicates"):
+            for delivery in deliveries:
+                await delivery.ack()
+            return []
+        lost = await self.inner.ack_many([d.inner for d in deliveries])
+        if defect() == "lost_lease_unreported":
+            return []
+        return [d for d in deliveries if any(d.inner is gone for gone in lost)]
 
     async def extend_leases(self, deliveries):
         if defect() != "extend_ignored":
@@ -149,6 +155,7 @@ CASES = {
     ),
     "duplicates": ("no_duplicates", {"delivery.no_duplicates"}),
     "extend_ignored": ("lease_extension", {"delivery.lease_extension"}),
+    "lost_lease_unreported": ("ack_reports_lost_lease", {"delivery.ack_reports_lost_lease"}),
 }
 
 

@@ -226,8 +226,21 @@ class Consumer(Protocol):
         """
         ...
 
-    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack several deliveries of this consumer in as few round trips as possible."""
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery] | None:
+        """Ack several deliveries of this consumer in as few round trips as possible.
+
+        Returns:
+            The deliveries it could not ack because their lease had expired: the broker may
+            hand them out again, or did already. Empty (``None`` is read as empty) when
+            every delivery was acked or had been settled before. An at-most-once task whose
+            delivery is listed here is not run, so a broker with ``lease_renewal`` must list
+            them: otherwise a worker that lost a lease runs a task another worker runs too.
+
+        Raises:
+            DeliveryStateError: a delivery belongs to another consumer, or was handed back
+                by closing this one.
+            BrokerConnectionError: the broker could not be reached; nothing was acked.
+        """
         ...
 
     async def extend_leases(self, deliveries: Sequence[Delivery]) -> None:

@@ -16,6 +16,7 @@ from typing import Self
 
 import anyio
 
+from chicory.broker import Delivery
 from chicory.clock import Clock
 from chicory.errors import BrokerError, DeliveryStateError
 from chicory_memory.delivery import MemoryDelivery, unwrap
@@ -110,14 +111,22 @@ class MemoryConsumer:
                 )
         return owned
 
-    async def ack_many(self, deliveries: Sequence[object]) -> None:
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Ack several deliveries of this consumer at once.
+
+        Returns:
+            Those it could not ack because their lease had expired (their messages are
+            ready again, or were delivered again).
 
         Raises:
             DeliveryStateError: a delivery belongs to another consumer (nothing is acked),
                 or the consumer was closed before they were settled.
         """
-        self._store.ack_many(self._own(deliveries))
+        helds = self._own(deliveries)
+        lost = self._store.ack_many(helds)
+        if not lost:
+            return []
+        return [d for d, held in zip(deliveries, helds, strict=True) if held in lost]
 
     async def extend_leases(self, deliveries: Sequence[object]) -> None:
         """Renew the leases of several held deliveries by the broker's lease time.

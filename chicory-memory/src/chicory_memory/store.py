@@ -38,7 +38,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from chicory.broker import DeadLetter, QueueCounts
@@ -283,18 +283,23 @@ class MemoryStore:
         """Remove the message of ``held`` for good."""
         self.ack_many((held,))
 
-    def ack_many(self, helds: Iterable[Held]) -> None:
+    def ack_many(self, helds: Sequence[Held]) -> list[Held]:
         """Remove the messages of ``helds`` for good (each as :meth:`ack` would).
+
+        Returns:
+            Those not acked because their lease had expired (their messages went back to
+            their queues).
 
         Raises:
             DeliveryStateError: one of them was handed back by its closed consumer before
                 it was settled (nothing is acked).
         """
         held_now = DeliveryState.HELD  # read once: an enum member lookup is not free in 3.11
-        self._release_all(
-            [held for held in helds if held.state is held_now or self._may_settle(held)],
-            DeliveryState.ACKED,
-        )
+        acked = [held for held in helds if held.state is held_now or self._may_settle(held)]
+        self._release_all(acked, DeliveryState.ACKED)
+        if len(acked) == len(helds):
+            return []
+        return [held for held in helds if held.state is DeliveryState.EXPIRED]
 
     def nack(self, held: Held, *, requeue: bool, delay: float | None, now: float) -> None:
         """Requeue (at the back, or delayed) or drop the message of ``held``."""

@@ -402,15 +402,19 @@ class RedisConsumer:
             self._hand_back = asyncio.ensure_future(self._hand_back_all(held))
             await asyncio.shield(self._hand_back)
 
-    async def ack_many(self, deliveries: Sequence[object]) -> None:
+    async def ack_many(self, deliveries: Sequence[object]) -> list[RedisDelivery]:
         """Ack several deliveries in one round trip (one atomic script per queue).
+
+        Returns:
+            Those not acked because their lease lapsed and a consumer reclaimed their entry
+            (or one was marked expired before): they are delivered again elsewhere.
 
         Raises:
             DeliveryStateError: a delivery belongs to another consumer, or was handed back
                 by closing this one (nothing is acked).
             BrokerConnectionError: Redis could not be reached; nothing was acked.
         """
-        await self._ledger.ack_many(deliveries)
+        return await self._ledger.ack_many(deliveries)
 
     async def extend_leases(self, deliveries: Sequence[object]) -> None:
         """Renew the leases of held deliveries in one round trip (``XCLAIM ... JUSTID``).

@@ -290,8 +290,12 @@ class Ledger:
         )
         self.release(delivery, DeliveryState.SETTLED if result else DeliveryState.EXPIRED)
 
-    async def ack_many(self, deliveries: Sequence[object]) -> None:
+    async def ack_many(self, deliveries: Sequence[object]) -> list[RedisDelivery]:
         """Ack several deliveries in one round trip (one atomic script per queue).
+
+        Returns:
+            Those not acked because their entry is no longer pending for this consumer
+            (its lease lapsed and a consumer reclaimed it) or was marked expired before.
 
         Raises:
             DeliveryStateError: a delivery belongs to another consumer, or was handed back
@@ -299,11 +303,14 @@ class Ledger:
             BrokerConnectionError: Redis could not be reached; nothing was acked.
         """
         targets: list[RedisDelivery] = []
+        lost: list[RedisDelivery] = []
         for item in deliveries:
             # own(), inlined for the common case: this runs once per task
             d = item if type(item) is RedisDelivery and item.ledger is self else self.own(item)
             if d.state is DeliveryState.HELD or self.may_settle(d):
                 targets.append(d)
+            elif d.state is DeliveryState.EXPIRED:
+                lost.append(d)
         chunks = self._by_queue(targets)
         calls = [
             scripts.Call(
@@ -328,9 +335,16 @@ class Ledger:
             if isinstance(result, Exception):
                 failed = result
                 continue
+            if result:  # entry ids no longer ours
+                gone = {_text(entry_id) for entry_id in result}
+                expired = [d for d in chunk if d.message.entry_id in gone]
+                self.release_many(expired, DeliveryState.EXPIRED)
+                lost += expired
+                chunk = [d for d in chunk if d.message.entry_id not in gone]
             self.release_many(chunk, DeliveryState.ACKED)
         if failed is not None:
             raise BrokerError(f"ack failed on Redis at {self._broker.display_url}: {failed}")
+        return lost
 
     async def extend_leases(self, deliveries: Sequence[object]) -> None:
         """Renew the leases of held deliveries in one round trip (``XCLAIM ... JUSTID``).

@@ -137,22 +137,27 @@ ACK: Final = Script(
 -- KEYS: stream. ARGV: group, consumer, lo, hi, entry ids separated by spaces (at most a few
 -- thousand). lo and hi are entry ids that should bound the others (the caller's guess): one
 -- XPENDING over that range, the consumer's own pending list only, finds them; an id outside
--- it, or no longer pending there, is checked on its own. Returns how many were acked.
+-- it, or no longer pending there, is checked on its own. Returns the ids not acked: no
+-- longer pending for the consumer (reclaimed by another consumer, or deleted).
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local pending = {}
 for _, entry in ipairs(redis.call('XPENDING', stream, group, ARGV[3], ARGV[4], 1000000000,
     consumer)) do
   pending[entry[1]] = true
 end
-local mine = {}
+local mine, lost = {}, {}
 for id in string.gmatch(ARGV[5], '[^ ]+') do
-  if pending[id] or owned(stream, group, consumer, id) then mine[#mine + 1] = id end
+  if pending[id] or owned(stream, group, consumer, id) then
+    mine[#mine + 1] = id
+  else
+    lost[#lost + 1] = id
+  end
 end
 if #mine > 0 then
   redis.call('XACK', stream, group, unpack(mine))
   redis.call('XDEL', stream, unpack(mine))
 end
-return #mine
+return lost
 """,
 )
 """Ack and delete entries (so the stream never grows with settled work).

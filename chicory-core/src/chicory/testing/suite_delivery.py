@@ -95,6 +95,33 @@ class BrokerDeliverySuite:
             assert again.delivery_count == 2
             await again.ack()
 
+    @guarantee("delivery.ack_reports_lost_lease", MUST, env=BROKER_ENV, requires=("lease_renewal",))
+    async def test_ack_reports_lost_lease(self, env: BrokerEnv) -> None:
+        """MUST return, from ack_many, a delivery whose lease expired and that was delivered
+        again, and leave the new delivery alone (an at-most-once worker does not run it)."""
+        broker = await env.broker(lease_seconds=1.0)
+        queue = env.queue()
+        await broker.publish(queue, b"taken over", {})
+        async with (
+            broker.consume([queue], prefetch=2) as stale,
+            broker.consume([queue], prefetch=1) as rescuer,
+        ):
+            (lapsed,) = await fetch_exactly(stale, 1)
+            (again,) = await fetch_exactly(rescuer, 1, within=env.harness.patience)
+            assert again.message_id == lapsed.message_id
+            await broker.publish(queue, b"kept", {})
+            (kept,) = await fetch_exactly(stale, 1)  # a fresh lease: this ack goes through
+            lost = await stale.ack_many([kept, lapsed])
+            assert list(lost or ()) == [lapsed], (
+                f"ack_many returned {lost!r}, not the one delivery whose lease was lost"
+            )
+            counts = await broker.counts(queue)
+            assert (counts.ready, counts.in_flight) == (0, 1), (
+                f"the late ack touched the new delivery, or the other ack failed: {counts}"
+            )
+            assert not await rescuer.ack_many([again]), "the new delivery could not be acked"
+            await fetch_none(rescuer, what="of a message acked by its new holder")
+
     @guarantee("delivery.lease_extension", MUST, env=BROKER_ENV, requires=("lease_renewal",))
     async def test_lease_extension(self, env: BrokerEnv) -> None:
         """MUST not redeliver a delivery whose lease its holder keeps extending."""

@@ -4,10 +4,12 @@ Three kinds of work reach the settler from the runners:
 
 * **pre-run acks** (at-most-once): the runner waits until the batch holding its ack is
   confirmed, and runs the function only then — so an at-most-once task never starts before
-  its ack is confirmed. When a batch is confirmed, the flusher lets its runners resume for
-  one loop turn before it sends anything else: those with quick tasks queue their next
-  pre-ack in that turn, so the next batch is whole (otherwise a lone ack queued meanwhile
-  would go first, and every following cycle would split in two round trips);
+  its ack is confirmed. A delivery the broker reports lost (its lease expired, so another
+  worker may have it) counts as not acked: its task is not run. When a batch is confirmed,
+  the flusher lets its runners resume for one loop turn before it sends anything else: those
+  with quick tasks queue their next pre-ack in that turn, so the next batch is whole
+  (otherwise a lone ack queued meanwhile would go first, and every following cycle would
+  split in two round trips);
 * **finishes**: a result record to store and, for at-least-once, an ack to send after it. The
   runner does not wait; within one flush the records are written (``store_many``) before the
   acks go out (``ack_many``), so an at-least-once ack never precedes its result;
@@ -33,7 +35,7 @@ pending settles are simply never sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -47,14 +49,19 @@ log = logging.getLogger("chicory.worker")
 
 
 class _AckBatch:
-    """Pre-run acks flushed together; waiters learn the outcome from ``ok``."""
+    """Pre-run acks flushed together; waiters learn the outcome from :meth:`acked`."""
 
-    __slots__ = ("deliveries", "done", "ok")
+    __slots__ = ("deliveries", "done", "lost", "ok")
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
         self.done = anyio.Event()
-        self.ok = False
+        self.ok = False  # the batch went through
+        self.lost: Sequence[Delivery] = ()  # its deliveries whose lease had expired
+
+    def acked(self, delivery: Delivery) -> bool:
+        """Whether the ack of ``delivery`` was confirmed."""
+        return self.ok and not any(lost is delivery for lost in self.lost)
 
 
 class Settler:
@@ -116,7 +123,7 @@ class Settler:
         else:
             self._poke()
             await batch.done.wait()
-        return batch.ok
+        return batch.acked(delivery)
 
     def finish(self, delivery: Delivery, record: StoredResult | None, *, ack: bool) -> None:
         """Queue ``record`` to be stored and then, if ``ack``, ``delivery`` to be acked."""
@@ -196,10 +203,29 @@ class Settler:
         return bool(acks.deliveries)
 
     async def _flush_acks(self, batch: _AckBatch) -> None:
-        batch.ok = await self._bounded(
-            self._consumer.ack_many(batch.deliveries), "pre-run ack", len(batch.deliveries)
-        )
+        batch.ok, batch.lost = await self._ack(batch.deliveries, "pre-run ack")
         batch.done.set()
+
+    async def _ack(self, deliveries: list[Delivery], what: str) -> tuple[bool, Sequence[Delivery]]:
+        """``ack_many``, bounded; whether it went through, and the deliveries it reported
+        lost (their lease had expired: another worker may run them)."""
+        lost: Sequence[Delivery] | None = None
+
+        async def ack() -> None:
+            nonlocal lost
+            lost = await self._consumer.ack_many(deliveries)
+
+        ok = await self._bounded(ack(), what, len(deliveries))
+        if ok and lost:
+            log.warning(
+                "%s of %d deliveries: %d had lost their lease (not settled for longer than "
+                "the broker's lease time), so another worker may run them; renew leases more "
+                "often than the lease time",
+                what,
+                len(deliveries),
+                len(lost),
+            )
+        return ok, lost or ()
 
     async def _flush_finishes(
         self, items: list[tuple[Delivery, StoredResult | None, bool]]
@@ -212,7 +238,7 @@ class Settler:
             )
         to_ack = [d for d, record, ack in items if ack and (stored or record is None)]
         if to_ack:
-            await self._bounded(self._consumer.ack_many(to_ack), "ack", len(to_ack))
+            await self._ack(to_ack, "ack")
         if not stored:
             for delivery, record, ack in items:
                 if ack and record is not None:  # never ack work whose result was not stored

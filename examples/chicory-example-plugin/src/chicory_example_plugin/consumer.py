@@ -74,9 +74,15 @@ class ExampleDelivery:
 
     async def ack(self) -> None:
         """Delete the message for good."""
-        if self._settle():
-            self._acked = True
-            self._consumer.store.ack(self.message_id, self._claimed.token)
+        self.ack_now()
+
+    def ack_now(self) -> bool:
+        """Delete the message; False if its lease had expired and another claim took it
+        over (then nothing is deleted)."""
+        if not self._settle():
+            return True
+        self._acked = True
+        return self._consumer.store.ack(self.message_id, self._claimed.token)
 
     async def nack(self, *, requeue: bool = True, delay: float | None = None) -> None:
         """Put the message back (after ``delay`` seconds) or drop it."""
@@ -153,14 +159,16 @@ class ExampleConsumer:
             raise DeliveryStateError("only deliveries fetched by this consumer can be settled here")
         return owned
 
-    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Ack each delivery (one transaction each: this is an example, not a fast path).
+
+        Returns:
+            Those not acked because their lease had expired and another claim took them.
 
         Raises:
             DeliveryStateError: a delivery was fetched by another consumer.
         """
-        for delivery in self._own(deliveries):
-            await delivery.ack()
+        return [d for d in self._own(deliveries) if not d.ack_now()]
 
     async def extend_leases(self, deliveries: Sequence[Delivery]) -> None:
         """Renew the lease of each delivery.

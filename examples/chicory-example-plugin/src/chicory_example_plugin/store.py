@@ -201,10 +201,13 @@ class Store:
 
     # -- settling (each applies only while ``token`` still holds the message) ----------------
 
-    def ack(self, message_id: str, token: str) -> None:
-        """Delete the message."""
+    def ack(self, message_id: str, token: str) -> bool:
+        """Delete the message; False if ``token`` no longer holds it (nothing deleted)."""
         with self._tx() as db:
-            db.execute("DELETE FROM messages WHERE id = ? AND token = ?", (message_id, token))
+            deleted: int = db.execute(
+                "DELETE FROM messages WHERE id = ? AND token = ?", (message_id, token)
+            ).rowcount
+        return deleted > 0
 
     def requeue(self, message_id: str, token: str, available_at: float) -> None:
         """Make the message available again at ``available_at``, at the back of its queue."""
