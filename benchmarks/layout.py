@@ -83,13 +83,14 @@ class Meter:
         times = self.server.cpu_times()
         return float(times.user + times.system)
 
-    def run(self, enqueue_sha: str, form: str, messages: int) -> tuple[float, ...]:
+    def run(
+        self, enqueue_sha: str, one_argument: bool, plain_ack: bool, messages: int
+    ) -> tuple[float, ...]:
         """Add, read and ack ``messages``; ``redis-server`` CPU us per message per step.
 
-        ``form``: how the enqueue script takes its batch, ``"one"`` argument (the messages
-        back to back, their lengths in another) or ``"each"`` message its own (also
-        ``"each-plain"``). Every form acks with the ``ack`` script but ``"each-plain"``,
-        which acks with plain ``XACK`` + ``XDEL``.
+        ``one_argument``: the enqueue script takes its batch in one argument (the messages
+        back to back, their lengths in another), not one argument per message.
+        ``plain_ack``: ack with plain ``XACK`` + ``XDEL``, not the ``ack`` script.
         """
         client = self.client
         client.delete(STREAM)
@@ -98,7 +99,7 @@ class Meter:
         marks = [self.cpu()]
         for start in range(0, messages, 500):
             chunk = packed[start : start + 500]
-            if form == "one":
+            if one_argument:
                 sizes = " ".join(str(len(m) + 1) for m in chunk)
                 blob = b"".join(b"\n" + m for m in chunk)
                 client.evalsha(enqueue_sha, 2, STREAM, "unused", sizes, blob)
@@ -112,7 +113,7 @@ class Meter:
             batches.append([entry_id for entry_id, _ in entries])
         marks.append(self.cpu())
         for ids in batches:
-            if form == "each-plain":
+            if plain_ack:
                 pipe = client.pipeline(transaction=False)
                 pipe.xack(STREAM, "g", *ids)
                 pipe.xdel(STREAM, *ids)
@@ -140,16 +141,16 @@ def main() -> int:
     four, one = client.script_load(FOUR_FIELDS), client.script_load(ONE_ARGUMENT)
     packed = client.script_load(ENQUEUE.source)
     variants = {
-        "four fields": (four, "one"),
-        "packed, one argument": (one, "one"),
-        "packed": (packed, "each"),
-        "packed, plain ack": (packed, "each-plain"),
+        "four fields": (four, True, False),
+        "packed, one argument": (one, True, False),
+        "packed": (packed, False, False),
+        "packed, plain ack": (packed, False, True),
     }
     results: dict[str, list[tuple[float, ...]]] = {name: [] for name in variants}
     try:
         for _ in range(args.rounds):
-            for name, (sha, form) in variants.items():
-                results[name].append(meter.run(sha, form, args.messages))
+            for name, (sha, one_argument, plain_ack) in variants.items():
+                results[name].append(meter.run(sha, one_argument, plain_ack, args.messages))
     finally:
         client.delete(STREAM)
         client.close()

@@ -80,7 +80,7 @@ class RedisDelivery:
         self.state = DeliveryState.HELD
         self.deadline = deadline  # time.monotonic() at which the lease lapses unless renewed
         self.key = (keys.stream, message.entry_id)  # where the ledger files it
-        self.ordinal = ordinal  # admitted after every delivery of a lower one (the ledger's)
+        self.ordinal = ordinal  # its place in the order its ledger admitted deliveries
 
     def __repr__(self) -> str:
         return (
