@@ -5,10 +5,11 @@ Usage (from the repository root, with the ``bench`` dependency group installed, 
 scenarios need Redis on 127.0.0.1:6379 and flush database 13 only; ``--instructions`` needs
 valgrind)::
 
-    .venv/bin/python benchmarks/compare.py BASE                     # memory:// drain, 4 pairs
-    .venv/bin/python benchmarks/compare.py BASE --scenario filled   # a worker on a full stream
-    .venv/bin/python benchmarks/compare.py BASE --scenario drain    # benchmarks/run's drain
-    .venv/bin/python benchmarks/compare.py BASE --instructions      # callgrind, memory://
+    .venv/bin/python benchmarks/compare.py BASE                        # memory:// drain, 4 pairs
+    .venv/bin/python benchmarks/compare.py BASE --scenario memory_amo  # the same, at most once
+    .venv/bin/python benchmarks/compare.py BASE --scenario filled      # a worker on a full stream
+    .venv/bin/python benchmarks/compare.py BASE --scenario drain       # benchmarks/run's drain
+    .venv/bin/python benchmarks/compare.py BASE --instructions         # callgrind, memory://
 
 ``BASE`` is any git revision (``HEAD~3``, a commit id). It is checked out into a temporary
 worktree (removed at the end) and put first on ``PYTHONPATH``, so the base's packages
@@ -20,6 +21,7 @@ Scenarios, one fresh process (and worker) per measurement:
 * ``memory``: producer and worker in one process on ``memory://``; after a warm-up,
   ``--tasks`` no-op at-least-once tasks enqueued with ``delay_many`` (batches of 1,000);
   tasks/s end to end and the process's CPU per task.
+* ``memory_amo``: the same with at-most-once tasks.
 * ``filled``: ``--tasks`` no-op tasks (after 500 warm-up ones) enqueued on Redis first, then
   a ``chicory worker`` process (concurrency 64, prefetch 192) started on them; tasks/s from
   the end of the warm-up to the last task, and the worker's CPU per task over that span.
@@ -30,9 +32,9 @@ Scenarios, one fresh process (and worker) per measurement:
 
 Runs alternate base, this, base, this ... so slow drift of the machine hits both alike; each
 pair's numbers are printed, then the medians. ``--instructions`` counts instructions per task
-of the ``memory`` scenario with ``valgrind --tool=callgrind`` instead (the difference between
-a run of ``--tasks`` and one of 2,000, so start-up cancels out): repeatable to ~0.3%, whatever
-else the machine does.
+of the ``memory`` or ``memory_amo`` scenario with ``valgrind --tool=callgrind`` instead (the
+difference between a run of ``--tasks`` and one of 2,000, so start-up cancels out):
+repeatable to ~0.3%, whatever else the machine does.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ SHORT_RUN = 2_000  # the short run of --instructions
 # -- the measurements, each in a child process ----------------------------------------------
 
 
-async def _memory(tasks: int) -> dict[str, float]:
+async def _memory(tasks: int, name: str = "bench.noop_alo") -> dict[str, float]:
     from chicory_app import build_app
 
     from chicory.worker import Worker
@@ -69,7 +71,7 @@ async def _memory(tasks: int) -> dict[str, float]:
     logging.getLogger("chicory.worker").setLevel(logging.ERROR)  # memory:// is process-local
     done: dict[str, asyncio.Event] = {"warm-up": asyncio.Event(), "run": asyncio.Event()}
     app = build_app("memory://", lambda run, at: done[run].set())
-    task = app.tasks["bench.noop_alo"]
+    task = app.tasks[name]
     worker = Worker(app, concurrency=64, prefetch=192, heartbeat_interval=0)
     async with asyncio.TaskGroup() as group:
         group.create_task(worker.serve())
@@ -132,7 +134,11 @@ async def _drain(tasks: int) -> dict[str, float]:
     return {"rate": values["e2e"], **{k: v for k, v in values.items() if k.endswith("cpu_us")}}
 
 
-SCENARIOS = {"memory": _memory, "filled": _filled, "drain": _drain}
+async def _memory_amo(tasks: int) -> dict[str, float]:
+    return await _memory(tasks, "bench.noop_amo")
+
+
+SCENARIOS = {"memory": _memory, "memory_amo": _memory_amo, "filled": _filled, "drain": _drain}
 
 
 def _child(scenario: str, tasks: int) -> None:
@@ -170,13 +176,13 @@ def _measure(scenario: str, tasks: int, pythonpath: str) -> dict[str, float]:
     return dict(json.loads(_run(argv, pythonpath, timeout=900).stdout.splitlines()[-1]))
 
 
-def _instructions(tasks: int, pythonpath: str) -> float:
-    """Instructions per task of the memory scenario (long run minus short run)."""
+def _instructions(scenario: str, tasks: int, pythonpath: str) -> float:
+    """Instructions per task of a memory:// scenario (long run minus short run)."""
     counts = []
     for n in (SHORT_RUN, tasks):
         with tempfile.TemporaryDirectory() as scratch:
             argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out"]
-            argv += [PYTHON, __file__, "--child", "memory", "--tasks", str(n)]
+            argv += [PYTHON, __file__, "--child", scenario, "--tasks", str(n)]
             err = _run(argv, pythonpath, timeout=1800).stderr
         found = re.search(r"Collected : (\d+)", err)
         if found is None:
@@ -218,6 +224,8 @@ def main() -> None:
     if args.child:
         _child(args.child, args.tasks)
         return
+    if args.instructions and not args.scenario.startswith("memory"):
+        parser.error("--instructions counts a memory:// scenario: memory or memory_amo")
     if args.base is None:
         parser.error("name the revision to compare with, e.g. HEAD~1")
     tasks = args.tasks or (
@@ -230,7 +238,8 @@ def main() -> None:
             sides = (("base", base_path), ("this", ""))
             if args.instructions:
                 for label, path in sides:
-                    print(f"{label}: {_instructions(tasks, path):,.0f} instructions per task")
+                    per_task = _instructions(args.scenario, tasks, path)
+                    print(f"{label}: {per_task:,.0f} instructions per task")
                 return
             results: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
             for pair in range(1, args.pairs + 1):

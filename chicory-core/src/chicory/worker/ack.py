@@ -23,7 +23,7 @@ Adding a delivery mode means adding a strategy here, not editing the worker.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -48,8 +48,9 @@ class AckStrategy(Protocol):
     acts_before_run: bool
     """Whether :meth:`before_run` does anything (if not, the worker skips the call)."""
 
-    async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
-        """Called right before the function starts; the function runs only if it returns True."""
+    def before_run(self, delivery: Delivery, settler: Settler) -> Awaitable[bool]:
+        """Called right before the function starts; the function runs only if the awaitable
+        it returns gives True."""
         ...
 
     def after_success(
@@ -84,9 +85,13 @@ class AtMostOnce:
     holds_lease = False
     acts_before_run = True
 
-    async def before_run(self, delivery: Delivery, settler: Settler) -> bool:
-        """Ack (batched with other pre-run acks) and wait until the ack is confirmed."""
-        return await settler.ack_before_run(delivery)
+    def before_run(self, delivery: Delivery, settler: Settler) -> Awaitable[bool]:
+        """Ack (batched with other pre-run acks) and wait until the ack is confirmed.
+
+        Returns the settler's coroutine itself, not one wrapping it: a runner of quick tasks
+        resumes through every frame of this await on every task.
+        """
+        return settler.ack_before_run(delivery)
 
     def after_success(
         self, delivery: Delivery, record: StoredResult | None, settler: Settler
