@@ -18,6 +18,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.key_prefix == "chicory"
     assert settings.lease_seconds == 30.0
     assert settings.reclaim_interval == 5.0
+    assert settings.idle_consumer_ttl == 3600.0
     assert settings.block_ms == 1000
     assert settings.max_deliveries is None
     assert settings.result_ttl == 86400.0
@@ -27,7 +28,7 @@ def test_defaults_match_the_documented_ones() -> None:
 def test_tcp_url_with_credentials_db_and_query_options() -> None:
     settings = parse_settings(
         "rediss://app:s3cr%3At@redis.example:6380/4?lease_seconds=60&max_deliveries=5"
-        "&key_prefix=myapp&max_connections=7"
+        "&key_prefix=myapp&max_connections=7&idle_consumer_ttl=none"
     )
     assert settings.scheme == "rediss"
     assert (settings.host, settings.port, settings.db) == ("redis.example", 6380, 4)
@@ -36,6 +37,7 @@ def test_tcp_url_with_credentials_db_and_query_options() -> None:
     assert settings.max_deliveries == 5
     assert settings.key_prefix == "myapp"
     assert settings.max_connections == 7
+    assert settings.idle_consumer_ttl is None
     kwargs = settings.connection_kwargs()
     assert kwargs["ssl_cert_reqs"] == "required"
     assert kwargs["password"] == "s3cr:t"

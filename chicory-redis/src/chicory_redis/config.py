@@ -70,6 +70,7 @@ OPTIONS: Final[Mapping[str, Callable[[Any], Any]]] = {
     "key_prefix": str,
     "lease_seconds": _float,
     "reclaim_interval": _float,
+    "idle_consumer_ttl": _optional_float,
     "block_ms": _int,
     "delayed_poll_interval": _float,
     "max_deliveries": _optional_int,
@@ -117,6 +118,9 @@ class RedisSettings:
         key_prefix: First part of every key Chicory writes (no braces allowed).
         lease_seconds: Idle time after which another consumer may reclaim a delivery.
         reclaim_interval: How often a consumer looks for dead consumers' entries.
+        idle_consumer_ttl: Seconds after which a member of a queue's consumer group with
+            nothing pending and no entry read or claimed since is deleted from the group by
+            a live consumer (the names killed workers leave behind); ``None`` keeps them.
         block_ms: Longest single ``XREADGROUP BLOCK`` in milliseconds.
         delayed_poll_interval: How often a consumer moves due delayed messages (at most
             this late).
@@ -151,6 +155,7 @@ class RedisSettings:
     key_prefix: str = "chicory"
     lease_seconds: float = attrs.field(default=30.0, validator=_positive)
     reclaim_interval: float = attrs.field(default=5.0, validator=_positive)
+    idle_consumer_ttl: float | None = attrs.field(default=3600.0, validator=_positive)
     block_ms: int = attrs.field(default=1000, validator=_positive)
     delayed_poll_interval: float = attrs.field(default=0.5, validator=_positive)
     max_deliveries: int | None = attrs.field(default=None, validator=_positive)

@@ -11,7 +11,13 @@ One consumer is one named member of each queue's consumer group. A fetch, in ord
    than ``lease_seconds`` (``XPENDING ... IDLE`` then ``XCLAIM`` with the same minimum idle
    time, so two consumers reclaiming at once never both get an entry); every reclaim is
    logged and counted in :attr:`RedisBroker.reclaimed_total`;
-3. reads new entries with ``XREADGROUP ... COUNT <free room> BLOCK <ms>``, the block bounded
+3. at most once a minute (sooner if ``idle_consumer_ttl`` is shorter), deletes from each
+   queue's group the members with nothing pending that have read or claimed nothing for
+   ``idle_consumer_ttl``: the names killed workers leave behind, which would otherwise pile up
+   over restarts (the ``forget_idle`` script checks and deletes in one step, so no pending
+   entry is ever deleted with a consumer; a live consumer deleted while idle is recreated by
+   its next read);
+4. reads new entries with ``XREADGROUP ... COUNT <free room> BLOCK <ms>``, the block bounded
    by the fetch timeout, ``block_ms`` and the next maintenance time.
 
 Connection errors during a fetch are logged with the redacted URL and retried after a capped
@@ -50,6 +56,7 @@ __all__ = ["RedisConsumer"]
 log = logging.getLogger("chicory.redis")
 
 _MOVE_BATCH = 1000
+_FORGET_INTERVAL = 60.0  # seconds between passes that delete long-idle group members
 
 
 def _text(value: bytes | str) -> str:
@@ -85,6 +92,7 @@ class RedisConsumer:
         self._groups_ready = False
         self._next_move = 0.0
         self._next_reclaim = 0.0
+        self._next_forget = 0.0
         self._rotation = 0
         self._backoff = Backoff(
             self._settings.reconnect_backoff, self._settings.reconnect_backoff_max
@@ -197,6 +205,10 @@ class RedisConsumer:
             reclaimed = await self._reclaim(room)
             if reclaimed:
                 return reclaimed
+        ttl = self._settings.idle_consumer_ttl
+        if ttl is not None and loop.time() >= self._next_forget:
+            self._next_forget = loop.time() + min(_FORGET_INTERVAL, ttl)
+            await self._forget_idle_consumers(ttl)
         now = loop.time()
         wait = min(
             remaining,
@@ -270,6 +282,36 @@ class RedisConsumer:
                 )
                 found.extend(await self._ledger.admit(k, admitted))
         return found
+
+    async def _forget_idle_consumers(self, ttl: float) -> None:
+        """Delete the group members killed workers left behind (see ``idle_consumer_ttl``).
+
+        A refusal (say, an ACL without ``XGROUP DELCONSUMER``) is logged and fetching goes
+        on; connection errors propagate to the fetch's retry loop.
+        """
+        ttl_ms = max(1, int(ttl * 1000))
+        calls = [
+            scripts.Call(scripts.FORGET_IDLE, (k.stream,), (k.group, ttl_ms, self.name))
+            for k in self._keys
+        ]
+        results = await scripts.run_many(self._broker.client, calls)
+        for k, result in zip(self._keys, results, strict=True):
+            if isinstance(result, CONNECTION_ERRORS):
+                raise result
+            if isinstance(result, Exception):
+                log.warning(
+                    "could not remove idle consumers from queue %r's group: %s", k.queue, result
+                )
+            elif result:
+                names = [_text(name) for name in result]
+                log.info(
+                    "removed %d consumer(s) from queue %r's group, idle over %.0f s with "
+                    "nothing pending (left by workers that did not close): %s",
+                    len(names),
+                    k.queue,
+                    ttl,
+                    ", ".join(names[:10]),
+                )
 
     async def _xreadgroup(self, streams: Sequence[str], count: int, block_ms: int | None) -> Any:
         """``XREADGROUP ... >`` as Redis replies (the client leaves this reply unparsed)."""

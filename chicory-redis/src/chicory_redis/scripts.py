@@ -40,6 +40,7 @@ __all__ = [
     "ALL_SCRIPTS",
     "DEAD_LETTER",
     "ENQUEUE",
+    "FORGET_IDLE",
     "MOVE_DUE",
     "RENEW",
     "REPLAY",
@@ -295,6 +296,30 @@ return 1
 )
 """Put a dead letter back on its queue (same message id, body and headers)."""
 
+FORGET_IDLE: Final = Script(
+    "forget_idle",
+    """
+-- KEYS: stream. ARGV: group, least idle time (ms), the calling consumer's name.
+-- Deletes from the group every consumer but the caller that has nothing pending and has been
+-- idle at least that long; returns their names. In one script, so no consumer can read an
+-- entry between the check and the delete (XGROUP DELCONSUMER drops its pending entries).
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+local gone = {}
+if not ok then return gone end  -- no stream or no group yet: nobody to forget
+local least = tonumber(ARGV[2])
+for _, fields in ipairs(consumers) do
+  local info = {}
+  for i = 1, #fields, 2 do info[fields[i]] = fields[i + 1] end
+  if info['name'] ~= ARGV[3] and info['pending'] == 0 and info['idle'] >= least then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    gone[#gone + 1] = info['name']
+  end
+end
+return gone
+""",
+)
+"""Delete the group members that killed workers left behind (nothing pending, long idle)."""
+
 STORE_RESULT: Final = Script(
     "store_result",
     """
@@ -351,6 +376,7 @@ ALL_SCRIPTS: Final = (
     DEAD_LETTER,
     RENEW,
     MOVE_DUE,
+    FORGET_IDLE,
     REPLAY,
     STORE_RESULT,
     STORE_RESULTS,
