@@ -18,9 +18,9 @@ TTL = 0.3
 FAST = {"reclaim_interval": 0.05, "delayed_poll_interval": 0.05, "idle_consumer_ttl": TTL}
 
 
-async def _members(raw: aioredis.Redis, broker: RedisBroker) -> dict[str, int]:
-    """The group's members of queue ``q``, with how many entries each has pending."""
-    k = broker.keys.queue("q")
+async def _members(raw: aioredis.Redis, broker: RedisBroker, queue: str = "q") -> dict[str, int]:
+    """The members of ``queue``'s group, with how many entries each has pending."""
+    k = broker.keys.queue(queue)
     found: Any = await raw.xinfo_consumers(k.stream, k.group)
     return {member["name"].decode(): int(member["pending"]) for member in found}
 
@@ -104,3 +104,32 @@ async def test_members_are_kept_when_the_ttl_is_none(
         assert await other.fetch(1, timeout=0.2) == []
         assert await _members(raw_redis, broker) == {consumer.name: 0}
         await other.close()
+
+
+async def test_a_consumer_of_several_queues_forgets_members_in_each_group(
+    make_broker: BrokerFactory, raw_redis: aioredis.Redis
+) -> None:
+    broker = await make_broker(**FAST)
+    async with broker.consume(["q", "r"], prefetch=2) as consumer:
+        assert await consumer.fetch(2, timeout=0.05) == []  # creates both groups
+        for queue in ("q", "r"):
+            k = broker.keys.queue(queue)
+            await broker.publish(queue, b"job", {})
+            await raw_redis.xreadgroup(k.group, "killed-worker", {k.stream: ">"}, count=1)
+            await raw_redis.xack(k.stream, k.group, *await _pending_ids(raw_redis, k))
+        await asyncio.sleep(TTL)
+        for _ in range(40):
+            await consumer.fetch(2, timeout=0.1)
+            if not await _named(raw_redis, broker, "killed-worker"):
+                break
+        assert await _named(raw_redis, broker, "killed-worker") == []
+
+
+async def _pending_ids(raw: aioredis.Redis, k: Any) -> list[bytes]:
+    found: Any = await raw.xpending_range(k.stream, k.group, "-", "+", 10)
+    return [entry["message_id"] for entry in found]
+
+
+async def _named(raw: aioredis.Redis, broker: RedisBroker, name: str) -> list[str]:
+    """The queues among ``q`` and ``r`` whose group still has a member called ``name``."""
+    return [queue for queue in ("q", "r") if name in await _members(raw, broker, queue)]
