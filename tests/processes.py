@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -30,11 +31,13 @@ class RedisServer:
 
     Args:
         directory: Where it keeps its append-only file.
+        args: Extra ``redis-server`` arguments (``"--requirepass", "..."``).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *args: str) -> None:
         self.directory = directory
         self.port = free_port()
+        self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,11 +66,12 @@ class RedisServer:
                 "no",
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = self.admin(socket_timeout=1)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -79,9 +83,36 @@ class RedisServer:
                     raise
                 time.sleep(0.05)
 
+    def admin(self, **options: Any) -> redis.Redis:
+        """A synchronous client of its own (with the password, if it has one)."""
+        password = None
+        if "--requirepass" in self.args:
+            password = self.args[self.args.index("--requirepass") + 1]
+        return redis.Redis(port=self.port, password=password, **options)
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): connections stay open, nothing is answered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill_clients(self) -> None:
+        """Close every client connection from the server side (``CLIENT KILL``)."""
+        admin = self.admin(socket_timeout=5)
+        try:
+            admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+            admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        finally:
+            admin.close()
+
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL) and wait for it to exit."""
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot exit
             self.process.terminate()
             try:
                 self.process.wait(10)
@@ -92,9 +123,9 @@ class RedisServer:
 
 
 @contextmanager
-def own_redis(directory: Path) -> Iterator[RedisServer]:
+def own_redis(directory: Path, *args: str) -> Iterator[RedisServer]:
     """Run a private redis-server for the block; it is stopped by pid afterwards."""
-    server = RedisServer(directory)
+    server = RedisServer(directory, *args)
     server.start()
     try:
         yield server

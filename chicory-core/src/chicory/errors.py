@@ -64,7 +64,38 @@ class BrokerError(ChicoryError):
 
 
 class BrokerConnectionError(BrokerError):
-    """The broker could not be reached; the operation may be retried."""
+    """The broker could not be reached; the operation may be retried.
+
+    From a publish, this error means the message was *not* enqueued: a retry cannot
+    duplicate it. A publish that may have reached the broker raises
+    :class:`PublishOutcomeUnknownError` instead.
+    """
+
+
+class PublishOutcomeUnknownError(BrokerError):
+    """A publish failed after the message may have reached the broker.
+
+    The connection failed or timed out after the message was sent, so it may or may not be
+    enqueued (and may be delivered later, for example once a hung server resumes). A plain
+    retry may enqueue it twice: retry only a task that is safe to run twice, or look for
+    its result first.
+
+    Attributes:
+        task_ids: The ids of the tasks whose publish this was, when core knows them.
+    """
+
+    def __init__(self, message: str, task_ids: tuple[str, ...] = ()) -> None:
+        self.task_ids = task_ids
+        super().__init__(message)
+
+
+class AuthenticationFailedError(ChicoryError):
+    """A server refused the configured credentials (wrong password or user, or an ACL
+    that does not allow the command). Retrying with the same settings does not help."""
+
+
+class BrokerAuthenticationError(BrokerError, AuthenticationFailedError):
+    """The broker refused the configured credentials or permissions."""
 
 
 class DeliveryStateError(BrokerError):
@@ -81,6 +112,10 @@ class IllegalTransitionError(ChicoryError):
 
 class ResultBackendError(ChicoryError):
     """A result backend operation failed."""
+
+
+class ResultBackendAuthenticationError(ResultBackendError, AuthenticationFailedError):
+    """The result backend refused the configured credentials or permissions."""
 
 
 class TaskFailedError(ChicoryError):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from chicory.broker import OutgoingMessage
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
-from chicory.errors import ConfigurationError
+from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
@@ -20,12 +20,33 @@ from chicory.validation import Signature
 if TYPE_CHECKING:
     from chicory.app import Chicory
 
-__all__ = ["Task", "new_task_ids"]
+__all__ = ["Task", "new_task_ids", "outcome_unknown"]
 
 _NO_KWARGS: dict[str, Any] = {}
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def outcome_unknown(
+    error: PublishOutcomeUnknownError, task_name: str, task_ids: Sequence[str]
+) -> PublishOutcomeUnknownError:
+    """``error`` again, naming the tasks whose publish it was and what to do about it."""
+    if len(task_ids) == 1:
+        which = f"task {task_name} {task_ids[0]}"
+        safe = (
+            f"apply_async(..., task_id={task_ids[0]!r}) only if running it twice is "
+            f"harmless, or check later whether a result for {task_ids[0]!r} exists"
+        )
+    else:
+        which = f"{len(task_ids)} tasks {task_name} (ids in .task_ids)"
+        safe = "only those with no result later, or all if running twice is harmless"
+    return PublishOutcomeUnknownError(
+        f"{which}: {error}. Its outcome is unknown: it may be enqueued (a worker then runs "
+        f"it and stores its result under its id) or not. Calling again may run it twice; "
+        f"send again {safe}",
+        tuple(task_ids),
+    )
 
 
 def new_task_ids(count: int) -> list[str]:
@@ -116,6 +137,14 @@ class Task(Generic[P, R]):
             eta: Run no sooner than this aware datetime (exclusive with ``countdown``).
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
+
+        Raises:
+            ArgumentValidationError: the arguments do not fit the signature or its types.
+            MessageTooLargeError: the encoded message is over the app's size limit.
+            BrokerConnectionError: the broker could not be reached; the task was not
+                enqueued, so calling again cannot duplicate it.
+            PublishOutcomeUnknownError: the connection failed after the message was sent,
+                so the task may or may not be enqueued (see its message for what to do).
         """
         now = utcnow()
         eta = self._due(countdown, eta, now)
@@ -126,7 +155,10 @@ class Task(Generic[P, R]):
             task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
         )
         outgoing = OutgoingMessage(body=body, headers=headers, not_before=eta)
-        await self.app.publish_encoded(queue, [outgoing])
+        try:
+            await self.app.publish_encoded(queue, [outgoing])
+        except PublishOutcomeUnknownError as exc:
+            raise outcome_unknown(exc, self.name, [task_id]) from exc
         return AsyncResult(self.app, task_id, self)
 
     async def delay_many(
@@ -141,6 +173,9 @@ class Task(Generic[P, R]):
 
         Raises:
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
+            BrokerConnectionError: the broker could not be reached; nothing was enqueued.
+            PublishOutcomeUnknownError: the connection failed after the messages were sent,
+                so some or all may be enqueued.
         """
         items = list(calls)
         now = utcnow()
@@ -157,7 +192,10 @@ class Task(Generic[P, R]):
             wire.append((task_id, wire_args, wire_kwargs))
         encoded = self.app.codec.encode_many(self.name, wire, queue=queue, created_at=now)
         outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
-        await self.app.publish_encoded(queue, outgoing)
+        try:
+            await self.app.publish_encoded(queue, outgoing)
+        except PublishOutcomeUnknownError as exc:
+            raise outcome_unknown(exc, self.name, ids) from exc
         app = self.app
         return [AsyncResult(app, task_id, self) for task_id in ids]
 

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, MessageTooLargeError
-from chicory_redis import scripts
+from chicory_redis import scripts, sending
 from chicory_redis.config import RedisSettings, parse_settings
 from chicory_redis.connection import broker_errors
 from chicory_redis.consumer import RedisConsumer
@@ -38,6 +38,7 @@ from chicory_redis.entries import (
 )
 from chicory_redis.keys import KeySpace, QueueKeys
 from chicory_redis.ledger import Ledger
+from chicory_redis.sending import Command
 
 __all__ = ["PUBLISH_CHUNK", "RedisBroker"]
 
@@ -257,11 +258,7 @@ class RedisBroker:
             scripts.Call(scripts.ENQUEUE, keys, (0, *[part for pair in chunk for part in pair]))
             for chunk in scripts.chunked(delayed, lambda pair: len(pair[1]))
         ]
-        client = self.client
-        with broker_errors(self.display_url, f"publish to queue {queue!r}"):
-            for result in await scripts.run_many(client, calls):
-                if isinstance(result, Exception):
-                    raise result
+        await self.send([call.command() for call in calls], f"publish to queue {queue!r}")
         return ids
 
     async def _publish_one(self, k: QueueKeys, message: OutgoingMessage) -> str:
@@ -270,13 +267,25 @@ class RedisBroker:
         due = self._due_ms(message.not_before)
         message_id = new_message_id()
         packed = pack_message(message_id, 0, encode_headers(message.headers), message.body)
-        client = self.client
-        with broker_errors(self.display_url, f"publish to queue {k.queue!r}"):
-            if due is None:
-                await client.xadd(k.stream, {"m": packed})
-            else:
-                await client.zadd(k.delayed, {packed: due})
+        command: Command
+        if due is None:
+            command = ("XADD", k.stream, "*", "m", packed)
+        else:
+            command = ("ZADD", k.delayed, due, packed)
+        await self.send([command], f"publish to queue {k.queue!r}")
         return message_id
+
+    async def send(self, commands: Sequence[Command], what: str) -> list[Any]:
+        """Run writes that must not be repeated blindly; see :func:`chicory_redis.sending.send`.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached; nothing was written.
+            PublishOutcomeUnknownError: the connection failed after the commands were sent,
+                so they may or may not have run.
+            BrokerAuthenticationError: Redis refused the credentials or the command.
+            BrokerError: Redis refused a command (the others may have run).
+        """
+        return await sending.send(self.client, self._settings, commands, what)
 
     def consume(self, queues: Sequence[str], *, prefetch: int) -> RedisConsumer:
         """Open a consumer on ``queues`` holding at most ``prefetch`` unsettled deliveries.

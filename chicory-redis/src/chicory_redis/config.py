@@ -83,6 +83,7 @@ OPTIONS: Final[Mapping[str, Callable[[Any], Any]]] = {
     "health_check_interval": _int,
     "reconnect_backoff": _float,
     "reconnect_backoff_max": _float,
+    "reconnect_timeout": _float,
     "client_name": _optional_str,
     "ssl_cert_reqs": str,
     "ssl_ca_certs": _optional_str,
@@ -137,6 +138,8 @@ class RedisSettings:
             no reply comes within as long again; ``0`` turns both off).
         reconnect_backoff: First pause (s) after a dropped connection.
         reconnect_backoff_max: Longest pause (s) between reconnection attempts.
+        reconnect_timeout: How long (s) a publish whose message certainly did not reach
+            Redis keeps reconnecting before it fails; ``0`` fails at once.
         client_name: ``CLIENT SETNAME`` of every connection (visible in ``CLIENT LIST``).
         ssl_cert_reqs: ``required``, ``optional`` or ``none`` (``rediss`` only).
         ssl_ca_certs: CA bundle path (``rediss`` only).
@@ -167,7 +170,8 @@ class RedisSettings:
     socket_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
     health_check_interval: int = attrs.field(default=30, validator=_not_negative)
     reconnect_backoff: float = attrs.field(default=0.1, validator=_positive)
-    reconnect_backoff_max: float = attrs.field(default=10.0, validator=_positive)
+    reconnect_backoff_max: float = attrs.field(default=1.0, validator=_positive)
+    reconnect_timeout: float = attrs.field(default=5.0, validator=_not_negative)
     client_name: str | None = "chicory"
     ssl_cert_reqs: str = "required"
     ssl_ca_certs: str | None = None

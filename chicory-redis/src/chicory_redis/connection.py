@@ -1,7 +1,18 @@
-"""Building the ``redis.asyncio`` client, translating its errors, and reconnect back-off."""
+"""Building the ``redis.asyncio`` client, translating its errors, and reconnect back-off.
+
+Stale connections: a pooled connection the server closed (an idle timeout, ``CLIENT KILL``,
+a restart) is replaced when it is taken from the pool, so the next command does not fail
+on it. redis-py does that check only with its "maintenance notifications" off, a feature
+of managed Redis services that speaks RESP3 only, which Chicory does not use: the client is
+built with them off. A connection that dies while a command is on it still fails that
+command; idempotent scripts and reads are then repeated once (:mod:`chicory_redis.scripts`),
+and writes that must not be repeated report whether they may have been made
+(:mod:`chicory_redis.sending`).
+"""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,13 +26,57 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 
-from chicory.errors import BrokerConnectionError, BrokerError, ResultBackendError
+from chicory.errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    BrokerError,
+    ResultBackendAuthenticationError,
+    ResultBackendError,
+)
 from chicory_redis.config import RedisSettings
 
-__all__ = ["CONNECTION_ERRORS", "Backoff", "broker_errors", "create_client", "results_errors"]
+__all__ = [
+    "AUTH_ERRORS",
+    "CONNECTION_ERRORS",
+    "Backoff",
+    "auth_message",
+    "broker_errors",
+    "create_client",
+    "is_auth_error",
+    "results_errors",
+]
 
 CONNECTION_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 """Errors that mean the server could not be reached (the operation may be retried)."""
+
+AUTH_ERRORS: tuple[type[Exception], ...] = (
+    redis_errors.AuthenticationError,
+    redis_errors.AuthenticationWrongNumberOfArgsError,
+    redis_errors.NoPermissionError,
+    # Newer redis-py versions only.
+    *([] if (e := getattr(redis_errors, "AuthorizationError", None)) is None else [e]),
+)
+"""Errors that mean the server refused the credentials or an ACL refused a command:
+retrying with the same settings does not help. (Authentication errors are ``ConnectionError``
+subclasses in redis-py, so they must be told apart before ``CONNECTION_ERRORS``.)"""
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a refusal of the credentials or permissions, not a lost server."""
+    return isinstance(exc, AUTH_ERRORS)
+
+
+def auth_message(display_url: str, exc: BaseException) -> str:
+    """A message for a refused login or command that names the (redacted) server."""
+    if isinstance(exc, redis_errors.NoPermissionError):
+        return (
+            f"Redis at {display_url} refused a command for lack of permission ({exc}); "
+            "grant the Redis user the commands and keys Chicory needs (docs/redis.md)"
+        )
+    return (
+        f"authentication failed for {display_url} ({exc}); check the password (and the "
+        "user name, with Redis ACLs)"
+    )
 
 
 def create_client(settings: RedisSettings) -> Redis:
@@ -35,6 +90,7 @@ def create_client(settings: RedisSettings) -> Redis:
         connection_class=connection_class,
         max_connections=settings.max_connections,
         timeout=settings.pool_timeout,
+        **_no_maintenance_notifications(),
         **settings.connection_kwargs(),
     )
     client = Redis(connection_pool=pool, decode_responses=False)
@@ -48,6 +104,16 @@ def _unparsed(response: Any, **_options: Any) -> Any:
     return response
 
 
+def _no_maintenance_notifications() -> dict[str, Any]:
+    """Pool options turning redis-py's maintenance notifications off (see the module
+    docstring); none for a redis-py that predates them."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # pragma: no cover - redis-py before 7
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 @contextmanager
 def broker_errors(display_url: str, action: str) -> Iterator[None]:
     """Turn redis-py errors into Chicory broker errors naming the (redacted) server.
@@ -58,13 +124,20 @@ def broker_errors(display_url: str, action: str) -> Iterator[None]:
     """
     try:
         yield
-    except CONNECTION_ERRORS as exc:
+    except redis_errors.RedisError as exc:
+        if is_auth_error(exc):
+            raise BrokerAuthenticationError(auth_message(display_url, exc)) from exc
+        if not isinstance(exc, CONNECTION_ERRORS):
+            raise BrokerError(f"could not {action} on Redis at {display_url}: {exc}") from exc
         raise BrokerConnectionError(
             f"could not {action}: Redis at {display_url} is unreachable ({exc}); "
             "check that the server is up, then retry"
         ) from exc
-    except redis_errors.RedisError as exc:
-        raise BrokerError(f"could not {action} on Redis at {display_url}: {exc}") from exc
+    except OSError as exc:
+        raise BrokerConnectionError(
+            f"could not {action}: Redis at {display_url} is unreachable ({exc}); "
+            "check that the server is up, then retry"
+        ) from exc
 
 
 @contextmanager
@@ -73,13 +146,18 @@ def results_errors(display_url: str, action: str) -> Iterator[None]:
     try:
         yield
     except (*CONNECTION_ERRORS, redis_errors.RedisError) as exc:
+        if is_auth_error(exc):
+            raise ResultBackendAuthenticationError(auth_message(display_url, exc)) from exc
         raise ResultBackendError(
             f"could not {action} on the Redis result backend at {display_url}: {exc}"
         ) from exc
 
 
 class Backoff:
-    """Capped exponential back-off between reconnection attempts.
+    """Capped exponential back-off between reconnection attempts, with jitter.
+
+    Each pause is drawn between half and all of ``first * 2 ** (failures - 1)`` (at most
+    ``cap``), so many clients that lost the same server do not all come back in step.
 
     Args:
         first: The first pause in seconds.
@@ -94,7 +172,8 @@ class Backoff:
     def next_pause(self) -> float:
         """Count one more failure and return how long to pause before the next attempt."""
         self.failures += 1
-        return min(self._cap, self._first * float(2 ** min(self.failures - 1, 30)))
+        pause = min(self._cap, self._first * float(2 ** min(self.failures - 1, 30)))
+        return pause * random.uniform(0.5, 1.0)
 
     def reset(self) -> None:
         """Forget past failures (call after a success)."""

@@ -254,11 +254,15 @@ class Ledger:
     ) -> Any:
         """Run the ``dead_letter`` script (``entry_id=""`` records a copy only).
 
+        Moving an entry is safe to repeat (the script checks it is still this consumer's);
+        recording a copy is not, so a copy is sent once (:mod:`chicory_redis.sending`).
+
         Returns:
             The dead letter's id, or ``None`` if the entry is no longer this consumer's.
 
         Raises:
             BrokerConnectionError: Redis could not be reached; nothing happened.
+            PublishOutcomeUnknownError: a copy may or may not have been recorded.
         """
         k, message = delivery.keys, delivery.message
         args = (
@@ -272,7 +276,11 @@ class Ledger:
             reason,
             math.floor(self.now() * 1000),
         )
-        with broker_errors(self._broker.display_url, f"dead-letter message {message.message_id}"):
+        what = f"dead-letter message {message.message_id}"
+        if not entry_id:
+            call = scripts.Call(scripts.DEAD_LETTER, (k.stream, k.dead), args)
+            return (await self._broker.send([call.command()], what))[0]
+        with broker_errors(self._broker.display_url, what):
             return await scripts.run(
                 self._broker.client, scripts.DEAD_LETTER, (k.stream, k.dead), args
             )

@@ -29,11 +29,12 @@ from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
 
 import attrs
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from chicory_redis.config import RedisSettings
-from chicory_redis.connection import CONNECTION_ERRORS, create_client
+from chicory_redis.connection import CONNECTION_ERRORS, create_client, is_auth_error
 
 __all__ = [
     "ACK",
@@ -393,6 +394,10 @@ class Call:
     keys: Sequence[str]
     args: Sequence[Arg]
 
+    def command(self) -> tuple[Arg, ...]:
+        """The ``EVALSHA`` command of this call."""
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
 
 CHUNK: Final = 500
 """Most items (messages, results) one batch script call takes."""
@@ -451,7 +456,22 @@ async def open_client(
 
 
 async def run(client: Redis, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-    """Run ``script`` with ``EVALSHA``, loading it first if the server lost it."""
+    """Run ``script`` with ``EVALSHA``, loading it first if the server lost it.
+
+    A connection error (not a timeout, not a refused login) is met by running the script
+    once more, on another connection: a pooled connection can die between the pool's check
+    and the command, and every script run here is safe to repeat. (``enqueue`` and a
+    dead-letter copy are not, and go through :mod:`chicory_redis.sending` instead.)
+    """
+    try:
+        return await _run(client, script, keys, args)
+    except redis_errors.ConnectionError as exc:
+        if is_auth_error(exc):
+            raise
+        return await _run(client, script, keys, args)
+
+
+async def _run(client: Redis, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
     try:
         return await client.evalsha(script.sha, len(keys), *keys, *args)
     except NoScriptError:
@@ -463,7 +483,8 @@ async def run_many(client: Redis, calls: Sequence[Call]) -> list[Any]:
     """Run several script calls in one pipelined round trip (not a transaction).
 
     Each call is atomic on its own. Calls the server could not run for lack of the script
-    are repeated once it is loaded.
+    are repeated once it is loaded; a connection error repeats them all once, as
+    :func:`run` does.
 
     Returns:
         One result per call, in order; a call that failed has its exception as its result.
@@ -478,7 +499,12 @@ async def run_many(client: Redis, calls: Sequence[Call]) -> list[Any]:
             raise
         except RedisError as exc:
             return [exc]
-    results = await _pipeline(client, calls)
+    try:
+        results = await _pipeline(client, calls)
+    except redis_errors.ConnectionError as exc:
+        if is_auth_error(exc):
+            raise
+        results = await _pipeline(client, calls)
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
         lost = {calls[i].script.sha: calls[i].script for i in missing}
