@@ -7,7 +7,7 @@ import pytest
 
 from chicory import Chicory, DeliveryMode, RetryPolicy, TaskContext, TaskFailedError
 from chicory.records import TaskState
-from e2e_support import FailingAckBroker, eventually, serving
+from e2e_support import FailingAckBroker, FailingStoreBackend, eventually, serving
 
 AMO = DeliveryMode.AT_MOST_ONCE
 ALO = DeliveryMode.AT_LEAST_ONCE
@@ -35,20 +35,124 @@ async def test_ack_timing_per_mode(mode: DeliveryMode) -> None:
     await app.close()
 
 
-async def test_at_most_once_does_not_run_when_the_pre_ack_fails() -> None:
-    """An at-most-once task whose ack fails is not run (it may be lost, never duplicated)."""
+async def test_at_most_once_does_not_run_while_its_pre_ack_fails() -> None:
+    """An at-most-once task whose ack keeps failing is not run (the ack is sent again and
+    again, and the task waits for it: it may be lost, never duplicated)."""
     base = make_app()
-    app = Chicory(broker=FailingAckBroker(base.broker), backend=base.backend)  # type: ignore[arg-type]
+    broker = FailingAckBroker(base.broker)
+    app = Chicory(broker=broker, backend=base.backend)  # type: ignore[arg-type]
     ran: list[int] = []
 
     @app.task(name="t.amo", delivery_mode=AMO)
     async def amo() -> None:
         ran.append(1)
 
-    async with serving(app) as worker:
+    async with serving(app, drain_timeout=0.1, settle_timeout=0.2):
         await amo.delay()
-        await eventually(lambda: worker.processed == 1)
+        await eventually(lambda: broker.faults.attempts >= 3)
     assert ran == []
+    await app.close()
+
+
+async def test_at_most_once_runs_once_when_its_pre_ack_goes_through_again() -> None:
+    """The broker answers again after a few failed acks: the ack goes through on a retry and
+    the task runs, once; it is not lost to a passing fault."""
+    base = make_app()
+    broker = FailingAckBroker(base.broker, failures=3)
+    app = Chicory(broker=broker, backend=base.backend)  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    @app.task(name="t.amo", delivery_mode=AMO)
+    async def amo(n: int) -> int:
+        ran.append(n)
+        return n
+
+    async with serving(app):
+        assert await (await amo.delay(7)).get(timeout=5) == 7
+    assert ran == [7]
+    assert broker.faults.attempts == 4
+    counts = await base.broker.counts("default")
+    assert (counts.ready, counts.in_flight) == (0, 0)
+    await app.close()
+
+
+async def test_at_least_once_ack_that_failed_is_sent_again_not_left_for_the_lease() -> None:
+    """A post-run ack that fails is sent again until it goes through: the task runs once
+    and its delivery is settled long before its (one-minute) lease could run out."""
+    base = make_app(lease=60.0)
+    broker = FailingAckBroker(base.broker, failures=3)
+    app = Chicory(broker=broker, backend=base.backend)  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    @app.task(name="t.alo", delivery_mode=ALO)
+    async def alo(n: int) -> int:
+        ran.append(n)
+        return n
+
+    async with serving(app):
+        results = await alo.delay_many([(n,) for n in range(5)])
+        assert [await r.get(timeout=5) for r in results] == list(range(5))
+
+        async def settled() -> bool:
+            counts = await base.broker.counts("default")
+            return counts.ready == counts.in_flight == 0
+
+        await eventually(settled, timeout=5)
+    assert sorted(ran) == list(range(5))
+    await app.close()
+
+
+async def test_at_least_once_result_write_that_failed_is_sent_again() -> None:
+    """A result write that fails is sent again, then the ack follows: the task runs once,
+    its result is stored, its delivery settled (it is not handed back to run again)."""
+    base = make_app(lease=60.0)
+    backend = FailingStoreBackend(base.backend, failures=3)
+    app = Chicory(broker=base.broker, backend=backend)  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    @app.task(name="t.alo", delivery_mode=ALO)
+    async def alo(n: int) -> int:
+        ran.append(n)
+        return n
+
+    async with serving(app):
+        result = await alo.delay(3)
+
+        async def settled() -> bool:
+            counts = await base.broker.counts("default")
+            return counts.ready == counts.in_flight == 0
+
+        await eventually(settled, timeout=5)
+        assert await result.get(timeout=5) == 3
+    assert ran == [3]
+    assert backend.faults.attempts == 4
+    await app.close()
+
+
+@BOTH
+async def test_a_dead_letter_that_failed_is_sent_again(mode: DeliveryMode) -> None:
+    """Settles off the hot path are sent again too (at least once: the failure's dead
+    letter; at most once: the pre-run ack, then the dead letter goes through): the message
+    is dead-lettered once, and its delivery does not wait for a lease."""
+    base = make_app(lease=60.0)
+    broker = FailingAckBroker(base.broker, failures=3)
+    app = Chicory(broker=broker, backend=base.backend, retry_policy=RetryPolicy(max_retries=0))  # type: ignore[arg-type]
+
+    @app.task(name="t.fails", delivery_mode=mode)
+    async def fails() -> None:
+        raise ValueError("no")
+
+    async with serving(app):
+        result = await fails.delay()
+        with pytest.raises(TaskFailedError):
+            await result.get(timeout=5)
+
+        async def dead() -> bool:
+            counts = await base.broker.counts("default")
+            return counts.dead == 1 and counts.in_flight == 0
+
+        await eventually(dead, timeout=5)
+    assert len(await base.broker.dead_letters("default")) == 1
     await app.close()
 
 

@@ -4,8 +4,9 @@
 (:mod:`chicory.worker.states`), calling the ack strategy of the task's delivery mode
 (:mod:`chicory.worker.ack`) at each step and writing result records in the order DESIGN.md
 §3 requires: the result is stored before an at-least-once ack. Settles and result writes are
-shielded from cancellation and bounded by ``settle_timeout``, so a drain can neither lose
-them nor hang on them.
+shielded from cancellation and each try is bounded by ``settle_timeout``; one that fails
+because the broker could not be reached is tried again until it goes through (for at most
+``settle_timeout`` more once the worker stops), so a drain can neither lose nor hang them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute
+from chicory.worker.resend import attempt, pause, worth_retrying
 from chicory.worker.settler import Settler
 from chicory.worker.states import JobState, transition
 
@@ -106,7 +108,7 @@ class JobRunner:
         strategy = STRATEGIES[task.delivery_mode]
         if self._worker.stopping:
             state = transition(state, JobState.CANCELLED)
-            await self._settle(delivery.nack(requeue=True), "hand back", message)
+            await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
             return False
         settler = self.settler
         assert settler is not None
@@ -166,7 +168,7 @@ class JobRunner:
                     message.id,
                     "handing it back" if strategy.holds_lease else "it is lost",
                 )
-                await self._settle(strategy.abandon(delivery), "hand back", message)
+                await self._settle(lambda: strategy.abandon(delivery), "hand back", message)
             raise
         finally:
             self.running -= 1
@@ -224,9 +226,9 @@ class JobRunner:
         if not task.ignore_result:
             record = self._record(message, task, TaskState.FAILURE, error=error)
             if not await self._store(message, record, final=True) and strategy.holds_lease:
-                await self._settle(delivery.nack(requeue=True), "hand back", message)
+                await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
-        await self._settle(strategy.fail(delivery, reason), "dead-letter", message)
+        await self._settle(lambda: strategy.fail(delivery, reason), "dead-letter", message)
         self._emit(
             "chicory_task_failed",
             message,
@@ -257,7 +259,7 @@ class JobRunner:
                 message, self._record(message, task, TaskState.RETRY, error=error), final=False
             )
         await self._settle(
-            strategy.retry(delivery, self._app.broker, body, headers, not_before),
+            lambda: strategy.retry(delivery, self._app.broker, body, headers, not_before),
             "retry",
             message,
         )
@@ -286,7 +288,7 @@ class JobRunner:
                 error=error,
             )
             await self._store(message, encode_record(record), final=True)
-        await self._settle(delivery.dead_letter(reason), "dead-letter", message)
+        await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
         if "chicory_task_dead_lettered" in self._bus.active:
             self._bus.emit(
                 "chicory_task_dead_lettered",
@@ -317,26 +319,60 @@ class JobRunner:
     async def _store(self, message: TaskMessage, data: bytes, *, final: bool) -> bool:
         backend = self._app.backend
         return await self._settle(
-            backend.store(message.id, data, final=final, ttl=self._app.result_ttl),
+            lambda: backend.store(message.id, data, final=final, ttl=self._app.result_ttl),
             "result write",
             message,
         )
 
     async def _settle(
-        self, operation: Awaitable[None], what: str, message: TaskMessage | None
+        self, operation: Callable[[], Awaitable[None]], what: str, message: TaskMessage | None
     ) -> bool:
-        """Await a settle or write, shielded and bounded; return whether it succeeded."""
-        task_id = message.id if message else "?"
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._settle_timeout) as scope:
-            try:
-                await operation
-            except Exception:
-                log.exception("%s failed for task %s", what, task_id)
-                return False
-        if scope.cancelled_caught:
-            log.error("%s timed out after %.1f s for task %s", what, self._settle_timeout, task_id)
-            return False
-        return True
+        """Run a settle or write, shielded, each try bounded by ``settle_timeout``; return
+        whether it succeeded.
+
+        A failure worth retrying (:mod:`chicory.worker.resend`) is tried again after a
+        pause, until it succeeds, or (once the worker is stopping) for at most
+        ``settle_timeout`` more: the runner waits, holding its slot, instead of leaving the
+        delivery unsettled until its lease runs out.
+        """
+        failures = 0
+        stop_at = float("inf")
+        with anyio.CancelScope(shield=True):
+            while True:
+                error = await attempt(operation(), self._settle_timeout)
+                if error is None:
+                    if failures:
+                        log.info(
+                            "%s of task %s went through after %d failure(s)",
+                            what,
+                            message.id if message else "?",
+                            failures,
+                        )
+                    return True
+                worker = self._worker
+                if worker.stopping and stop_at == float("inf"):
+                    stop_at = anyio.current_time() + self._settle_timeout
+                if worker.killed or not worth_retrying(error) or anyio.current_time() >= stop_at:
+                    log.error(
+                        "%s failed for task %s: %s: %s",
+                        what,
+                        message.id if message else "?",
+                        type(error).__name__,
+                        error,
+                        exc_info=error if not worth_retrying(error) else None,
+                    )
+                    return False
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "%s failed for task %s (%s: %s); trying again until it goes through",
+                        what,
+                        message.id if message else "?",
+                        type(error).__name__,
+                        error,
+                    )
+                await anyio.sleep(pause(failures))
+        return False  # not reached: the shielded scope is never cancelled
 
     def _emit(
         self, hook: str, message: TaskMessage, task: Task[..., Any] | None = None, **fields: Any

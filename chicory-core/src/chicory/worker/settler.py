@@ -30,6 +30,18 @@ flusher batches as before.
 Flushes are shielded from cancellation and bounded by ``settle_timeout``: a drain can
 neither lose nor hang them. ``kill()`` cancels the flush in flight unshielded, like a crash:
 pending settles are simply never sent.
+
+A flush that fails because the broker or the result backend could not be reached (or did
+not answer in time) is sent again (:mod:`chicory.worker.resend`): its items go back in
+front of the pending ones, the flusher pauses (0.05 s, doubling up to 1 s), and the next
+batch carries them. A delivery is never left unsettled for its lease to run out just
+because a settle failed once: that would hold its prefetch slot for the whole lease and
+then run it again elsewhere. Each item keeps its order: a record stored is not stored
+again, an at-least-once ack still follows its record, and the runners of pre-run acks keep
+waiting, so an at-most-once task whose ack finally goes through runs (once), and one whose
+ack comes back lost (its lease ran out meanwhile) does not. After :meth:`close`, retries
+stop ``settle_timeout`` later; what is still unsettled then is handed back by the consumer
+as it closes.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import anyio
 
 from chicory.backend import ResultBackend, StoredResult
 from chicory.broker import Consumer, Delivery
+from chicory.worker.resend import attempt, pause, worth_retrying
 
 __all__ = ["Settler"]
 
@@ -59,20 +72,35 @@ class _AckBatch:
     coroutine around it.
     """
 
-    __slots__ = ("deliveries", "lost", "ok", "waiters")
+    __slots__ = ("deliveries", "lost", "moved", "ok", "settled", "waiters")
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
         self.waiters: list[tuple[asyncio.Future[bool], Delivery]] = []
         self.ok = False  # the batch went through
+        self.settled = False  # its outcome is known
         self.lost: Sequence[Delivery] = ()  # its deliveries whose lease had expired
+        self.moved: _AckBatch | None = None  # its flush failed: it is retried with this one
 
     def settle(self, ok: bool, lost: Sequence[Delivery]) -> None:
         """Record the flush's outcome and resume the runners waiting for it."""
-        self.ok, self.lost = ok, lost
+        self.ok, self.lost, self.settled = ok, lost, True
         for waiter, delivery in self.waiters:
             if not waiter.done():  # done: its runner was cancelled
                 waiter.set_result(self.acked(delivery))
+
+    def move_into(self, later: _AckBatch) -> None:
+        """Put this batch, whose flush failed, in front of ``later`` to be sent again.
+
+        A delivery whose runner stopped waiting (cancelled by a drain) is left out: it
+        stays unsettled, so the consumer hands it back as it closes.
+        """
+        gone = {id(d) for waiter, d in self.waiters if waiter.done()}
+        if gone:
+            self.deliveries = [d for d in self.deliveries if id(d) not in gone]
+        later.deliveries[:0] = self.deliveries
+        later.waiters[:0] = [(w, d) for w, d in self.waiters if not w.done()]
+        self.moved = later
 
     def acked(self, delivery: Delivery) -> bool:
         """Whether the ack of ``delivery`` was confirmed."""
@@ -124,6 +152,10 @@ class Settler:
         self._flushing = False  # a flush is in flight (the flusher's or a runner's)
         self._sent = anyio.Event()  # set when a runner's flush is done
         self._flush_scope: anyio.CancelScope | None = None
+        self._failures = 0  # flushes in a row that failed and are being sent again
+        self._resume_at = 0.0  # after a failed flush: nothing is sent before this time
+        self._give_up_at = float("inf")  # after close(): when retrying stops
+        self._killed = False
 
     def ack_before_run(self, delivery: Delivery) -> Awaitable[bool]:
         """Ack ``delivery`` in the next batch; the awaitable returned gives whether the ack
@@ -134,7 +166,7 @@ class Settler:
         """
         batch = self._acks
         batch.deliveries.append(delivery)
-        if not self._flushing and self._quiet():
+        if not self._flushing and not self._resume_at and self._quiet():
             return self._ack_from_runner(batch, delivery)
         if not self._woken:
             self._poke()
@@ -144,7 +176,16 @@ class Settler:
 
     async def _ack_from_runner(self, batch: _AckBatch, delivery: Delivery) -> bool:
         await self._send_from_runner()
-        return batch.acked(delivery)
+        retry = batch.moved
+        if retry is None:
+            return batch.acked(delivery)
+        while retry.moved is not None:  # its flush failed: wait for the one that retries it
+            retry = retry.moved
+        if retry.settled:
+            return retry.acked(delivery)
+        waiter: asyncio.Future[bool] = asyncio.Future()
+        retry.waiters.append((waiter, delivery))
+        return await waiter
 
     def finish(self, delivery: Delivery, record: StoredResult | None, *, ack: bool) -> None:
         """Queue ``record`` to be stored and then, if ``ack``, ``delivery`` to be acked."""
@@ -155,16 +196,33 @@ class Settler:
     async def send_now(self) -> None:
         """Send what is pending from the caller's task, if the worker is quiet and no flush
         is in flight; otherwise leave it to the flusher (it was woken by :meth:`finish`)."""
-        if not self._flushing and self._quiet() and (self._finishes or self._acks.deliveries):
+        if (
+            not self._flushing
+            and not self._resume_at
+            and self._quiet()
+            and (self._finishes or self._acks.deliveries)
+        ):
             await self._send_from_runner()
 
+    def unsettled(self) -> list[Delivery]:
+        """Deliveries whose settle failed and is being sent again (their leases need
+        renewing meanwhile); empty while settles go through."""
+        if not self._failures:
+            return []
+        return [*self._acks.deliveries, *(d for d, _, ack in self._finishes if ack)]
+
     def close(self) -> None:
-        """Flush what is pending, then make :meth:`run` return."""
+        """Flush what is pending, then make :meth:`run` return.
+
+        Failed settles are sent again for at most ``settle_timeout`` more seconds.
+        """
         self._closing = True
+        self._give_up_at = anyio.current_time() + self._timeout
         self._poke()
 
     def kill(self) -> None:
         """Abandon the flush in progress, as a crash would (for ``Worker.kill``)."""
+        self._killed = True
         if self._flush_scope is not None:
             self._flush_scope.shield = False
             self._flush_scope.cancel()
@@ -190,6 +248,14 @@ class Settler:
                 while self._filling():
                     await anyio.lowlevel.checkpoint()
                 continue
+            if self._resume_at:  # the last flush failed: pause before sending it again
+                now = anyio.current_time()
+                if self._giving_up():
+                    self._give_up()
+                    continue
+                if now < self._resume_at:
+                    await anyio.sleep(min(self._resume_at, self._give_up_at) - now)
+                    continue
             if await self._flush():
                 # The runners of the confirmed pre-acks resume in the next loop turn; those
                 # with quick tasks take their next delivery and queue its pre-ack right
@@ -213,30 +279,85 @@ class Settler:
         acks, self._acks = self._acks, _AckBatch()
         finishes = self._finishes[: self._max_batch]
         del self._finishes[: self._max_batch]
+        failed: BaseException | None = None
         try:
             with anyio.CancelScope(shield=True) as self._flush_scope:
                 if acks.deliveries:
-                    await self._flush_acks(acks)
+                    failed = await self._flush_acks(acks)
                 if finishes:
-                    await self._flush_finishes(finishes)
+                    failed = await self._flush_finishes(finishes) or failed
         finally:
             self._flushing = False
+        if failed is not None:
+            self._failed(failed)
+        elif self._failures:
+            log.info("settles go through again after %d failed attempt(s)", self._failures)
+            self._failures, self._resume_at = 0, 0.0
         return bool(acks.deliveries)
 
-    async def _flush_acks(self, batch: _AckBatch) -> None:
-        batch.settle(*await self._ack(batch.deliveries, "pre-run ack"))
+    def _retrying(self, error: BaseException | None) -> bool:
+        """Whether a flush that failed with ``error`` is sent again."""
+        return error is not None and worth_retrying(error) and not self._giving_up()
 
-    async def _ack(self, deliveries: list[Delivery], what: str) -> tuple[bool, Sequence[Delivery]]:
-        """``ack_many``, bounded; whether it went through, and the deliveries it reported
-        lost (their lease had expired: another worker may run them)."""
+    def _giving_up(self) -> bool:
+        return self._killed or (self._closing and anyio.current_time() >= self._give_up_at)
+
+    def _failed(self, error: BaseException) -> None:
+        """Pause before sending the failed items again."""
+        self._failures += 1
+        wait = pause(self._failures)
+        self._resume_at = anyio.current_time() + wait
+        if not self._woken:  # a runner's flush failed: the flusher sends it again
+            self._poke()
+        if self._failures == 1 or self._failures % 30 == 0:
+            log.warning(
+                "settling failed (%s: %s); %d pending settle(s) will be sent again in "
+                "%.2f s and until they go through (failed %d time(s) in a row)",
+                type(error).__name__,
+                error,
+                len(self._acks.deliveries) + len(self._finishes),
+                wait,
+                self._failures,
+            )
+
+    def _give_up(self) -> None:
+        """Stop retrying (the worker is closing): resume everyone, settle nothing more."""
+        acks, self._acks = self._acks, _AckBatch()
+        finishes, self._finishes = self._finishes, []
+        acks.settle(False, ())
+        log.error(
+            "gave up settling %d delivery(ies) at shutdown after %d failed attempt(s); the "
+            "broker delivers them again (at-least-once tasks among them may run twice)",
+            len(acks.deliveries) + len(finishes),
+            self._failures,
+        )
+        self._failures, self._resume_at = 0, 0.0
+        if finishes:
+            self._on_settled(len(finishes))
+
+    async def _flush_acks(self, batch: _AckBatch) -> BaseException | None:
+        """Send pre-run acks; on a failure worth retrying, move them to the next batch."""
+        error, lost = await self._ack(batch.deliveries, "pre-run ack")
+        if self._retrying(error):
+            batch.move_into(self._acks)
+            return error
+        batch.settle(error is None, lost)
+        return None
+
+    async def _ack(
+        self, deliveries: list[Delivery], what: str
+    ) -> tuple[BaseException | None, Sequence[Delivery]]:
+        """``ack_many``, bounded; its error (``None`` if it went through), and the
+        deliveries it reported lost (their lease had expired: another worker may run
+        them)."""
         lost: Sequence[Delivery] | None = None
 
         async def ack() -> None:
             nonlocal lost
             lost = await self._consumer.ack_many(deliveries)
 
-        ok = await self._bounded(ack(), what, len(deliveries))
-        if ok and lost:
+        error = await self._bounded(ack(), what, len(deliveries))
+        if error is None and lost:
             log.warning(
                 "%s of %d deliveries: %d had lost their lease (not settled for longer than "
                 "the broker's lease time), so another worker may run them; renew leases more "
@@ -245,34 +366,47 @@ class Settler:
                 len(deliveries),
                 len(lost),
             )
-        return ok, lost or ()
+        return error, lost or ()
 
     async def _flush_finishes(
         self, items: list[tuple[Delivery, StoredResult | None, bool]]
-    ) -> None:
+    ) -> BaseException | None:
+        """Store records, then ack; on a failure worth retrying, put back what is left."""
+        total = len(items)
         records = [record for _, record, _ in items if record is not None]
-        stored = True
         if records:
-            stored = await self._bounded(
+            error = await self._bounded(
                 self._backend.store_many(records, ttl=self._ttl), "result write", len(records)
             )
-        to_ack = [d for d, record, ack in items if ack and (stored or record is None)]
+            if self._retrying(error):
+                self._finishes[:0] = items
+                return error
+            if error is not None:  # never ack work whose result was not stored: hand it back
+                for delivery, record, ack in items:
+                    if ack and record is not None:
+                        await self._bounded(delivery.nack(requeue=True), "hand back", 1)
+                items = [item for item in items if item[1] is None]
+        to_ack = [d for d, _, ack in items if ack]
         if to_ack:
-            await self._ack(to_ack, "ack")
-        if not stored:
-            for delivery, record, ack in items:
-                if ack and record is not None:  # never ack work whose result was not stored
-                    await self._bounded(delivery.nack(requeue=True), "hand back", 1)
-        self._on_settled(len(items))
+            error, _ = await self._ack(to_ack, "ack")
+            if self._retrying(error):
+                self._finishes[:0] = [(d, None, True) for d in to_ack]  # stored already
+                if total > len(to_ack):
+                    self._on_settled(total - len(to_ack))
+                return error
+        self._on_settled(total)
+        return None
 
-    async def _bounded(self, operation: Any, what: str, count: int) -> bool:
-        with anyio.move_on_after(self._timeout) as scope:
-            try:
-                await operation
-            except Exception:
-                log.exception("%s of %d deliveries failed", what, count)
-                return False
-        if scope.cancelled_caught:
-            log.error("%s of %d deliveries timed out after %.1f s", what, count, self._timeout)
-            return False
-        return True
+    async def _bounded(self, operation: Any, what: str, count: int) -> BaseException | None:
+        """Await a settle for at most ``settle_timeout``; its error, or ``None``."""
+        error = await attempt(operation, self._timeout)
+        if error is not None and not self._retrying(error):
+            log.error(
+                "%s of %d deliveries failed: %s: %s",
+                what,
+                count,
+                type(error).__name__,
+                error,
+                exc_info=not worth_retrying(error),
+            )
+        return error

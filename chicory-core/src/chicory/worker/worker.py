@@ -324,9 +324,12 @@ class Worker:
             return
         while True:
             await anyio.sleep(interval)
-            # Running at-least-once work, and prefetched work of both modes: a delivery waiting
-            # for a free runner must not be redelivered elsewhere while this worker lives.
+            # Running at-least-once work, prefetched work of both modes (a delivery waiting for
+            # a free runner must not be redelivered elsewhere while this worker lives), and
+            # work whose settle failed and is being sent again.
             leased = self._jobs.leased() + self._inbox.waiting()
+            if self._settler is not None:
+                leased += self._settler.unsettled()
             if not leased:
                 continue
             try:
