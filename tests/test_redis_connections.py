@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chicory import Chicory, PublishOutcomeUnknownError
+from chicory.broker import OutgoingMessage
 from chicory.errors import (
     BrokerAuthenticationError,
     BrokerConnectionError,
@@ -194,3 +195,31 @@ async def test_a_command_the_acl_refuses_is_a_permission_error(locked: RedisServ
     assert "lack of permission" in str(raised.value)
     assert "redis://reader:***@" in str(raised.value)
     await app.close()
+
+
+async def test_entries_a_read_left_pending_on_a_hung_server_are_taken_back(
+    server: RedisServer,
+) -> None:
+    """A read sent to a frozen server times out; the server runs it when it resumes,
+    handing entries to this consumer that nobody saw. The consumer takes them back at
+    once, not after its (one-minute) lease."""
+    broker = RedisBroker.from_url(server.url, socket_timeout=2.5, lease_seconds=60)
+    await broker.connect()
+    async with broker.consume(["q"], prefetch=10) as consumer:
+        assert await consumer.fetch(10, timeout=0.1) == []  # the group exists
+        await broker.publish_many("q", [OutgoingMessage(body=b"%d" % n) for n in range(3)])
+        server.pause()
+        resume = threading.Timer(3.5, server.resume)
+        resume.start()
+        try:
+            async with asyncio.timeout(20):  # a third of the lease
+                found = await consumer.fetch(10, timeout=8)
+                while len(found) < 3:
+                    found = [*found, *await consumer.fetch(10, timeout=8)]
+        finally:
+            resume.join()
+        assert sorted(d.body for d in found) == [b"0", b"1", b"2"]
+        await consumer.ack_many(found)
+    counts = await broker.counts("q")
+    assert (counts.ready, counts.in_flight) == (0, 0)
+    await broker.close()

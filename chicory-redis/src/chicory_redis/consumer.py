@@ -1,28 +1,34 @@
 """The Redis broker's :class:`~chicory.broker.Consumer`: fetching, reclaiming, handing back.
 
-What a consumer holds and how it is settled lives in :mod:`chicory_redis.ledger`.
+What a consumer holds and how it is settled lives in :mod:`chicory_redis.ledger`; taking
+over entries nobody works on (reclaim, recovery after a failed read, forgetting dead
+members) in :mod:`chicory_redis.reclaim`.
 
 One consumer is one named member of each queue's consumer group. A fetch, in order:
 
 1. moves due delayed messages into the streams (the ``move_due`` script, at most every
    ``delayed_poll_interval`` and sooner when the next due time is known), so a delayed
    message never waits in anyone's prefetch buffer;
-2. every ``reclaim_interval``, reclaims entries that other consumers left idle for longer
+2. after a read failed (the connection dropped or timed out), takes back what that read
+   left pending for this consumer, unseen (three passes a second apart: a hung server may
+   run the read when it resumes), instead of leaving it for its lease to run out;
+3. every ``reclaim_interval``, reclaims entries that other consumers left idle for longer
    than ``lease_seconds`` (``XPENDING ... IDLE`` then ``XCLAIM`` with the same minimum idle
    time, so two consumers reclaiming at once never both get an entry); every reclaim is
    logged and counted in :attr:`RedisBroker.reclaimed_total`;
-3. at most once a minute (sooner if ``idle_consumer_ttl`` is shorter), deletes from each
+4. at most once a minute (sooner if ``idle_consumer_ttl`` is shorter), deletes from each
    queue's group the members with nothing pending that have read or claimed nothing for
    ``idle_consumer_ttl``: the names killed workers leave behind, which would otherwise pile up
    over restarts (the ``forget_idle`` script checks and deletes in one step, so no pending
    entry is ever deleted with a consumer; a live consumer deleted while idle is recreated by
    its next read);
-4. reads new entries with ``XREADGROUP ... COUNT <free room> BLOCK <ms>``, the block bounded
+5. reads new entries with ``XREADGROUP ... COUNT <free room> BLOCK <ms>``, the block bounded
    by the fetch timeout, ``block_ms`` and the next maintenance time.
 
 Connection errors during a fetch are logged with the redacted URL and retried after a capped
-exponential pause until the fetch times out; settle calls raise
-:class:`~chicory.errors.BrokerConnectionError` instead, leaving the delivery unsettled.
+exponential pause (with jitter) until the fetch times out; settle calls raise
+:class:`~chicory.errors.BrokerConnectionError` instead, leaving the delivery unsettled (the
+worker sends them again).
 """
 
 from __future__ import annotations
@@ -41,12 +47,18 @@ from typing import TYPE_CHECKING, Any, Self
 
 from redis import exceptions as redis_errors
 
-from chicory.errors import BrokerConnectionError, BrokerError, ConfigurationError
+from chicory.errors import (
+    BrokerAuthenticationError,
+    BrokerConnectionError,
+    BrokerError,
+    ConfigurationError,
+)
 from chicory_redis import scripts
-from chicory_redis.connection import CONNECTION_ERRORS, Backoff
+from chicory_redis.connection import CONNECTION_ERRORS, Backoff, auth_message, is_auth_error
 from chicory_redis.delivery import DeliveryState, RedisDelivery
-from chicory_redis.entries import StoredMessage, message_from_entry, message_from_fields
+from chicory_redis.entries import StoredMessage, message_from_fields
 from chicory_redis.ledger import Ledger
+from chicory_redis.reclaim import Reclaimer
 
 if TYPE_CHECKING:
     from chicory_redis.broker import RedisBroker
@@ -56,6 +68,8 @@ __all__ = ["RedisConsumer"]
 log = logging.getLogger("chicory.redis")
 
 _MOVE_BATCH = 1000
+_UNSEEN_CHECKS = 3  # passes, after a failed read, that look for entries it left pending
+_UNSEEN_SPACING = 1.0  # seconds between them (a hung server may run the read late)
 _FORGET_INTERVAL = 60.0  # seconds between passes that delete long-idle group members
 
 
@@ -87,8 +101,11 @@ class RedisConsumer:
         self._prefetch = prefetch
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ledger = Ledger(broker, self.name, self._keys)
+        self._reclaimer = Reclaimer(broker, self._ledger, self._keys, prefetch)
         self._hand_back: asyncio.Future[None] | None = None  # kept alive if close is cancelled
         self._cancelled_read = False  # a read may have left entries pending, unseen
+        self._unseen_checks = 0  # after a failed read: passes left that look for what it read
+        self._next_unseen_check = 0.0
         self._groups_ready = False
         self._next_move = 0.0
         self._next_reclaim = 0.0
@@ -146,7 +163,8 @@ class RedisConsumer:
             except asyncio.CancelledError:
                 self._cancelled_read = True
                 raise
-            except (*CONNECTION_ERRORS, BrokerConnectionError) as exc:
+            except (*CONNECTION_ERRORS, BrokerConnectionError, BrokerAuthenticationError) as exc:
+                self._unseen_checks = _UNSEEN_CHECKS
                 if self._stopped() or not await self._pause_after(exc, end - loop.time()):
                     return []
                 continue
@@ -182,13 +200,16 @@ class RedisConsumer:
     async def _pause_after(self, exc: Exception, remaining: float) -> bool:
         """Log a connection failure and back off; False if the fetch timed out meanwhile."""
         pause = self._backoff.next_pause()
-        log.warning(
-            "Redis at %s unreachable while fetching (%s: %s); retrying in %.2f s",
-            self._broker.display_url,
-            type(exc).__name__,
-            exc,
-            pause,
-        )
+        if is_auth_error(exc) or isinstance(exc, BrokerAuthenticationError):
+            log.error("%s; retrying in %.2f s", auth_message(self._broker.display_url, exc), pause)
+        else:
+            log.warning(
+                "Redis at %s unreachable while fetching (%s: %s); retrying in %.2f s",
+                self._broker.display_url,
+                type(exc).__name__,
+                exc,
+                pause,
+            )
         if remaining <= 0:
             return False
         await asyncio.sleep(min(pause, remaining))
@@ -200,15 +221,21 @@ class RedisConsumer:
             await self._ensure_groups()
         if loop.time() >= self._next_move:
             await self._move_due()
+        if self._unseen_checks and loop.time() >= self._next_unseen_check:
+            found = await self._reclaimer.recover_unseen(room)
+            self._unseen_checks -= 1
+            self._next_unseen_check = loop.time() + _UNSEEN_SPACING
+            if found:
+                return found
         if loop.time() >= self._next_reclaim:
             self._next_reclaim = loop.time() + self._settings.reclaim_interval
-            reclaimed = await self._reclaim(room)
+            reclaimed = await self._reclaimer.reclaim(room)
             if reclaimed:
                 return reclaimed
         ttl = self._settings.idle_consumer_ttl
         if ttl is not None and loop.time() >= self._next_forget:
             self._next_forget = loop.time() + min(_FORGET_INTERVAL, ttl)
-            await self._forget_idle_consumers(ttl)
+            await self._reclaimer.forget_idle(ttl)
         now = loop.time()
         wait = min(
             remaining,
@@ -246,72 +273,6 @@ class RedisConsumer:
             elif next_due >= 0:
                 next_move = min(next_move, mono + max((next_due - now_ms) / 1000, 0.001))
         self._next_move = next_move
-
-    async def _reclaim(self, room: int) -> list[RedisDelivery]:
-        client, settings = self._broker.client, self._settings
-        lease_ms = max(1, int(settings.lease_seconds * 1000))
-        found: list[RedisDelivery] = []
-        for k in self._keys:
-            want = room - len(found)
-            if want <= 0:
-                break
-            idle: Any = await client.xpending_range(
-                k.stream, k.group, "-", "+", want, idle=lease_ms
-            )
-            if not idle:
-                continue
-            times = {_text(p["message_id"]): int(p["times_delivered"]) for p in idle}
-            claimed: Any = await client.xclaim(k.stream, k.group, self.name, lease_ms, list(times))
-            admitted: list[tuple[StoredMessage, int]] = []
-            for entry_id, fields in claimed:
-                if fields is None:
-                    continue
-                message = message_from_entry(entry_id, fields)
-                self._ledger.expire(k.stream, message.entry_id)
-                count = message.prior + times.get(message.entry_id, 0) + 1
-                admitted.append((message, count))
-            if admitted:
-                self._broker.note_reclaimed(k.queue, len(admitted))
-                log.warning(
-                    "reclaimed %d message(s) of queue %r left idle over %.1f s by a dead or "
-                    "stalled consumer: %s",
-                    len(admitted),
-                    k.queue,
-                    settings.lease_seconds,
-                    ", ".join(m.message_id for m, _ in admitted[:10]),
-                )
-                found.extend(await self._ledger.admit(k, admitted))
-        return found
-
-    async def _forget_idle_consumers(self, ttl: float) -> None:
-        """Delete the group members killed workers left behind (see ``idle_consumer_ttl``).
-
-        A refusal (say, an ACL without ``XGROUP DELCONSUMER``) is logged and fetching goes
-        on; connection errors propagate to the fetch's retry loop.
-        """
-        ttl_ms = max(1, int(ttl * 1000))
-        calls = [
-            scripts.Call(scripts.FORGET_IDLE, (k.stream,), (k.group, ttl_ms, self.name))
-            for k in self._keys
-        ]
-        results = await scripts.run_many(self._broker.client, calls)
-        for k, result in zip(self._keys, results, strict=True):
-            if isinstance(result, CONNECTION_ERRORS):
-                raise result
-            if isinstance(result, Exception):
-                log.warning(
-                    "could not remove idle consumers from queue %r's group: %s", k.queue, result
-                )
-            elif result:
-                names = [_text(name) for name in result]
-                log.info(
-                    "removed %d consumer(s) from queue %r's group, idle over %.0f s with "
-                    "nothing pending (left by workers that did not close): %s",
-                    len(names),
-                    k.queue,
-                    ttl,
-                    ", ".join(names[:10]),
-                )
 
     async def _xreadgroup(self, streams: Sequence[str], count: int, block_ms: int | None) -> Any:
         """``XREADGROUP ... >`` as Redis replies (the client leaves this reply unparsed)."""
@@ -376,45 +337,12 @@ class RedisConsumer:
                 pipe.xgroup_delconsumer(k.stream, k.group, self.name)
         await pipe.execute(raise_on_error=False)
 
-    async def _hand_back_unseen(self) -> None:
-        """Give back the entries pending for this consumer that no fetch returned.
-
-        Called on close, after the held deliveries went back, and only if a fetch was
-        cancelled: then whatever is still pending for this consumer's name was read by that
-        fetch and never seen by anyone, so it goes back with its delivery uncounted.
-        """
-        client = self._broker.client
-        for k in self._keys:
-            try:
-                pending: Any = await client.xpending_range(
-                    k.stream, k.group, "-", "+", self._prefetch, consumername=self.name
-                )
-            except redis_errors.ResponseError as exc:
-                if "NOGROUP" in str(exc):  # the queue was deleted: nothing to give back
-                    continue
-                raise
-            ids: list[Any] = [_text(p["message_id"]) for p in pending]
-            if not ids:
-                continue
-            claimed: Any = await client.xclaim(k.stream, k.group, self.name, 0, ids)
-            batch = [
-                (message, message.prior)
-                for message in (message_from_entry(e, f) for e, f in claimed if f is not None)
-            ]
-            if batch:
-                log.info(
-                    "handing back %d message(s) of queue %r read by a cancelled fetch",
-                    len(batch),
-                    k.queue,
-                )
-                await self._ledger.admit(k, batch)  # the ledger is closed: it gives them back
-
     async def _hand_back_all(self, held: list[RedisDelivery]) -> None:
         try:
             if held:
                 await self._ledger.give_back(held, recount=True)
             if self._cancelled_read:
-                await self._hand_back_unseen()
+                await self._reclaimer.hand_back_unseen()
             await self._leave_groups()
         except (*CONNECTION_ERRORS, redis_errors.RedisError) as exc:
             log.warning(
