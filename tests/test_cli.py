@@ -57,6 +57,52 @@ def test_unreachable_broker_is_one_clear_error(
     assert "Traceback" not in err
 
 
+def test_worker_help_warns_that_command_line_urls_are_visible(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--help"])
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "visible to other users in the process list" in out
+    assert "--broker-file" in out
+    assert "--backend-file" in out
+
+
+@pytest.mark.parametrize("given", ["--broker", "--broker-file"])
+def test_a_broker_password_never_reaches_the_output(
+    given: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The URL comes from the command line or a file; the error (an unreachable server)
+    names the server, never the password."""
+    monkeypatch.setattr("chicory.worker.tune_gc", lambda: None)
+    url = "redis://app:zq7-xv9%2F@127.0.0.1:1/0"
+    monkeypatch.setenv("CHICORY_BROKER_URL", "redis://127.0.0.1:2/0")  # the option wins
+    monkeypatch.delitem(sys.modules, "worker_app", raising=False)
+    secret = tmp_path / "broker-url"
+    secret.write_text(url + "\n")
+    value = url if given == "--broker" else str(secret)
+    code = main(["worker", "worker_app:app", given, value])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "could not connect" in err
+    assert "127.0.0.1:1" in err
+    assert "zq7" not in err
+
+
+def test_an_unreadable_broker_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker", "worker_app:app", "--broker-file", str(tmp_path / "none")]) == 2
+    assert "cannot read --broker-file" in capsys.readouterr().err
+    (tmp_path / "empty").write_text("\n")
+    assert main(["worker", "worker_app:app", "--broker-file", str(tmp_path / "empty")]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
 def test_bad_app_path_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "no_such_module:app"]) == 2
     assert "cannot import 'no_such_module'" in capsys.readouterr().err

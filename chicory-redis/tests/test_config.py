@@ -107,3 +107,36 @@ def test_every_option_is_documented_with_its_default() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "redis.md").read_text()
     for name in OPTIONS:
         assert f"| `{name}` |" in docs, f"option {name!r} is missing from docs/redis.md"
+
+
+NASTY = ["zq7/xv9", "zq7?xv9", "zq7#xv9", "zq7@xv9", "s3cr/t#?x@y", "12/34"]
+
+
+@pytest.mark.parametrize("password", NASTY)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis://:{p}@localhost:6379/0",
+        "redis://app:{p}@localhost/2?lease_seconds=3",
+        "unix://:{p}@/tmp/redis.sock",
+        "redis://localhost/0?password={p}",
+        "redis://app:{p}@localhost/0?nope=1",
+    ],
+)
+def test_a_password_with_reserved_characters_is_never_shown(template: str, password: str) -> None:
+    """Unencoded '/', '?', '#' or '@' cut a URL in the wrong places: the error says to
+    percent-encode, and shows the URL redacted, never a piece of the password."""
+    with pytest.raises(ConfigurationError) as caught:
+        parse_settings(template.format(p=password))
+    message = str(caught.value)
+    assert password not in message
+    for piece in password.replace("?", "/").replace("#", "/").replace("@", "/").split("/"):
+        if len(piece) > 1:
+            assert piece not in message
+    assert "***" in message or "unknown Redis option 'password'" in message
+
+
+def test_a_percent_encoded_password_is_read() -> None:
+    settings = parse_settings("redis://app:s3cr%2Ft%23%3Fx%40y@localhost/0")
+    assert settings.password == "s3cr/t#?x@y"
+    assert settings.display_url == "redis://app:***@localhost:6379/0"

@@ -3,12 +3,19 @@
 Commands::
 
     chicory worker MODULE:APP [--queue Q ...] [--concurrency N] [--prefetch N]
-                   [--drain-timeout S] [--no-gc-tuning] [--broker URL] [--backend URL]
+                   [--drain-timeout S] [--no-gc-tuning]
+                   [--broker URL | --broker-file PATH] [--backend URL | --backend-file PATH]
     chicory plugins
     chicory dead {list,replay,delete,purge} MODULE:APP [--queue Q] [ID]
     chicory workers MODULE:APP
     chicory conformance TARGET
-    chicory demo [--tasks N] [--broker URL]
+    chicory demo [--tasks N] [--broker URL | --broker-file PATH]
+
+A URL given on the command line is visible to every user of the machine (``ps``, ``/proc``):
+for URLs with a password, use ``CHICORY_BROKER_URL`` / ``CHICORY_BACKEND_URL`` or the
+``--broker-file`` / ``--backend-file`` options, which read the URL from a file (a mounted
+secret, say). Everything the command prints or logs has its URLs redacted
+(:mod:`chicory.redact`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,7 +35,7 @@ from chicory.app import BACKEND_ENV, BROKER_ENV, Chicory
 from chicory.errors import ChicoryError
 from chicory.plugins import BackendKind, PluginHost
 from chicory.records import WorkerInfo, decode_record
-from chicory.redact import redact_url
+from chicory.redact import RedactingFormatter, redact_text, redact_url
 
 __all__ = ["load_app", "main"]
 
@@ -84,8 +92,33 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave Python's garbage collector at its defaults (see chicory.worker.tuning)",
     )
-    worker.add_argument("--broker", help=f"broker URL (sets {BROKER_ENV} before import)")
-    worker.add_argument("--backend", help=f"result backend URL (sets {BACKEND_ENV})")
+    broker = worker.add_mutually_exclusive_group()
+    broker.add_argument(
+        "--broker",
+        metavar="URL",
+        help=f"broker URL (sets {BROKER_ENV} before the app is imported; default: that "
+        f"variable, else memory://). {_VISIBLE}",
+    )
+    broker.add_argument(
+        "--broker-file",
+        metavar="PATH",
+        type=Path,
+        help="read the broker URL from this file (its first line): keeps a password out of "
+        "the process list",
+    )
+    backend = worker.add_mutually_exclusive_group()
+    backend.add_argument(
+        "--backend",
+        metavar="URL",
+        help=f"result backend URL (sets {BACKEND_ENV}; default: that variable, else the "
+        f"broker's URL when its plugin offers a result backend). {_VISIBLE}",
+    )
+    backend.add_argument(
+        "--backend-file",
+        metavar="PATH",
+        type=Path,
+        help="read the result backend URL from this file (its first line)",
+    )
 
     sub.add_parser("plugins", help="list installed broker and result-backend plugins")
 
@@ -105,28 +138,53 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run tasks of both delivery modes through a worker")
     demo.add_argument("--tasks", type=int, default=300, help="tasks to enqueue (default 300)")
-    demo.add_argument("--broker", default="memory://")
+    demo_broker = demo.add_mutually_exclusive_group()
+    demo_broker.add_argument(
+        "--broker", metavar="URL", help=f"broker URL (default memory://). {_VISIBLE}"
+    )
+    demo_broker.add_argument(
+        "--broker-file", metavar="PATH", type=Path, help="read the broker URL from this file"
+    )
     return parser
+
+
+_VISIBLE = (
+    "A URL on the command line is visible to other users in the process list (ps): for a "
+    f"URL with a password, use {BROKER_ENV}/{BACKEND_ENV} or the -file option instead"
+)
+
+
+def _url(url: str | None, path: Path | None, option: str) -> str | None:
+    """The URL given directly, or read from the first line of a file."""
+    if path is None:
+        return url
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ChicoryError(f"cannot read {option} {path}: {exc.strerror or exc}") from None
+    first = lines[0].strip() if lines else ""
+    if not first:
+        raise ChicoryError(f"{option} {path} is empty; put the URL on its first line")
+    return first
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
     try:
         return _dispatch(args)
     except ChicoryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except BaseExceptionGroup as group:
         errors, rest = group.split(ChicoryError)
         if errors is None or rest is not None:
             raise
         for error in _leaves(errors):
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -155,21 +213,24 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from chicory.demo import run_demo
 
-        return anyio.run(run_demo, args.tasks, args.broker)
+        broker = _url(args.broker, args.broker_file, "--broker-file") or "memory://"
+        return anyio.run(run_demo, args.tasks, broker)
     raise AssertionError(args.command)
 
 
 def _worker(args: argparse.Namespace) -> int:
     from chicory.worker import Worker, tune_gc
 
-    if args.broker:
-        os.environ[BROKER_ENV] = args.broker
-    if args.backend:
-        os.environ[BACKEND_ENV] = args.backend
+    broker = _url(args.broker, args.broker_file, "--broker-file")
+    backend = _url(args.backend, args.backend_file, "--backend-file")
+    if broker:
+        os.environ[BROKER_ENV] = broker
+    if backend:
+        os.environ[BACKEND_ENV] = backend
     app = load_app(args.app)
-    if args.broker and app.broker_description != redact_url(args.broker):
+    if broker and app.broker_description != redact_url(broker):
         raise ChicoryError(
-            f"--broker {redact_url(args.broker)} was given, but the app names its broker "
+            f"--broker {redact_url(broker)} was given, but the app names its broker "
             f"explicitly ({app.broker_description}); create it with Chicory() to let "
             f"{BROKER_ENV} or --broker choose"
         )

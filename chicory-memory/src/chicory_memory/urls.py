@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from chicory.errors import ConfigurationError
+from chicory.redact import redact_url
 
 __all__ = ["parse_memory_url"]
 
@@ -22,15 +23,16 @@ def parse_memory_url(url: str, allowed: Mapping[str, type | None]) -> dict[str, 
     Raises:
         ConfigurationError: not a ``memory://`` URL, or an unknown or unparsable option.
     """
+    shown = redact_url(url)
     parts = urlsplit(url)
     if parts.scheme.lower() != "memory":
-        raise ConfigurationError(f"expected a memory:// URL, got {url!r}")
+        raise ConfigurationError(f"expected a memory:// URL, got {shown!r}")
     options: dict[str, Any] = {}
     for name, raw in parse_qsl(parts.query, keep_blank_values=True):
         if name not in allowed:
             known = ", ".join(sorted(allowed)) or "none"
             raise ConfigurationError(
-                f"unknown option {name!r} in {url!r}; memory:// accepts: {known}"
+                f"unknown option {name!r} in {shown!r}; memory:// accepts: {known}"
             )
         kind = allowed[name]
         if kind is None:
@@ -39,6 +41,6 @@ def parse_memory_url(url: str, allowed: Mapping[str, type | None]) -> dict[str, 
             options[name] = kind(raw)
         except ValueError:
             raise ConfigurationError(
-                f"option {name}={raw!r} in {url!r} is not a valid {kind.__name__}"
+                f"option {name}={raw!r} in {shown!r} is not a valid {kind.__name__}"
             ) from None
     return options

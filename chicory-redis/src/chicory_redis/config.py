@@ -248,6 +248,35 @@ class RedisSettings:
         return kwargs
 
 
+def _unencoded_userinfo(url: str) -> bool:
+    """Whether a password seems to hold a character that ends the user info of a URL.
+
+    ``redis://user:pa/ss@host`` reads as host ``user``, port ``pa`` and path ``/ss@host``:
+    the ``@`` that ends the user info lies beyond the first ``/``, ``?`` or ``#``, and what
+    comes before that is no ``host[:port]``.
+    """
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return False
+    rest = url[scheme_end + 3 :]
+    at = rest.rfind("@")
+    if at < 0:
+        return False
+    head = rest[:at]
+    if "@" in head:
+        return True
+    cuts = [i for i in (head.find(c) for c in "/?#") if i >= 0]
+    if not cuts:
+        return False
+    authority = head[: min(cuts)]
+    if ":" not in authority:
+        return False  # the '@' is in the path or query (a client_name, say)
+    if url[:scheme_end].lower() == "unix":
+        return True  # no host, no port: a ':' can only start a password
+    port = authority.rsplit(":", 1)[1]
+    return not port.isdigit()
+
+
 def parse_settings(url: str, **options: Any) -> RedisSettings:
     """Parse a ``redis://``, ``rediss://`` or ``unix://`` URL and options into settings.
 
@@ -260,6 +289,12 @@ def parse_settings(url: str, **options: Any) -> RedisSettings:
             contains the password.
     """
     shown = redact_url(url)
+    if _unencoded_userinfo(url):
+        raise ConfigurationError(
+            f"the user name or password in {shown} holds a '/', '?', '#' or '@' that is not "
+            "percent-encoded, so the URL cannot be read; encode them (urllib.parse.quote("
+            "password, safe='') turns '/' into %2F, '?' into %3F, '#' into %23, '@' into %40)"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -283,8 +318,10 @@ def parse_settings(url: str, **options: Any) -> RedisSettings:
             try:
                 fields["db"] = int(db_text)
             except ValueError:
+                what = f"database {db_text!r}" if "@" not in db_text else "the database"
                 raise ConfigurationError(
-                    f"database {db_text!r} in {shown!r} is not a number"
+                    f"{what} in {shown!r} is not a number (a '/' in a password must be "
+                    "percent-encoded as %2F)"
                 ) from None
     raw: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
     raw.update(options)
@@ -292,8 +329,11 @@ def parse_settings(url: str, **options: Any) -> RedisSettings:
         convert = OPTIONS.get(name)
         if convert is None:
             known = ", ".join(sorted(OPTIONS))
+            where = ""
+            if name.lower() in {"password", "pass", "username", "user"}:
+                where = "; credentials go in the URL's user info: redis://user:password@host"
             raise ConfigurationError(
-                f"unknown Redis option {name!r} (for {shown}); known options: {known}"
+                f"unknown Redis option {name!r} (for {shown}){where}; known options: {known}"
             )
         try:
             fields[name] = convert(value)

@@ -19,6 +19,7 @@ from typing import Final, TextIO
 
 from chicory.errors import ChicoryError
 from chicory.plugins import BackendKind, PluginHost
+from chicory.redact import redact_url
 
 __all__ = ["run_conformance"]
 
@@ -94,7 +95,7 @@ def run_conformance(
 
     from chicory.testing.report import ResultCollector, format_table
 
-    print(f"Chicory conformance suite: broker {spec.name!r} ({url})", file=stream)
+    print(f"Chicory conformance suite: broker {spec.name!r} ({redact_url(url)})", file=stream)
     collector = ResultCollector(summary=False)
     with tempfile.TemporaryDirectory(prefix="chicory-conformance-") as tmp:
         project = Path(tmp)

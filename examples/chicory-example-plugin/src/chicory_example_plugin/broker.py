@@ -25,6 +25,7 @@ import anyio
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.clock import to_epoch
 from chicory.errors import BrokerError, ConfigurationError, MessageTooLargeError
+from chicory.redact import redact_url
 from chicory_example_plugin.consumer import ExampleConsumer
 from chicory_example_plugin.store import Store
 
@@ -83,7 +84,7 @@ class ExampleBroker:
         """
         parts = urlsplit(url)
         if parts.scheme != "example":
-            raise ConfigurationError(f"expected an example:// URL, got {url!r}")
+            raise ConfigurationError(f"expected an example:// URL, got {redact_url(url)!r}")
         kinds: dict[str, Any] = {
             "lease_seconds": float,
             "max_deliveries": int,
@@ -92,7 +93,7 @@ class ExampleBroker:
         parsed: dict[str, Any] = {}
         for name, raw in parse_qsl(parts.query):
             if name not in kinds:
-                raise ConfigurationError(f"unknown option {name!r} in {url!r}")
+                raise ConfigurationError(f"unknown option {name!r} in {redact_url(url)!r}")
             parsed[name] = kinds[name](raw)
         parsed.update(options)
         return cls(parts.path or ":memory:", **parsed)
