@@ -30,6 +30,8 @@ R = TypeVar("R")
 BROKER_ENV: Final = "CHICORY_BROKER_URL"
 BACKEND_ENV: Final = "CHICORY_BACKEND_URL"
 DEFAULT_URL: Final = "memory://"
+DEFAULT_MAX_RESULT_BYTES: Final = 1024 * 1024
+"""Largest result record stored by default (see ``docs/reliability.md``, sizing)."""
 
 
 class Chicory:
@@ -46,7 +48,11 @@ class Chicory:
         delivery_mode: Default delivery mode of tasks that name none.
         retry_policy: Default retry policy of tasks that name none.
         validation_mode: Default validation mode of tasks that name none.
-        result_ttl: Seconds a result is kept.
+        result_ttl: Seconds a result is kept (a task's own ``result_ttl`` overrides it).
+        max_result_bytes: Largest result record a worker stores (1 MiB by default; a
+            task's own ``max_result_bytes`` overrides it): a task returning more fails with
+            :class:`~chicory.errors.ResultTooLargeError`. ``None`` stores results of any
+            size.
         max_message_bytes: Largest encoded message ``delay()`` accepts.
         signing_key: Sign messages with HMAC-SHA256 and reject unsigned ones.
         track_started: Record a ``STARTED`` state when a run begins (default off: it costs
@@ -67,20 +73,26 @@ class Chicory:
         retry_policy: RetryPolicy | None = None,
         validation_mode: ValidationMode = ValidationMode.INPUTS,
         result_ttl: float = 86400.0,
+        max_result_bytes: int | None = DEFAULT_MAX_RESULT_BYTES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         signing_key: bytes | str | None = None,
         track_started: bool = False,
         broker_options: Mapping[str, Any] | None = None,
         backend_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if result_ttl <= 0:
+        if not result_ttl > 0:
             raise ConfigurationError(f"result_ttl must be positive, got {result_ttl}")
+        if max_result_bytes is not None and max_result_bytes < 1:
+            raise ConfigurationError(
+                f"max_result_bytes must be at least 1 (or None), got {max_result_bytes}"
+            )
         self.plugins = PluginHost(load_entry_points=load_entry_points, plugins=plugins)
         self.default_queue = default_queue
         self.delivery_mode = DeliveryMode(delivery_mode)
         self.retry_policy = retry_policy or RetryPolicy()
         self.validation_mode = ValidationMode(validation_mode)
         self.result_ttl = result_ttl
+        self.max_result_bytes = max_result_bytes
         self.track_started = track_started
         key = signing_key.encode() if isinstance(signing_key, str) else signing_key
         self.codec = Codec(max_message_bytes=max_message_bytes, signing_key=key)
@@ -131,6 +143,8 @@ class Chicory:
         queue: str | None = None,
         timeout: float | None = None,
         track_started: bool | None = None,
+        result_ttl: float | None = None,
+        max_result_bytes: int | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -145,6 +159,8 @@ class Chicory:
         queue: str | None = None,
         timeout: float | None = None,
         track_started: bool | None = None,
+        result_ttl: float | None = None,
+        max_result_bytes: int | None = None,
     ) -> Any:
         """Register a function as a task; use as ``@app.task`` or ``@app.task(...)``.
 
@@ -159,6 +175,9 @@ class Chicory:
             timeout: Seconds a run may take.
             track_started: Record a ``STARTED`` state when a run begins (one more result
                 write per run); overrides the app default.
+            result_ttl: Seconds this task's results are kept; overrides the app's.
+            max_result_bytes: Largest result record stored for this task; overrides the
+                app's.
 
         Raises:
             TaskRegistrationError: the name is taken or the signature cannot be used.
@@ -182,6 +201,8 @@ class Chicory:
                 queue=queue or self.default_queue,
                 timeout=timeout,
                 track_started=self.track_started if track_started is None else track_started,
+                result_ttl=result_ttl,
+                max_result_bytes=max_result_bytes,
             )
             self.tasks[task_name] = task
             return task

@@ -51,6 +51,15 @@ class ResultValidationError(ChicoryError, TypeError):
     """A task returned a value that does not match its return annotation."""
 
 
+class ResultTooLargeError(ResultValidationError):
+    """A task returned a value whose stored record would exceed ``max_result_bytes``.
+
+    The run counts as failed and is not retried (the result would not fit the next time
+    either): store large data elsewhere and return a reference to it, or raise the task's
+    ``max_result_bytes``.
+    """
+
+
 class MessageDecodeError(ChicoryError):
     """A message body is not a valid Chicory envelope (corrupt, foreign or tampered)."""
 

@@ -69,6 +69,9 @@ class Task(Generic[P, R]):
         queue: The default queue.
         timeout: Seconds a run may take before it is cancelled and counted as a failure.
         track_started: Record a ``STARTED`` state when a run begins.
+        result_ttl: Seconds its results are kept (the app's ``result_ttl`` unless set).
+        max_result_bytes: Largest result record stored (the app's unless set; ``None``:
+            no limit).
     """
 
     def __init__(
@@ -84,9 +87,19 @@ class Task(Generic[P, R]):
         queue: str,
         timeout: float | None,
         track_started: bool = False,
+        result_ttl: float | None = None,
+        max_result_bytes: int | None = None,
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"task {name!r}: timeout must be positive, got {timeout}")
+        if result_ttl is not None and not result_ttl > 0:
+            raise ConfigurationError(
+                f"task {name!r}: result_ttl must be positive, got {result_ttl}"
+            )
+        if max_result_bytes is not None and max_result_bytes < 1:
+            raise ConfigurationError(
+                f"task {name!r}: max_result_bytes must be at least 1, got {max_result_bytes}"
+            )
         self.app = app
         self.fn = fn
         self.name = name
@@ -97,6 +110,10 @@ class Task(Generic[P, R]):
         self.queue = queue
         self.timeout = timeout
         self.track_started = track_started and not ignore_result
+        self.result_ttl = app.result_ttl if result_ttl is None else result_ttl
+        self.max_result_bytes = (
+            app.max_result_bytes if max_result_bytes is None else max_result_bytes
+        )
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = Signature(name, fn, app.value_converter)
         self.__doc__ = fn.__doc__

@@ -54,9 +54,10 @@ class AckStrategy(Protocol):
         ...
 
     def after_success(
-        self, delivery: Delivery, record: StoredResult | None, settler: Settler
+        self, delivery: Delivery, record: StoredResult | None, settler: Settler, ttl: float
     ) -> None:
-        """Called after the function returned, with its result record to store (if any)."""
+        """Called after the function returned, with its result record to store (if any)
+        and how long to keep it."""
         ...
 
     async def retry(
@@ -94,10 +95,10 @@ class AtMostOnce:
         return settler.ack_before_run(delivery)
 
     def after_success(
-        self, delivery: Delivery, record: StoredResult | None, settler: Settler
+        self, delivery: Delivery, record: StoredResult | None, settler: Settler, ttl: float
     ) -> None:
         """Store the result; there is nothing to ack (it was acked before the run)."""
-        settler.finish(delivery, record, ack=False)
+        settler.finish(delivery, record, ack=False, ttl=ttl)
 
     async def retry(
         self,
@@ -129,10 +130,10 @@ class AtLeastOnce:
         return True
 
     def after_success(
-        self, delivery: Delivery, record: StoredResult | None, settler: Settler
+        self, delivery: Delivery, record: StoredResult | None, settler: Settler, ttl: float
     ) -> None:
         """Store the result, then ack (in that order, batched with other tasks' settles)."""
-        settler.finish(delivery, record, ack=True)
+        settler.finish(delivery, record, ack=True, ttl=ttl)
 
     async def retry(
         self,

@@ -27,15 +27,16 @@ from chicory.envelope import TaskMessage
 from chicory.errors import (
     ArgumentValidationError,
     MessageDecodeError,
+    ResultTooLargeError,
     ResultValidationError,
 )
 from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
 from chicory.task import Task
+from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute
-from chicory.worker.resend import attempt, pause, worth_retrying
 from chicory.worker.settler import Settler
 from chicory.worker.states import JobState, transition
 
@@ -194,15 +195,20 @@ class JobRunner:
             if not task.ignore_result or task.validation_mode.checks_outputs:
                 value = task.signature.dump_result(outcome.value, task.validation_mode)
             if not task.ignore_result:
-                record = StoredResult(
-                    task_id=message.id,
-                    data=self._record(message, task, TaskState.SUCCESS, result=value),
-                    final=True,
-                )
+                data = self._record(message, task, TaskState.SUCCESS, result=value)
+                limit = task.max_result_bytes
+                if limit is not None and len(data) > limit:
+                    raise ResultTooLargeError(
+                        f"task {task.name!r} returned a result of {len(data)} bytes once "
+                        f"encoded, over its max_result_bytes={limit}: store large data "
+                        "elsewhere and return a reference to it, or raise the limit "
+                        "(@app.task(max_result_bytes=...))"
+                    )
+                record = StoredResult(task_id=message.id, data=data, final=True)
         except (ResultValidationError, TypeError) as exc:
             return Outcome(error=exc, runtime=outcome.runtime)
         transition(_RUNNING, _SUCCEEDED)
-        strategy.after_success(delivery, record, settler)
+        strategy.after_success(delivery, record, settler, task.result_ttl)
         if self._bus.active:
             self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
         return None
@@ -318,8 +324,10 @@ class JobRunner:
 
     async def _store(self, message: TaskMessage, data: bytes, *, final: bool) -> bool:
         backend = self._app.backend
+        task = self._tasks.get(message.task)
+        ttl = task.result_ttl if task is not None else self._app.result_ttl
         return await self._settle(
-            lambda: backend.store(message.id, data, final=final, ttl=self._app.result_ttl),
+            lambda: backend.store(message.id, data, final=final, ttl=ttl),
             "result write",
             message,
         )
@@ -327,52 +335,16 @@ class JobRunner:
     async def _settle(
         self, operation: Callable[[], Awaitable[None]], what: str, message: TaskMessage | None
     ) -> bool:
-        """Run a settle or write, shielded, each try bounded by ``settle_timeout``; return
-        whether it succeeded.
-
-        A failure worth retrying (:mod:`chicory.worker.resend`) is tried again after a
-        pause, until it succeeds, or (once the worker is stopping) for at most
-        ``settle_timeout`` more: the runner waits, holding its slot, instead of leaving the
-        delivery unsettled until its lease runs out.
-        """
-        failures = 0
-        stop_at = float("inf")
-        with anyio.CancelScope(shield=True):
-            while True:
-                error = await attempt(operation(), self._settle_timeout)
-                if error is None:
-                    if failures:
-                        log.info(
-                            "%s of task %s went through after %d failure(s)",
-                            what,
-                            message.id if message else "?",
-                            failures,
-                        )
-                    return True
-                worker = self._worker
-                if worker.stopping and stop_at == float("inf"):
-                    stop_at = anyio.current_time() + self._settle_timeout
-                if worker.killed or not worth_retrying(error) or anyio.current_time() >= stop_at:
-                    log.error(
-                        "%s failed for task %s: %s: %s",
-                        what,
-                        message.id if message else "?",
-                        type(error).__name__,
-                        error,
-                        exc_info=error if not worth_retrying(error) else None,
-                    )
-                    return False
-                failures += 1
-                if failures == 1:
-                    log.warning(
-                        "%s failed for task %s (%s: %s); trying again until it goes through",
-                        what,
-                        message.id if message else "?",
-                        type(error).__name__,
-                        error,
-                    )
-                await anyio.sleep(pause(failures))
-        return False  # not reached: the shielded scope is never cancelled
+        """Run a settle or write until it goes through (see :func:`resend.until_done`);
+        return whether it did."""
+        worker = self._worker
+        return await resend.until_done(
+            operation,
+            what=f"{what} of task {message.id if message else '?'}",
+            timeout=self._settle_timeout,
+            stopping=lambda: worker.stopping,
+            killed=lambda: worker.killed,
+        )
 
     def _emit(
         self, hook: str, message: TaskMessage, task: Task[..., Any] | None = None, **fields: Any

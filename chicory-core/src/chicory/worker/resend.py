@@ -18,8 +18,9 @@ fix (the consumer was closed, a capability is missing, a programming error).
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import anyio
@@ -32,7 +33,9 @@ from chicory.errors import (
     ResultBackendError,
 )
 
-__all__ = ["PAUSE_FIRST", "PAUSE_MAX", "attempt", "pause", "worth_retrying"]
+__all__ = ["PAUSE_FIRST", "PAUSE_MAX", "attempt", "pause", "until_done", "worth_retrying"]
+
+log = logging.getLogger("chicory.worker")
 
 PAUSE_FIRST: Final = 0.05
 """Seconds before the first repeat of a failed settle."""
@@ -70,3 +73,61 @@ async def attempt(operation: Awaitable[object], timeout: float) -> BaseException
     if scope.cancelled_caught:
         return TimeoutError(f"no answer within {timeout:.1f} s")
     return None
+
+
+async def until_done(
+    operation: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    timeout: float,
+    stopping: Callable[[], bool],
+    killed: Callable[[], bool],
+) -> bool:
+    """Run ``operation()`` shielded, each try bounded by ``timeout``, until it succeeds.
+
+    A failure worth retrying is tried again after a :func:`pause`, for as long as it takes,
+    or, once ``stopping()`` holds, for at most ``timeout`` more seconds; ``killed()`` stops
+    at once. The caller (a runner) waits meanwhile, holding its slot, instead of leaving
+    the delivery unsettled until its lease runs out.
+
+    Args:
+        operation: Makes the awaitable of one try.
+        what: What it does, for the logs ("dead-letter of task 1f3c...").
+        timeout: Longest single try, and how long tries go on once stopping.
+        stopping: Whether the worker is stopping.
+        killed: Whether the worker was killed.
+
+    Returns:
+        Whether it went through.
+    """
+    failures = 0
+    stop_at = float("inf")
+    with anyio.CancelScope(shield=True):
+        while True:
+            error = await attempt(operation(), timeout)
+            if error is None:
+                if failures:
+                    log.info("%s went through after %d failure(s)", what, failures)
+                return True
+            if stopping() and stop_at == float("inf"):
+                stop_at = anyio.current_time() + timeout
+            retry = worth_retrying(error)
+            if killed() or not retry or anyio.current_time() >= stop_at:
+                log.error(
+                    "%s failed: %s: %s",
+                    what,
+                    type(error).__name__,
+                    error,
+                    exc_info=None if retry else error,
+                )
+                return False
+            failures += 1
+            if failures == 1:
+                log.warning(
+                    "%s failed (%s: %s); trying again until it goes through",
+                    what,
+                    type(error).__name__,
+                    error,
+                )
+            await anyio.sleep(pause(failures))
+    return False  # not reached: the shielded scope is never cancelled

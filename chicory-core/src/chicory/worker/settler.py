@@ -55,56 +55,13 @@ import anyio
 
 from chicory.backend import ResultBackend, StoredResult
 from chicory.broker import Consumer, Delivery
+from chicory.worker.batches import AckBatch, Finish, by_ttl
 from chicory.worker.resend import attempt, pause, worth_retrying
 
 __all__ = ["Settler"]
 
+
 log = logging.getLogger("chicory.worker")
-
-
-class _AckBatch:
-    """Pre-run acks flushed together, and the runners waiting for their outcome.
-
-    Each waiting runner awaits a future of its own (so cancelling one runner cancels only
-    its future), resolved by :meth:`settle` to whether its ack was confirmed. A runner of
-    quick at-most-once tasks suspends on one of these on every task, so the wait is the
-    future itself: no ``anyio.Event`` (two more layers of calls on asyncio) and no
-    coroutine around it.
-    """
-
-    __slots__ = ("deliveries", "lost", "moved", "ok", "settled", "waiters")
-
-    def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
-        self.waiters: list[tuple[asyncio.Future[bool], Delivery]] = []
-        self.ok = False  # the batch went through
-        self.settled = False  # its outcome is known
-        self.lost: Sequence[Delivery] = ()  # its deliveries whose lease had expired
-        self.moved: _AckBatch | None = None  # its flush failed: it is retried with this one
-
-    def settle(self, ok: bool, lost: Sequence[Delivery]) -> None:
-        """Record the flush's outcome and resume the runners waiting for it."""
-        self.ok, self.lost, self.settled = ok, lost, True
-        for waiter, delivery in self.waiters:
-            if not waiter.done():  # done: its runner was cancelled
-                waiter.set_result(self.acked(delivery))
-
-    def move_into(self, later: _AckBatch) -> None:
-        """Put this batch, whose flush failed, in front of ``later`` to be sent again.
-
-        A delivery whose runner stopped waiting (cancelled by a drain) is left out: it
-        stays unsettled, so the consumer hands it back as it closes.
-        """
-        gone = {id(d) for waiter, d in self.waiters if waiter.done()}
-        if gone:
-            self.deliveries = [d for d in self.deliveries if id(d) not in gone]
-        later.deliveries[:0] = self.deliveries
-        later.waiters[:0] = [(w, d) for w, d in self.waiters if not w.done()]
-        self.moved = later
-
-    def acked(self, delivery: Delivery) -> bool:
-        """Whether the ack of ``delivery`` was confirmed."""
-        return self.ok and (not self.lost or all(lost is not delivery for lost in self.lost))
 
 
 class Settler:
@@ -144,8 +101,8 @@ class Settler:
         self._filling = filling
         self._quiet = quiet
         self._max_batch = max_batch
-        self._acks = _AckBatch()
-        self._finishes: list[tuple[Delivery, StoredResult | None, bool]] = []
+        self._acks = AckBatch()
+        self._finishes: list[Finish] = []
         self._wake = anyio.Event()
         self._woken = False  # ``_wake`` is set already: setting it again is a wasted call
         self._closing = False
@@ -174,7 +131,7 @@ class Settler:
         batch.waiters.append((waiter, delivery))
         return waiter
 
-    async def _ack_from_runner(self, batch: _AckBatch, delivery: Delivery) -> bool:
+    async def _ack_from_runner(self, batch: AckBatch, delivery: Delivery) -> bool:
         await self._send_from_runner()
         retry = batch.moved
         if retry is None:
@@ -187,9 +144,17 @@ class Settler:
         retry.waiters.append((waiter, delivery))
         return await waiter
 
-    def finish(self, delivery: Delivery, record: StoredResult | None, *, ack: bool) -> None:
-        """Queue ``record`` to be stored and then, if ``ack``, ``delivery`` to be acked."""
-        self._finishes.append((delivery, record, ack))
+    def finish(
+        self,
+        delivery: Delivery,
+        record: StoredResult | None,
+        *,
+        ack: bool,
+        ttl: float | None = None,
+    ) -> None:
+        """Queue ``record`` to be stored (kept ``ttl`` seconds, by default ``result_ttl``)
+        and then, if ``ack``, ``delivery`` to be acked."""
+        self._finishes.append((delivery, record, ack, self._ttl if ttl is None else ttl))
         if not self._woken:  # the check, not the call: this runs once per task
             self._poke()
 
@@ -209,7 +174,7 @@ class Settler:
         renewing meanwhile); empty while settles go through."""
         if not self._failures:
             return []
-        return [*self._acks.deliveries, *(d for d, _, ack in self._finishes if ack)]
+        return [*self._acks.deliveries, *(d for d, _, ack, _ in self._finishes if ack)]
 
     def close(self) -> None:
         """Flush what is pending, then make :meth:`run` return.
@@ -276,7 +241,7 @@ class Settler:
             Whether pre-run acks were sent (their runners are about to resume).
         """
         self._flushing = True
-        acks, self._acks = self._acks, _AckBatch()
+        acks, self._acks = self._acks, AckBatch()
         finishes = self._finishes[: self._max_batch]
         del self._finishes[: self._max_batch]
         failed: BaseException | None = None
@@ -322,7 +287,7 @@ class Settler:
 
     def _give_up(self) -> None:
         """Stop retrying (the worker is closing): resume everyone, settle nothing more."""
-        acks, self._acks = self._acks, _AckBatch()
+        acks, self._acks = self._acks, AckBatch()
         finishes, self._finishes = self._finishes, []
         acks.settle(False, ())
         log.error(
@@ -335,7 +300,7 @@ class Settler:
         if finishes:
             self._on_settled(len(finishes))
 
-    async def _flush_acks(self, batch: _AckBatch) -> BaseException | None:
+    async def _flush_acks(self, batch: AckBatch) -> BaseException | None:
         """Send pre-run acks; on a failure worth retrying, move them to the next batch."""
         error, lost = await self._ack(batch.deliveries, "pre-run ack")
         if self._retrying(error):
@@ -368,34 +333,53 @@ class Settler:
             )
         return error, lost or ()
 
-    async def _flush_finishes(
-        self, items: list[tuple[Delivery, StoredResult | None, bool]]
-    ) -> BaseException | None:
+    async def _flush_finishes(self, items: list[Finish]) -> BaseException | None:
         """Store records, then ack; on a failure worth retrying, put back what is left."""
         total = len(items)
-        records = [record for _, record, _ in items if record is not None]
+        records = [(record, ttl) for _, record, _, ttl in items if record is not None]
         if records:
-            error = await self._bounded(
-                self._backend.store_many(records, ttl=self._ttl), "result write", len(records)
-            )
+            error = await self._store(records)
             if self._retrying(error):
                 self._finishes[:0] = items
                 return error
             if error is not None:  # never ack work whose result was not stored: hand it back
-                for delivery, record, ack in items:
+                for delivery, record, ack, _ in items:
                     if ack and record is not None:
                         await self._bounded(delivery.nack(requeue=True), "hand back", 1)
                 items = [item for item in items if item[1] is None]
-        to_ack = [d for d, _, ack in items if ack]
+        to_ack = [d for d, _, ack, _ in items if ack]
         if to_ack:
             error, _ = await self._ack(to_ack, "ack")
             if self._retrying(error):
-                self._finishes[:0] = [(d, None, True) for d in to_ack]  # stored already
+                stored = [(d, None, True, 0.0) for d in to_ack]
+                self._finishes[:0] = stored
                 if total > len(to_ack):
                     self._on_settled(total - len(to_ack))
                 return error
         self._on_settled(total)
         return None
+
+    async def _store(self, records: list[tuple[StoredResult, float]]) -> BaseException | None:
+        """``store_many`` of ``records``: one call, or one per ttl when tasks with a
+        ``result_ttl`` of their own finished in the same batch (each record is stored for
+        its own task's time)."""
+        ttl = records[0][1]
+        if all(other == ttl for _, other in records):
+            batch = [record for record, _ in records]
+            return await self._bounded(
+                self._backend.store_many(batch, ttl=ttl), "result write", len(batch)
+            )
+        errors = [
+            error
+            for batch, ttl in by_ttl(records)
+            if (
+                error := await self._bounded(
+                    self._backend.store_many(batch, ttl=ttl), "result write", len(batch)
+                )
+            )
+            is not None
+        ]
+        return errors[0] if errors else None
 
     async def _bounded(self, operation: Any, what: str, count: int) -> BaseException | None:
         """Await a settle for at most ``settle_timeout``; its error, or ``None``."""
