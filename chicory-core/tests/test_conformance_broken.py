@@ -118,14 +118,20 @@ def build(*, lease_seconds, max_deliveries):
     return Broker(MemoryBroker(lease_seconds=lease_seconds, max_deliveries=max_deliveries))
 
 
+def limited(*, max_count, max_age):
+    if defect() == "dead_letters_unbounded":  # declares limits, keeps every dead letter
+        return Broker(MemoryBroker(dead_letter_max_count=None, dead_letter_max_age=None))
+    return Broker(MemoryBroker(dead_letter_max_count=max_count, dead_letter_max_age=max_age))
+
+
 @pytest.fixture
 def chicory_broker_harness():
-    return BrokerHarness(factory=build, patience=2.0)
+    return BrokerHarness(factory=build, patience=2.0, dead_letter_limits=limited)
 """
 
 SUITES = """
 from chicory.testing import (
-    BrokerBasicsSuite, BrokerDeliverySuite, BrokerSettlementSuite, WorkerSuite,
+    BrokerBasicsSuite, BrokerDeliverySuite, BrokerSettlementSuite, DeadLetterSuite, WorkerSuite,
 )
 
 class TestBasics(BrokerBasicsSuite):
@@ -138,6 +144,9 @@ class TestDelivery(BrokerDeliverySuite):
     pass
 
 class TestWorker(WorkerSuite):
+    pass
+
+class TestDeadLetters(DeadLetterSuite):
     pass
 """
 
@@ -156,6 +165,10 @@ CASES = {
     "duplicates": ("no_duplicates", {"delivery.no_duplicates"}),
     "extend_ignored": ("lease_extension", {"delivery.lease_extension"}),
     "lost_lease_unreported": ("ack_reports_lost_lease", {"delivery.ack_reports_lost_lease"}),
+    "dead_letters_unbounded": (
+        "max_count or max_age",
+        {"deadletter.max_count", "deadletter.max_age"},
+    ),
 }
 
 

@@ -26,6 +26,9 @@ def chicory_broker_harness() -> BrokerHarness:
         factory=lambda *, lease_seconds, max_deliveries: MemoryBroker(
             lease_seconds=lease_seconds, max_deliveries=max_deliveries
         ),
+        dead_letter_limits=lambda *, max_count, max_age: MemoryBroker(
+            dead_letter_max_count=max_count, dead_letter_max_age=max_age
+        ),
         name="memory",
     )
 

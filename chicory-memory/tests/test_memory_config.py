@@ -26,7 +26,22 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         shared=False,
         max_body_bytes=None,
         lease_seconds=30.0,
+        dead_letter_max_count=10_000,
+        dead_letter_max_age=30 * 24 * 3600.0,
     )
+
+
+def test_dead_letter_limits_come_from_the_url_and_none_lifts_them() -> None:
+    limited = MemoryBroker.from_url("memory://?dead_letter_max_count=5&dead_letter_max_age=60")
+    assert limited.capabilities.dead_letter_max_count == 5
+    assert limited.capabilities.dead_letter_max_age == 60.0
+    unlimited = MemoryBroker.from_url(
+        "memory://?dead_letter_max_count=none&dead_letter_max_age=none"
+    )
+    assert unlimited.capabilities.dead_letter_max_count is None
+    assert unlimited.capabilities.dead_letter_max_age is None
+    with pytest.raises(ConfigurationError, match="dead_letter_max_count"):
+        MemoryBroker(dead_letter_max_count=0)
 
 
 async def test_broker_and_consumer_satisfy_the_protocols() -> None:

@@ -512,3 +512,24 @@ async def test_entries_in_the_earlier_layout_and_broken_packed_ones_still_decode
             4,
         )
         await again.ack()
+
+
+async def test_dead_letters_over_the_limit_are_dropped_by_every_path(
+    make_broker: BrokerFactory, raw_redis: aioredis.Redis, prefix: str
+) -> None:
+    """A dead letter recorded by dead_letter(), by an after-ack copy or by max_deliveries
+    (the requeue script) trims the queue's dead-letter stream to the newest ones; the
+    queue's own stream is never trimmed."""
+    broker = await make_broker(max_deliveries=1, dead_letter_max_count=2)
+    await broker.publish_many("q", [OutgoingMessage(body=b"%d" % n) for n in range(6)])
+    async with broker.consume(["q"], prefetch=6) as consumer:
+        d0, d1, d2, d3, d4, d5 = await consumer.fetch(6, timeout=1)
+        await d0.dead_letter("by hand")
+        await d1.ack()
+        await d1.dead_letter("a copy after the ack")
+        for d in (d2, d3, d4):
+            await d.nack(requeue=True)  # delivered max_deliveries times: dead-lettered
+        assert await raw_redis.xlen(f"{prefix}:{{q:q}}:dead") == 2  # before any listing
+        assert [d.body for d in await broker.dead_letters("q")] == [b"3", b"4"]
+        assert (await broker.counts("q")).in_flight == 1  # d5, untouched
+        await d5.ack()

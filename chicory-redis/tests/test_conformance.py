@@ -32,6 +32,15 @@ REDIS_URL = os.environ.get("CHICORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PREFIX = f"chicory-conformance-{uuid.uuid4().hex[:8]}"
 
 
+def _limited(*, max_count: int, max_age: float) -> Broker:
+    return RedisBroker.from_url(
+        REDIS_URL,
+        key_prefix=PREFIX,
+        dead_letter_max_count=max_count,
+        dead_letter_max_age=max_age,
+    )
+
+
 def _broker(*, lease_seconds: float, max_deliveries: int | None) -> Broker:
     return RedisBroker.from_url(
         REDIS_URL,
@@ -66,7 +75,9 @@ async def _purge_results(backend: ResultBackend, ids: Sequence[str]) -> None:
 @pytest.fixture
 def chicory_broker_harness() -> BrokerHarness:
     """The Redis broker under test."""
-    return BrokerHarness(factory=_broker, purge=_purge_queues, name="redis")
+    return BrokerHarness(
+        factory=_broker, purge=_purge_queues, dead_letter_limits=_limited, name="redis"
+    )
 
 
 @pytest.fixture

@@ -62,6 +62,10 @@ class Capabilities:
             its own.
         lease_seconds: how long a held delivery stays leased without renewal, when the
             broker has leases; workers renew every third of it unless told otherwise.
+        dead_letter_max_count: the most dead letters the broker keeps per queue (recording
+            one more drops the oldest), or ``None`` for no limit.
+        dead_letter_max_age: seconds after which the broker drops a dead letter (it is
+            neither listed nor counted from then on), or ``None`` for no limit.
     """
 
     delayed_delivery: bool = True
@@ -73,6 +77,8 @@ class Capabilities:
     shared: bool = False
     max_body_bytes: int | None = None
     lease_seconds: float | None = None
+    dead_letter_max_count: int | None = None
+    dead_letter_max_age: float | None = None
 
 
 @attrs.frozen(kw_only=True)

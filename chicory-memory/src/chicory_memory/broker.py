@@ -15,7 +15,7 @@ processes. While the broker is not connected, every operation raises
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -24,17 +24,29 @@ from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCount
 from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, ConfigurationError
 from chicory_memory.consumer import MemoryConsumer
+from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT
 from chicory_memory.store import MemoryStore
-from chicory_memory.urls import parse_memory_url
+from chicory_memory.urls import optional_float, optional_int, parse_memory_url
 
 __all__ = ["MemoryBroker"]
 
-_URL_OPTIONS: dict[str, type | None] = {
+_URL_OPTIONS: dict[str, Callable[[str], Any] | None] = {
     "lease_seconds": float,
     "max_deliveries": int,
     "max_body_bytes": int,
+    "dead_letter_max_count": optional_int,
+    "dead_letter_max_age": optional_float,
 }
-_CONSTRUCTOR_OPTIONS = frozenset({"lease_seconds", "max_deliveries", "clock", "max_body_bytes"})
+_CONSTRUCTOR_OPTIONS = frozenset(
+    {
+        "lease_seconds",
+        "max_deliveries",
+        "clock",
+        "max_body_bytes",
+        "dead_letter_max_count",
+        "dead_letter_max_age",
+    }
+)
 
 
 class MemoryBroker:
@@ -48,6 +60,10 @@ class MemoryBroker:
             for no limit.
         clock: Source of time for leases, delays and ``dead_at`` (default: the real clock).
         max_body_bytes: Largest body accepted; ``None`` for no limit.
+        dead_letter_max_count: Dead letters kept per queue, the oldest dropped first
+            (10,000 by default); ``None`` for no limit.
+        dead_letter_max_age: Seconds a dead letter is kept (30 days by default); ``None``
+            for no limit.
 
     Raises:
         ConfigurationError: an option is out of range.
@@ -60,6 +76,8 @@ class MemoryBroker:
         max_deliveries: int | None = None,
         clock: Clock | None = None,
         max_body_bytes: int | None = None,
+        dead_letter_max_count: int | None = DEFAULT_MAX_COUNT,
+        dead_letter_max_age: float | None = DEFAULT_MAX_AGE,
     ) -> None:
         if not lease_seconds > 0:
             raise ConfigurationError(f"lease_seconds must be positive, got {lease_seconds}")
@@ -72,6 +90,8 @@ class MemoryBroker:
             lease_seconds=lease_seconds,
             max_deliveries=max_deliveries,
             max_body_bytes=max_body_bytes,
+            dead_letter_max_count=dead_letter_max_count,
+            dead_letter_max_age=dead_letter_max_age,
         )
         self._capabilities = Capabilities(
             delayed_delivery=True,
@@ -83,16 +103,19 @@ class MemoryBroker:
             shared=False,
             max_body_bytes=max_body_bytes,
             lease_seconds=lease_seconds,
+            dead_letter_max_count=dead_letter_max_count,
+            dead_letter_max_age=dead_letter_max_age,
         )
         self._connected = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryBroker:
-        """Build a broker from ``memory://[?lease_seconds=..&max_deliveries=..&max_body_bytes=..]``.
+        """Build a broker from ``memory://[?lease_seconds=..&max_deliveries=..&...]``.
 
         Args:
-            url: The URL; its query may set ``lease_seconds``, ``max_deliveries`` and
-                ``max_body_bytes``.
+            url: The URL; its query may set ``lease_seconds``, ``max_deliveries``,
+                ``max_body_bytes``, ``dead_letter_max_count`` and ``dead_letter_max_age``
+                (``none`` for no limit).
             **options: Keyword arguments of the constructor; they override the URL.
 
         Raises:
@@ -233,6 +256,7 @@ class MemoryBroker:
         state = self._store.queues.get(queue)
         if state is None or limit <= 0:
             return []
+        self._store.dead_letters.trim(state, self._clock.time())
         return list(itertools.islice(state.dead.values(), limit))
 
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:

@@ -33,10 +33,12 @@ __all__ = ["MemoryResultBackend"]
 
 # The app gives the result backend the broker's URL when both are memory://, so the
 # broker's options are accepted here and ignored.
-_URL_OPTIONS: dict[str, type | None] = {
+_URL_OPTIONS: dict[str, type | None] = {  # the broker's options, accepted and ignored
     "lease_seconds": None,
     "max_deliveries": None,
     "max_body_bytes": None,
+    "dead_letter_max_count": None,
+    "dead_letter_max_age": None,
 }
 
 

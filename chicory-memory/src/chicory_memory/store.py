@@ -15,7 +15,8 @@ Where things are stored:
     Queued messages are plain tuples (:data:`~chicory_memory.model.Message`), so a backlog
     costs the garbage collector nothing.
   - ``in_flight``: how many of the queue's messages consumers hold unsettled.
-  - ``dead``: its dead letters by id, oldest first (dicts keep insertion order).
+  - ``dead``: its dead letters by id, oldest first (dicts keep insertion order), kept
+    within the dead-letter limits by :mod:`chicory_memory.dead`.
   - ``waiters``: events of fetches waiting for one of its messages.
 
 * ``Subscription.held``: the deliveries one consumer holds, by token, in fetch order.
@@ -39,10 +40,10 @@ import heapq
 import itertools
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 
-from chicory.broker import DeadLetter, QueueCounts
+from chicory.broker import QueueCounts
 from chicory.errors import DeliveryStateError, MessageTooLargeError
+from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT, DeadLetters
 from chicory_memory.model import (
     DELIVERIES,
     DeliveryState,
@@ -69,10 +70,18 @@ class MemoryStore:
         max_deliveries: Dead-letter a message instead of delivering it once more after
             this many deliveries; ``None`` for no limit.
         max_body_bytes: Largest accepted body; ``None`` for no limit.
+        dead_letter_max_count: Dead letters kept per queue (:mod:`chicory_memory.dead`).
+        dead_letter_max_age: Seconds a dead letter is kept.
     """
 
     def __init__(
-        self, *, lease_seconds: float, max_deliveries: int | None, max_body_bytes: int | None
+        self,
+        *,
+        lease_seconds: float,
+        max_deliveries: int | None,
+        max_body_bytes: int | None,
+        dead_letter_max_count: int | None = DEFAULT_MAX_COUNT,
+        dead_letter_max_age: float | None = DEFAULT_MAX_AGE,
     ) -> None:
         self.lease_seconds = lease_seconds
         self.max_deliveries = max_deliveries
@@ -83,7 +92,9 @@ class MemoryStore:
         self.subscriptions: set[Subscription] = set()
         self._prefix = prefix = secrets.token_hex(4)
         self._message_numbers = itertools.count(1)
-        self._dead_ids = (f"{prefix}-dead-{n}" for n in itertools.count(1))
+        self.dead_letters = DeadLetters(
+            max_count=dead_letter_max_count, max_age=dead_letter_max_age, prefix=prefix
+        )
         self._seq = itertools.count()
 
     # -- publishing ------------------------------------------------------------------------
@@ -331,7 +342,7 @@ class MemoryStore:
             self._release(held, DeliveryState.SETTLED)
         else:
             return
-        self.bury(held.queue, held.message, reason, held.count, now)
+        self.dead_letters.bury(held.queue, held.message, reason, held.count, now)
 
     def give_back(
         self, released: list[Held], now: float, *, front: bool, delay: float | None = None
@@ -352,7 +363,7 @@ class MemoryStore:
             queue, message = held.queue, held.message
             deliveries = message[DELIVERIES]
             if limit is not None and deliveries >= limit:
-                self.bury(
+                self.dead_letters.bury(
                     queue,
                     message,
                     f"delivered {deliveries} times without being settled (max_deliveries={limit})",
@@ -372,22 +383,6 @@ class MemoryStore:
 
     # -- dead letters ----------------------------------------------------------------------
 
-    def bury(
-        self, queue: QueueState, message: Message, reason: str, count: int, now: float
-    ) -> None:
-        """Record ``message`` as a dead letter of ``queue``."""
-        dead_id = next(self._dead_ids)
-        _, body, headers, _ = message
-        queue.dead[dead_id] = DeadLetter(
-            id=dead_id,
-            queue=queue.name,
-            body=body,
-            headers=dict(headers),
-            reason=reason,
-            delivery_count=count,
-            dead_at=datetime.fromtimestamp(now, UTC),
-        )
-
     def replay(self, name: str, dead_id: str, now: float) -> bool:
         """Put a dead letter back on its queue as a new ready message."""
         queue = self.queues.get(name)
@@ -404,6 +399,7 @@ class MemoryStore:
         if queue is None:
             return QueueCounts()
         self.promote(queue, now)
+        self.dead_letters.trim(queue, now)
         return QueueCounts(
             ready=len(queue.ready),
             in_flight=queue.in_flight,

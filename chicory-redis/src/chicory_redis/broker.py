@@ -78,6 +78,8 @@ class RedisBroker:
             shared=True,
             max_body_bytes=self._settings.max_body_bytes,
             lease_seconds=self._settings.lease_seconds,
+            dead_letter_max_count=self._settings.dead_letter_max_count,
+            dead_letter_max_age=self._settings.dead_letter_max_age,
         )
 
     @classmethod
@@ -314,7 +316,13 @@ class RedisBroker:
         k, client = self._keys.queue(queue), self.client
         with broker_errors(self.display_url, f"count queue {queue!r}"):
             now_ms = int(self._clock.time() * 1000)
-            await scripts.run(client, scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, 1000))
+            calls = [
+                scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, 1000)),
+                self._trim_dead_call(k),
+            ]
+            for result in await scripts.run_many(client, calls):
+                if isinstance(result, Exception):
+                    raise result
             pipe = client.pipeline(transaction=False)
             pipe.xinfo_groups(k.stream)
             pipe.xlen(k.stream)
@@ -335,11 +343,18 @@ class RedisBroker:
         return QueueCounts(ready=ready, in_flight=in_flight, delayed=int(delayed), dead=int(dead))
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
-        """List up to ``limit`` dead letters of ``queue``, oldest first (``XRANGE``)."""
+        """List up to ``limit`` dead letters of ``queue``, oldest first (``XRANGE``), after
+        dropping those over the dead-letter limits."""
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"list dead letters of {queue!r}"):
+            call = self._trim_dead_call(k)
+            await scripts.run(self.client, call.script, call.keys, call.args)
             entries: Any = await self.client.xrange(k.dead, "-", "+", count=limit)
         return [dead_letter_from_entry(queue, eid, fields) for eid, fields in entries]
+
+    def _trim_dead_call(self, k: QueueKeys) -> scripts.Call:
+        """Drop the dead letters of a queue over the limits (before listing or counting)."""
+        return scripts.Call(scripts.TRIM_DEAD, (k.dead,), self._settings.dead_letter_limits())
 
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
         """Put a dead letter back on its queue (same id, body and headers), atomically.

@@ -29,6 +29,12 @@ DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 
 REDIS_MAX_BODY_BYTES: Final = 512 * 1024 * 1024
 
+DEFAULT_DEAD_LETTER_MAX_COUNT: Final = 10_000
+"""Dead letters kept per queue by default (as by the memory broker)."""
+
+DEFAULT_DEAD_LETTER_MAX_AGE: Final = 30 * 24 * 3600.0
+"""Seconds a dead letter is kept by default: 30 days (as by the memory broker)."""
+
 
 def _bool(value: object) -> bool:
     if isinstance(value, bool):
@@ -74,6 +80,8 @@ OPTIONS: Final[Mapping[str, Callable[[Any], Any]]] = {
     "block_ms": _int,
     "delayed_poll_interval": _float,
     "max_deliveries": _optional_int,
+    "dead_letter_max_count": _optional_int,
+    "dead_letter_max_age": _optional_float,
     "max_body_bytes": _int,
     "result_ttl": _float,
     "max_connections": _int,
@@ -127,6 +135,10 @@ class RedisSettings:
             this late).
         max_deliveries: Dead-letter a message instead of delivering it a
             ``max_deliveries + 1``-th time; ``None`` for no limit.
+        dead_letter_max_count: Dead letters kept per queue, the oldest dropped first;
+            ``None`` keeps every one.
+        dead_letter_max_age: Seconds a dead letter is kept (by the server's clock); ``None``
+            keeps them however old.
         max_body_bytes: Largest body accepted by ``publish``.
         result_ttl: TTL (s) of result records stored with a non-positive ``ttl``.
         max_connections: Size of the connection pool.
@@ -162,6 +174,12 @@ class RedisSettings:
     block_ms: int = attrs.field(default=1000, validator=_positive)
     delayed_poll_interval: float = attrs.field(default=0.5, validator=_positive)
     max_deliveries: int | None = attrs.field(default=None, validator=_positive)
+    dead_letter_max_count: int | None = attrs.field(
+        default=DEFAULT_DEAD_LETTER_MAX_COUNT, validator=_positive
+    )
+    dead_letter_max_age: float | None = attrs.field(
+        default=DEFAULT_DEAD_LETTER_MAX_AGE, validator=_positive
+    )
     max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=_positive)
     result_ttl: float = attrs.field(default=86400.0, validator=_positive)
     max_connections: int = attrs.field(default=50, validator=_positive)
@@ -220,6 +238,12 @@ class RedisSettings:
         if self.scheme == "unix":
             return redact_url(f"unix://{auth}{self.path}?db={self.db}")
         return f"{self.scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def dead_letter_limits(self) -> tuple[str, str]:
+        """The dead-letter limits as script arguments: count and age in ms, ``""`` for none."""
+        count = "" if self.dead_letter_max_count is None else str(self.dead_letter_max_count)
+        age = self.dead_letter_max_age
+        return count, "" if age is None else str(max(1, int(age * 1000)))
 
     def connection_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for a ``redis.asyncio`` connection pool (no connection class)."""

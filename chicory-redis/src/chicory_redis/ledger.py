@@ -208,6 +208,7 @@ class Ledger:
                 str(prior),
                 raw_headers,
                 body,
+                *self._settings.dead_letter_limits(),
             ),
         )
 
@@ -275,6 +276,7 @@ class Ledger:
             message.body,
             reason,
             math.floor(self.now() * 1000),
+            *self._settings.dead_letter_limits(),
         )
         what = f"dead-letter message {message.message_id}"
         if not entry_id:

@@ -48,6 +48,7 @@ __all__ = [
     "REQUEUE",
     "STORE_RESULT",
     "STORE_RESULTS",
+    "TRIM_DEAD",
     "Call",
     "Script",
     "chunked",
@@ -75,6 +76,19 @@ class Script:
     def _sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
+
+_TRIM_DEAD = """
+-- Dead letters are the one stream trimmed: exactly, oldest first, by count and by age (the
+-- age by the stream ids, which are the server's clock). Never used on a queue's stream.
+local function trim_dead(dead, keep, max_age_ms)
+  if max_age_ms ~= '' then
+    local now = redis.call('TIME')
+    local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    redis.call('XTRIM', dead, 'MINID', oldest - tonumber(max_age_ms))
+  end
+  if keep ~= '' then redis.call('XTRIM', dead, 'MAXLEN', tonumber(keep)) end
+end
+"""
 
 _OWNED = """
 local function owned(stream, group, consumer, id)
@@ -196,10 +210,11 @@ in Lua, cost ``redis-server`` ~0.6 us more per message; ``benchmarks/layout.py``
 REQUEUE: Final = Script(
     "requeue",
     _OWNED
+    + _TRIM_DEAD
     + """
 -- KEYS: stream, delayed, dead.
 -- ARGV: group, consumer, entry id, due ms ('' = now, '-' = drop), max deliveries ('' = none),
---       now ms, message id, n, headers, body.
+--       now ms, message id, n, headers, body, dead letters kept ('' = all), their max age ms.
 -- Returns 0 (not ours: nothing done), 1 (done), 2 (dead-lettered at max deliveries).
 local stream, delayed, dead = KEYS[1], KEYS[2], KEYS[3]
 if not owned(stream, ARGV[1], ARGV[2], ARGV[3]) then return 0 end
@@ -211,6 +226,7 @@ if limit ~= '' and tonumber(n) >= tonumber(limit) then
   redis.call('XADD', dead, '*', 'id', mid, 'n', n, 'headers', headers, 'body', body,
     'reason', 'delivered ' .. n .. ' times without being settled (max_deliveries=' .. limit .. ')',
     'dead_at', ARGV[6])
+  trim_dead(dead, ARGV[11], ARGV[12])
   return 2
 end
 local packed = mid .. '\\n' .. n .. '\\n' .. headers .. '\\n' .. body
@@ -231,19 +247,35 @@ and by a closing consumer handing its entries back.
 DEAD_LETTER: Final = Script(
     "dead_letter",
     _OWNED
+    + _TRIM_DEAD
     + """
 -- KEYS: stream, dead. ARGV: group, consumer, entry id ('' = record a copy only),
---       message id, n, headers, body, reason, dead_at ms. Returns the dead letter id or nil.
+--       message id, n, headers, body, reason, dead_at ms, dead letters kept ('' = all),
+--       their max age ms ('' = any). Returns the dead letter id or nil.
 if ARGV[3] ~= '' then
   if not owned(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return false end
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
   redis.call('XDEL', KEYS[1], ARGV[3])
 end
-return redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'n', ARGV[5], 'headers', ARGV[6],
+local id = redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'n', ARGV[5], 'headers', ARGV[6],
   'body', ARGV[7], 'reason', ARGV[8], 'dead_at', ARGV[9])
+trim_dead(KEYS[2], ARGV[10], ARGV[11])
+return id
 """,
 )
-"""Move an entry to the dead-letter stream with why, when and how often, atomically."""
+"""Move an entry to the dead-letter stream with why, when and how often, atomically, and
+drop the queue's dead letters over the limits."""
+
+TRIM_DEAD: Final = Script(
+    "trim_dead",
+    _TRIM_DEAD
+    + """
+-- KEYS: dead. ARGV: dead letters kept ('' = all), their max age ms ('' = any).
+trim_dead(KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XLEN', KEYS[1])
+""",
+)
+"""Drop a queue's dead letters over the limits (before they are listed or counted)."""
 
 RENEW: Final = Script(
     "renew",
@@ -381,6 +413,7 @@ ALL_SCRIPTS: Final = (
     REPLAY,
     STORE_RESULT,
     STORE_RESULTS,
+    TRIM_DEAD,
 )
 
 Arg = str | bytes | int | float

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chicory.testing.guarantees import GUARANTEES, Guarantee, Level
-    from chicory.testing.harness import BrokerFactory, BrokerHarness, ResultBackendHarness
+    from chicory.testing.harness import (
+        BrokerFactory,
+        BrokerHarness,
+        DeadLetterLimitsFactory,
+        ResultBackendHarness,
+    )
     from chicory.testing.suite_basics import BrokerBasicsSuite
     from chicory.testing.suite_dead_letters import DeadLetterSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
@@ -36,6 +41,7 @@ _WHERE = {
     "Level": "guarantees",
     "BrokerFactory": "harness",
     "BrokerHarness": "harness",
+    "DeadLetterLimitsFactory": "harness",
     "ResultBackendHarness": "harness",
     "BrokerBasicsSuite": "suite_basics",
     "DeadLetterSuite": "suite_dead_letters",
@@ -74,6 +80,7 @@ __all__ = [
     "BrokerHarness",
     "BrokerSettlementSuite",
     "BrokerStatefulSuite",
+    "DeadLetterLimitsFactory",
     "DeadLetterSuite",
     "Guarantee",
     "Level",

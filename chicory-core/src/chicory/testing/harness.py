@@ -30,6 +30,7 @@ __all__ = [
     "BrokerEnv",
     "BrokerFactory",
     "BrokerHarness",
+    "DeadLetterLimitsFactory",
     "ResultBackendHarness",
     "ResultsEnv",
 ]
@@ -49,6 +50,19 @@ class BrokerFactory(Protocol):
                 (SQS: visibility timeout; Redis: idle time before reclaim).
             max_deliveries: Deliveries after which the broker dead-letters a message by
                 itself, or ``None`` for no limit.
+        """
+        ...
+
+
+class DeadLetterLimitsFactory(Protocol):
+    """Builds a new, unconnected broker that keeps its dead letters bounded."""
+
+    def __call__(self, *, max_count: int, max_age: float) -> Broker:
+        """Return a new broker (with a long lease and no delivery limit).
+
+        Args:
+            max_count: The most dead letters it keeps per queue (it drops the oldest).
+            max_age: Seconds after which it drops a dead letter.
         """
         ...
 
@@ -76,6 +90,9 @@ class BrokerHarness:
         known_failures: Guarantee ids the broker is known to break, each with why; those
             tests are expected to fail (strict xfail: they fail the run once they pass).
         name: How reports name the broker.
+        dead_letter_limits: Builds a broker with small dead-letter limits (see
+            :class:`DeadLetterLimitsFactory`); needed when the broker declares
+            ``dead_letter_max_count`` or ``dead_letter_max_age``, whose guarantees use it.
     """
 
     factory: BrokerFactory
@@ -88,6 +105,7 @@ class BrokerHarness:
     clock_tolerance: float = 0.1
     known_failures: Mapping[str, str] = attrs.field(factory=dict)
     name: str = "broker under test"
+    dead_letter_limits: DeadLetterLimitsFactory | None = None
 
     def declared_capabilities(self) -> Capabilities:
         """The capabilities tests skip by."""
@@ -149,6 +167,26 @@ class BrokerEnv:
     ) -> Broker:
         """Open (connect) a fresh broker that is closed when the test ends."""
         broker = self.harness.factory(lease_seconds=lease_seconds, max_deliveries=max_deliveries)
+        await broker.connect()
+        self._stack.push_async_callback(self._dispose, broker)
+        return broker
+
+    async def broker_with_dead_letter_limits(self, *, max_count: int, max_age: float) -> Broker:
+        """Open (connect) a fresh broker with these dead-letter limits, closed at the end.
+
+        Fails the test if the harness gives no ``dead_letter_limits`` factory.
+        """
+        factory = self.harness.dead_letter_limits
+        if factory is None:
+            import pytest
+
+            pytest.fail(
+                "the broker declares dead-letter limits, so its harness must give "
+                "dead_letter_limits=..., a factory of brokers with small limits "
+                "(see docs/conformance.md)",
+                pytrace=False,
+            )
+        broker = factory(max_count=max_count, max_age=max_age)
         await broker.connect()
         self._stack.push_async_callback(self._dispose, broker)
         return broker

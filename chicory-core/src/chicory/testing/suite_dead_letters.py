@@ -5,20 +5,25 @@ from __future__ import annotations
 from chicory.broker import Broker, DeadLetter
 from chicory.testing.guarantees import Level, guarantee
 from chicory.testing.harness import BROKER_ENV, BrokerEnv
-from chicory.testing.helpers import fetch_exactly, fetch_none, publish_unique
+from chicory.testing.helpers import fetch_exactly, fetch_none, publish_unique, wait_until
 
 __all__ = ["DeadLetterSuite"]
 
 MUST, SHOULD = Level.MUST, Level.SHOULD
 DL = ("dead_letter",)
+DL_COUNT = ("dead_letter", "dead_letter_max_count")
+DL_AGE = ("dead_letter", "dead_letter_max_age")
 
 
 async def _dead_letter_all(broker: Broker, queue: str, count: int) -> list[bytes]:
-    sent = await publish_unique(broker, queue, count, prefix="dead")
+    """Publish ``count`` messages and dead-letter them; their bodies, in dead-letter order."""
+    await publish_unique(broker, queue, count, prefix="dead")
+    buried: list[bytes] = []
     async with broker.consume([queue], prefetch=count) as consumer:
         for delivery in await fetch_exactly(consumer, count):
             await delivery.dead_letter(f"reason for {delivery.body.decode()}")
-    return sent
+            buried.append(delivery.body)
+    return buried
 
 
 class DeadLetterSuite:
@@ -111,3 +116,30 @@ class DeadLetterSuite:
             await fetch_none(consumer, what="of an acked, then dead-lettered message")
         (dead,) = await broker.dead_letters(queue)
         assert (dead.body, dead.reason) == (b"pre-acked", "failed after its pre-ack")
+
+    @guarantee("deadletter.max_count", MUST, env=BROKER_ENV, requires=DL_COUNT)
+    async def test_max_count(self, env: BrokerEnv) -> None:
+        """MUST keep at most dead_letter_max_count dead letters per queue, dropping the oldest."""
+        broker = await env.broker_with_dead_letter_limits(max_count=3, max_age=3600.0)
+        queue, other = env.queue("a"), env.queue("b")
+        buried = await _dead_letter_all(broker, queue, 5)
+        spared = await _dead_letter_all(broker, other, 2)
+        listed = [d.body for d in await broker.dead_letters(queue)]
+        assert listed == buried[2:], f"kept {listed}, not the newest three of {buried}"
+        assert (await broker.counts(queue)).dead == 3
+        assert [d.body for d in await broker.dead_letters(other)] == spared
+
+    @guarantee("deadletter.max_age", MUST, env=BROKER_ENV, requires=DL_AGE)
+    async def test_max_age(self, env: BrokerEnv) -> None:
+        """MUST neither list nor count a dead letter older than dead_letter_max_age."""
+        broker = await env.broker_with_dead_letter_limits(max_count=100, max_age=1.0)
+        queue = env.queue()
+        await _dead_letter_all(broker, queue, 2)
+
+        async def dropped() -> bool:
+            return await broker.dead_letters(queue) == []
+
+        await wait_until(dropped, within=env.harness.patience + 1.0, what="expiry of dead letters")
+        assert (await broker.counts(queue)).dead == 0
+        fresh = await _dead_letter_all(broker, queue, 1)
+        assert [d.body for d in await broker.dead_letters(queue)] == fresh

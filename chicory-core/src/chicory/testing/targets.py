@@ -1,7 +1,9 @@
 """Harnesses built from a broker URL or plugin name, for ``chicory conformance``.
 
 The runner's generated ``conftest.py`` calls these. A broker factory receives the harness
-knobs as keyword options: ``factory(url, lease_seconds=..., max_deliveries=...)``.
+knobs as keyword options: ``factory(url, lease_seconds=..., max_deliveries=...)``, and for a
+broker that declares dead-letter limits also ``dead_letter_max_count=...`` and
+``dead_letter_max_age=...``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from chicory.plugins import BackendKind, BackendSpec, PluginHost
-from chicory.testing.harness import BrokerHarness, ResultBackendHarness
+from chicory.testing.harness import DEFAULT_LEASE_SECONDS, BrokerHarness, ResultBackendHarness
 
 __all__ = ["broker_harness_for", "broker_spec", "result_backend_harness_for"]
 
@@ -38,7 +40,16 @@ def broker_harness_for(target: str) -> BrokerHarness:
     def build(*, lease_seconds: float, max_deliveries: int | None) -> Any:
         return factory(url, lease_seconds=lease_seconds, max_deliveries=max_deliveries)
 
-    return BrokerHarness(factory=build, name=f"{spec.name} ({url})")
+    def limited(*, max_count: int, max_age: float) -> Any:
+        return factory(
+            url,
+            lease_seconds=DEFAULT_LEASE_SECONDS,
+            max_deliveries=None,
+            dead_letter_max_count=max_count,
+            dead_letter_max_age=max_age,
+        )
+
+    return BrokerHarness(factory=build, dead_letter_limits=limited, name=f"{spec.name} ({url})")
 
 
 def result_backend_harness_for(target: str) -> ResultBackendHarness:

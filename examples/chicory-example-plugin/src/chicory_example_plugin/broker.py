@@ -40,6 +40,10 @@ class ExampleBroker:
         lease_seconds: How long a fetched delivery stays invisible to other consumers.
         max_deliveries: Dead-letter instead of delivering a message a ``max + 1``-th time.
         max_body_bytes: Largest body accepted, or ``None`` for no limit.
+        dead_letter_max_count: Dead letters kept per queue, the oldest dropped first
+            (10,000 by default), or ``None`` for no limit.
+        dead_letter_max_age: Seconds a dead letter is kept (30 days by default), or
+            ``None`` for no limit.
 
     Raises:
         ConfigurationError: an option is out of range.
@@ -52,6 +56,8 @@ class ExampleBroker:
         lease_seconds: float = 30.0,
         max_deliveries: int | None = None,
         max_body_bytes: int | None = None,
+        dead_letter_max_count: int | None = 10_000,
+        dead_letter_max_age: float | None = 30 * 24 * 3600.0,
     ) -> None:
         if not lease_seconds > 0:
             raise ConfigurationError(f"lease_seconds must be positive, got {lease_seconds}")
@@ -59,7 +65,15 @@ class ExampleBroker:
             raise ConfigurationError(f"max_deliveries must be at least 1, got {max_deliveries}")
         self.path = path
         self.shared = path != ":memory:"
-        self._options = (lease_seconds, max_deliveries)
+        if dead_letter_max_count is not None and dead_letter_max_count < 1:
+            raise ConfigurationError(
+                f"dead_letter_max_count must be at least 1, got {dead_letter_max_count}"
+            )
+        if dead_letter_max_age is not None and not dead_letter_max_age > 0:
+            raise ConfigurationError(
+                f"dead_letter_max_age must be positive, got {dead_letter_max_age}"
+            )
+        self._options = (lease_seconds, max_deliveries, dead_letter_max_count, dead_letter_max_age)
         self._max_body_bytes = max_body_bytes
         self._capabilities = Capabilities(
             delayed_delivery=True,
@@ -69,6 +83,8 @@ class ExampleBroker:
             atomic_retry=True,
             shared=self.shared,
             max_body_bytes=max_body_bytes,
+            dead_letter_max_count=dead_letter_max_count,
+            dead_letter_max_age=dead_letter_max_age,
         )
         self._store: Store | None = None
         self._connected = False
@@ -89,6 +105,8 @@ class ExampleBroker:
             "lease_seconds": float,
             "max_deliveries": int,
             "max_body_bytes": int,
+            "dead_letter_max_count": lambda raw: None if raw.lower() == "none" else int(raw),
+            "dead_letter_max_age": lambda raw: None if raw.lower() == "none" else float(raw),
         }
         parsed: dict[str, Any] = {}
         for name, raw in parse_qsl(parts.query):
@@ -118,8 +136,7 @@ class ExampleBroker:
     async def connect(self) -> None:
         """Open the database. Idempotent."""
         if self._store is None:
-            lease_seconds, max_deliveries = self._options
-            self._store = Store(self.path, lease_seconds, max_deliveries)
+            self._store = Store(self.path, *self._options)
         self._connected = True
 
     async def close(self) -> None:
@@ -223,7 +240,7 @@ class ExampleBroker:
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """Up to ``limit`` dead letters of ``queue``, oldest first."""
-        return self.store.dead_letters(queue, limit)
+        return self.store.dead_letters(queue, limit, time.time())
 
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
         """Put a dead letter back on its queue; False if unknown."""

@@ -75,11 +75,22 @@ class Store:
         path: A database file, or ``":memory:"`` for a private in-memory database.
         lease_seconds: Default lease of a claimed message.
         max_deliveries: Dead-letter instead of delivering a message a ``max + 1``-th time.
+        dead_letter_max_count: Dead letters kept per queue (the oldest go first), or ``None``.
+        dead_letter_max_age: Seconds a dead letter is kept, or ``None``.
     """
 
-    def __init__(self, path: str, lease_seconds: float, max_deliveries: int | None) -> None:
+    def __init__(
+        self,
+        path: str,
+        lease_seconds: float,
+        max_deliveries: int | None,
+        dead_letter_max_count: int | None = None,
+        dead_letter_max_age: float | None = None,
+    ) -> None:
         self.lease_seconds = lease_seconds
         self.max_deliveries = max_deliveries
+        self.dead_letter_max_count = dead_letter_max_count
+        self.dead_letter_max_age = dead_letter_max_age
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.executescript(SCHEMA)
         with self._tx() as db:
@@ -274,8 +285,8 @@ class Store:
                 now,
             )
 
-    @staticmethod
     def _bury(
+        self,
         db: sqlite3.Connection,
         message_id: str,
         queue: str,
@@ -290,11 +301,28 @@ class Store:
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (f"{message_id}-{uuid.uuid4().hex[:8]}", queue, body, headers, reason, count, now),
         )
+        self._trim_dead(db, queue, now)
+
+    def _trim_dead(self, db: sqlite3.Connection, queue: str, now: float) -> None:
+        """Drop the dead letters of ``queue`` over the limits, oldest first."""
+        if self.dead_letter_max_age is not None:
+            db.execute(
+                "DELETE FROM dead_letters WHERE queue = ? AND dead_at < ?",
+                (queue, now - self.dead_letter_max_age),
+            )
+        if self.dead_letter_max_count is not None:
+            db.execute(
+                "DELETE FROM dead_letters WHERE queue = ? AND seq NOT IN (SELECT seq FROM"
+                " dead_letters WHERE queue = ? ORDER BY seq DESC LIMIT ?)",
+                (queue, queue, self.dead_letter_max_count),
+            )
 
     # -- inspection and dead letters ----------------------------------------------------------
 
     def counts(self, queue: str, now: float) -> QueueCounts:
         """Ready, in-flight, delayed and dead counts of ``queue`` at ``now``."""
+        with self._tx() as db:
+            self._trim_dead(db, queue, now)
         ready, in_flight, delayed = self._db.execute(
             "SELECT"
             " COALESCE(SUM(available_at <= ?), 0),"
@@ -308,8 +336,11 @@ class Store:
         ).fetchone()[0]
         return QueueCounts(ready=ready, in_flight=in_flight, delayed=delayed, dead=dead)
 
-    def dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
-        """Up to ``limit`` dead letters of ``queue``, oldest first."""
+    def dead_letters(self, queue: str, limit: int, now: float) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters of ``queue``, oldest first (once over-limit ones
+        are dropped)."""
+        with self._tx() as db:
+            self._trim_dead(db, queue, now)
         rows = self._db.execute(
             "SELECT id, body, headers, reason, delivery_count, dead_at FROM dead_letters"
             " WHERE queue = ? ORDER BY seq LIMIT ?",
