@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chicory import Chicory, DeliveryMode
+from chicory.errors import BrokerConnectionError, BrokerError
 from chicory_redis.results import RedisResultBackend
 from e2e_support import eventually
 from processes import RedisServer, own_redis, run_counts, worker_process
@@ -162,3 +163,60 @@ async def test_a_result_awaited_across_a_redis_restart_arrives(server: RedisServ
     finally:
         await waiter.close()
         await writer.close()
+
+
+def set_maxmemory(server: RedisServer, full: bool) -> None:
+    """Make the server full (``maxmemory`` below what it uses, ``noeviction``: it refuses
+    every write that needs memory) or give it room again."""
+    admin = server.admin()
+    try:
+        admin.config_set("maxmemory-policy", "noeviction")
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory", used // 2 if full else 0)
+    finally:
+        admin.close()
+
+
+async def test_a_full_redis_refuses_publishes_and_says_why(server: RedisServer) -> None:
+    app = producer(server.url)
+    await app.tasks["w.alo"].delay(0, 0.0)
+    set_maxmemory(server, full=True)
+    for publish in (
+        lambda: app.tasks["w.alo"].delay(1, 0.0),
+        lambda: app.tasks["w.alo"].delay_many([(2, 0.0), (3, 0.0)]),
+    ):
+        with pytest.raises(BrokerError) as refused:
+            await publish()
+        assert not isinstance(refused.value, BrokerConnectionError)
+        assert "maxmemory" in str(refused.value)
+        assert "noeviction" in str(refused.value)
+    await app.close()
+
+
+async def test_a_full_redis_holds_results_back_and_loses_nothing(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """Redis fills up under a running worker: the tasks it holds finish, but their results
+    cannot be stored, so the worker keeps their deliveries and tries the writes again (it
+    does not hand the tasks back to run again). Once there is room again every result
+    arrives, and no task ran twice."""
+    url, runs = server.url, tmp_path / "runs.txt"
+    app = producer(url)
+    results = await app.tasks["w.alo"].delay_many((i, 0.2) for i in range(30))
+    with worker_process(url, runs, "--concurrency", "4") as worker:
+        await eventually(lambda: len(run_counts(runs)[0]) >= 1, timeout=30)
+        set_maxmemory(server, full=True)
+        ended_while_full = len(run_counts(runs)[1]) + 4
+        await eventually(lambda: len(run_counts(runs)[1]) >= ended_while_full, timeout=30)
+        admin = server.admin()
+        stored = len(admin.keys("chicory:result:*"))
+        admin.close()
+        assert stored < len(run_counts(runs)[1])  # results of finished tasks wait
+        set_maxmemory(server, full=False)
+        assert [await r.get(timeout=30) for r in results] == list(range(30))
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    started, _ = run_counts(runs)
+    assert set(started) == set(range(30))
+    assert max(started.values()) == 1
+    await app.close()
