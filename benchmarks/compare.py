@@ -2,13 +2,14 @@
 
 Usage (from the repository root, with the ``bench`` dependency group installed, as
 ``benchmarks/run`` does: ``uv sync --frozen --group bench``; the ``filled`` and ``drain``
-scenarios need Redis on 127.0.0.1:6379 and flush database 13 only; ``--instructions`` needs
-valgrind)::
+scenarios need Redis on 127.0.0.1:6379, or on the port ``--port`` names, and flush database 13
+only; ``--instructions`` needs valgrind)::
 
     .venv/bin/python benchmarks/compare.py BASE                        # memory:// drain, 4 pairs
     .venv/bin/python benchmarks/compare.py BASE --scenario memory_amo  # the same, at most once
     .venv/bin/python benchmarks/compare.py BASE --scenario filled      # a worker on a full stream
     .venv/bin/python benchmarks/compare.py BASE --scenario drain       # benchmarks/run's drain
+    .venv/bin/python benchmarks/compare.py BASE --scenario drain --port 6390  # another Redis
     .venv/bin/python benchmarks/compare.py BASE --instructions         # callgrind, memory://
 
 ``BASE`` is any git revision (``HEAD~3``, a commit id). It is checked out into a temporary
@@ -94,7 +95,7 @@ async def _filled(tasks: int) -> dict[str, float]:
     from chicory_app import build_app
     from driver import redis_done_waiter
 
-    settings = Settings()
+    settings = _settings()
     redis.Redis(host=settings.host, port=settings.port, db=settings.db).flushdb()
     url = settings.chicory_url("compare")
     app = build_app(url, lambda run, at: None)
@@ -123,7 +124,7 @@ async def _drain(tasks: int) -> dict[str, float]:
     import redis
     from chicory_bench import redis_drain_rep
 
-    settings = dataclasses.replace(Settings(), drain_tasks=tasks)
+    settings = dataclasses.replace(_settings(), drain_tasks=tasks)
     redis.Redis(host=settings.host, port=settings.port, db=settings.db).flushdb()
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -201,6 +202,11 @@ def _describe(values: dict[str, float]) -> str:
     return text + (f" (and per task, us: {', '.join(others)})" if others else "")
 
 
+def _settings() -> Settings:
+    """The harness settings, on the Redis port ``--port`` chose (``BENCH_REDIS_PORT``)."""
+    return Settings(port=int(os.environ.get("BENCH_REDIS_PORT", Settings.port)))
+
+
 def _worktree(revision: str, into: Path) -> str:
     """Check ``revision`` out into ``into``; return the PYTHONPATH of its packages."""
     subprocess.run(
@@ -219,8 +225,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--tasks", type=int)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="Redis port on 127.0.0.1 for the Redis scenarios (default 6379): point it at a "
+        "redis-server of your own when others use the shared one (database 13 is flushed)",
+    )
     parser.add_argument("--child", choices=tuple(SCENARIOS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.port:
+        os.environ["BENCH_REDIS_PORT"] = str(args.port)  # the measuring children read it
     if args.child:
         _child(args.child, args.tasks)
         return

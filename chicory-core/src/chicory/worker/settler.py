@@ -56,7 +56,7 @@ import anyio
 from chicory.backend import ResultBackend, StoredResult
 from chicory.broker import Consumer, Delivery
 from chicory.worker.batches import AckBatch, Finish, by_ttl
-from chicory.worker.resend import attempt, pause, worth_retrying
+from chicory.worker.resend import pause, worth_retrying
 
 __all__ = ["Settler"]
 
@@ -336,9 +336,15 @@ class Settler:
     async def _flush_finishes(self, items: list[Finish]) -> BaseException | None:
         """Store records, then ack; on a failure worth retrying, put back what is left."""
         total = len(items)
-        records = [(record, ttl) for _, record, _, ttl in items if record is not None]
+        records = [record for _, record, _, _ in items if record is not None]
         if records:
-            error = await self._store(records)
+            ttl = items[0][3]
+            if len({item[3] for item in items}) == 1:  # one ttl: one store_many
+                error = await self._bounded(
+                    self._backend.store_many(records, ttl=ttl), "result write", len(records)
+                )
+            else:
+                error = await self._store_by_ttl(items)
             if self._retrying(error):
                 self._finishes[:0] = items
                 return error
@@ -359,31 +365,30 @@ class Settler:
         self._on_settled(total)
         return None
 
-    async def _store(self, records: list[tuple[StoredResult, float]]) -> BaseException | None:
-        """``store_many`` of ``records``: one call, or one per ttl when tasks with a
-        ``result_ttl`` of their own finished in the same batch (each record is stored for
-        its own task's time)."""
-        ttl = records[0][1]
-        if all(other == ttl for _, other in records):
-            batch = [record for record, _ in records]
-            return await self._bounded(
+    async def _store_by_ttl(self, items: list[Finish]) -> BaseException | None:
+        """One ``store_many`` per ttl, when tasks with a ``result_ttl`` of their own
+        finished in the same batch (each record is kept for its own task's time)."""
+        records = [(record, ttl) for _, record, _, ttl in items if record is not None]
+        error: BaseException | None = None
+        for batch, ttl in by_ttl(records):
+            failed = await self._bounded(
                 self._backend.store_many(batch, ttl=ttl), "result write", len(batch)
             )
-        errors = [
-            error
-            for batch, ttl in by_ttl(records)
-            if (
-                error := await self._bounded(
-                    self._backend.store_many(batch, ttl=ttl), "result write", len(batch)
-                )
-            )
-            is not None
-        ]
-        return errors[0] if errors else None
+            error = error or failed
+        return error
 
     async def _bounded(self, operation: Any, what: str, count: int) -> BaseException | None:
-        """Await a settle for at most ``settle_timeout``; its error, or ``None``."""
-        error = await attempt(operation, self._timeout)
+        """Await a settle for at most ``settle_timeout``; its error (a ``TimeoutError``
+        when it took too long), or ``None``. (:func:`resend.attempt`, inlined: this runs
+        for every batch.)"""
+        error: BaseException | None = None
+        with anyio.move_on_after(self._timeout) as scope:
+            try:
+                await operation
+            except Exception as exc:
+                error = exc
+        if scope.cancelled_caught:
+            error = TimeoutError(f"no answer within {self._timeout:.1f} s")
         if error is not None and not self._retrying(error):
             log.error(
                 "%s of %d deliveries failed: %s: %s",
