@@ -52,7 +52,7 @@ def test_unreachable_broker_is_one_clear_error(
     monkeypatch.delitem(sys.modules, "worker_app", raising=False)  # import it with that URL
     code = main(["worker", "worker_app:app", "--broker", url])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1  # a failure, not a usage error
     assert any(line.startswith("error: could not connect") for line in err.splitlines())
     assert "Traceback" not in err
 

@@ -1,0 +1,1 @@
+"""The Chicory dashboard: a small web UI over :class:`chicory.admin.Admin`."""
