@@ -107,7 +107,9 @@ def test_actions_need_the_htmx_header_and_do_what_they_say(app: Chicory) -> None
     assert "was gone already" in again.text
     replayed = client.post(f"/dead/sync/{second}/replay", headers=HX)
     assert re.search(r"replayed .* as task .*[0-9a-f]{32}", replayed.text)
-    bulk = client.post("/dead/replay?queue=sync", headers=HX)
+    filtered = client.get("/dead?queue=sync&task=ops.*").text
+    assert 'hx-post="http://testserver/dead/replay?queue=sync&amp;task=ops.%2A"' in filtered
+    bulk = client.post("/dead/replay?queue=sync&task=ops.%2A", headers=HX)
     assert "replayed 1 of 1 dead letter(s)" in bulk.text
     assert third in bulk.text or re.search(r'id="total-dead">0<', client.get("/").text)
 

@@ -136,6 +136,8 @@ async def dead_letters(request: Request) -> Response:
     next_url = None
     if listing is not None and listing.cursor:
         next_url = request.url.include_query_params(cursor=listing.cursor)
+    chosen = {name: value for name, value in fields.items() if value}
+    bulk_url = request.url_for("replay_selected").include_query_params(**chosen)
     return dashboard.render(
         request,
         "dead.html",
@@ -144,7 +146,8 @@ async def dead_letters(request: Request) -> Response:
         order=request.query_params.get("order", "newest"),
         error=error,
         next_url=next_url,
-        filtered=any(fields.values()),
+        bulk_url=bulk_url,
+        filtered=bool(chosen),
         queue_names=await dashboard.admin.queue_names(),
     )
 
