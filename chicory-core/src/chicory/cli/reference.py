@@ -48,8 +48,8 @@ def _section(path: tuple[str, ...], parser: argparse.ArgumentParser) -> str:
         else:
             os.environ["COLUMNS"] = previous
     rows = [
-        f"| {_names(action)} | {_cell(formatter._expand_help(action))} |"  # noqa: SLF001
-        for action in parser._actions  # noqa: SLF001
+        f"| {_names(action)} | {_cell(formatter._expand_help(action))} |"
+        for action in parser._actions
         if action.dest != "help" and action.help != argparse.SUPPRESS
     ]
     return "\n".join(
