@@ -83,6 +83,14 @@ def test_example_runs(name: str, path: Path, code: str, tmp_path: Path) -> None:
     assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
 
 
+def test_readme_links_point_at_files_of_the_repository() -> None:
+    """README.md is read on a code host, outside the site's strict build: check its links."""
+    targets = re.findall(r"\]\(([^)#\s]+)", (ROOT / "README.md").read_text())
+    assert any(t.startswith("docs/") for t in targets)
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
 def test_every_page_with_files_has_a_scenario_test() -> None:
     with_files = {_name(path) for path in PAGES if _files(path)}
     assert with_files == set(SCENARIOS), (
