@@ -27,10 +27,7 @@ import getpass
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import Any
-
-import attrs
 
 from chicory.admin.fallback import CoreOnlyInspector
 from chicory.admin.letters import describe, list_page
@@ -44,6 +41,8 @@ from chicory.admin.models import (
     TaskInfo,
     WorkerStatus,
 )
+from chicory.admin.replay import replay_fresh
+from chicory.admin.tasks import near_failure, read_record, send_task, task_info
 from chicory.app import Chicory
 from chicory.broker import DeadLetter
 from chicory.clock import utcnow
@@ -51,14 +50,11 @@ from chicory.errors import (
     BrokerConnectionError,
     ChicoryError,
     ConfigurationError,
-    MessageDecodeError,
     ResultBackendError,
 )
-from chicory.history import HistoryEntry, carry_headers, with_history
 from chicory.inspection import (
     InspectableBroker,
     Inspection,
-    RecordForgetting,
     missing_inspection,
 )
 from chicory.records import ResultRecord, TaskState, WorkerInfo, decode_record
@@ -69,9 +65,6 @@ log = logging.getLogger("chicory.admin")
 
 Progress = Callable[[int, int], None]
 """Called with ``(done, total)`` as a bulk action goes."""
-
-_DEAD_LETTER_WINDOW = (timedelta(seconds=-5), timedelta(seconds=60))
-"""Where a failed task's dead letter is looked for, around its FAILURE record's time."""
 
 
 def _actor() -> str:
@@ -280,33 +273,6 @@ class Admin:
             refs.append(DeadLetterRef(queue=letter.queue, id=letter.id))
         return refs
 
-    def fresh_message(self, letter: DeadLetter) -> tuple[bytes, dict[str, str], str | None]:
-        """The message that replays ``letter``: attempt 1, history appended, signed anew.
-
-        Returns:
-            ``(body, headers, task_id)``; ``task_id`` is ``None`` (and the body unchanged)
-            when the body is not a readable envelope.
-
-        Raises:
-            MessageTooLargeError: the re-encoded body is over the app's ``max_message_bytes``.
-        """
-        reason = describe(letter, self.app.codec).reason
-        codec = self.app.codec
-        try:
-            message = codec.decode(letter.body, letter.headers)
-        except MessageDecodeError:
-            body, headers, attempt, task_id = letter.body, dict(letter.headers), 0, None
-        else:
-            body, signed = codec.encode(attrs.evolve(message, attempt=1, eta=None))
-            headers = carry_headers(letter.headers, signed)
-            attempt, task_id = message.attempt, message.id
-        headers = with_history(
-            headers,
-            HistoryEntry(at=letter.dead_at, event="dead", attempt=attempt, detail=reason),
-            HistoryEntry(at=utcnow(), event="replay", attempt=attempt, detail=f"by {self.actor}"),
-        )
-        return body, headers, task_id
-
     async def replay(
         self,
         refs: Sequence[DeadLetterRef],
@@ -342,13 +308,7 @@ class Admin:
                     ok = await broker.replay_dead_letter(ref.queue, ref.id)
                     task_id = None
                 else:
-                    letter = await inspection.get_dead_letter(ref.queue, ref.id)
-                    ok, task_id = False, None
-                    if letter is not None:
-                        body, headers, task_id = self.fresh_message(letter)
-                        if task_id is not None:
-                            await self._reopen(task_id)
-                        ok = await inspection.requeue_dead_letter(ref.queue, ref.id, body, headers)
+                    ok, task_id = await replay_fresh(self.app, inspection, ref, self.actor)
             except BrokerConnectionError:
                 raise
             except (ChicoryError, ValueError, TypeError) as exc:
@@ -372,13 +332,6 @@ class Admin:
             refs=list(refs),
             task_ids=task_ids,
         )
-
-    async def _reopen(self, task_id: str) -> None:
-        """Delete the final record of a task about to be replayed, where the backend can,
-        so waiting for its result waits for the replayed run."""
-        backend = await self.app.connected_backend()
-        if isinstance(backend, RecordForgetting):
-            await backend.forget(task_id)
 
     async def delete(
         self, refs: Sequence[DeadLetterRef], *, on_progress: Progress | None = None
@@ -431,17 +384,9 @@ class Admin:
             ConfigurationError: the app has no task of that name.
             ArgumentValidationError: the arguments do not fit the task's signature.
         """
-        task = self.app.tasks.get(task_name)
-        if task is None:
-            known = ", ".join(sorted(self.app.tasks)) or "none"
-            raise ConfigurationError(
-                f"the app has no task named {task_name!r} (registered: {known}); import the "
-                "module that defines it in the app's module, or check the name"
-            )
-        result = await task.apply_async(
-            args, kwargs, queue=queue, countdown=countdown, task_id=task_id
+        return await send_task(
+            self.app, task_name, args, kwargs, queue=queue, countdown=countdown, task_id=task_id
         )
-        return result.id
 
     async def task(self, task_id: str, *, wait: float | None = None) -> TaskInfo:
         """What is known of ``task_id``: its record and, when it failed for good, its dead
@@ -451,38 +396,18 @@ class Admin:
             task_id: The task id.
             wait: Seconds to wait for a final record first (``None``: do not wait).
         """
-        backend = await self.app.connected_backend()
-        if wait is not None:
-            await backend.wait(task_id, wait)
-        data = await backend.get(task_id)
-        if data is None:
+        record = await read_record(self.app, task_id, wait=wait)
+        if record is None:
             return TaskInfo(task_id=task_id, state=TaskState.PENDING)
-        record = decode_record(data, ResultRecord)
         letter = None
         if record.state is TaskState.FAILURE:
             letter = await self._dead_letter_of(record)
-        return TaskInfo(
-            task_id=task_id,
-            state=record.state,
-            task=record.task,
-            attempt=record.attempt,
-            updated_at=record.updated_at,
-            result=record.result,
-            error=record.error,
-            dead_letter=letter,
-            history=letter.history if letter is not None else [],
-        )
+        return task_info(record, letter)
 
     async def _dead_letter_of(self, record: ResultRecord) -> DeadLetterInfo | None:
         """The dead letter written right after a FAILURE record, looked for near its time."""
         broker = await self.app.connected_broker()
         if not broker.capabilities.inspection:
             return None
-        early, late = _DEAD_LETTER_WINDOW
-        selection = DeadLetterFilter(
-            task_id=record.task_id,
-            since=record.updated_at + early,
-            until=record.updated_at + late,
-        )
-        page = await self.dead_letters(selection, limit=1, newest_first=True)
+        page = await self.dead_letters(near_failure(record), limit=1, newest_first=True)
         return page.letters[0] if page.letters else None
