@@ -66,6 +66,9 @@ class Capabilities:
             one more drops the oldest), or ``None`` for no limit.
         dead_letter_max_age: seconds after which the broker drops a dead letter (it is
             neither listed nor counted from then on), or ``None`` for no limit.
+        inspection: the broker implements the operators' operations of
+            :class:`chicory.inspection.InspectableBroker` (list queues, queue stats, dead
+            letters by page, one dead letter, requeue a dead letter with a new body).
     """
 
     delayed_delivery: bool = True
@@ -79,6 +82,7 @@ class Capabilities:
     lease_seconds: float | None = None
     dead_letter_max_count: int | None = None
     dead_letter_max_age: float | None = None
+    inspection: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -269,7 +273,11 @@ class Consumer(Protocol):
 
 @runtime_checkable
 class Broker(Protocol):
-    """A message store that Chicory plugs into. See the module docstring."""
+    """A message store Chicory plugs into: opaque bodies and headers in named queues.
+
+    The lifecycle, the batching contract and the cancellation rules that apply to every
+    method are described with the module (:mod:`chicory.broker`).
+    """
 
     @property
     def capabilities(self) -> Capabilities:

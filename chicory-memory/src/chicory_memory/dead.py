@@ -17,7 +17,7 @@ from typing import Final
 
 from chicory.broker import DeadLetter
 from chicory.errors import ConfigurationError
-from chicory_memory.model import Message, QueueState
+from chicory_memory.model import BODY, HEADERS, Message, QueueState
 
 __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_COUNT", "DeadLetters"]
 
@@ -58,7 +58,7 @@ class DeadLetters:
     ) -> None:
         """Record ``message`` as a dead letter of ``queue``, then apply the limits."""
         dead_id = next(self._ids)
-        _, body, headers, _ = message
+        body, headers = message[BODY], message[HEADERS]
         queue.dead[dead_id] = DeadLetter(
             id=dead_id,
             queue=queue.name,

@@ -24,7 +24,8 @@ from redis.asyncio import Redis
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, MessageTooLargeError
-from chicory_redis import scripts, sending
+from chicory.inspection import DeadLetterPage, QueueStats
+from chicory_redis import inspect, scripts, sending
 from chicory_redis.config import RedisSettings, parse_settings
 from chicory_redis.connection import broker_errors
 from chicory_redis.consumer import RedisConsumer
@@ -67,6 +68,7 @@ class RedisBroker:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._client: Redis | None = None
         self._consumers: set[RedisConsumer] = set()
+        self._registered: set[str] = set()  # queues this broker added to the queue registry
         self._reclaimed_total = 0
         self._capabilities = Capabilities(
             delayed_delivery=True,
@@ -80,6 +82,7 @@ class RedisBroker:
             lease_seconds=self._settings.lease_seconds,
             dead_letter_max_count=self._settings.dead_letter_max_count,
             dead_letter_max_age=self._settings.dead_letter_max_age,
+            inspection=True,
         )
 
     @classmethod
@@ -118,7 +121,7 @@ class RedisBroker:
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do (everything but priorities)."""
+        """What this broker can do (everything but priorities, inspection included)."""
         return self._capabilities
 
     @property
@@ -234,6 +237,8 @@ class RedisBroker:
         """
         if not messages:
             return []
+        if queue not in self._registered:
+            await self.register_queues([queue])
         k = self._keys.queue(queue)
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
@@ -288,6 +293,22 @@ class RedisBroker:
             BrokerError: Redis refused a command (the others may have run).
         """
         return await sending.send(self.client, self._settings, commands, what)
+
+    async def register_queues(self, queues: Sequence[str]) -> None:
+        """Add ``queues`` to the queue registry (``SADD``), once per queue per broker.
+
+        Called by the first publish to a queue and by consumers joining a queue's group, so
+        ``chicory queues`` finds a queue nobody consumes.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        new = [queue for queue in queues if queue not in self._registered]
+        if not new:
+            return
+        with broker_errors(self.display_url, "register queues"):
+            await self.client.sadd(self._keys.queues, *new)
+        self._registered.update(new)
 
     def consume(self, queues: Sequence[str], *, prefetch: int) -> RedisConsumer:
         """Open a consumer on ``queues`` holding at most ``prefetch`` unsettled deliveries.
@@ -391,10 +412,94 @@ class RedisBroker:
         return int(count)
 
     async def delete_queue(self, queue: str) -> None:
-        """Delete every key of ``queue``: messages, delayed messages and dead letters.
+        """Delete every key of ``queue`` (messages, delayed messages, dead letters,
+        consumers' presence) and take it out of the queue registry.
 
         An administrative helper (tests, tear-down); consumers of the queue must be closed.
         """
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"delete queue {queue!r}"):
-            await self.client.delete(k.stream, k.delayed, k.dead)
+            await self.client.delete(k.stream, k.delayed, k.dead, k.consumers)
+            await self.client.srem(self._keys.queues, queue)
+        self._registered.discard(queue)
+
+    # -- the inspection capability (see chicory_redis.inspect) ------------------------------
+
+    async def queues(self) -> list[str]:
+        """Every queue published to or consumed (the ``<p>:queues`` set), sorted.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await inspect.list_queues(self)
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """The stats of each of ``queues``, in four round trips whatever their number (the
+        first drops dead letters over the limits).
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        await self._trim_dead(queues)
+        return await inspect.queue_stats(self, queues)
+
+    async def dead_letter_page(
+        self,
+        queue: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> DeadLetterPage:
+        """One page of the dead letters of ``queue`` (``XRANGE``/``XREVRANGE``, after the
+        ``trim_dead`` script drops those over the limits: two round trips).
+
+        Raises:
+            ValueError: ``limit`` is below 1, ``after`` is not an entry id, or a time is naive.
+            BrokerConnectionError: Redis could not be reached.
+        """
+        await self._trim_dead([queue])
+        return await inspect.dead_letter_page(
+            self,
+            queue,
+            after=after,
+            limit=limit,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+        )
+
+    async def get_dead_letter(self, queue: str, dead_letter_id: str) -> DeadLetter | None:
+        """One dead letter of ``queue``, or ``None`` (also once it is over the limits).
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        await self._trim_dead([queue])
+        return await inspect.get_dead_letter(self, queue, dead_letter_id)
+
+    async def _trim_dead(self, queues: Sequence[str]) -> None:
+        """Drop the dead letters of ``queues`` over the limits (one round trip)."""
+        calls = [self._trim_dead_call(self._keys.queue(queue)) for queue in queues]
+        with broker_errors(self.display_url, "trim dead letters"):
+            for result in await scripts.run_many(self.client, calls):
+                if isinstance(result, Exception):
+                    raise result
+
+    async def requeue_dead_letter(
+        self, queue: str, dead_letter_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> bool:
+        """Replace a dead letter by a new ready message (one atomic script).
+
+        Raises:
+            MessageTooLargeError: ``body`` is over ``max_body_bytes`` (the letter stays).
+            BrokerConnectionError: Redis could not be reached; nothing happened.
+        """
+        self._check_body(body)
+        if queue not in self._registered:
+            await self.register_queues([queue])
+        return await inspect.requeue_dead_letter(
+            self, queue, dead_letter_id, body, headers, new_message_id()
+        )
