@@ -7,7 +7,7 @@ Commands::
     chicory plugins
     chicory dead {list,replay,delete,purge} MODULE:APP [--queue Q] [ID]
     chicory workers MODULE:APP
-    chicory conformance TARGET
+    chicory conformance TARGET [TARGET...] [-k EXPR] [-v]
     chicory demo [--tasks N] [--broker URL]
 """
 
@@ -99,9 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     workers = sub.add_parser("workers", help="list live workers from their heartbeats")
     workers.add_argument("app", help="MODULE:APP")
 
-    conformance = sub.add_parser("conformance", help="run the conformance suite on a broker")
-    conformance.add_argument("target", help="broker URL or plugin name, e.g. memory://")
-    conformance.add_argument("-v", "--verbose", action="store_true")
+    conformance = sub.add_parser(
+        "conformance",
+        help="run the conformance suite on brokers",
+        description="Run every conformance suite against each broker and print one table "
+        "(exit 0: all held; 1: a guarantee failed or could not be checked; 2: no such "
+        "plugin, or the test tools are missing).",
+    )
+    conformance.add_argument(
+        "target", nargs="+", help="broker URL or plugin name, e.g. memory:// (several allowed)"
+    )
+    conformance.add_argument(
+        "-k", dest="keyword", metavar="EXPR", help="run only tests matching this pytest -k EXPR"
+    )
+    conformance.add_argument(
+        "-v", "--verbose", action="store_true", help="show pytest's output and every failure"
+    )
 
     demo = sub.add_parser("demo", help="run tasks of both delivery modes through a worker")
     demo.add_argument("--tasks", type=int, default=300, help="tasks to enqueue (default 300)")
@@ -151,7 +164,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "conformance":
         from chicory.testing.runner import run_conformance
 
-        return run_conformance(args.target, verbose=args.verbose)
+        return run_conformance(args.target, verbose=args.verbose, keyword=args.keyword)
     if args.command == "demo":
         from chicory.demo import run_demo
 
