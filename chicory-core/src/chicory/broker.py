@@ -110,6 +110,9 @@ class Capabilities:
             see the module docstring.
         delete_queue: the broker is a :class:`QueueDeleter`: it can delete a queue and
             everything in it (used to clean up after tests and by tooling).
+        inspection: the broker implements the operators' operations of
+            :class:`chicory.inspection.InspectableBroker` (list queues, queue stats, dead
+            letters by page, one dead letter, requeue a dead letter with a new body).
     """
 
     delayed_delivery: bool = True
@@ -125,6 +128,7 @@ class Capabilities:
         default="timed", validator=attrs.validators.in_(("timed", "session"))
     )
     delete_queue: bool = False
+    inspection: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -336,7 +340,11 @@ class Consumer(Protocol):
 
 @runtime_checkable
 class Broker(Protocol):
-    """A message store that Chicory plugs into. See the module docstring."""
+    """A message store Chicory plugs into: opaque bodies and headers in named queues.
+
+    The lifecycle, the batching contract and the cancellation rules that apply to every
+    method are described with the module (:mod:`chicory.broker`).
+    """
 
     @property
     def capabilities(self) -> Capabilities:
