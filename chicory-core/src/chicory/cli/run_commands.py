@@ -93,7 +93,8 @@ def register(tree: Tree) -> None:
         "-k",
         dest="keyword",
         metavar="EXPR",
-        help="run only the tests matching this pytest -k expression (guarantee ids match too)",
+        help="run only the tests matching this pytest -k expression, guarantee ids included "
+        "(default: every test)",
     )
     conformance.add_argument(
         "-v", "--verbose", action="store_true", help="show every test as it runs"
