@@ -29,6 +29,8 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         lease_seconds=30.0,
         dead_letter_max_count=10_000,
         dead_letter_max_age=30 * 24 * 3600.0,
+        lease_model="timed",
+        delete_queue=True,
         inspection=True,
     )
 
@@ -44,6 +46,17 @@ def test_dead_letter_limits_come_from_the_url_and_none_lifts_them() -> None:
     assert unlimited.capabilities.dead_letter_max_age is None
     with pytest.raises(ConfigurationError, match="dead_letter_max_count"):
         MemoryBroker(dead_letter_max_count=0)
+
+
+def test_session_leases_declare_no_lease_and_no_renewal() -> None:
+    capabilities = MemoryBroker.from_url("memory://?lease_model=session").capabilities
+    assert (capabilities.lease_model, capabilities.lease_renewal) == ("session", False)
+    assert capabilities.lease_seconds is None
+
+
+def test_an_unknown_lease_model_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="lease_model must be 'timed' or 'session'"):
+        MemoryBroker.from_url("memory://?lease_model=forever")
 
 
 async def test_broker_and_consumer_satisfy_the_protocols() -> None:

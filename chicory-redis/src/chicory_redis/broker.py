@@ -82,6 +82,7 @@ class RedisBroker:
             lease_seconds=self._settings.lease_seconds,
             dead_letter_max_count=self._settings.dead_letter_max_count,
             dead_letter_max_age=self._settings.dead_letter_max_age,
+            delete_queue=True,
             inspection=True,
         )
 
@@ -378,7 +379,10 @@ class RedisBroker:
         return scripts.Call(scripts.TRIM_DEAD, (k.dead,), self._settings.dead_letter_limits())
 
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
-        """Put a dead letter back on its queue (same id, body and headers), atomically.
+        """Put a dead letter back on its queue as a new message, atomically.
+
+        The message keeps its body and headers and gets a new message id and a fresh
+        delivery count, at the back of the queue.
 
         Returns:
             False if ``queue`` has no dead letter ``dead_letter_id``.
@@ -388,7 +392,10 @@ class RedisBroker:
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"replay a dead letter of {queue!r}"):
             result = await scripts.run(
-                self.client, scripts.REPLAY, (k.dead, k.stream), (dead_letter_id,)
+                self.client,
+                scripts.REPLAY,
+                (k.dead, k.stream),
+                (dead_letter_id, new_message_id()),
             )
         return bool(result)
 
@@ -412,10 +419,11 @@ class RedisBroker:
         return int(count)
 
     async def delete_queue(self, queue: str) -> None:
-        """Delete every key of ``queue`` (messages, delayed messages, dead letters,
-        consumers' presence) and take it out of the queue registry.
+        """Delete every key of ``queue`` (messages, delayed messages, dead letters, the
+        consumer group, consumers' presence) and take it out of the queue registry (the
+        ``delete_queue`` capability).
 
-        An administrative helper (tests, tear-down); consumers of the queue must be closed.
+        For tests and tear-down; consumers of the queue must be closed first.
         """
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"delete queue {queue!r}"):

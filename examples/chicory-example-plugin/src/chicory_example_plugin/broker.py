@@ -6,8 +6,9 @@ URLs::
     example:///var/lib/app/q.sqlite  a database file several processes can share
     example://?lease_seconds=60&max_deliveries=5
 
-It implements every capability except priorities. It is written to be read: each operation
-is one transaction in :mod:`chicory_example_plugin.store`; consumers and deliveries
+It implements every capability except priorities, with timed leases (it declares the
+``lease_seconds`` it is built with, so workers renew in time). It is written to be read: each
+operation is one transaction in :mod:`chicory_example_plugin.store`; consumers and deliveries
 (:mod:`chicory_example_plugin.consumer`) are thin handles on it.
 """
 
@@ -78,6 +79,7 @@ class ExampleBroker:
         self._capabilities = Capabilities(
             delayed_delivery=True,
             lease_renewal=True,
+            lease_seconds=lease_seconds,  # workers renew every third of it
             dead_letter=True,
             fifo=True,
             atomic_retry=True,
@@ -85,6 +87,7 @@ class ExampleBroker:
             max_body_bytes=max_body_bytes,
             dead_letter_max_count=dead_letter_max_count,
             dead_letter_max_age=dead_letter_max_age,
+            delete_queue=True,
         )
         self._store: Store | None = None
         self._connected = False
@@ -255,3 +258,7 @@ class ExampleBroker:
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many."""
         return self.store.purge_dead_letters(queue)
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue``: its messages and dead letters (its consumers must be closed)."""
+        self.store.delete_queue(queue)
