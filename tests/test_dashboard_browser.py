@@ -209,8 +209,9 @@ BIG = 100_000
 
 
 def big_app() -> Chicory:
-    """memory:// holding 100,000 ready tasks and 100,000 dead letters."""
-    app = Chicory("memory://")
+    """memory:// holding 100,000 ready tasks and 100,000 dead letters (more than the broker
+    keeps by default: its limit is raised)."""
+    app = Chicory("memory://", broker_options={"dead_letter_max_count": BIG})
 
     @app.task(name="bulk.job", queue="bulk")
     async def job(n: int) -> int:

@@ -78,7 +78,7 @@ def register(tree: Tree) -> None:
         metavar="PATH",
         type=Path,
         help="read the broker URL from the first line of this file (a mounted secret, say): "
-        "keeps its password out of the process list",
+        "keeps its password out of the process list (default: none)",
     )
     backend = worker.add_mutually_exclusive_group()
     backend.add_argument(
@@ -90,7 +90,7 @@ def register(tree: Tree) -> None:
         "--backend-file",
         metavar="PATH",
         type=Path,
-        help="read the result backend URL from the first line of this file",
+        help="read the result backend URL from the first line of this file (default: none)",
     )
 
     plugins = tree.command(
@@ -132,7 +132,7 @@ def register(tree: Tree) -> None:
         "--broker-file",
         metavar="PATH",
         type=Path,
-        help="read the broker URL from the first line of this file",
+        help="read the broker URL from the first line of this file (default: none)",
     )
 
     dashboard = tree.command(
