@@ -15,6 +15,7 @@ from chicory.errors import ConfigurationError
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
+from chicory.timelimits import check_limits, limit_headers
 from chicory.validation import Signature
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ class Task(Generic[P, R]):
         ignore_result: Store no result (``AsyncResult.get`` is refused).
         validation_mode: How arguments and results are checked.
         queue: The default queue.
-        timeout: Seconds a run may take before it is cancelled and counted as a failure.
+        timeout: Seconds a run may take before it is stopped and counted as a failure
+            (its hard time limit; see :mod:`chicory.timelimits`).
+        soft_timeout: Seconds after which :class:`~chicory.errors.TaskSoftTimeoutError` is
+            raised inside the run (below ``timeout``).
         track_started: Record a ``STARTED`` state when a run begins.
     """
 
@@ -63,9 +67,9 @@ class Task(Generic[P, R]):
         queue: str,
         timeout: float | None,
         track_started: bool = False,
+        soft_timeout: float | None = None,
     ) -> None:
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"task {name!r}: timeout must be positive, got {timeout}")
+        check_limits(f"task {name!r}", timeout, soft_timeout)
         self.app = app
         self.fn = fn
         self.name = name
@@ -75,6 +79,7 @@ class Task(Generic[P, R]):
         self.validation_mode = ValidationMode(validation_mode)
         self.queue = queue
         self.timeout = timeout
+        self.soft_timeout = soft_timeout
         self.track_started = track_started and not ignore_result
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = Signature(name, fn, app.value_converter)
@@ -106,6 +111,8 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -116,6 +123,13 @@ class Task(Generic[P, R]):
             eta: Run no sooner than this aware datetime (exclusive with ``countdown``).
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
+            timeout: This call's hard time limit in seconds, instead of the task's (its
+                retries keep it).
+            soft_timeout: This call's soft time limit in seconds, instead of the task's.
+
+        Raises:
+            ConfigurationError: a time limit is not a positive number, or the soft one is
+                not below the hard one.
         """
         now = utcnow()
         eta = self._due(countdown, eta, now)
@@ -125,6 +139,13 @@ class Task(Generic[P, R]):
         body, headers = self.app.codec.encode_fields(
             task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
         )
+        if timeout is not None or soft_timeout is not None:
+            check_limits(
+                f"task {self.name!r}",
+                self.timeout if timeout is None else timeout,
+                soft_timeout,
+            )
+            headers = {**headers, **limit_headers(timeout, soft_timeout)}
         outgoing = OutgoingMessage(body=body, headers=headers, not_before=eta)
         await self.app.publish_encoded(queue, [outgoing])
         return AsyncResult(self.app, task_id, self)
