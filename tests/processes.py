@@ -109,11 +109,17 @@ class WorkerProcess:
         broker_url: Its broker URL.
         runs_file: Where the test app records task events.
         args: Extra ``chicory worker`` arguments.
-        app: The app to run, as ``module:attribute`` in ``tests/``.
+        app: The app to run, as ``module:attribute`` in ``tests/`` (or in ``cwd``).
+        cwd: The directory it runs in (default: ``tests/``).
     """
 
     def __init__(
-        self, broker_url: str, runs_file: Path, *args: str, app: str = "worker_app:app"
+        self,
+        broker_url: str,
+        runs_file: Path,
+        *args: str,
+        app: str = "worker_app:app",
+        cwd: Path | None = None,
     ) -> None:
         env = {
             **os.environ,
@@ -126,7 +132,7 @@ class WorkerProcess:
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chicory.cli", "worker", app, *args],
-            cwd=TESTS,
+            cwd=cwd or TESTS,
             env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -156,10 +162,15 @@ class WorkerProcess:
 
 @contextmanager
 def worker_process(
-    broker_url: str, runs_file: Path, *args: str, app: str = "worker_app:app"
+    broker_url: str,
+    runs_file: Path,
+    *args: str,
+    app: str = "worker_app:app",
+    cwd: Path | None = None,
 ) -> Iterator[WorkerProcess]:
-    """Run a subprocess worker for the block; it is killed by pid afterwards if still alive."""
-    worker = WorkerProcess(broker_url, runs_file, *args, app=app)
+    """Run a subprocess worker for the block; it is killed by pid afterwards if still alive
+    (a supervisor's children notice and drain, see ``chicory.processes.child``)."""
+    worker = WorkerProcess(broker_url, runs_file, *args, app=app, cwd=cwd)
     try:
         yield worker
     finally:
