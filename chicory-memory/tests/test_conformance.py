@@ -11,6 +11,7 @@ from chicory.testing import (
     BrokerSettlementSuite,
     BrokerStatefulSuite,
     DeadLetterSuite,
+    DelayedSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -66,4 +67,8 @@ class TestResults(ResultBackendSuite):
 
 
 class TestWorker(WorkerSuite):
+    pass
+
+
+class TestDelayed(DelayedSuite):
     pass

@@ -21,6 +21,7 @@ from chicory.testing import (
     BrokerSettlementSuite,
     BrokerStatefulSuite,
     DeadLetterSuite,
+    DelayedSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -109,4 +110,8 @@ class TestResults(ResultBackendSuite):
 
 
 class TestWorker(WorkerSuite):
+    pass
+
+
+class TestDelayed(DelayedSuite):
     pass

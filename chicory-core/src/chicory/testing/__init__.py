@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chicory.testing.harness import BrokerFactory, BrokerHarness, ResultBackendHarness
     from chicory.testing.suite_basics import BrokerBasicsSuite
     from chicory.testing.suite_dead_letters import DeadLetterSuite
+    from chicory.testing.suite_delayed import DelayedSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_inspection import InspectionSuite
     from chicory.testing.suite_results import ResultBackendSuite
@@ -40,6 +41,7 @@ _WHERE = {
     "ResultBackendHarness": "harness",
     "BrokerBasicsSuite": "suite_basics",
     "DeadLetterSuite": "suite_dead_letters",
+    "DelayedSuite": "suite_delayed",
     "BrokerDeliverySuite": "suite_delivery",
     "InspectionSuite": "suite_inspection",
     "ResultBackendSuite": "suite_results",
@@ -54,6 +56,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_delivery",
     "chicory.testing.suite_dead_letters",
     "chicory.testing.suite_inspection",
+    "chicory.testing.suite_delayed",
     "chicory.testing.suite_results",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
@@ -78,6 +81,7 @@ __all__ = [
     "BrokerSettlementSuite",
     "BrokerStatefulSuite",
     "DeadLetterSuite",
+    "DelayedSuite",
     "Guarantee",
     "InspectionSuite",
     "Level",

@@ -46,6 +46,7 @@ _SUITES: Final = (
     ("TestDelivery", "BrokerDeliverySuite"),
     ("TestDeadLetters", "DeadLetterSuite"),
     ("TestInspection", "InspectionSuite"),
+    ("TestDelayed", "DelayedSuite"),
     ("TestStateful", "BrokerStatefulSuite"),
     ("TestWorker", "WorkerSuite"),
     ("TestResults", "ResultBackendSuite"),
