@@ -15,6 +15,7 @@ from chicory.testing import (
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
+    RevocationSuite,
     WorkerSuite,
 )
 from chicory_memory.broker import MemoryBroker
@@ -71,4 +72,8 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestRevocations(RevocationSuite):
     pass

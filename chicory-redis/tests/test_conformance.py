@@ -25,6 +25,7 @@ from chicory.testing import (
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
+    RevocationSuite,
     WorkerSuite,
 )
 from chicory_redis.broker import RedisBroker
@@ -114,4 +115,8 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestRevocations(RevocationSuite):
     pass

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_inspection import InspectionSuite
     from chicory.testing.suite_results import ResultBackendSuite
+    from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
     from chicory.testing.suite_stateful import BrokerStatefulSuite
     from chicory.testing.suite_worker import WorkerSuite
@@ -45,6 +46,7 @@ _WHERE = {
     "BrokerDeliverySuite": "suite_delivery",
     "InspectionSuite": "suite_inspection",
     "ResultBackendSuite": "suite_results",
+    "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
     "BrokerStatefulSuite": "suite_stateful",
     "WorkerSuite": "suite_worker",
@@ -58,6 +60,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_inspection",
     "chicory.testing.suite_delayed",
     "chicory.testing.suite_results",
+    "chicory.testing.suite_revocations",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
 )
@@ -87,5 +90,6 @@ __all__ = [
     "Level",
     "ResultBackendHarness",
     "ResultBackendSuite",
+    "RevocationSuite",
     "WorkerSuite",
 ]

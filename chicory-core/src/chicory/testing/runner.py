@@ -50,6 +50,7 @@ _SUITES: Final = (
     ("TestStateful", "BrokerStatefulSuite"),
     ("TestWorker", "WorkerSuite"),
     ("TestResults", "ResultBackendSuite"),
+    ("TestRevocations", "RevocationSuite"),
 )
 
 
