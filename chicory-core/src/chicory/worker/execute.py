@@ -68,6 +68,7 @@ async def execute(
     Cancellation of the caller propagates (the worker decides what a cancelled job means).
     Time limits work as :mod:`chicory.timelimits` describes; a sync function runs in one
     of ``threads`` (a private set when ``None``) and is awaited until its thread has ended.
+    ``slot.in_function`` is set while an async function runs; the caller clears it.
     """
     if context is not None:
         args = [context, *args]
@@ -85,9 +86,6 @@ async def execute(
         return Outcome(value, None, time.perf_counter() - started)  # positional: cheaper
     except (Exception, SystemExit) as exc:  # a task calling sys.exit() must not stop the worker
         return Outcome(error=exc, runtime=time.perf_counter() - started)
-    finally:
-        if slot is not None:
-            slot.in_function = False
 
 
 async def _call_async(

@@ -186,8 +186,10 @@ class JobRunner:
             if headers or task.timeout is not None or task.soft_timeout is not None
             else NO_LIMITS
         )
-        if slot is not None:
-            slot.start(message.id, context.cancel_token if context is not None else None)
+        if slot is not None:  # RunnerSlot.start, inlined: every task passes here
+            slot.task_id = message.id
+            slot.token = context.cancel_token if context is not None else None
+            slot.cancel_requested = False
         if strategy.holds_lease:
             self._leased.add(delivery)
         self.running += 1
@@ -219,8 +221,9 @@ class JobRunner:
         finally:
             self.running -= 1
             self._leased.discard(delivery)
-            if slot is not None:
-                slot.clear()
+            if slot is not None:  # RunnerSlot.clear, inlined
+                slot.task_id = slot.token = slot.call = None
+                slot.in_function = False
 
     def _succeed(
         self,
