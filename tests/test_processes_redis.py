@@ -118,6 +118,22 @@ async def test_recycling_after_50_tasks_loses_no_at_least_once_task(
     assert log.count("was recycled; starting a fresh one") >= 3, log[-3000:]
 
 
+async def test_a_child_over_its_memory_limit_is_recycled(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    app, runs = producer(server.url), tmp_path / "runs.txt"
+    with worker_process(
+        server.url, runs, "--processes", "1", "--max-memory-per-child", "1"
+    ) as supervisor:  # 1 MiB: any Python process is over it within a second
+        await eventually(lambda: "was recycled; starting a fresh one" in supervisor.output(), 60)
+        results = await app.tasks["w.alo"].delay_many((i, 0.01) for i in range(20))
+        assert [await r.get(timeout=60) for r in results] == list(range(20))
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0
+    assert "MiB over 1 MiB" in supervisor.output()
+    await app.close()
+
+
 def test_a_supervisor_gives_up_on_children_that_crash_at_start(
     server: RedisServer, tmp_path: Path
 ) -> None:

@@ -28,6 +28,7 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         max_body_bytes=None,
         lease_seconds=30.0,
         inspection=True,
+        delayed_listing=True,
     )
 
 
