@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +108,8 @@ class JobRunner:
         """
         state = _RECEIVED
         try:
-            message = self._decode(delivery.body, delivery.headers)
+            headers = delivery.headers
+            message = self._decode(delivery.body, headers)
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
@@ -145,7 +146,7 @@ class JobRunner:
                 log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
                 return False
         state = transition(state, _RUNNING)
-        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot)
+        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
         if slot is not None and slot.cancel_requested:
             await self._cancelled(delivery, message, task, started=True)
             return False
@@ -166,6 +167,7 @@ class JobRunner:
         args: list[Any],
         kwargs: dict[str, Any],
         slot: RunnerSlot | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Outcome:
         context = (
             TaskContext(
@@ -180,7 +182,8 @@ class JobRunner:
             if task.signature.wants_context
             else None
         )
-        headers = delivery.headers
+        if headers is None:
+            headers = delivery.headers
         limits = (
             limits_for(task.timeout, task.soft_timeout, headers)
             if headers or task.timeout is not None or task.soft_timeout is not None
