@@ -19,6 +19,7 @@ from chicory.validation import Signature
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
+    from chicory.blocking import BlockingTask
 
 __all__ = ["Task", "new_task_ids"]
 
@@ -83,6 +84,14 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.delivery_mode.value} queue={self.queue!r}>"
+
+    @property
+    def blocking(self) -> BlockingTask[P, R]:
+        """This task's blocking face, for synchronous code: ``task.blocking.delay(...)``
+        blocks until the message is enqueued (see :mod:`chicory.blocking`)."""
+        from chicory.blocking import BlockingTask
+
+        return BlockingTask(self)
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue one run with these arguments and return its result handle.
