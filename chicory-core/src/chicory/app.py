@@ -6,6 +6,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
@@ -13,6 +14,7 @@ import anyio
 
 from chicory.backend import ResultBackend
 from chicory.broker import Broker, OutgoingMessage
+from chicory.clock import utcnow
 from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
 from chicory.errors import (
@@ -63,6 +65,11 @@ class Chicory:
             one more result write per run).
         broker_options: Keyword options for the broker factory.
         backend_options: Keyword options for the result backend factory.
+
+    Attributes:
+        utcnow: Where the app reads the current aware-UTC time: messages' creation times,
+            ``countdown`` due times, retries' due times (default
+            :func:`chicory.clock.utcnow`). ``chicory.testkit`` points it at its virtual clock.
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class Chicory:
         self.codec = Codec(max_message_bytes=max_message_bytes, signing_key=key)
         self.value_converter = make_value_converter()
         self.tasks: dict[str, Task[..., Any]] = {}
+        self.utcnow: Callable[[], datetime] = utcnow
         self._targets = (broker, backend, dict(broker_options or {}), dict(backend_options or {}))
         self.broker: Broker = self._build_broker(broker, self._targets[2])
         self.backend: ResultBackend = self._build_backend(backend, broker, self._targets[3])

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from chicory.broker import OutgoingMessage
-from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError
 from chicory.modes import DeliveryMode, ValidationMode
@@ -126,7 +125,7 @@ class Task(Generic[P, R]):
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
         """
-        now = utcnow()
+        now = self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         task_id = task_id or new_task_ids(1)[0]
@@ -152,7 +151,7 @@ class Task(Generic[P, R]):
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
         """
         items = list(calls)
-        now = utcnow()
+        now = self.app.utcnow()
         ids = new_task_ids(len(items))
         queue = queue or self.queue
         bind, mode = self.signature.bind, self.validation_mode
@@ -185,7 +184,7 @@ class Task(Generic[P, R]):
 
         ``now`` (the creation time) may be passed to build a batch with one clock read.
         """
-        now = now or utcnow()
+        now = now or self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         return TaskMessage(
