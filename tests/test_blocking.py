@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from callers_app import add_task, build
 
+from callers_app import add_task, build
 from chicory import Chicory, blocking
 from chicory.errors import BlockingCallError, TaskFailedError
 from chicory.records import TaskState

@@ -23,7 +23,7 @@ from chicory.errors import (
     ForkedAppError,
     TaskRegistrationError,
 )
-from chicory.loops import LoopHome, alive_elsewhere, running_loop
+from chicory.loops import KEPT_AFTER_FORK, LoopHome, alive_elsewhere, running_loop
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.plugins import BackendKind, PluginHost
 from chicory.producer import Producer
@@ -342,6 +342,9 @@ class Chicory:
                     "connections must not be used or closed in a child). Give the app URLs "
                     "(Chicory(broker='redis://...')), or connect only after forking"
                 )
+        # The parent's objects are kept, never finalized: a closing asyncio socket would
+        # unregister itself from the epoll set the parent shares with this process.
+        KEPT_AFTER_FORK.append((self.broker, self.backend, self._producer))
         if self._broker_ready:
             self.broker = self._build_broker(broker, broker_options)
         if self._backend_ready:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from anyio.from_thread import BlockingPortal
 
 from chicory.errors import BlockingCallError
-from chicory.loops import alive_elsewhere, running_loop
+from chicory.loops import KEPT_AFTER_FORK, alive_elsewhere, running_loop
 from chicory.records import ResultRecord, TaskState
 from chicory.result import AsyncResult
 
@@ -133,9 +133,7 @@ class _Portal:
 
     def forget(self) -> None:
         """In a forked child: the thread is gone; never touch what it left (see loops)."""
-        from chicory.loops import _INHERITED
-
-        _INHERITED.append((self._portal, self._loop, self._thread))
+        KEPT_AFTER_FORK.append((self._portal, self._loop, self._thread))
         self._lock = threading.Lock()  # another thread may have held it at the fork
         self._portal = self._loop = self._thread = None
 

@@ -44,7 +44,7 @@ from chicory.errors import EventLoopMismatchError
 if TYPE_CHECKING:
     from chicory.app import Chicory
 
-__all__ = ["LoopHome", "alive_elsewhere", "running_loop"]
+__all__ = ["KEPT_AFTER_FORK", "LoopHome", "alive_elsewhere", "running_loop"]
 
 log = logging.getLogger("chicory")
 
@@ -54,7 +54,7 @@ running_loop = asyncio._get_running_loop
 _BOUND: weakref.WeakSet[Chicory] = weakref.WeakSet()
 """Apps holding connections: the ones a forked child must move off the parent's."""
 
-_INHERITED: list[object] = []
+KEPT_AFTER_FORK: list[object] = []
 """What a forked child inherited and must never touch, finalize included: kept until exit."""
 
 
@@ -95,7 +95,7 @@ class LoopHome:
 
     def forked(self) -> None:
         """In a forked child: the connections are the parent's (called by the fork hook)."""
-        _INHERITED.append((self.loop, self._closer))
+        KEPT_AFTER_FORK.append((self.loop, self._closer))
         self.loop, self._closer = None, None
         self.inherited = True
         self.stale = False
