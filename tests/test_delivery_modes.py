@@ -1,4 +1,5 @@
-"""DESIGN.md §3, row by row, on the memory broker with the real worker."""
+"""The delivery-mode rules (docs/delivery-modes.md), row by row, on the memory broker with
+the real worker."""
 
 from __future__ import annotations
 

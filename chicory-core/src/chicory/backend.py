@@ -1,7 +1,7 @@
 """The result backend protocol: where task states, results and worker heartbeats live.
 
 Like brokers, result backends are thin: they store opaque bytes per task id that core
-encodes (:mod:`chicory.results`), and they know only one bit about them, whether the record
+encodes (:mod:`chicory.records`), and they know only one bit about them, whether the record
 is *final* (a terminal state that :meth:`ResultBackend.wait` must wake up for).
 
 Cancellation: every coroutine may be cancelled; a cancelled ``store`` may or may not have

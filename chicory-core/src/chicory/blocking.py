@@ -156,8 +156,8 @@ def call(app: Chicory, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **
     that has no blocking twin, e.g. ``call(app, broker_counts, "default")``.
 
     Raises:
-        BlockingCallError: called from a thread that runs an event loop.
-        Whatever ``fn`` raises.
+        BlockingCallError: called from a thread that runs an event loop (anything ``fn``
+            raises is raised as it is).
     """
     if running_loop() is not None:
         raise BlockingCallError(

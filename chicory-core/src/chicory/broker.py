@@ -263,7 +263,11 @@ class Consumer(Protocol):
 
 @runtime_checkable
 class Broker(Protocol):
-    """A message store that Chicory plugs into. See the module docstring."""
+    """A message store Chicory plugs into: opaque bodies and headers in named queues.
+
+    The lifecycle, the batching contract and the cancellation rules that apply to every
+    method are described with the module (:mod:`chicory.broker`).
+    """
 
     @property
     def capabilities(self) -> Capabilities:

@@ -70,14 +70,21 @@ def _parser() -> argparse.ArgumentParser:
         dest="queues",
         help="queue to consume (repeatable; default: the app's default queue)",
     )
-    worker.add_argument("-c", "--concurrency", type=int, default=10)
+    worker.add_argument(
+        "-c", "--concurrency", type=int, default=10, help="tasks run at once (default 10)"
+    )
     worker.add_argument(
         "--prefetch",
         type=int,
         default=None,
         help="deliveries held beyond running ones (default: concurrency)",
     )
-    worker.add_argument("--drain-timeout", type=float, default=30.0)
+    worker.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds running tasks get to finish after SIGTERM/SIGINT (default 30)",
+    )
     worker.add_argument(
         "--no-gc-tuning",
         dest="gc_tuning",
@@ -90,22 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list installed broker and result-backend plugins")
 
     dead = sub.add_parser("dead", help="inspect and manage dead letters")
-    dead.add_argument("action", choices=["list", "replay", "delete", "purge"])
+    dead.add_argument("action", choices=["list", "replay", "delete", "purge"], help="what to do")
     dead.add_argument("app", help="MODULE:APP")
     dead.add_argument("id", nargs="?", help="dead letter id (replay, delete)")
-    dead.add_argument("-q", "--queue", default=None)
-    dead.add_argument("--limit", type=int, default=100)
+    dead.add_argument("-q", "--queue", default=None, help="queue (default: the app's default)")
+    dead.add_argument(
+        "--limit", type=int, default=100, help="most dead letters to list (default 100)"
+    )
 
     workers = sub.add_parser("workers", help="list live workers from their heartbeats")
     workers.add_argument("app", help="MODULE:APP")
 
     conformance = sub.add_parser("conformance", help="run the conformance suite on a broker")
     conformance.add_argument("target", help="broker URL or plugin name, e.g. memory://")
-    conformance.add_argument("-v", "--verbose", action="store_true")
+    conformance.add_argument(
+        "-v", "--verbose", action="store_true", help="show pytest's output and full failures"
+    )
 
     demo = sub.add_parser("demo", help="run tasks of both delivery modes through a worker")
     demo.add_argument("--tasks", type=int, default=300, help="tasks to enqueue (default 300)")
-    demo.add_argument("--broker", default="memory://")
+    demo.add_argument("--broker", default="memory://", help="broker URL (default memory://)")
     return parser
 
 

@@ -84,7 +84,8 @@ class Producer:
         """Publish one message together with the other callers of this loop iteration.
 
         Raises:
-            Whatever publishing it raised (see :meth:`Broker.publish`).
+            BrokerError: publishing failed (and whatever else the broker's ``publish``
+                raised for this message, as it is).
         """
         batch = self._batch
         if batch is None:

@@ -1,4 +1,4 @@
-"""End to end through the real core worker: what each delivery mode promises (DESIGN.md §3)."""
+"""End to end through the real core worker: what each delivery mode promises."""
 
 from __future__ import annotations
 

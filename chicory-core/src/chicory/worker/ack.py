@@ -1,7 +1,7 @@
 """Ack strategies: *when* a delivery is settled, one small class per delivery mode.
 
 The worker state machine (:mod:`chicory.worker.states`) calls the strategy of a job's
-delivery mode at fixed lifecycle points; this module is DESIGN.md §3 as code:
+delivery mode at fixed lifecycle points; this module is the delivery-mode rules as code:
 
 - ``before_run``: AT_MOST_ONCE acks (if the ack fails, the task is not run);
   AT_LEAST_ONCE does nothing (the delivery is held and its lease renewed while running).

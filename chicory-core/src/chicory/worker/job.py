@@ -2,8 +2,8 @@
 
 ``JobRunner.handle`` takes a delivery from RECEIVED to a terminal state
 (:mod:`chicory.worker.states`), calling the ack strategy of the task's delivery mode
-(:mod:`chicory.worker.ack`) at each step and writing result records in the order DESIGN.md
-§3 requires: the result is stored before an at-least-once ack. Settles and result writes are
+(:mod:`chicory.worker.ack`) at each step and writing result records in the order the delivery
+modes require: the result is stored before an at-least-once ack. Settles and result writes are
 shielded from cancellation and bounded by ``settle_timeout``, so a drain can neither lose
 them nor hang on them.
 """
