@@ -17,13 +17,8 @@ from chicory.broker import Broker, OutgoingMessage
 from chicory.clock import utcnow
 from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
-from chicory.errors import (
-    ConfigurationError,
-    EventLoopMismatchError,
-    ForkedAppError,
-    TaskRegistrationError,
-)
-from chicory.loops import KEPT_AFTER_FORK, LoopHome, alive_elsewhere, running_loop
+from chicory.errors import ConfigurationError, EventLoopMismatchError, TaskRegistrationError
+from chicory.loops import LoopHome, alive_elsewhere, running_loop
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.plugins import BackendKind, PluginHost
 from chicory.producer import Producer
@@ -323,34 +318,6 @@ class Chicory:
                         await resource.close()
                 except Exception as exc:
                     log.debug("closing %r, left by an event loop that ended: %r", resource, exc)
-
-    def _rebuild_after_fork(self) -> None:
-        """In a forked child: build a new broker and backend from the URLs (see ``loops``).
-
-        Raises:
-            ForkedAppError: a connected broker or backend was given as an instance.
-        """
-        broker, backend, broker_options, backend_options = self._targets
-        for given, ready, what in (
-            (broker, self._broker_ready, "broker"),
-            (backend, self._backend_ready, "result backend"),
-        ):
-            if ready and not (given is None or isinstance(given, str)):
-                raise ForkedAppError(
-                    f"{self!r} was connected before this process forked, and its {what} was "
-                    "given as an instance, which cannot be rebuilt here (the parent's "
-                    "connections must not be used or closed in a child). Give the app URLs "
-                    "(Chicory(broker='redis://...')), or connect only after forking"
-                )
-        # The parent's objects are kept, never finalized: a closing asyncio socket would
-        # unregister itself from the epoll set the parent shares with this process.
-        KEPT_AFTER_FORK.append((self.broker, self.backend, self._producer))
-        if self._broker_ready:
-            self.broker = self._build_broker(broker, broker_options)
-        if self._backend_ready:
-            self.backend = self._build_backend(backend, broker, backend_options)
-        self._broker_ready = self._backend_ready = False
-        self._producer = Producer(self._publish_now)
 
     async def __aenter__(self) -> Self:
         await self.connected_broker()

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from chicory.errors import EventLoopMismatchError
+from chicory.errors import EventLoopMismatchError, ForkedAppError
+from chicory.producer import Producer
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -110,7 +111,7 @@ class LoopHome:
         """
         old = self.loop
         if self.inherited:
-            app._rebuild_after_fork()
+            _rebuild_after_fork(app)
             self.inherited = False
         elif old is not None and alive_elsewhere(old):
             raise EventLoopMismatchError(
@@ -137,6 +138,35 @@ class LoopHome:
         self.stale = False
         self.epoch = object()
         _BOUND.discard(app)
+
+
+def _rebuild_after_fork(app: Chicory) -> None:
+    """In a forked child: a new broker and backend for ``app``, from its URLs.
+
+    Raises:
+        ForkedAppError: a connected broker or backend was given as an instance.
+    """
+    broker, backend, broker_options, backend_options = app._targets
+    for given, ready, what in (
+        (broker, app._broker_ready, "broker"),
+        (backend, app._backend_ready, "result backend"),
+    ):
+        if ready and not (given is None or isinstance(given, str)):
+            raise ForkedAppError(
+                f"{app!r} was connected before this process forked, and its {what} was "
+                "given as an instance, which cannot be rebuilt here (the parent's "
+                "connections must not be used or closed in a child). Give the app URLs "
+                "(Chicory(broker='redis://...')), or connect only after forking"
+            )
+    # The parent's objects are kept, never finalized: a closing asyncio socket would
+    # unregister itself from the epoll set the parent shares with this process.
+    KEPT_AFTER_FORK.append((app.broker, app.backend, app._producer))
+    if app._broker_ready:
+        app.broker = app._build_broker(broker, broker_options)
+    if app._backend_ready:
+        app.backend = app._build_backend(backend, broker, backend_options)
+    app._broker_ready = app._backend_ready = False
+    app._producer = Producer(app._publish_now)
 
 
 async def _close_at_loop_end(app: Chicory, epoch: object) -> AsyncGenerator[None, None]:

@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from chicory.broker import OutgoingMessage
 from chicory.errors import MessageTooLargeError
-from chicory.loops import running_loop
 
 __all__ = ["Producer"]
 
@@ -89,7 +88,7 @@ class Producer:
         """
         batch = self._batch
         if batch is None:
-            loop = running_loop()
+            loop = asyncio._get_running_loop()
             if loop is None:
                 await self._publish(queue, (message,))
                 return
