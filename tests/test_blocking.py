@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -191,3 +193,35 @@ def test_blocking_calls_run_on_the_app_s_loop_when_it_runs_elsewhere(
     finally:
         release.set()
         thread.join(30)
+
+
+def test_a_process_using_the_blocking_api_exits_cleanly(prefix: str) -> None:
+    """The portal stops at exit and closes its apps: no hang, nothing on stderr (no
+    'Task was destroyed', no 'Event loop is closed'), every message sent."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from callers_app import add_task, build
+
+app = build({url_of(prefix)!r})
+add = add_task(app)
+for i in range(50):
+    add.blocking.send(i, i)
+print("sent")
+"""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sent"
+    assert done.stderr == ""
+    assert connections(prefix) == 0
+
+    async def ready() -> int:
+        app = build(url_of(prefix))
+        try:
+            return (await (await app.connected_broker()).counts("default")).ready
+        finally:
+            await app.close()
+
+    assert asyncio.run(ready()) == 50

@@ -38,6 +38,7 @@ import asyncio
 import atexit
 import contextlib
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -45,10 +46,11 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import anyio
 from anyio.from_thread import BlockingPortal
 
 from chicory.errors import BlockingCallError
-from chicory.loops import KEPT_AFTER_FORK, alive_elsewhere, running_loop
+from chicory.loops import KEPT_AFTER_FORK, alive_elsewhere, bound_apps, running_loop
 from chicory.records import ResultRecord, TaskState
 from chicory.result import AsyncResult
 
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
     from chicory.task import Task
 
 __all__ = ["BlockingResult", "BlockingTask", "call", "close", "portal_thread"]
+
+log = logging.getLogger("chicory")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,12 +125,15 @@ class _Portal:
         self._thread = thread
 
     def stop(self) -> None:
-        """Stop the loop (its apps close) and wait for the thread, bounded."""
+        """Close the apps connected here (sending what they collected), stop the loop and
+        wait for the thread, bounded."""
         with self._lock:
-            portal, thread = self._portal, self._thread
+            portal, loop, thread = self._portal, self._loop, self._thread
             self._portal = self._loop = self._thread = None
         if portal is None or thread is None:
             return
+        with contextlib.suppress(Exception):  # a loop that is gone, an app that cannot close
+            portal.call(_close_apps_of, loop)
         with contextlib.suppress(RuntimeError):  # already stopped
             portal.call(portal.stop)
         thread.join(STOP_SECONDS)
@@ -136,6 +143,17 @@ class _Portal:
         KEPT_AFTER_FORK.append((self._portal, self._loop, self._thread))
         self._lock = threading.Lock()  # another thread may have held it at the fork
         self._portal = self._loop = self._thread = None
+
+
+async def _close_apps_of(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close every app connected on ``loop`` (run on that loop), bounded in time."""
+    with anyio.move_on_after(STOP_SECONDS / 2):
+        for app in bound_apps():
+            if app._home.loop is loop:
+                try:
+                    await app.close()
+                except Exception:
+                    log.exception("closing %r at exit failed", app)
 
 
 _PORTAL = _Portal()

@@ -45,7 +45,7 @@ from chicory.producer import Producer
 if TYPE_CHECKING:
     from chicory.app import Chicory
 
-__all__ = ["KEPT_AFTER_FORK", "LoopHome", "alive_elsewhere", "running_loop"]
+__all__ = ["KEPT_AFTER_FORK", "LoopHome", "alive_elsewhere", "bound_apps", "running_loop"]
 
 log = logging.getLogger("chicory")
 
@@ -57,6 +57,11 @@ _BOUND: weakref.WeakSet[Chicory] = weakref.WeakSet()
 
 KEPT_AFTER_FORK: list[object] = []
 """What a forked child inherited and must never touch, finalize included: kept until exit."""
+
+
+def bound_apps() -> list[Chicory]:
+    """The apps of this process holding connections right now."""
+    return list(_BOUND)
 
 
 def alive_elsewhere(loop: asyncio.AbstractEventLoop) -> bool:
