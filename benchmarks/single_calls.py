@@ -20,6 +20,8 @@ server of your own)::
     .venv/bin/python benchmarks/compare.py BASE --scenario concurrent --port 6390
 
 The second line runs an earlier revision and this checkout in interleaved pairs.
+``--lone-publish`` measures, in this process on ``memory://``, what the batching path costs
+a publish awaited alone against publishing straight to the broker.
 """
 
 from __future__ import annotations
@@ -109,14 +111,51 @@ async def run_once(settings: Settings, calls: int, lone: int) -> dict[str, float
         _flush(settings)
 
 
+async def lone_publish(calls: int = 20_000, rounds: int = 5) -> dict[str, float]:
+    """What batching costs a lone caller: µs per publish of one message on ``memory://``
+    awaited one at a time, through the app's batching path and straight to the broker,
+    in alternating rounds (medians). No Redis: the difference is all producer CPU."""
+    from chicory import Chicory
+    from chicory.broker import OutgoingMessage
+
+    app = Chicory("memory://")
+    await app.connected_broker()
+    message = OutgoingMessage(body=b"x" * 200, headers={})
+    paths = {
+        "batched": lambda: app.publish_encoded("q", [message]),
+        "direct": lambda: app._publish_now("q", [message]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, publish in paths.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                await publish()
+            times[name].append((time.perf_counter() - start) / calls * 1e6)
+    await app.close()
+    return {f"{name}_us": statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=Settings.port)
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--lone", type=int, default=300)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--lone-publish",
+        action="store_true",
+        help="only measure what batching costs one publish awaited alone (memory://)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lone_publish:
+        values = asyncio.run(lone_publish())
+        print(
+            f"one publish awaited alone: {values['batched_us']:.1f} us through the batching "
+            f"path, {values['direct_us']:.1f} us straight to the broker"
+        )
+        return
     settings = dataclasses.replace(Settings(), port=args.port)
     if args.child:
         print(json.dumps(asyncio.run(run_once(settings, args.calls, args.lone))))
