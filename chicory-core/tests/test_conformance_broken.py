@@ -14,6 +14,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 BROKERS = """
+import asyncio
 import os
 from datetime import datetime
 
@@ -97,15 +98,32 @@ class Broker:
         return getattr(self.inner, name)
 
     async def __aenter__(self):
-        await self.inner.connect()
+        await self.connect()
         return self
 
     async def __aexit__(self, *exc_info):
+        await self.close()
+
+    async def connect(self):
+        if defect() == "loop_bound":  # a client of the first loop it connected on, kept
+            if getattr(self, "loop", None) is not None:
+                return
+            self.loop = asyncio.get_running_loop()
+        await self.inner.connect()
+
+    async def close(self):
+        if defect() == "loop_bound" and getattr(self, "loop", None) is not None:
+            if self.loop is not asyncio.get_running_loop():
+                raise RuntimeError("Event loop is closed")  # and forgets nothing
+            self.loop = None
         await self.inner.close()
 
     async def publish(self, queue, body, headers=None, *, not_before=None):
         if defect() == "delays_ignored":
             not_before = None
+        loop = getattr(self, "loop", None)
+        if defect() == "loop_bound" and loop not in (None, asyncio.get_running_loop()):
+            raise RuntimeError("Event loop is closed")
         return await self.inner.publish(queue, body, headers, not_before=not_before)
 
     def consume(self, queues, *, prefetch):
@@ -156,6 +174,7 @@ CASES = {
     "duplicates": ("no_duplicates", {"delivery.no_duplicates"}),
     "extend_ignored": ("lease_extension", {"delivery.lease_extension"}),
     "lost_lease_unreported": ("ack_reports_lost_lease", {"delivery.ack_reports_lost_lease"}),
+    "loop_bound": ("new_event_loop", {"broker.new_event_loop"}),
 }
 
 

@@ -153,6 +153,12 @@ class BrokerEnv:
         self._stack.push_async_callback(self._dispose, broker)
         return broker
 
+    def unconnected_broker(self, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Broker:
+        """A fresh broker the test connects itself; closed (and purged) when the test ends."""
+        broker = self.harness.factory(lease_seconds=lease_seconds, max_deliveries=None)
+        self._stack.push_async_callback(self._dispose, broker)
+        return broker
+
     def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` when the test ends (before the brokers opened earlier close)."""
         self._stack.push_async_callback(callback)
