@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from chicory import Chicory
+from chicory import AsyncResult, Chicory
 from chicory.errors import EventLoopMismatchError
 from processes import delete_keys
 
@@ -115,3 +115,25 @@ def test_a_loop_still_running_elsewhere_is_a_clear_error(prefix: str) -> None:
         return (await (await app.connected_broker()).counts("default")).ready
 
     assert asyncio.run(ready()) == 3
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_results_work_after_a_loop_closed_while_a_listener_ran(prefix: str) -> None:
+    """The result backend's pub/sub listener was running when its loop was closed by hand;
+    the next loop gets a working backend (a fresh listener) all the same."""
+    app = redis_app(prefix)
+    loop = asyncio.new_event_loop()
+
+    async def wait_for_nothing() -> None:
+        with pytest.raises(TimeoutError):
+            await AsyncResult(app, "never-stored").get(timeout=0.1)
+
+    loop.run_until_complete(wait_for_nothing())
+    loop.close()
+
+    async def store_and_wait() -> bytes | None:
+        backend = await app.connected_backend()
+        await backend.store("stored", b"record", final=True, ttl=60)
+        return await backend.wait("stored", 5)
+
+    assert asyncio.run(store_and_wait()) == b"record"

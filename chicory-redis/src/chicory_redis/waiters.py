@@ -189,17 +189,19 @@ class ResultWaiters:
             for future in futures:
                 if not future.done():
                     future.set_result(None)
-        for task in (self._listener, self._reader):
-            if task is not None:
-                task.cancel()
-        for task in (self._listener, self._reader):
-            if task is not None:
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    if not task.cancelled():
-                        raise
+        # Tasks of a loop that was closed without finishing them can be neither cancelled
+        # nor awaited any more: they are dropped (a later connect starts new ones).
+        tasks = [t for t in (self._listener, self._reader) if t is not None]
         self._listener = self._reader = None
+        live = [t for t in tasks if not t.get_loop().is_closed()]
+        for task in live:
+            task.cancel()
+        for task in live:
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
 
     # -- timeouts --------------------------------------------------------------------------
 
