@@ -197,6 +197,12 @@ class ResultsEnv:
         self._stack.push_async_callback(self._dispose, backend)
         return backend
 
+    def unconnected_backend(self) -> ResultBackend:
+        """A fresh result backend the test connects itself; closed when the test ends."""
+        backend = self.harness.factory()
+        self._stack.push_async_callback(self._dispose, backend)
+        return backend
+
     async def _dispose(self, backend: ResultBackend) -> None:
         try:
             if self.harness.purge is not None:
