@@ -329,6 +329,11 @@ class ResultWaiters:
                     await self._read_bulk(pubsub, stream, backoff)
                 else:
                     await self._read_parsed(pubsub, backoff)
+            except GeneratorExit:
+                # Finalized with the event loop it ran on already closed: nothing can be
+                # awaited any more, so the connection is left to the garbage collector.
+                pubsub = None
+                raise
             except Exception as exc:
                 pause = backoff.next_pause()
                 log.warning(
