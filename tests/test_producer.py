@@ -123,6 +123,21 @@ async def test_a_cancelled_caller_does_not_cancel_the_others() -> None:
     await app.close()
 
 
+async def test_a_first_caller_cancelled_in_its_yield_still_sends_the_others() -> None:
+    """The call that opened the batch is cancelled while the others join: theirs go out."""
+    app, broker = counting_app()
+    echo = app.tasks["p.echo"]
+    calls = [asyncio.ensure_future(echo.delay(str(i))) for i in range(5)]
+    await asyncio.sleep(0)  # the first call yields; the other four join its batch
+    calls[0].cancel()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert all(not isinstance(o, BaseException) for o in outcomes[1:])
+    assert (await broker.inner.counts("default")).ready >= 4
+    assert len(broker.calls) == 1
+    await app.close()
+
+
 async def test_close_sends_what_was_collected_first() -> None:
     app, broker = counting_app()
     echo = app.tasks["p.echo"]
