@@ -28,6 +28,7 @@ from chicory.errors import (
     MessageDecodeError,
     ResultValidationError,
 )
+from chicory.history import HistoryEntry, carry_headers, with_history, with_traceback
 from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
@@ -70,6 +71,8 @@ class JobRunner:
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
         self.running = 0
+        self.failed = 0
+        self.retried = 0
 
     def leased(self) -> list[Delivery]:
         """Deliveries held by running at-least-once tasks (their leases need renewal)."""
@@ -226,7 +229,9 @@ class JobRunner:
             if not await self._store(message, record, final=True) and strategy.holds_lease:
                 await self._settle(delivery.nack(requeue=True), "hand back", message)
                 return
-        await self._settle(strategy.fail(delivery, reason), "dead-letter", message)
+        self.failed += 1
+        letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
+        await self._settle(strategy.fail(delivery, letter), "dead-letter", message)
         self._emit(
             "chicory_task_failed",
             message,
@@ -251,6 +256,11 @@ class JobRunner:
         now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
         body, headers = self._app.codec.encode(next_message)
+        failed = HistoryEntry(
+            at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"
+        )
+        headers = with_history(carry_headers(delivery.headers, headers), failed)
+        self.retried += 1
         not_before = now + timedelta(seconds=delay) if delay > 0 else None
         if not task.ignore_result:
             await self._store(
@@ -272,6 +282,7 @@ class JobRunner:
         error_type: str | None = None,
     ) -> None:
         transition(JobState.RECEIVED, JobState.DEAD)
+        self.failed += 1
         log.error(
             "dead-lettering message %s from %s: %s", delivery.message_id, delivery.queue, reason
         )
