@@ -22,8 +22,9 @@ batch costs instead. :class:`Producer` gives single calls that batch without a t
   caller of that queue's batch.
 
 The sending tasks belong to the producer; :meth:`Producer.drain` hands off a batch still
-being collected and waits for them, and the app calls it before it closes its connections. Outside asyncio (anyio on trio) there is no loop
-iteration to batch by: each call publishes at once.
+being collected and waits for them, and the app calls it before it closes its connections.
+Outside asyncio (anyio on trio) there is no loop iteration to batch by: each call publishes
+at once.
 """
 
 from __future__ import annotations
