@@ -306,7 +306,7 @@ class JobRunner:
         runtime: float,
     ) -> None:
         transition(JobState.RUNNING, JobState.RETRYING)
-        now = utcnow()
+        now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
         body, headers = self._app.codec.encode(next_message)
         failed = HistoryEntry(
