@@ -167,7 +167,7 @@ async def test_reload_restarts_the_worker_when_a_source_file_changes(
     async def version() -> str: ...
 
     with worker_process(
-        server.url, tmp_path / "runs.txt", "--reload", app="reloaded_app:app", cwd=tmp_path
+        server.url, tmp_path / "runs.txt", "--reload", app="reloaded_app:app", directory=tmp_path
     ) as w:
         assert await (await version.delay()).get(timeout=60) == "one"
         source.write_text(textwrap.dedent(body.format(version="two")))

@@ -139,7 +139,6 @@ class TaskCancelledError(ChicoryError):
         self.reason = reason
         super().__init__(f"task {task_id} was cancelled: {reason}")
 
-
     """A task ran longer than its ``timeout`` and was cancelled by the worker."""
 
 
