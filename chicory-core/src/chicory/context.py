@@ -6,7 +6,7 @@ from typing import NoReturn
 
 import attrs
 
-__all__ = ["Fail", "Retry", "TaskContext"]
+__all__ = ["CancelToken", "Fail", "Retry", "TaskContext"]
 
 
 class Retry(Exception):
@@ -31,6 +31,22 @@ class Fail(Exception):
         super().__init__(reason)
 
 
+class CancelToken:
+    """Set by the worker when a cancel request reaches the running task that holds it.
+
+    One per run; the worker sets it from its event loop, a sync task reads it from its
+    thread (a plain attribute: reading it is safe from any thread).
+    """
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def __repr__(self) -> str:
+        return f"<CancelToken cancelled={self.cancelled}>"
+
+
 @attrs.frozen(kw_only=True)
 class TaskContext:
     """Declared as a task's first parameter (annotated ``TaskContext``) to receive this.
@@ -42,6 +58,7 @@ class TaskContext:
         retries_left: How many retries the policy still allows after this attempt.
         queue: The queue the task came from.
         delivery_count: How often the broker delivered this message (> 1 after a crash).
+        cancel_token: Where the worker signals a cancel request (read :attr:`cancelled`).
     """
 
     task_id: str
@@ -50,6 +67,17 @@ class TaskContext:
     retries_left: int
     queue: str
     delivery_count: int = 1
+    cancel_token: CancelToken = attrs.field(factory=CancelToken, repr=False, eq=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this run was asked to stop (``AsyncResult.cancel()``, ``chicory cancel``).
+
+        An async task is also cancelled at its next ``await``, so it sees this in its
+        cleanup (``except``/``finally``); a sync task cannot be interrupted and should check
+        it between steps and return early. Either way the run ends ``CANCELLED``.
+        """
+        return self.cancel_token.cancelled
 
     def retry(self, countdown: float | None = None, reason: str | None = None) -> NoReturn:
         """Stop this attempt and run the task again after ``countdown`` seconds.

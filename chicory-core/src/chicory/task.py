@@ -9,18 +9,19 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from chicory.broker import OutgoingMessage
-from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
+from chicory.timelimits import check_limits, limit_headers
 from chicory.validation import Signature
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
+    from chicory.blocking import BlockingTask
 
-__all__ = ["Task", "new_task_ids", "outcome_unknown"]
+__all__ = ["Task", "new_task_id", "new_task_ids", "outcome_unknown"]
 
 _NO_KWARGS: dict[str, Any] = {}
 
@@ -55,6 +56,21 @@ def new_task_ids(count: int) -> list[str]:
     return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
+_SPARE_IDS: list[str] = []
+"""Ids drawn ahead for single calls: one ``urandom`` call per 256 ids instead of per id."""
+
+os.register_at_fork(after_in_child=_SPARE_IDS.clear)  # a child must never reuse them
+
+
+def new_task_id() -> str:
+    """Return one random 128-bit task id as 32 hex digits (see :func:`new_task_ids`)."""
+    try:
+        return _SPARE_IDS.pop()
+    except IndexError:
+        _SPARE_IDS.extend(new_task_ids(256))
+        return _SPARE_IDS.pop()
+
+
 class Task(Generic[P, R]):
     """A function registered with ``@app.task``. Enqueue it with ``delay`` or ``apply_async``.
 
@@ -67,7 +83,10 @@ class Task(Generic[P, R]):
         ignore_result: Store no result (``AsyncResult.get`` is refused).
         validation_mode: How arguments and results are checked.
         queue: The default queue.
-        timeout: Seconds a run may take before it is cancelled and counted as a failure.
+        timeout: Seconds a run may take before it is stopped and counted as a failure
+            (its hard time limit; see :mod:`chicory.timelimits`).
+        soft_timeout: Seconds after which :class:`~chicory.errors.TaskSoftTimeoutError` is
+            raised inside the run (below ``timeout``).
         track_started: Record a ``STARTED`` state when a run begins.
         result_ttl: Seconds its results are kept (the app's ``result_ttl`` unless set).
         max_result_bytes: Largest result record stored (the app's unless set; ``None``:
@@ -87,11 +106,11 @@ class Task(Generic[P, R]):
         queue: str,
         timeout: float | None,
         track_started: bool = False,
+        soft_timeout: float | None = None,
         result_ttl: float | None = None,
         max_result_bytes: int | None = None,
     ) -> None:
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"task {name!r}: timeout must be positive, got {timeout}")
+        check_limits(f"task {name!r}", timeout, soft_timeout)
         if result_ttl is not None and not result_ttl > 0:
             raise ConfigurationError(
                 f"task {name!r}: result_ttl must be positive, got {result_ttl}"
@@ -109,6 +128,7 @@ class Task(Generic[P, R]):
         self.validation_mode = ValidationMode(validation_mode)
         self.queue = queue
         self.timeout = timeout
+        self.soft_timeout = soft_timeout
         self.track_started = track_started and not ignore_result
         self.result_ttl = app.result_ttl if result_ttl is None else result_ttl
         self.max_result_bytes = (
@@ -121,6 +141,14 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.delivery_mode.value} queue={self.queue!r}>"
+
+    @property
+    def blocking(self) -> BlockingTask[P, R]:
+        """This task's blocking face, for synchronous code: ``task.blocking.delay(...)``
+        blocks until the message is enqueued (see :mod:`chicory.blocking`)."""
+        from chicory.blocking import BlockingTask
+
+        return BlockingTask(self)
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue one run with these arguments and return its result handle.
@@ -144,6 +172,8 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -154,23 +184,35 @@ class Task(Generic[P, R]):
             eta: Run no sooner than this aware datetime (exclusive with ``countdown``).
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
+            timeout: This call's hard time limit in seconds, instead of the task's (its
+                retries keep it).
+            soft_timeout: This call's soft time limit in seconds, instead of the task's.
 
         Raises:
             ArgumentValidationError: the arguments do not fit the signature or its types.
             MessageTooLargeError: the encoded message is over the app's size limit.
+            ConfigurationError: a time limit is not a positive number, or the soft one is
+                not below the hard one.
             BrokerConnectionError: the broker could not be reached; the task was not
                 enqueued, so calling again cannot duplicate it.
             PublishOutcomeUnknownError: the connection failed after the message was sent,
                 so the task may or may not be enqueued (see its message for what to do).
         """
-        now = utcnow()
+        now = self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
-        task_id = task_id or new_task_ids(1)[0]
+        task_id = task_id or new_task_id()
         queue = queue or self.queue
         body, headers = self.app.codec.encode_fields(
             task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
         )
+        if timeout is not None or soft_timeout is not None:
+            check_limits(
+                f"task {self.name!r}",
+                self.timeout if timeout is None else timeout,
+                soft_timeout,
+            )
+            headers = {**headers, **limit_headers(timeout, soft_timeout)}
         outgoing = OutgoingMessage(body=body, headers=headers, not_before=eta)
         try:
             await self.app.publish_encoded(queue, [outgoing])
@@ -195,7 +237,7 @@ class Task(Generic[P, R]):
                 so some or all may be enqueued.
         """
         items = list(calls)
-        now = utcnow()
+        now = self.app.utcnow()
         ids = new_task_ids(len(items))
         queue = queue or self.queue
         bind, mode = self.signature.bind, self.validation_mode
@@ -231,11 +273,11 @@ class Task(Generic[P, R]):
 
         ``now`` (the creation time) may be passed to build a batch with one clock read.
         """
-        now = now or utcnow()
+        now = now or self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         return TaskMessage(
-            id=task_id or new_task_ids(1)[0],
+            id=task_id or new_task_id(),
             task=self.name,
             args=wire_args,
             kwargs=wire_kwargs,

@@ -27,6 +27,7 @@ from typing import Any, Self
 
 from chicory.broker import Capabilities, DeadLetter, LeaseModel, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
+from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, ConfigurationError
 from chicory.inspection import DeadLetterPage, QueueStats
 from chicory_memory import inspect
@@ -127,6 +128,7 @@ class MemoryBroker:
             dead_letter_max_count=dead_letter_max_count,
             dead_letter_max_age=dead_letter_max_age,
             inspection=True,
+            delayed_listing=True,
         )
         self._connected = False
 
@@ -275,6 +277,17 @@ class MemoryBroker:
         self._check_connected()
         return self._store.counts(queue, self._clock.time())
 
+    def next_due(self, queues: Sequence[str]) -> float | None:
+        """When the earliest delayed message of ``queues`` falls due, on the broker's clock.
+
+        Returns:
+            Seconds since the epoch, or ``None`` when none of them holds a delayed message.
+            What ``chicory.testkit`` moves its clock to when everything else is done.
+        """
+        states = [self._store.queues.get(name) for name in queues]
+        times = [state.delayed[0][0] for state in states if state is not None and state.delayed]
+        return min(times) if times else None
+
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """List up to ``limit`` dead letters of ``queue``, oldest first."""
         self._check_connected()
@@ -382,3 +395,27 @@ class MemoryBroker:
         del state.dead[dead_letter_id]
         store.enqueue(state, body, headers, None, self._clock.time())
         return True
+
+    # -- the delayed_listing capability ----------------------------------------------------
+
+    async def delayed_page(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> DelayedPage:
+        """One page of the delayed messages of ``queue``, soonest due first.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``after`` is not a cursor of this broker.
+        """
+        self._check_connected()
+        return inspect.delayed_page(
+            self._store.queues.get(queue), self._clock.time(), after=after, limit=limit
+        )
+
+    async def remove_delayed(self, queue: str, message_id: str) -> bool:
+        """Remove one delayed message of ``queue`` (False if it is not delayed there)."""
+        self._check_connected()
+        state = self._store.queues.get(queue)
+        if state is None:
+            return False
+        self._store.promote(state, self._clock.time())  # a due one is not delayed any more
+        return inspect.remove_delayed(state, message_id)

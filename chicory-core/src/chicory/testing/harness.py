@@ -237,6 +237,13 @@ class BrokerEnv:
         self._stack.push_async_callback(broker.close)
         return broker
 
+    def unconnected_broker(self, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Broker:
+        """A fresh broker the test connects itself; closed (and purged) when the test ends."""
+        broker = self.harness.factory(lease_seconds=lease_seconds, max_deliveries=None)
+        self._brokers.append(broker)
+        self._stack.push_async_callback(broker.close)
+        return broker
+
     async def lease_broker(self, *, scale: float = 1.0) -> Broker:
         """Open a broker whose lease is ``scale`` times the harness's ``short_lease``."""
         return await self.broker(lease_seconds=self.harness.short_lease * scale)
@@ -330,6 +337,12 @@ class ResultsEnv:
         self._stack.push_async_callback(self._dispose, backend)
         return backend
 
+    def unconnected_backend(self) -> ResultBackend:
+        """A fresh result backend the test connects itself; closed when the test ends."""
+        backend = self.harness.factory()
+        self._stack.push_async_callback(self._dispose, backend)
+        return backend
+
     async def _dispose(self, backend: ResultBackend) -> None:
         try:
             if self.harness.purge is not None:
@@ -417,7 +430,18 @@ class ResultsEnvFactory(EnvFactory):
         check_harness(harness, ResultBackendHarness, self.fixture)
 
     def skip_reason(self, harness: Any, requires: Sequence[str]) -> str | None:
-        """Result backends declare no capabilities: never skip."""
+        """Result backends declare their optional powers by implementing their protocols:
+        a test requiring ``revocations`` skips a backend that is no
+        :class:`~chicory.revocation.Revocations`."""
+        if "revocations" in requires:
+            from chicory.revocation import Revocations
+
+            backend = harness.factory()
+            if not isinstance(backend, Revocations):
+                return (
+                    f"the result backend {backend!r} keeps no revocation records (it lacks "
+                    "revoke, revocations and watch_revocations)"
+                )
         return None
 
     def timeout(self, harness: Any) -> float:

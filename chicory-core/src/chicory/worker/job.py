@@ -7,12 +7,18 @@ modes require: the result is stored before an at-least-once ack. Settles and res
 shielded from cancellation and each try is bounded by ``settle_timeout``; one that fails
 because the broker could not be reached is tried again until it goes through (for at most
 ``settle_timeout`` more once the worker stops), so a drain can neither lose nor hang them.
+
+A task cancelled before it starts (its id is in ``revoked``, :mod:`chicory.revocation`) is
+not run: it is recorded ``CANCELLED`` and acked. A run cancelled while it runs
+(:mod:`chicory.worker.slots`) ends ``CANCELLED`` whatever its function did: no retry, no
+dead letter; its delivery is acked (an at-most-once one was acked before it ran).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,24 +28,28 @@ import attrs
 from chicory.backend import StoredResult
 from chicory.broker import Delivery
 from chicory.clock import utcnow
-from chicory.context import Fail, Retry, TaskContext
+from chicory.context import CancelToken, Fail, Retry, TaskContext
 from chicory.envelope import TaskMessage
 from chicory.errors import (
     ArgumentValidationError,
     MessageDecodeError,
     ResultTooLargeError,
     ResultValidationError,
+    TaskCancelledError,
 )
 from chicory.history import HistoryEntry, carry_headers, with_history, with_traceback
 from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
 from chicory.task import Task
+from chicory.timelimits import NO_LIMITS, limits_for
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute
 from chicory.worker.settler import Settler
+from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
+from chicory.worker.threads import SyncThreads
 
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
@@ -67,6 +77,10 @@ class JobRunner:
         self._bus = worker.bus
         self._settle_timeout = settle_timeout
         self._limiter = anyio.CapacityLimiter(worker.sync_threads)
+        self.threads = SyncThreads()
+        self.revoked: dict[str, float] = {}
+        """Revoked task ids -> expiry (fed by :mod:`chicory.worker.revocations`)."""
+        self.slots: list[RunnerSlot] = []
         self._leased: set[Delivery] = set()
         self._decode = worker.app.codec.decode
         self._tasks = worker.app.tasks
@@ -81,7 +95,14 @@ class JobRunner:
         """Deliveries held by running at-least-once tasks (their leases need renewal)."""
         return list(self._leased)
 
-    async def handle(self, delivery: Delivery) -> bool:
+    def cancel_running(self, task_id: str) -> None:
+        """Cancel the run of ``task_id`` if one of this worker's runners is running it."""
+        for slot in self.slots:
+            if slot.task_id == task_id:
+                log.warning("task %s: cancel requested while it runs; stopping it", task_id)
+                slot.cancel()
+
+    async def handle(self, delivery: Delivery, slot: RunnerSlot | None = None) -> bool:
         """Take one delivery to a terminal state. Never raises except on cancellation.
 
         Returns:
@@ -90,7 +111,8 @@ class JobRunner:
         """
         state = _RECEIVED
         try:
-            message = self._decode(delivery.body, delivery.headers)
+            headers = delivery.headers
+            message = self._decode(delivery.body, headers)
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
@@ -110,6 +132,10 @@ class JobRunner:
             await self._dead(delivery, message, str(exc), error_type="ArgumentValidationError")
             return False
         strategy = STRATEGIES[task.delivery_mode]
+        revoked = self.revoked
+        if revoked and message.id in revoked:
+            await self._cancelled(delivery, message, task, started=False)
+            return False
         if self._worker.stopping:
             state = transition(state, JobState.CANCELLED)
             await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
@@ -123,7 +149,10 @@ class JobRunner:
                 log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
                 return False
         state = transition(state, _RUNNING)
-        outcome = await self._run(delivery, message, task, strategy, args, kwargs)
+        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
+        if slot is not None and slot.cancel_requested:
+            await self._cancelled(delivery, message, task, started=True)
+            return False
         if outcome.error is None:
             failed = self._succeed(delivery, message, task, strategy, outcome, settler)
             if failed is None:
@@ -140,6 +169,8 @@ class JobRunner:
         strategy: AckStrategy,
         args: list[Any],
         kwargs: dict[str, Any],
+        slot: RunnerSlot | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Outcome:
         context = (
             TaskContext(
@@ -149,10 +180,22 @@ class JobRunner:
                 retries_left=task.retry_policy.retries_left(message.attempt),
                 queue=delivery.queue,
                 delivery_count=delivery.delivery_count,
+                cancel_token=CancelToken(),
             )
             if task.signature.wants_context
             else None
         )
+        if headers is None:
+            headers = delivery.headers
+        limits = (
+            limits_for(task.timeout, task.soft_timeout, headers)
+            if headers or task.timeout is not None or task.soft_timeout is not None
+            else NO_LIMITS
+        )
+        if slot is not None:  # RunnerSlot.start, inlined: every task passes here
+            slot.task_id = message.id
+            slot.token = context.cancel_token if context is not None else None
+            slot.cancel_requested = False
         if strategy.holds_lease:
             self._leased.add(delivery)
         self.running += 1
@@ -162,8 +205,15 @@ class JobRunner:
         if self._bus.active:
             self._emit("chicory_task_started", message, task)
         try:
-            return await execute(task, args, kwargs, context, self._limiter)
+            return await execute(
+                task, args, kwargs, context, self._limiter, self.threads, limits, slot
+            )
         except anyio.get_cancelled_exc_class():
+            if slot is not None and slot.cancel_requested and not self._worker.killed:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()  # the cancel request's own: the run ends CANCELLED
+                return Outcome(error=TaskCancelledError(message.id, "cancelled while running"))
             if not self._worker.killed:
                 transition(JobState.RUNNING, JobState.CANCELLED)
                 log.warning(
@@ -177,6 +227,9 @@ class JobRunner:
         finally:
             self.running -= 1
             self._leased.discard(delivery)
+            if slot is not None:  # RunnerSlot.clear, inlined
+                slot.task_id = slot.token = slot.call = None
+                slot.in_function = False
 
     def _succeed(
         self,
@@ -261,7 +314,7 @@ class JobRunner:
         runtime: float,
     ) -> None:
         transition(JobState.RUNNING, JobState.RETRYING)
-        now = utcnow()
+        now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
         body, headers = self._app.codec.encode(next_message)
         failed = HistoryEntry(
@@ -280,6 +333,22 @@ class JobRunner:
             message,
         )
         self._emit("chicory_task_retried", message, task, error=error, delay=delay, runtime=runtime)
+
+    async def _cancelled(
+        self, delivery: Delivery, message: TaskMessage, task: Task[..., Any], *, started: bool
+    ) -> None:
+        """Record a cancelled task ``CANCELLED`` (before or while it ran) and ack it."""
+        transition(_RUNNING if started else _RECEIVED, JobState.CANCELLED)
+        reason = "cancelled while running" if started else "cancelled before it started"
+        log.warning("task %s %s %s", task.name, message.id, reason)
+        if not task.ignore_result:
+            error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
+            record = self._record(message, task, TaskState.CANCELLED, error=error)
+            if not await self._store(message, record, final=True):
+                if STRATEGIES[task.delivery_mode].holds_lease or not started:
+                    await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
+                return
+        await self._settle(delivery.ack, "ack", message)  # after an at-most-once ack: nothing
 
     async def _dead(
         self,

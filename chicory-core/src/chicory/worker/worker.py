@@ -6,6 +6,7 @@ Shape (one anyio task group, no fire-and-forget tasks)::
      ├─ observer dispatcher            (lifecycle hooks, off the task path)
      ├─ heartbeat loop                 (WorkerInfo records in the result backend)
      ├─ lease loop                     (renews leases of running at-least-once deliveries)
+     ├─ revocation feed                (cancel requests: chicory.worker.revocations)
      └─ runners group
          ├─ fetch loop                 (fetches up to half the capacity in one call)
          └─ N runners                  (a fixed set, N = concurrency, fed by the inbox)
@@ -29,6 +30,7 @@ settled or handed back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -48,7 +50,9 @@ from chicory.records import WorkerInfo, encode_record
 from chicory.worker.inbox import Inbox
 from chicory.worker.job import JobRunner
 from chicory.worker.observers import ObserverBus
+from chicory.worker.revocations import RevocationFeed
 from chicory.worker.settler import Settler
+from chicory.worker.slots import RunnerSlot
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -78,6 +82,8 @@ class Worker:
             abandoned (it is shielded from cancellation until then).
         fetch_timeout: Longest single wait for new deliveries.
         worker_id: Unique id (default: ``host-pid-random``).
+        max_tasks: Drain and stop after handling this many deliveries (how
+            ``chicory worker --max-tasks-per-child`` recycles a worker process).
     """
 
     def __init__(
@@ -94,9 +100,12 @@ class Worker:
         settle_timeout: float = 10.0,
         fetch_timeout: float = 1.0,
         worker_id: str | None = None,
+        max_tasks: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        if max_tasks is not None and max_tasks < 1:
+            raise ConfigurationError(f"max_tasks must be at least 1, got {max_tasks}")
         if prefetch is not None and prefetch < 0:
             raise ConfigurationError(f"prefetch cannot be negative, got {prefetch}")
         for name, value in (
@@ -122,6 +131,11 @@ class Worker:
         self._bus = ObserverBus(app.plugins)
         self._settle_timeout = settle_timeout
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
+        self.max_tasks = max_tasks
+        self._last_task = max_tasks or -1  # processed never equals -1: no check per task
+        self._revocations = RevocationFeed(
+            app.backend, self._jobs.revoked, self._jobs.cancel_running
+        )
         self._settler: Settler | None = None
         self._inbox = Inbox()
         self._held = 0
@@ -157,6 +171,12 @@ class Worker:
     def running(self) -> int:
         """Task functions running right now."""
         return self._jobs.running
+
+    @property
+    def held(self) -> int:
+        """Deliveries fetched and not yet settled (running, waiting for a runner, or being
+        acked or having their results written)."""
+        return self._held
 
     @property
     def bus(self) -> ObserverBus:
@@ -220,6 +240,7 @@ class Worker:
                     async with anyio.create_task_group() as background:
                         background.start_soon(self._heartbeat_loop)
                         background.start_soon(self._lease_loop, consumer)
+                        await background.start(self._revocations.run)
                         await self._consume(consumer)
                         background.cancel_scope.cancel()
                     settler.close()
@@ -229,6 +250,7 @@ class Worker:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.drain_timeout + 5):
                     await consumer.close()
                 log.info("worker %s stopped after %d deliveries", self.worker_id, self.processed)
+            self._jobs.threads.close()
 
     async def _consume(self, consumer: Consumer) -> None:
         inbox = self._inbox
@@ -288,6 +310,8 @@ class Worker:
         jobs = self._jobs
         settler = self._settler
         assert settler is not None
+        slot = RunnerSlot(asyncio.current_task())
+        jobs.slots.append(slot)
         streak = 0
         while True:
             streak += 1
@@ -301,13 +325,20 @@ class Worker:
                     break
             handed_off = False
             try:
-                handed_off = await jobs.handle(delivery)
+                handed_off = await jobs.handle(delivery, slot)
                 if handed_off and inbox.quiet():
                     await settler.send_now()  # a lone task's settle goes out from here
             finally:
                 jobs.processed += 1
                 if not handed_off:
                     self._release()
+                if jobs.processed == self._last_task:
+                    log.info(
+                        "worker %s handled its %d deliveries; draining",
+                        self.worker_id,
+                        self.max_tasks,
+                    )
+                    self.stop()
 
     def _release(self, count: int = 1) -> None:
         """``count`` held deliveries are settled: their slots are free for the fetch loop."""
