@@ -104,12 +104,12 @@ def test_a_bad_night_on_redis_found_and_replayed(
         assert status["processed"] == 4 * 3  # three attempts each
         assert status["age"] < 5
 
-        seen: list[str] = []
+        seen: list[tuple[str, str]] = []  # ids are unique per queue: two may be equal
         cursor = None
         while True:
             extra = ["--cursor", cursor] if cursor else []
             page = run_json(monkeypatch, capsys, "dead", "list", APP, "--limit", "1", *extra)
-            seen += [letter["id"] for letter in page["letters"]]
+            seen += [(letter["queue"], letter["id"]) for letter in page["letters"]]
             for letter in page["letters"]:
                 assert "ConnectionError: payment gateway down" in letter["traceback"]
             cursor = page["cursor"]
