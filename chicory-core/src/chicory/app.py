@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
@@ -15,6 +16,8 @@ from chicory.broker import Broker, OutgoingMessage
 from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
 from chicory.errors import ConfigurationError, TaskRegistrationError
+from chicory.headers import check_headers
+from chicory.middleware import Middleware, OutgoingTask, overrides
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.plugins import BackendKind, PluginHost
 from chicory.redact import redact_url
@@ -41,6 +44,8 @@ class Chicory:
         backend: The same for the result backend. Defaults to ``$CHICORY_BACKEND_URL``, else
             the broker's URL when that plugin also offers a result backend, else ``memory://``.
         plugins: Extra plugin objects (observers, backends) for this app only.
+        middleware: Middleware for this app, in order: instances (see
+            :mod:`chicory.middleware`) or names of middleware installed plugins offer.
         load_entry_points: Discover installed plugins through the ``chicory`` entry points.
         default_queue: Queue of tasks that name none.
         delivery_mode: Default delivery mode of tasks that name none.
@@ -61,6 +66,7 @@ class Chicory:
         backend: str | ResultBackend | None = None,
         *,
         plugins: Iterable[object] = (),
+        middleware: Iterable[Middleware | str] = (),
         load_entry_points: bool = True,
         default_queue: str = "default",
         delivery_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
@@ -93,6 +99,12 @@ class Chicory:
         self._connect_lock = anyio.Lock()
         self._broker_ready = False
         self._backend_ready = False
+        self.middleware: list[Middleware] = []
+        """The app's middleware, in order (add more with :meth:`add_middleware`)."""
+        self.publish_hooks: tuple[Callable[[OutgoingTask], None], ...] = ()
+        """The ``before_publish`` methods of :attr:`middleware` that do something."""
+        for item in middleware:
+            self.add_middleware(item)
 
     def __repr__(self) -> str:
         return f"<Chicory broker={self.broker_description} tasks={len(self.tasks)}>"
@@ -101,6 +113,11 @@ class Chicory:
     def broker_description(self) -> str:
         """The broker for humans: its redacted URL or class name."""
         return _describe(self.broker, self._broker_target)
+
+    @property
+    def backend_description(self) -> str:
+        """The result backend for humans: its redacted URL or class name."""
+        return _describe(self.backend, self._backend_target)
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -188,6 +205,78 @@ class Chicory:
 
         return register(fn) if fn is not None else _TaskDecorator(register)
 
+    # -- middleware ------------------------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware | str) -> Middleware:
+        """Add a middleware after the ones the app has (see :mod:`chicory.middleware`).
+
+        Workers created afterwards run it; producers from their next ``delay()`` on. Its
+        observer hooks, if it implements any, are registered for this app.
+
+        Args:
+            middleware: A middleware, or the name of one an installed plugin offers (built
+                with no arguments).
+
+        Returns:
+            The middleware added.
+
+        Raises:
+            UnknownMiddlewareError: no installed plugin offers a middleware of that name.
+        """
+        if isinstance(middleware, str):
+            built: Any = self.plugins.build_middleware(middleware)
+            middleware = built
+        assert not isinstance(middleware, str)
+        self.middleware.append(middleware)
+        self.plugins.register(middleware)
+        self.publish_hooks = tuple(
+            m.before_publish for m in self.middleware if overrides(m, "before_publish")
+        )
+        return middleware
+
+    def prepare(self, message: OutgoingTask) -> tuple[str, OutgoingMessage]:
+        """Run the publish middleware on ``message``, check its headers and encode it.
+
+        Returns:
+            The queue it goes to and the encoded message.
+
+        Raises:
+            InvalidHeaderError: a header cannot be sent (see :mod:`chicory.headers`).
+            ConfigurationError: a middleware set an ``eta`` that is not an aware datetime.
+            MessageTooLargeError: the encoded message is over ``max_message_bytes``.
+            Exception: whatever a middleware raised to refuse the message.
+        """
+        for hook in self.publish_hooks:
+            hook(message)
+        headers = check_headers(message.headers)
+        eta = message.eta
+        if eta is not None and (not isinstance(eta, datetime) or eta.tzinfo is None):
+            raise ConfigurationError(
+                f"a middleware set the eta of task {message.task!r} to {eta!r}; it must be an "
+                "aware datetime or None"
+            )
+        if eta is not None and eta <= message.created_at:
+            eta = None
+        body, sent = self.codec.encode_fields(
+            message.id,
+            message.task,
+            message.args,
+            message.kwargs,
+            queue=message.queue,
+            created_at=message.created_at,
+            eta=eta,
+            headers=headers,
+        )
+        return message.queue, OutgoingMessage(body=body, headers=sent, not_before=eta)
+
+    async def publish_prepared(self, prepared: Iterable[tuple[str, OutgoingMessage]]) -> None:
+        """Publish messages from :meth:`prepare`, one batch per queue."""
+        batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for queue, outgoing in prepared:
+            batches[queue].append(outgoing)
+        for queue, batch in batches.items():
+            await self.publish_encoded(queue, batch)
+
     # -- connections -----------------------------------------------------------------------
 
     async def connected_broker(self) -> Broker:
@@ -209,11 +298,15 @@ class Chicory:
         return self.backend
 
     async def publish(self, messages: Sequence[TaskMessage]) -> None:
-        """Encode and publish messages, one batch per queue.
+        """Encode and publish messages, one batch per queue (through the publish
+        middleware, if the app has any).
 
         Raises:
             MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
         """
+        if self.publish_hooks:
+            await self.publish_prepared([self.prepare(_outgoing(m)) for m in messages])
+            return
         batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for message in messages:
             body, headers = self.codec.encode(message)
@@ -274,6 +367,7 @@ class Chicory:
     ) -> ResultBackend:
         if target is None:
             target = os.environ.get(BACKEND_ENV) or self._default_backend_url()
+        self._backend_target = target if isinstance(target, str) else None
         if not isinstance(target, str):
             return target
         spec, url = self.plugins.resolve(BackendKind.RESULT_BACKEND, target)
@@ -312,6 +406,18 @@ class _TaskDecorator:
 
     def __call__(self, fn: Callable[..., Any]) -> Task[..., Any]:
         return self._register(fn)
+
+
+def _outgoing(message: TaskMessage) -> OutgoingTask:
+    return OutgoingTask(
+        task=message.task,
+        id=message.id,
+        args=message.args,
+        kwargs=message.kwargs,
+        queue=message.queue,
+        eta=message.eta,
+        created_at=message.created_at,
+    )
 
 
 def _describe(instance: object, target: str | None) -> str:

@@ -4,6 +4,10 @@ Commands::
 
     chicory worker MODULE:APP [--queue Q ...] [--concurrency N] [--prefetch N]
                    [--drain-timeout S] [--no-gc-tuning] [--broker URL] [--backend URL]
+                   [--middleware NAME ...]
+
+Every command takes ``--log-level LEVEL`` and ``--log-format {text,json}``, before or after
+its name.
     chicory plugins
     chicory dead {list,replay,delete,purge} MODULE:APP [--queue Q] [ID]
     chicory workers MODULE:APP
@@ -25,6 +29,7 @@ import anyio
 
 from chicory.app import BACKEND_ENV, BROKER_ENV, Chicory
 from chicory.errors import ChicoryError
+from chicory.logconfig import LOG_FORMATS, LOG_LEVELS, configure_logging
 from chicory.plugins import BackendKind, PluginHost
 from chicory.records import WorkerInfo, decode_record
 from chicory.redact import redact_url
@@ -56,12 +61,35 @@ def load_app(spec: str) -> Chicory:
     return app
 
 
+def _logging_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """``--log-level`` and ``--log-format``: on the main parser with their defaults, and on
+    each command's parser without (so they may come after the command's name too)."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO" if defaults else argparse.SUPPRESS,
+        help="how much is logged on standard error (default INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text" if defaults else argparse.SUPPRESS,
+        help="log lines as text, or as JSON objects (needs chicory-core[json-logs]) (default text)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chicory", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    _logging_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _logging_options(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    worker = sub.add_parser("worker", help="run a worker for an app")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    worker = command("worker", "run a worker for an app")
     worker.add_argument("app", help="MODULE:APP, e.g. myproject.tasks:app")
     worker.add_argument(
         "-q",
@@ -93,10 +121,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--broker", help=f"broker URL (sets {BROKER_ENV} before import)")
     worker.add_argument("--backend", help=f"result backend URL (sets {BACKEND_ENV})")
+    worker.add_argument(
+        "--middleware",
+        action="append",
+        metavar="NAME",
+        default=[],
+        help="enable a middleware an installed plugin offers, after the app's own "
+        "(repeatable; 'chicory plugins' lists them)",
+    )
 
-    sub.add_parser("plugins", help="list installed broker and result-backend plugins")
+    command("plugins", "list installed brokers, result backends and middleware")
 
-    dead = sub.add_parser("dead", help="inspect and manage dead letters")
+    dead = command("dead", "inspect and manage dead letters")
     dead.add_argument("action", choices=["list", "replay", "delete", "purge"], help="what to do")
     dead.add_argument("app", help="MODULE:APP")
     dead.add_argument("id", nargs="?", help="dead letter id (replay, delete)")
@@ -105,16 +141,16 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=100, help="most dead letters to list (default 100)"
     )
 
-    workers = sub.add_parser("workers", help="list live workers from their heartbeats")
+    workers = command("workers", "list live workers from their heartbeats")
     workers.add_argument("app", help="MODULE:APP")
 
-    conformance = sub.add_parser("conformance", help="run the conformance suite on a broker")
+    conformance = command("conformance", "run the conformance suite on a broker")
     conformance.add_argument("target", help="broker URL or plugin name, e.g. memory://")
     conformance.add_argument(
         "-v", "--verbose", action="store_true", help="show pytest's output and full failures"
     )
 
-    demo = sub.add_parser("demo", help="run tasks of both delivery modes through a worker")
+    demo = command("demo", "run tasks of both delivery modes through a worker")
     demo.add_argument("--tasks", type=int, default=300, help="tasks to enqueue (default 300)")
     demo.add_argument("--broker", default="memory://", help="broker URL (default memory://)")
     return parser
@@ -123,11 +159,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
     try:
+        configure_logging(args.log_level, args.log_format)
         return _dispatch(args)
     except ChicoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -184,6 +217,15 @@ def _worker(args: argparse.Namespace) -> int:
             f"explicitly ({app.broker_description}); create it with Chicory() to let "
             f"{BROKER_ENV} or --broker choose"
         )
+    for name in args.middleware:
+        app.add_middleware(name)
+    if not app.broker.capabilities.shared:
+        logging.getLogger("chicory.worker").warning(
+            "broker %s is process-local: only tasks enqueued in this process reach this "
+            "worker, and pending work is lost when it exits. Use a shared broker such as "
+            "redis:// for real deployments.",
+            app.broker_description,
+        )
     worker = Worker(
         app,
         queues=args.queues,
@@ -210,6 +252,14 @@ def _plugins() -> int:
             print(f"  {item.spec.name:<12} {schemes:<28} {origin}")
             if item.spec.description:
                 print(f"  {'':<12} {item.spec.description}")
+    print("middleware:")
+    offered = host.middleware()
+    if not offered:
+        print("  (none installed)")
+    for entry in offered:
+        print(f"  {entry.spec.name:<12} {'':<28} {entry.distribution or entry.plugin}")
+        if entry.spec.description:
+            print(f"  {'':<12} {entry.spec.description}")
     for name, error in sorted(host.broken.items()):
         print(f"broken plugin {name!r} (not loaded): {error}")
     return 0

@@ -12,6 +12,8 @@ from chicory.broker import OutgoingMessage
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError
+from chicory.headers import check_headers
+from chicory.middleware import OutgoingTask
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
@@ -106,6 +108,7 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -116,21 +119,46 @@ class Task(Generic[P, R]):
             eta: Run no sooner than this aware datetime (exclusive with ``countdown``).
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
+            headers: Message headers, readable in the task as ``ctx.headers`` (see
+                :mod:`chicory.headers` for what names and values may be).
+
+        Raises:
+            ArgumentValidationError: the arguments do not fit the signature or its types.
+            InvalidHeaderError: a header cannot be sent.
+            MessageTooLargeError: the encoded message is over the app's size limit.
         """
         now = utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         task_id = task_id or new_task_ids(1)[0]
         queue = queue or self.queue
-        body, headers = self.app.codec.encode_fields(
+        app = self.app
+        if app.publish_hooks or headers:
+            message = OutgoingTask(
+                task=self.name,
+                id=task_id,
+                args=wire_args,
+                kwargs=wire_kwargs,
+                queue=queue,
+                eta=eta,
+                headers=dict(headers or {}),
+                created_at=now,
+            )
+            await app.publish_prepared([app.prepare(message)])
+            return AsyncResult(app, message.id, self)
+        body, sent = app.codec.encode_fields(
             task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
         )
-        outgoing = OutgoingMessage(body=body, headers=headers, not_before=eta)
-        await self.app.publish_encoded(queue, [outgoing])
-        return AsyncResult(self.app, task_id, self)
+        outgoing = OutgoingMessage(body=body, headers=sent, not_before=eta)
+        await app.publish_encoded(queue, [outgoing])
+        return AsyncResult(app, task_id, self)
 
     async def delay_many(
-        self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, queue: str | None = None
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> list[AsyncResult[R]]:
         """Enqueue many runs in one batch (one round trip per queue where the broker allows).
 
@@ -138,9 +166,11 @@ class Task(Generic[P, R]):
             calls: One item per run: a tuple/list of positional arguments, or a mapping of
                 keyword arguments.
             queue: Publish to this queue instead of the task's default.
+            headers: Headers for every message of the batch (see :meth:`apply_async`).
 
         Raises:
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
+            InvalidHeaderError: a header cannot be sent; nothing is enqueued.
         """
         items = list(calls)
         now = utcnow()
@@ -155,6 +185,23 @@ class Task(Generic[P, R]):
             else:
                 wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
             wire.append((task_id, wire_args, wire_kwargs))
+        app = self.app
+        if app.publish_hooks or headers:
+            given = check_headers(headers or {})
+            messages = [
+                OutgoingTask(
+                    task=self.name,
+                    id=task_id,
+                    args=wire_args,
+                    kwargs=wire_kwargs,
+                    queue=queue,
+                    headers=dict(given),
+                    created_at=now,
+                )
+                for task_id, wire_args, wire_kwargs in wire
+            ]
+            await app.publish_prepared([app.prepare(message) for message in messages])
+            return [AsyncResult(app, message.id, self) for message in messages]
         encoded = self.app.codec.encode_many(self.name, wire, queue=queue, created_at=now)
         outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
         await self.app.publish_encoded(queue, outgoing)

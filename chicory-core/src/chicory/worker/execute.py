@@ -1,4 +1,5 @@
-"""Calling one task function: async or sync (in a bounded thread pool), with its timeout."""
+"""Calling one task function: async or sync (in a bounded thread pool), with its timeout,
+directly or through the app's execute middleware."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import attrs
 
 from chicory.context import TaskContext
 from chicory.errors import TaskTimeoutError
+from chicory.middleware import ExecuteChain
 from chicory.records import ErrorInfo
 from chicory.task import Task
 
-__all__ = ["Outcome", "describe_error", "execute"]
+__all__ = ["Outcome", "describe_error", "execute", "execute_chain"]
 
 
 @attrs.define(slots=True)
@@ -72,10 +74,43 @@ async def execute(
             return Outcome(value=value, runtime=time.perf_counter() - started)
     except (Exception, SystemExit) as exc:  # a task calling sys.exit() must not stop the worker
         return Outcome(error=exc, runtime=time.perf_counter() - started)
-    timed_out = TaskTimeoutError(
-        f"task {task.name!r} ran longer than its timeout of {task.timeout} s"
-    )
-    return Outcome(error=timed_out, runtime=time.perf_counter() - started)
+    return Outcome(error=_timed_out(task), runtime=time.perf_counter() - started)
+
+
+async def execute_chain(
+    chain: ExecuteChain,
+    task: Task[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    context: TaskContext,
+    limiter: anyio.CapacityLimiter,
+) -> Outcome:
+    """Run ``task`` once through ``chain``. Like :func:`execute`, exceptions are returned.
+
+    The innermost call runs the function (with the context the chain hands down, if the
+    task takes one) and raises what it raises, a timeout as
+    :class:`~chicory.errors.TaskTimeoutError`, so each middleware sees the live exception.
+    """
+    wants_context = task.signature.wants_context
+
+    async def run_task(ctx: TaskContext) -> Any:
+        call_args = [ctx, *args] if wants_context else args
+        if task.timeout is None:
+            return await _call(task, call_args, kwargs, limiter)
+        with anyio.move_on_after(task.timeout):
+            return await _call(task, call_args, kwargs, limiter)
+        raise _timed_out(task)
+
+    started = time.perf_counter()
+    try:
+        value = await chain.run(context, run_task)
+    except (Exception, SystemExit) as exc:
+        return Outcome(error=exc, runtime=time.perf_counter() - started)
+    return Outcome(value, None, time.perf_counter() - started)
+
+
+def _timed_out(task: Task[..., Any]) -> TaskTimeoutError:
+    return TaskTimeoutError(f"task {task.name!r} ran longer than its timeout of {task.timeout} s")
 
 
 async def _call(

@@ -6,12 +6,18 @@
 modes require: the result is stored before an at-least-once ack. Settles and result writes are
 shielded from cancellation and bounded by ``settle_timeout``, so a drain can neither lose
 them nor hang on them.
+
+Each meaningful event writes a line (:mod:`chicory.worker.tasklog`); the DEBUG ones cost one
+attribute test when DEBUG is off. A run goes through the app's execute middleware
+(:mod:`chicory.middleware`) only when the app has any: with none, the function is called as
+it always was, and a :class:`~chicory.context.TaskContext` is built only for tasks that take
+one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +28,22 @@ from chicory.backend import StoredResult
 from chicory.broker import Delivery
 from chicory.clock import utcnow
 from chicory.context import Fail, Retry, TaskContext
-from chicory.envelope import TaskMessage
+from chicory.envelope import SIGNATURE_HEADER, TaskMessage
 from chicory.errors import (
     ArgumentValidationError,
     MessageDecodeError,
     ResultValidationError,
 )
+from chicory.middleware import ExecuteChain
 from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.worker.ack import STRATEGIES, AckStrategy
-from chicory.worker.execute import Outcome, describe_error, execute
+from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
 from chicory.worker.settler import Settler
 from chicory.worker.states import JobState, transition
+from chicory.worker.tasklog import TaskLog
 
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
@@ -66,6 +74,12 @@ class JobRunner:
         self._leased: set[Delivery] = set()
         self._decode = worker.app.codec.decode
         self._tasks = worker.app.tasks
+        self._log = TaskLog(worker.worker_id)
+        self._debug = self._log.debug
+        self._worker_id = worker.worker_id
+        self._resources = worker.resources_view
+        chain = ExecuteChain(worker.app.middleware)
+        self._chain: ExecuteChain | None = chain if chain else None
         self.settler: Settler | None = None
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
@@ -88,6 +102,10 @@ class JobRunner:
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
+        if self._debug:
+            self._log.received(message, delivery.queue)
+        if delivery.delivery_count > 1:
+            self._redelivered(message, delivery)
         if self._bus.active:
             self._emit("chicory_task_received", message)
         task = self._tasks.get(message.task)
@@ -114,7 +132,7 @@ class JobRunner:
             self.fan_out()  # the runners of the other waiting deliveries join this batch
             if not await strategy.before_run(delivery, settler):
                 state = transition(state, JobState.CANCELLED)
-                log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
+                self._log.not_run(message, delivery.queue)
                 return False
         state = transition(state, _RUNNING)
         outcome = await self._run(delivery, message, task, strategy, args, kwargs)
@@ -135,37 +153,39 @@ class JobRunner:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> Outcome:
+        chain = self._chain
         context = (
-            TaskContext(
-                task_id=message.id,
-                task_name=task.name,
-                attempt=message.attempt,
-                retries_left=task.retry_policy.retries_left(message.attempt),
-                queue=delivery.queue,
-                delivery_count=delivery.delivery_count,
+            TaskContext._of(
+                message,
+                delivery.queue,
+                delivery.delivery_count,
+                delivery.headers,
+                self._resources,
+                self._worker_id,
+                task.retry_policy,
             )
-            if task.signature.wants_context
+            if task.signature.wants_context or chain is not None
             else None
         )
         if strategy.holds_lease:
             self._leased.add(delivery)
         self.running += 1
         if task.track_started:
+            if self._debug:
+                self._log.started(message, delivery.queue)
             started = self._record(message, task, TaskState.STARTED)
             await self._store(message, started, final=False)
         if self._bus.active:
             self._emit("chicory_task_started", message, task)
         try:
-            return await execute(task, args, kwargs, context, self._limiter)
+            if chain is None:
+                return await execute(task, args, kwargs, context, self._limiter)
+            assert context is not None
+            return await execute_chain(chain, task, args, kwargs, context, self._limiter)
         except anyio.get_cancelled_exc_class():
             if not self._worker.killed:
                 transition(JobState.RUNNING, JobState.CANCELLED)
-                log.warning(
-                    "task %s %s cancelled by shutdown; %s",
-                    task.name,
-                    message.id,
-                    "handing it back" if strategy.holds_lease else "it is lost",
-                )
+                self._log.cancelled(message, delivery.queue, strategy.holds_lease)
                 await self._settle(strategy.abandon(delivery), "hand back", message)
             raise
         finally:
@@ -201,6 +221,8 @@ class JobRunner:
             return Outcome(error=exc, runtime=outcome.runtime)
         transition(_RUNNING, _SUCCEEDED)
         strategy.after_success(delivery, record, settler)
+        if self._debug:
+            self._log.succeeded(message, delivery.queue, outcome.runtime)
         if self._bus.active:
             self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
         return None
@@ -218,6 +240,7 @@ class JobRunner:
         error = describe_error(exc)
         delay, reason = retry_decision(task.retry_policy, exc, message.attempt)
         if delay is not None:
+            self._log.retrying(message, delivery.queue, exc, delay)
             await self._retry(delivery, message, task, strategy, error, delay, outcome.runtime)
             return
         transition(JobState.RUNNING, JobState.FAILED)
@@ -226,6 +249,7 @@ class JobRunner:
             if not await self._store(message, record, final=True) and strategy.holds_lease:
                 await self._settle(delivery.nack(requeue=True), "hand back", message)
                 return
+        self._log.failed(message, delivery.queue, exc, reason)
         await self._settle(strategy.fail(delivery, reason), "dead-letter", message)
         self._emit(
             "chicory_task_failed",
@@ -250,7 +274,7 @@ class JobRunner:
         transition(JobState.RUNNING, JobState.RETRYING)
         now = utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
-        body, headers = self._app.codec.encode(next_message)
+        body, headers = self._app.codec.encode(next_message, _carried(delivery.headers))
         not_before = now + timedelta(seconds=delay) if delay > 0 else None
         if not task.ignore_result:
             await self._store(
@@ -272,9 +296,7 @@ class JobRunner:
         error_type: str | None = None,
     ) -> None:
         transition(JobState.RECEIVED, JobState.DEAD)
-        log.error(
-            "dead-lettering message %s from %s: %s", delivery.message_id, delivery.queue, reason
-        )
+        self._log.dead_lettered(message, delivery.queue, delivery.message_id, reason)
         if message is not None and error_type is not None:
             error = ErrorInfo(type=f"chicory.errors.{error_type}", message=reason)
             record = ResultRecord(
@@ -292,6 +314,26 @@ class JobRunner:
                 "chicory_task_dead_lettered",
                 self._event(message, None, reason=reason, queue=delivery.queue),
             )
+
+    def _redelivered(self, message: TaskMessage, delivery: Delivery) -> None:
+        count = delivery.delivery_count
+        self._log.redelivered(message, delivery.queue, count)
+        if "chicory_task_redelivered" in self._bus.active:
+            event = self._event(message, None, queue=delivery.queue, delivery_count=count)
+            self._bus.emit("chicory_task_redelivered", event)
+
+    def lease_lost(self, deliveries: Sequence[Delivery], what: str) -> None:
+        """Report deliveries whose ack (``what``) was refused because their lease had
+        expired: one line each, and the ``chicory_task_lease_lost`` observers."""
+        for delivery in deliveries:
+            try:
+                message: TaskMessage | None = self._decode(delivery.body, delivery.headers)
+            except MessageDecodeError:
+                message = None
+            self._log.lease_lost(message, delivery.queue, what)
+            if "chicory_task_lease_lost" in self._bus.active:
+                event = self._event(message, None, queue=delivery.queue, reason=what)
+                self._bus.emit("chicory_task_lease_lost", event)
 
     def _record(
         self,
@@ -358,6 +400,14 @@ class JobRunner:
             at=utcnow(),
             **fields,
         )
+
+
+def _carried(headers: Mapping[str, str]) -> Mapping[str, str] | None:
+    """The headers a task's next attempt keeps: all but the signature (the codec signs the
+    next attempt anew)."""
+    if not headers or (len(headers) == 1 and SIGNATURE_HEADER in headers):
+        return None
+    return {name: value for name, value in headers.items() if name != SIGNATURE_HEADER}
 
 
 def retry_decision(

@@ -21,6 +21,11 @@ next fetch would only wait. And a runner yields to the event loop every
 :data:`RUNNER_STREAK` deliveries it takes without waiting, so a batch of instant tasks does
 not hold back the replies (an ack, the next batch) that free room and keep fetches going.
 
+Before consuming, the worker logs its settings (URLs redacted) and awaits each middleware's
+``on_worker_start``; after draining, their ``on_worker_stop`` in reverse order (see
+:mod:`chicory.middleware`). What they put in :attr:`Worker.resources` tasks see as
+``ctx.resources``.
+
 ``stop()`` drains: fetching stops, deliveries not yet started are handed back, running ones
 get ``drain_timeout`` seconds, after which they are cancelled and handed back at once by
 their ack strategy. ``kill()`` simulates SIGKILL for tests: everything stops, nothing is
@@ -35,14 +40,17 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from chicory.broker import Consumer, Delivery
+from chicory.broker import Broker, Consumer, Delivery
 from chicory.clock import utcnow
 from chicory.errors import ConfigurationError
+from chicory.middleware import overrides
 from chicory.plugins.events import WorkerEvent
 from chicory.records import WorkerInfo, encode_record
 from chicory.worker.inbox import Inbox
@@ -119,6 +127,11 @@ class Worker:
         self.fetch_timeout = fetch_timeout
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._capacity = concurrency + self.prefetch
+        self.resources: dict[str, Any] = {}
+        """Shared resources for tasks, by name: middleware fill it in ``on_worker_start``;
+        tasks read it as ``ctx.resources``."""
+        self.resources_view: Mapping[str, Any] = MappingProxyType(self.resources)
+        """:attr:`resources`, read-only (what every ``TaskContext`` holds)."""
         self._bus = ObserverBus(app.plugins)
         self._settle_timeout = settle_timeout
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
@@ -193,13 +206,16 @@ class Worker:
         """Consume until ``stop()`` (then drain) or ``kill()``."""
         broker = await self.app.connected_broker()
         await self.app.connected_backend()
-        if not broker.capabilities.shared:
-            log.warning(
-                "broker %s is process-local: only tasks enqueued in this process reach this "
-                "worker, and pending work is lost when it exits. Use a shared broker such as "
-                "redis:// for real deployments.",
-                self.app.broker_description,
-            )
+        self._log_settings()
+        async with AsyncExitStack() as lifecycle:
+            for middleware in self.app.middleware:
+                if overrides(middleware, "on_worker_stop"):
+                    lifecycle.push_async_callback(middleware.on_worker_stop, self)
+                if overrides(middleware, "on_worker_start"):
+                    await middleware.on_worker_start(self)
+            await self._serve_connected(broker)
+
+    async def _serve_connected(self, broker: Broker) -> None:
         consumer = broker.consume(self.queues, prefetch=self._capacity)
         self._settler = settler = Settler(
             consumer,
@@ -209,6 +225,7 @@ class Worker:
             on_settled=self._release,
             filling=self._inbox.handing_out,
             quiet=self._inbox.quiet,
+            on_lost=self._jobs.lease_lost,
         )
         self._jobs.settler = settler
         self._jobs.fan_out = self._inbox.fan_out
@@ -237,14 +254,7 @@ class Worker:
             for _ in range(self.concurrency):
                 runners.start_soon(self._runner, inbox)
             self._bus.emit_now("chicory_worker_started", self._worker_event())
-            log.info(
-                "worker %s consuming %s on %s (concurrency %d, prefetch %d)",
-                self.worker_id,
-                ", ".join(self.queues),
-                self.app.broker_description,
-                self.concurrency,
-                self.prefetch,
-            )
+            log.info("worker %s consuming %s", self.worker_id, ", ".join(self.queues))
             self._started.set()
             try:
                 await self._fetch_loop(consumer, inbox)
@@ -382,6 +392,59 @@ class Worker:
                 else:
                     log.warning("%s received again: handing back running tasks now", name)
                     self.stop(now=True)
+
+    def settings(self) -> dict[str, Any]:
+        """The worker's effective settings, as logged at start-up (URLs redacted)."""
+        app = self.app
+        capabilities = app.broker.capabilities
+        lease = capabilities.lease_seconds if capabilities.lease_renewal else None
+        renew = self.lease_renew_interval
+        if renew is None and lease:
+            renew = lease / 3
+        modes: dict[str, int] = {}
+        for task in app.tasks.values():
+            modes[task.delivery_mode.value] = modes.get(task.delivery_mode.value, 0) + 1
+        return {
+            "worker_id": self.worker_id,
+            "broker": app.broker_description,
+            "backend": app.backend_description,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "prefetch": self.prefetch,
+            "lease_seconds": lease,
+            "lease_renew_interval": renew if lease else None,
+            "drain_timeout": self.drain_timeout,
+            "default_delivery_mode": app.delivery_mode.value,
+            "tasks_by_delivery_mode": modes,
+            "middleware": [type(m).__name__ for m in app.middleware],
+        }
+
+    def _log_settings(self) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        settings = self.settings()
+        lease = settings["lease_seconds"]
+        text = (
+            f"worker {self.worker_id} settings: broker={settings['broker']} "
+            f"backend={settings['backend']} queues={','.join(self.queues)} "
+            f"concurrency={self.concurrency} prefetch={self.prefetch} "
+            + (
+                f"lease={lease:g}s renewed every {settings['lease_renew_interval']:g}s "
+                if lease
+                else "lease=none "
+            )
+            + f"drain_timeout={self.drain_timeout:g}s "
+            f"delivery_mode={settings['default_delivery_mode']} (default; tasks: "
+            + (
+                ", ".join(
+                    f"{n} {mode}" for mode, n in sorted(settings["tasks_by_delivery_mode"].items())
+                )
+                or "none"
+            )
+            + ") middleware="
+            + (",".join(settings["middleware"]) or "none")
+        )
+        log.info(text, extra={"event": "worker_settings", **settings})
 
     def _worker_event(self) -> WorkerEvent:
         return WorkerEvent(
