@@ -25,7 +25,7 @@ from typing import Final, TextIO
 
 from chicory.errors import ConfigurationError
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "configure_logging"]
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "configure_logging", "make_formatter"]
 
 LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -45,11 +45,16 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     if level not in LOG_LEVELS:
         raise ConfigurationError(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_formatter(fmt))
+    handler.setFormatter(make_formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-def _formatter(fmt: str) -> logging.Formatter:
+def make_formatter(fmt: str) -> logging.Formatter:
+    """The formatter of ``fmt`` (``text`` or ``json``), for a handler of your own.
+
+    Raises:
+        ConfigurationError: an unknown format, or ``json`` without python-json-logger.
+    """
     if fmt == "text":
         return logging.Formatter(TEXT_FORMAT)
     if fmt != "json":

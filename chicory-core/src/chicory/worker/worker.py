@@ -209,10 +209,10 @@ class Worker:
         self._log_settings()
         async with AsyncExitStack() as lifecycle:
             for middleware in self.app.middleware:
-                if overrides(middleware, "on_worker_stop"):
-                    lifecycle.push_async_callback(middleware.on_worker_stop, self)
                 if overrides(middleware, "on_worker_start"):
                     await middleware.on_worker_start(self)
+                if overrides(middleware, "on_worker_stop"):
+                    lifecycle.push_async_callback(middleware.on_worker_stop, self)
             await self._serve_connected(broker)
 
     async def _serve_connected(self, broker: Broker) -> None:
