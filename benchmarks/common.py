@@ -52,7 +52,8 @@ class Settings:
 
     Attributes:
         host: Redis host (loopback only).
-        port: Redis port.
+        port: Redis port (default: ``$BENCH_REDIS_PORT``, else 6379; a private
+            ``redis-server`` on another port keeps other users of 6379 out of the numbers).
         db: The dedicated database number; the harness flushes only this database.
         runs: Repetitions of each measurement (the report shows median and min-max).
         drain_tasks: No-op tasks per drain run.
@@ -69,7 +70,7 @@ class Settings:
     """
 
     host: str = "127.0.0.1"
-    port: int = 6379
+    port: int = int(os.environ.get("BENCH_REDIS_PORT", "6379"))
     db: int = 13
     runs: int = 5
     drain_tasks: int = 10_000

@@ -2,8 +2,8 @@
 
 Usage (from the repository root, with the ``bench`` dependency group installed, as
 ``benchmarks/run`` does: ``uv sync --frozen --group bench``; the ``filled`` and ``drain``
-scenarios need Redis on 127.0.0.1:6379 and flush database 13 only; ``--instructions`` needs
-valgrind)::
+scenarios need Redis on 127.0.0.1:6379, or on the port ``$BENCH_REDIS_PORT`` names, and
+flush database 13 only; ``--instructions`` needs valgrind)::
 
     .venv/bin/python benchmarks/compare.py BASE                        # memory:// drain, 4 pairs
     .venv/bin/python benchmarks/compare.py BASE --scenario memory_amo  # the same, at most once

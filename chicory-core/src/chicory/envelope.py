@@ -378,10 +378,11 @@ class Codec:
             raise _not_json(task, exc) from exc
         if len(body) > self.max_message_bytes:
             raise self._too_large(task, body)
-        out = {} if not headers else dict(headers)
         if self._key is None:
-            out.pop(SIGNATURE_HEADER, None)
-            return body, out
+            if not headers:
+                return body, {}
+            return body, {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
+        out = dict(headers) if headers else {}
         out[SIGNATURE_HEADER] = self._sign(body, out)
         return body, out
 
