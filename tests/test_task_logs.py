@@ -22,6 +22,7 @@ from obs_app import build
 
 from chicory import Chicory, TaskContext, TaskFailedError, Worker
 from chicory.logconfig import make_formatter
+from chicory.worker.startup import log_settings
 from e2e_support import eventually, serving
 from processes import TESTS, delete_keys
 
@@ -193,7 +194,7 @@ def test_settings_are_logged_with_urls_redacted(caplog: pytest.LogCaptureFixture
 
     worker = Worker(app, concurrency=7, prefetch=3, drain_timeout=12)
     with caplog.at_level(logging.INFO, logger="chicory.worker"):
-        worker._log_settings()
+        log_settings(worker)
     (record,) = caplog.records
     text = record.getMessage()
     assert "s3cret" not in text

@@ -257,3 +257,22 @@ async def test_without_middleware_the_worker_runs_the_plain_path() -> None:
 def test_an_unknown_middleware_name_lists_what_is_installed() -> None:
     with pytest.raises(UnknownMiddlewareError, match=r"'nope'.*Installed:"):
         Chicory(broker="memory://", backend="memory://", middleware=["nope"])
+
+
+async def test_app_publish_goes_through_the_publish_middleware() -> None:
+    seen: list[Any] = []
+    app = Chicory(broker="memory://", backend="memory://", middleware=[Trace("p", seen)])
+    headers_seen: list[dict[str, str]] = []
+
+    @app.task(name="mw.built")
+    async def built(ctx: TaskContext, n: int) -> int:
+        headers_seen.append(dict(ctx.headers))
+        return n
+
+    async with serving(app) as worker:
+        await app.publish([built.message([1]), built.message([2], queue="default")])
+        while worker.processed < 2:  # noqa: ASYNC110 - a counter, not an event
+            await anyio.sleep(0.01)
+    await app.close()
+    assert headers_seen == [{"x-p": "1"}] * 2
+    assert [s for s in seen if s[1] == "publish"] == [("p", "publish", "mw.built")] * 2

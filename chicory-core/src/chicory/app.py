@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
@@ -16,8 +15,7 @@ from chicory.broker import Broker, OutgoingMessage
 from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
 from chicory.errors import ConfigurationError, TaskRegistrationError
-from chicory.headers import check_headers
-from chicory.middleware import Middleware, OutgoingTask, overrides
+from chicory.middleware import Middleware, OutgoingTask, overrides, prepare
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.plugins import BackendKind, PluginHost
 from chicory.redact import redact_url
@@ -246,28 +244,7 @@ class Chicory:
             MessageTooLargeError: the encoded message is over ``max_message_bytes``.
             Exception: whatever a middleware raised to refuse the message.
         """
-        for hook in self.publish_hooks:
-            hook(message)
-        headers = check_headers(message.headers)
-        eta = message.eta
-        if eta is not None and (not isinstance(eta, datetime) or eta.tzinfo is None):
-            raise ConfigurationError(
-                f"a middleware set the eta of task {message.task!r} to {eta!r}; it must be an "
-                "aware datetime or None"
-            )
-        if eta is not None and eta <= message.created_at:
-            eta = None
-        body, sent = self.codec.encode_fields(
-            message.id,
-            message.task,
-            message.args,
-            message.kwargs,
-            queue=message.queue,
-            created_at=message.created_at,
-            eta=eta,
-            headers=headers,
-        )
-        return message.queue, OutgoingMessage(body=body, headers=sent, not_before=eta)
+        return prepare(self.codec, self.publish_hooks, message)
 
     async def publish_prepared(self, prepared: Iterable[tuple[str, OutgoingMessage]]) -> None:
         """Publish messages from :meth:`prepare`, one batch per queue."""
@@ -305,7 +282,8 @@ class Chicory:
             MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
         """
         if self.publish_hooks:
-            await self.publish_prepared([self.prepare(_outgoing(m)) for m in messages])
+            prepared = [self.prepare(OutgoingTask.of(message)) for message in messages]
+            await self.publish_prepared(prepared)
             return
         batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for message in messages:
@@ -406,18 +384,6 @@ class _TaskDecorator:
 
     def __call__(self, fn: Callable[..., Any]) -> Task[..., Any]:
         return self._register(fn)
-
-
-def _outgoing(message: TaskMessage) -> OutgoingTask:
-    return OutgoingTask(
-        task=message.task,
-        id=message.id,
-        args=message.args,
-        kwargs=message.kwargs,
-        queue=message.queue,
-        eta=message.eta,
-        created_at=message.created_at,
-    )
 
 
 def _describe(instance: object, target: str | None) -> str:

@@ -45,7 +45,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from chicory.broker import OutgoingMessage
 from chicory.context import TaskContext
+from chicory.envelope import Codec, TaskMessage
+from chicory.errors import ConfigurationError
+from chicory.headers import check_headers
 
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
@@ -56,6 +60,7 @@ __all__ = [
     "Middleware",
     "OutgoingTask",
     "overrides",
+    "prepare",
 ]
 
 CallNext = Callable[[TaskContext], Awaitable[Any]]
@@ -87,6 +92,19 @@ class OutgoingTask:
     headers: dict[str, str] = attrs.field(factory=dict)
     created_at: datetime
 
+    @classmethod
+    def of(cls, message: TaskMessage) -> OutgoingTask:
+        """The outgoing form of a built message (no headers yet)."""
+        return cls(
+            task=message.task,
+            id=message.id,
+            args=message.args,
+            kwargs=message.kwargs,
+            queue=message.queue,
+            eta=message.eta,
+            created_at=message.created_at,
+        )
+
 
 class Middleware:
     """Base class of middleware: every method does nothing; override what you need.
@@ -106,6 +124,46 @@ class Middleware:
 
     async def on_worker_stop(self, worker: Worker) -> None:
         """Called when a worker has drained, after its last task."""
+
+
+def prepare(
+    codec: Codec,
+    hooks: Sequence[Callable[[OutgoingTask], None]],
+    message: OutgoingTask,
+) -> tuple[str, OutgoingMessage]:
+    """Run the publish ``hooks`` on ``message``, check its headers and eta, encode it.
+
+    Returns:
+        The queue it goes to and the encoded message.
+
+    Raises:
+        InvalidHeaderError: a header cannot be sent (see :mod:`chicory.headers`).
+        ConfigurationError: a middleware set an ``eta`` that is not an aware datetime.
+        MessageTooLargeError: the encoded message is over the codec's size limit.
+        Exception: whatever a middleware raised to refuse the message.
+    """
+    for hook in hooks:
+        hook(message)
+    headers = check_headers(message.headers)
+    eta = message.eta
+    if eta is not None and (not isinstance(eta, datetime) or eta.tzinfo is None):
+        raise ConfigurationError(
+            f"a middleware set the eta of task {message.task!r} to {eta!r}; it must be an "
+            "aware datetime or None"
+        )
+    if eta is not None and eta <= message.created_at:
+        eta = None
+    body, sent = codec.encode_fields(
+        message.id,
+        message.task,
+        message.args,
+        message.kwargs,
+        queue=message.queue,
+        created_at=message.created_at,
+        eta=eta,
+        headers=headers,
+    )
+    return message.queue, OutgoingMessage(body=body, headers=sent, not_before=eta)
 
 
 def overrides(middleware: object, method: str) -> bool:

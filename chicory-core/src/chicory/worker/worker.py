@@ -41,7 +41,6 @@ import signal
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import AsyncExitStack
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -50,13 +49,13 @@ import anyio
 from chicory.broker import Broker, Consumer, Delivery
 from chicory.clock import utcnow
 from chicory.errors import ConfigurationError
-from chicory.middleware import overrides
 from chicory.plugins.events import WorkerEvent
 from chicory.records import WorkerInfo, encode_record
 from chicory.worker.inbox import Inbox
 from chicory.worker.job import JobRunner
 from chicory.worker.observers import ObserverBus
 from chicory.worker.settler import Settler
+from chicory.worker.startup import log_settings, middleware_lifecycle, settings_of
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -206,13 +205,8 @@ class Worker:
         """Consume until ``stop()`` (then drain) or ``kill()``."""
         broker = await self.app.connected_broker()
         await self.app.connected_backend()
-        self._log_settings()
-        async with AsyncExitStack() as lifecycle:
-            for middleware in self.app.middleware:
-                if overrides(middleware, "on_worker_start"):
-                    await middleware.on_worker_start(self)
-                if overrides(middleware, "on_worker_stop"):
-                    lifecycle.push_async_callback(middleware.on_worker_stop, self)
+        log_settings(self)
+        async with middleware_lifecycle(self):
             await self._serve_connected(broker)
 
     async def _serve_connected(self, broker: Broker) -> None:
@@ -395,56 +389,7 @@ class Worker:
 
     def settings(self) -> dict[str, Any]:
         """The worker's effective settings, as logged at start-up (URLs redacted)."""
-        app = self.app
-        capabilities = app.broker.capabilities
-        lease = capabilities.lease_seconds if capabilities.lease_renewal else None
-        renew = self.lease_renew_interval
-        if renew is None and lease:
-            renew = lease / 3
-        modes: dict[str, int] = {}
-        for task in app.tasks.values():
-            modes[task.delivery_mode.value] = modes.get(task.delivery_mode.value, 0) + 1
-        return {
-            "worker_id": self.worker_id,
-            "broker": app.broker_description,
-            "backend": app.backend_description,
-            "queues": list(self.queues),
-            "concurrency": self.concurrency,
-            "prefetch": self.prefetch,
-            "lease_seconds": lease,
-            "lease_renew_interval": renew if lease else None,
-            "drain_timeout": self.drain_timeout,
-            "default_delivery_mode": app.delivery_mode.value,
-            "tasks_by_delivery_mode": modes,
-            "middleware": [type(m).__name__ for m in app.middleware],
-        }
-
-    def _log_settings(self) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
-        settings = self.settings()
-        lease = settings["lease_seconds"]
-        text = (
-            f"worker {self.worker_id} settings: broker={settings['broker']} "
-            f"backend={settings['backend']} queues={','.join(self.queues)} "
-            f"concurrency={self.concurrency} prefetch={self.prefetch} "
-            + (
-                f"lease={lease:g}s renewed every {settings['lease_renew_interval']:g}s "
-                if lease
-                else "lease=none "
-            )
-            + f"drain_timeout={self.drain_timeout:g}s "
-            f"delivery_mode={settings['default_delivery_mode']} (default; tasks: "
-            + (
-                ", ".join(
-                    f"{n} {mode}" for mode, n in sorted(settings["tasks_by_delivery_mode"].items())
-                )
-                or "none"
-            )
-            + ") middleware="
-            + (",".join(settings["middleware"]) or "none")
-        )
-        log.info(text, extra={"event": "worker_settings", **settings})
+        return settings_of(self)
 
     def _worker_event(self) -> WorkerEvent:
         return WorkerEvent(
