@@ -276,3 +276,30 @@ async def test_app_publish_goes_through_the_publish_middleware() -> None:
     await app.close()
     assert headers_seen == [{"x-p": "1"}] * 2
     assert [s for s in seen if s[1] == "publish"] == [("p", "publish", "mw.built")] * 2
+
+
+async def test_sync_tasks_and_timeouts_run_through_the_chain() -> None:
+    seen: list[Any] = []
+    app = Chicory(
+        broker="memory://",
+        backend="memory://",
+        middleware=[Trace("t", seen)],
+        retry_policy=RetryPolicy.never(),
+    )
+
+    @app.task(name="mw.sync")
+    def sync(ctx: TaskContext, n: int) -> list[Any]:
+        return [n, ctx.task_name]
+
+    @app.task(name="mw.slow", timeout=0.05)
+    async def slow() -> None:
+        await anyio.sleep(5)
+
+    async with serving(app):
+        assert await (await sync.delay(3)).get(timeout=10) == [3, "mw.sync"]
+        with pytest.raises(TaskFailedError, match="TaskTimeoutError"):
+            await (await slow.delay()).get(timeout=10)
+    await app.close()
+    (error,) = [s for s in seen if s[1] == "error"]
+    assert type(error[2]).__name__ == "TaskTimeoutError"
+    assert error[3] is False

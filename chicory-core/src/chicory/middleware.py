@@ -202,10 +202,11 @@ class ExecuteChain:
 
     def run(self, ctx: TaskContext, innermost: CallNext) -> Awaitable[Any]:
         """Run the chain around ``innermost`` (which runs the task function)."""
+        layers = self._layers
         call: CallNext = innermost
-        for layer in reversed(self._layers):
+        for layer in layers[:0:-1]:  # all but the outermost, innermost first
             call = _bind(layer, call)
-        return call(ctx)
+        return layers[0](ctx, call)
 
 
 def _bind(

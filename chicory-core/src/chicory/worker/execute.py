@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -91,7 +92,27 @@ async def execute_chain(
     task takes one) and raises what it raises, a timeout as
     :class:`~chicory.errors.TaskTimeoutError`, so each middleware sees the live exception.
     """
+    run_task = _innermost(task, args, kwargs, limiter)
+    started = time.perf_counter()
+    try:
+        value = await chain.run(context, run_task)
+    except (Exception, SystemExit) as exc:
+        return Outcome(error=exc, runtime=time.perf_counter() - started)
+    return Outcome(value, None, time.perf_counter() - started)
+
+
+def _innermost(
+    task: Task[..., Any], args: list[Any], kwargs: dict[str, Any], limiter: anyio.CapacityLimiter
+) -> Callable[[TaskContext], Awaitable[Any]]:
+    """The end of the chain: a call of the task function with the context handed down (if
+    the task takes one). An async function without a timeout is called directly: its
+    coroutine is what the last middleware awaits, with no frame in between."""
     wants_context = task.signature.wants_context
+    fn = task.fn
+    if task.is_async and task.timeout is None:
+        if wants_context:
+            return lambda ctx: fn(ctx, *args, **kwargs)
+        return lambda ctx: fn(*args, **kwargs)
 
     async def run_task(ctx: TaskContext) -> Any:
         call_args = [ctx, *args] if wants_context else args
@@ -101,12 +122,7 @@ async def execute_chain(
             return await _call(task, call_args, kwargs, limiter)
         raise _timed_out(task)
 
-    started = time.perf_counter()
-    try:
-        value = await chain.run(context, run_task)
-    except (Exception, SystemExit) as exc:
-        return Outcome(error=exc, runtime=time.perf_counter() - started)
-    return Outcome(value, None, time.perf_counter() - started)
+    return run_task
 
 
 def _timed_out(task: Task[..., Any]) -> TaskTimeoutError:
