@@ -103,15 +103,18 @@ def own_redis(directory: Path) -> Iterator[RedisServer]:
 
 
 class WorkerProcess:
-    """``chicory worker worker_app:app`` in a subprocess.
+    """``chicory worker worker_app:app`` (or another test app) in a subprocess.
 
     Args:
         broker_url: Its broker URL.
         runs_file: Where the test app records task events.
         args: Extra ``chicory worker`` arguments.
+        app: The app to run, as ``module:attribute`` in ``tests/``.
     """
 
-    def __init__(self, broker_url: str, runs_file: Path, *args: str) -> None:
+    def __init__(
+        self, broker_url: str, runs_file: Path, *args: str, app: str = "worker_app:app"
+    ) -> None:
         env = {
             **os.environ,
             "CHICORY_BROKER_URL": broker_url,
@@ -122,7 +125,7 @@ class WorkerProcess:
         self.log = runs_file.with_suffix(f".worker{free_port()}.log")
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chicory.cli", "worker", "worker_app:app", *args],
+            [sys.executable, "-m", "chicory.cli", "worker", app, *args],
             cwd=TESTS,
             env=env,
             stdout=self._log_file,
@@ -152,9 +155,11 @@ class WorkerProcess:
 
 
 @contextmanager
-def worker_process(broker_url: str, runs_file: Path, *args: str) -> Iterator[WorkerProcess]:
+def worker_process(
+    broker_url: str, runs_file: Path, *args: str, app: str = "worker_app:app"
+) -> Iterator[WorkerProcess]:
     """Run a subprocess worker for the block; it is killed by pid afterwards if still alive."""
-    worker = WorkerProcess(broker_url, runs_file, *args)
+    worker = WorkerProcess(broker_url, runs_file, *args, app=app)
     try:
         yield worker
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import uuid
@@ -52,7 +53,7 @@ def test_unreachable_broker_is_one_clear_error(
     monkeypatch.delitem(sys.modules, "worker_app", raising=False)  # import it with that URL
     code = main(["worker", "worker_app:app", "--broker", url])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1  # a failure, not a usage error
     assert any(line.startswith("error: could not connect") for line in err.splitlines())
     assert "Traceback" not in err
 
@@ -118,3 +119,32 @@ async def test_worker_process_tunes_the_collector_unless_asked_not_to(
         assert frozen > 1000  # the interpreter, the libraries and the app, loaded at start-up
     else:
         assert (young, frozen) == (700, 0)  # CPython's defaults
+
+
+def test_plugins_lists_the_dashboard_and_speaks_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "dashboard" in out
+    assert "chicory-dashboard" in out
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {p["name"] for p in listing["plugins"]} >= {"memory", "redis", "dashboard"}
+    assert {b["name"] for b in listing["brokers"]} >= {"memory", "redis"}
+
+
+def test_dashboard_without_its_package_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chicory.cli.run_commands.DASHBOARD_MODULE", "chicory_no_such_dashboard")
+    assert main(["dashboard", "cli_app:app"]) == 2
+    assert "pip install chicory-dashboard" in capsys.readouterr().err
+
+
+def test_the_demo_progress_ends_its_line_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--tasks", "20"]) == 0
+    captured = capsys.readouterr()
+    finished = [line for line in captured.err.splitlines() if line.startswith("finished")]
+    assert len(finished) == 1, captured.err
+    assert finished[0].startswith("finished 17/17 | succeeded")
+    assert "finished" not in captured.out
+    assert "TASK\tOUTCOME\tCOUNT" in captured.out.splitlines()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from chicory.cli import _parser
+from chicory.cli import build_tree
 from processes import delete_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def test_docs_show_chicory_commands() -> None:
 def test_command_line_parses(page: str, line: str) -> None:
     argv = shlex.split(line, comments=True)[1:]
     try:
-        _parser().parse_args(argv)
+        build_tree().parse(argv)
     except SystemExit as exc:
         pytest.fail(f"{page}: `{line}` does not parse with the chicory command (exit {exc})")
 

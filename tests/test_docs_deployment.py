@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import yaml
 
-from chicory.cli import _parser
+from chicory.cli import build_tree
 from chicory_redis.broker import RedisBroker
 from chicory_redis.keys import KeySpace
 
@@ -33,7 +33,7 @@ def _yaml_documents() -> list[dict[str, Any]]:
 
 
 def _drain(argv: list[str]) -> float:
-    args = _parser().parse_args(argv[1:])
+    args = build_tree().parse(argv[1:])
     return float(args.drain_timeout)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from chicory import Chicory, RetryPolicy, TaskContext, TaskFailedError, Worker
 from chicory.errors import InvalidHeaderError, UnknownMiddlewareError
+from chicory.headers import user_headers
 from chicory.middleware import CallNext, Middleware, OutgoingTask
 from chicory.plugins import TaskEvent, hookimpl
 
@@ -104,7 +105,7 @@ async def test_publish_middleware_headers_reach_the_task_and_retries() -> None:
 
     @app.task(name="mw.headers", retry_policy=RetryPolicy(max_retries=1, delay=0))
     async def read(ctx: TaskContext) -> int:
-        headers_seen.append(dict(ctx.headers))
+        headers_seen.append(user_headers(ctx.headers))
         if ctx.attempt == 1:
             ctx.retry()
         return ctx.attempt
@@ -266,7 +267,7 @@ async def test_app_publish_goes_through_the_publish_middleware() -> None:
 
     @app.task(name="mw.built")
     async def built(ctx: TaskContext, n: int) -> int:
-        headers_seen.append(dict(ctx.headers))
+        headers_seen.append(user_headers(ctx.headers))
         return n
 
     async with serving(app) as worker:

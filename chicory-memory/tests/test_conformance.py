@@ -11,6 +11,7 @@ from chicory.testing import (
     BrokerSettlementSuite,
     BrokerStatefulSuite,
     DeadLetterSuite,
+    InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     WorkerSuite,
@@ -49,6 +50,10 @@ class TestDelivery(BrokerDeliverySuite):
 
 
 class TestDeadLetters(DeadLetterSuite):
+    pass
+
+
+class TestInspection(InspectionSuite):
     pass
 
 

@@ -10,6 +10,7 @@ from chicory.backend import ResultBackend
 from chicory.broker import Broker, Capabilities, Consumer, Delivery
 from chicory.clock import ManualClock
 from chicory.errors import ConfigurationError
+from chicory.inspection import InspectableBroker
 from chicory.plugins import BackendKind, PluginHost
 from chicory_memory.broker import MemoryBroker
 from chicory_memory.results import MemoryResultBackend
@@ -26,6 +27,7 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         shared=False,
         max_body_bytes=None,
         lease_seconds=30.0,
+        inspection=True,
     )
 
 
@@ -33,6 +35,8 @@ async def test_broker_and_consumer_satisfy_the_protocols() -> None:
     # The annotations make mypy check the signatures; isinstance checks the members.
     broker: Broker = MemoryBroker()
     backend: ResultBackend = MemoryResultBackend()
+    inspectable: InspectableBroker = MemoryBroker()
+    assert isinstance(inspectable, InspectableBroker)
     async with broker:
         await broker.publish("q", b"x")
         assert isinstance(broker, Broker)

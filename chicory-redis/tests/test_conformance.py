@@ -21,6 +21,7 @@ from chicory.testing import (
     BrokerSettlementSuite,
     BrokerStatefulSuite,
     DeadLetterSuite,
+    InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     WorkerSuite,
@@ -88,6 +89,10 @@ class TestDelivery(BrokerDeliverySuite):
 
 
 class TestDeadLetters(DeadLetterSuite):
+    pass
+
+
+class TestInspection(InspectionSuite):
     pass
 
 

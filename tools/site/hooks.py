@@ -23,9 +23,9 @@ def on_page_markdown(markdown: str, *, page: Any, config: Any, files: Any) -> st
     """Replace the CLI marker of a page with the generated reference."""
     if CLI_MARKER not in markdown:
         return markdown
-    from chicory.cli import _parser  # the parser the `chicory` command itself runs
+    from chicory.cli import build_tree  # the parsers the `chicory` command itself runs
 
-    text, problems = cli_reference(_parser())
+    text, problems = cli_reference(build_tree().root)
     for problem in problems:
         log.warning("%s: %s", page.file.src_uri, problem)
     return markdown.replace(CLI_MARKER, text)

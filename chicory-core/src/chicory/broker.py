@@ -62,6 +62,9 @@ class Capabilities:
             its own.
         lease_seconds: how long a held delivery stays leased without renewal, when the
             broker has leases; workers renew every third of it unless told otherwise.
+        inspection: the broker implements the operators' operations of
+            :class:`chicory.inspection.InspectableBroker` (list queues, queue stats, dead
+            letters by page, one dead letter, requeue a dead letter with a new body).
     """
 
     delayed_delivery: bool = True
@@ -73,6 +76,7 @@ class Capabilities:
     shared: bool = False
     max_body_bytes: int | None = None
     lease_seconds: float | None = None
+    inspection: bool = False
 
 
 @attrs.frozen(kw_only=True)

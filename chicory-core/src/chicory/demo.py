@@ -1,18 +1,21 @@
 """``chicory demo``: tasks of both delivery modes flowing through a real worker.
 
 It enqueues a mix of tasks on the given broker (``memory://`` by default, in this process),
-runs a worker on them, prints progress from an observer plugin (the same hooks any metrics
-plugin uses), and ends with a summary: what succeeded, what was retried, what was
-dead-lettered and why. The worker's per-task log lines (its retries and failures are the
-demo's point) and its start-up lines are held back while the progress bar runs.
+runs a worker on them, shows progress from an observer plugin (the same hooks any metrics
+plugin uses) as a ``rich`` progress bar on standard error (a final count line when that is
+not a terminal or ``rich`` is not installed), and ends with a summary on standard output:
+what succeeded, what was retried, what was dead-lettered and why. The worker's per-task log
+lines (its retries and failures are the demo's point) and its start-up lines are held back
+while it runs.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,8 +23,10 @@ import anyio
 import anyio.lowlevel
 
 from chicory.app import Chicory
+from chicory.cli.output import Out, rich_available, stderr_console
 from chicory.context import TaskContext
 from chicory.errors import TaskFailedError
+from chicory.history import split_reason
 from chicory.modes import DeliveryMode
 from chicory.plugins import TaskEvent, hookimpl
 from chicory.retry import RetryPolicy
@@ -150,19 +155,20 @@ async def _run_demo(total: int, broker: str) -> int:
             "a worker with concurrency 20 runs them\n"
         )
         outcomes: Counter[tuple[str, str]] = Counter()
-        async with anyio.create_task_group() as waiters:
-            for name, results in handles.items():
-                for result in results:
-                    waiters.start_soon(_collect, name, result, outcomes)
-            while sum(outcomes.values()) < expected:
-                _progress(tally, outcomes, expected)
-                await anyio.sleep(0.05)
-        _progress(tally, outcomes, expected)
+        with _progress(tally, expected) as show:
+            async with anyio.create_task_group() as waiters:
+                for name, results in handles.items():
+                    for result in results:
+                        waiters.start_soon(_collect, name, result, outcomes)
+                while sum(outcomes.values()) < expected:
+                    show(sum(outcomes.values()))
+                    await anyio.sleep(0.05)
+            show(sum(outcomes.values()))
         elapsed = time.perf_counter() - started
         dead = await app.broker.dead_letters(DEMO_QUEUE, limit=1000)
         worker.stop()
     await app.close()
-    print("\n")
+    print()
     _summary(
         outcomes,
         tally,
@@ -185,15 +191,44 @@ async def _collect(name: str, result: Any, outcomes: Counter[tuple[str, str]]) -
         outcomes[(name, "failed")] += 1
 
 
-def _progress(tally: _Tally, outcomes: Counter[tuple[str, str]], expected: int) -> None:
-    done = sum(outcomes.values())
-    bar = "#" * (30 * done // max(1, expected))
-    print(
-        f"\r[{bar:<30}] {done}/{expected} finished | succeeded {tally.counts['succeeded']} "
-        f"| retried {tally.counts['retried']} | failed {tally.counts['failed']}",
-        end="",
-        flush=True,
+def _counts(tally: _Tally) -> str:
+    counts = tally.counts
+    return (
+        f"succeeded {counts['succeeded']} | retried {counts['retried']} | failed {counts['failed']}"
     )
+
+
+@contextmanager
+def _progress(tally: _Tally, expected: int) -> Iterator[Callable[[int], None]]:
+    """Yield ``show(done)``: a rich progress bar on a terminal, else one line at the end.
+
+    The bar and the log lines share one console, so a log line printed while the bar runs
+    goes above it instead of running into it.
+    """
+    if not (sys.stderr.isatty() and rich_available()):
+        last = [0]
+
+        def remember(done: int) -> None:
+            last[0] = done
+
+        yield remember
+        print(f"finished {last[0]}/{expected} | {_counts(tally)}", file=sys.stderr, flush=True)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("finished"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=stderr_console(),
+    ) as bar:
+        task = bar.add_task("demo", total=expected, counts=_counts(tally))
+
+        def show(done: int) -> None:
+            bar.update(task, completed=done, counts=_counts(tally))
+
+        yield show
 
 
 def _summary(
@@ -203,9 +238,10 @@ def _summary(
     elapsed: float,
     expected: int,
 ) -> None:
-    print(f"{'task':<24}{'outcome':<12}{'count':>6}")
-    for (name, outcome), count in sorted(outcomes.items()):
-        print(f"{name:<24}{outcome:<12}{count:>6}")
+    Out().table(
+        ("TASK", "OUTCOME", "COUNT"),
+        [[name, outcome, count] for (name, outcome), count in sorted(outcomes.items())],
+    )
     print(
         f"\nretries: {tally.counts['retried']}   dead letters: {len(dead)}   "
         f"time: {elapsed:.2f} s   ({expected / elapsed:,.0f} tasks/s with retries and delays)"
@@ -214,7 +250,7 @@ def _summary(
     per_task: Counter[str] = Counter()
     for task_name, letter in dead:
         per_task[task_name] += 1
-        examples.setdefault(task_name, letter.reason)
+        examples.setdefault(task_name, split_reason(letter.reason)[0])
     for task_name, count in sorted(per_task.items()):
         print(f"  {count} dead letter(s) from {task_name}, e.g. {examples[task_name]!r}")
     print(

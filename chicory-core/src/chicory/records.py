@@ -83,8 +83,12 @@ class WorkerInfo:
         concurrency: Its concurrency limit.
         started_at: When it started.
         seen_at: When this heartbeat was written.
-        processed: Tasks it has settled so far.
+        processed: Deliveries it has handled so far.
         running: Tasks running at heartbeat time.
+        failed: Tasks it dead-lettered so far (failed for good, or poison messages).
+        retried: Failed attempts it published a retry for so far.
+        heartbeat_interval: Seconds between its heartbeats (a record older than about
+            this is stale).
     """
 
     worker_id: str
@@ -96,6 +100,9 @@ class WorkerInfo:
     seen_at: datetime
     processed: int = 0
     running: int = 0
+    failed: int = 0
+    retried: int = 0
+    heartbeat_interval: float = 0.0
 
 
 _converter = make_wire_converter()

@@ -23,6 +23,8 @@ from typing import Any, Self
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, ConfigurationError
+from chicory.inspection import DeadLetterPage, QueueStats
+from chicory_memory import inspect
 from chicory_memory.consumer import MemoryConsumer
 from chicory_memory.store import MemoryStore
 from chicory_memory.urls import parse_memory_url
@@ -83,6 +85,7 @@ class MemoryBroker:
             shared=False,
             max_body_bytes=max_body_bytes,
             lease_seconds=lease_seconds,
+            inspection=True,
         )
         self._connected = False
 
@@ -112,7 +115,8 @@ class MemoryBroker:
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do: everything except priorities and sharing."""
+        """What this broker can do: everything except priorities and sharing (inspection
+        included)."""
         return self._capabilities
 
     @property
@@ -255,3 +259,69 @@ class MemoryBroker:
         count = len(state.dead)
         state.dead.clear()
         return count
+
+    # -- the inspection capability ---------------------------------------------------------
+
+    async def queues(self) -> list[str]:
+        """Every queue published to, consumed or holding dead letters since the broker was
+        created, sorted."""
+        self._check_connected()
+        return sorted(self._store.queues)
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """The stats of each of ``queues`` as of the clock's current time.
+
+        ``consumers`` counts the open consumers of the queue; ``oldest_ready_at`` is when the
+        message at the head of the ready queue was published (or fell due).
+        """
+        self._check_connected()
+        return inspect.queue_stats(self._store, queues, self._clock.time())
+
+    async def dead_letter_page(
+        self,
+        queue: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> DeadLetterPage:
+        """One page of the dead letters of ``queue``, past ``after``, within the times.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or a time is naive.
+        """
+        self._check_connected()
+        return inspect.dead_letter_page(
+            self._store.queues.get(queue),
+            after=after,
+            limit=limit,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+        )
+
+    async def get_dead_letter(self, queue: str, dead_letter_id: str) -> DeadLetter | None:
+        """One dead letter of ``queue``, or ``None``."""
+        self._check_connected()
+        state = self._store.queues.get(queue)
+        return state.dead.get(dead_letter_id) if state is not None else None
+
+    async def requeue_dead_letter(
+        self, queue: str, dead_letter_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> bool:
+        """Replace a dead letter by a new ready message with ``body`` and ``headers``.
+
+        Raises:
+            MessageTooLargeError: ``body`` is over ``max_body_bytes`` (the letter stays).
+        """
+        self._check_connected()
+        store = self._store
+        state = store.queues.get(queue)
+        if state is None or dead_letter_id not in state.dead:
+            return False
+        store.check_body(body)
+        del state.dead[dead_letter_id]
+        store.enqueue(state, body, headers, None, self._clock.time())
+        return True

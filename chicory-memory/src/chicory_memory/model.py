@@ -1,8 +1,8 @@
 """The records the memory broker stores, without the rules that change them (see ``store``).
 
-* :data:`Message`: ``(id, body, headers, deliveries)``, a plain tuple; it lives in exactly one
-  place at a time: a queue's ready deque or delayed heap, a :class:`Held` record, or nowhere
-  (settled).
+* :data:`Message`: ``(id, body, headers, deliveries, since)``, a plain tuple; it lives in
+  exactly one place at a time: a queue's ready deque or delayed heap, a :class:`Held` record,
+  or nowhere (settled).
 * :class:`QueueState`: one queue's ready deque, delayed heap, in-flight count, dead letters
   and waiting fetches.
 * :class:`Held`: one delivery: which message of which queue, which consumer, its token, lease
@@ -27,6 +27,7 @@ __all__ = [
     "DELIVERIES",
     "HEADERS",
     "MESSAGE_ID",
+    "SINCE",
     "DeliveryState",
     "Headers",
     "Held",
@@ -54,12 +55,14 @@ class DeliveryState(enum.Enum):
 Headers: TypeAlias = tuple[tuple[str, str], ...]
 """A message's headers as ``(name, value)`` pairs: a tuple, not a dict (see :data:`Message`)."""
 
-Message: TypeAlias = tuple[str, bytes, Headers, int]
-"""One message, ``(id, body, headers, deliveries)``: its id (stable across redeliveries until
-it is acked, dropped or dead-lettered), body, headers and how many times it was delivered so
-far. Which queue it belongs to is known from where it is kept.
+Message: TypeAlias = tuple[str, bytes, Headers, int, float]
+"""One message, ``(id, body, headers, deliveries, since)``: its id (stable across redeliveries
+until it is acked, dropped or dead-lettered), body, headers, how many times it was delivered
+so far, and since when it has been waiting (the clock's time it was published, or its due
+time when published delayed: what ``queue_stats`` reports as the oldest ready message's age).
+Which queue it belongs to is known from where it is kept.
 
-Nothing in it is a container the garbage collector must follow (strings, bytes, an int and
+Nothing in it is a container the garbage collector must follow (strings, bytes, numbers and
 tuples of strings; a dict, even an empty one, would be), so the collector stops tracking it
 once it has looked at it (a collection per level of nested tuples: one without headers): a
 backlog of any size then costs later collections nothing, where an object per queued
@@ -70,6 +73,7 @@ MESSAGE_ID: Final = 0
 BODY: Final = 1
 HEADERS: Final = 2
 DELIVERIES: Final = 3
+SINCE: Final = 4
 """The positions of a :data:`Message`'s fields."""
 
 

@@ -186,6 +186,20 @@ class MemoryResultBackend:
         record = self._live(task_id, self._clock.time())
         return record.data if record is not None else None
 
+    async def forget(self, task_id: str) -> bool:
+        """Delete the record of ``task_id``, as a replay re-opening the task does.
+
+        Returns:
+            Whether there was a live record.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        live = self._live(task_id, self._clock.time()) is not None
+        self._records.pop(task_id, None)
+        return live
+
     async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
         """Wait for the final record of ``task_id``; ``None`` on timeout or close.
 

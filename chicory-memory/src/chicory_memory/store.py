@@ -44,7 +44,9 @@ from datetime import UTC, datetime
 from chicory.broker import DeadLetter, QueueCounts
 from chicory.errors import DeliveryStateError, MessageTooLargeError
 from chicory_memory.model import (
+    BODY,
     DELIVERIES,
+    HEADERS,
     DeliveryState,
     Held,
     Message,
@@ -114,11 +116,11 @@ class MemoryStore:
     ) -> str:
         """Store a new message, ready now or delayed until ``due``; return its id."""
         message_id = f"{self._prefix}-{next(self._message_numbers)}"
-        message: Message = (message_id, body, tuple(headers.items()) if headers else (), 0)
+        pairs = tuple(headers.items()) if headers else ()
         if due is not None and due > now:
-            heapq.heappush(queue.delayed, (due, next(self._seq), message))
+            heapq.heappush(queue.delayed, (due, next(self._seq), (message_id, body, pairs, 0, due)))
         else:
-            queue.ready.append(message)
+            queue.ready.append((message_id, body, pairs, 0, now))
         if queue.waiters:
             queue.wake()
         return message_id
@@ -208,10 +210,14 @@ class MemoryStore:
         deadline = now + self.lease_seconds
         held_by_token, leases, tokens = subscription.held, self.leases, self._seq
         claimed: list[Held] = []
-        for queue, (message_id, body, headers, deliveries) in picks:
+        for queue, (message_id, body, headers, deliveries, since) in picks:
             token = next(tokens)
             held = Held(
-                subscription, queue, (message_id, body, headers, deliveries + 1), token, deadline
+                subscription,
+                queue,
+                (message_id, body, headers, deliveries + 1, since),
+                token,
+                deadline,
             )
             held_by_token[token] = held
             queue.in_flight += 1
@@ -377,7 +383,7 @@ class MemoryStore:
     ) -> None:
         """Record ``message`` as a dead letter of ``queue``."""
         dead_id = next(self._dead_ids)
-        _, body, headers, _ = message
+        body, headers = message[BODY], message[HEADERS]
         queue.dead[dead_id] = DeadLetter(
             id=dead_id,
             queue=queue.name,

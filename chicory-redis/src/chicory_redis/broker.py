@@ -24,7 +24,8 @@ from redis.asyncio import Redis
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, MessageTooLargeError
-from chicory_redis import scripts
+from chicory.inspection import DeadLetterPage, QueueStats
+from chicory_redis import inspect, scripts
 from chicory_redis.config import RedisSettings, parse_settings
 from chicory_redis.connection import broker_errors
 from chicory_redis.consumer import RedisConsumer
@@ -66,6 +67,7 @@ class RedisBroker:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._client: Redis | None = None
         self._consumers: set[RedisConsumer] = set()
+        self._registered: set[str] = set()  # queues this broker added to the queue registry
         self._reclaimed_total = 0
         self._capabilities = Capabilities(
             delayed_delivery=True,
@@ -77,6 +79,7 @@ class RedisBroker:
             shared=True,
             max_body_bytes=self._settings.max_body_bytes,
             lease_seconds=self._settings.lease_seconds,
+            inspection=True,
         )
 
     @classmethod
@@ -115,7 +118,7 @@ class RedisBroker:
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do (everything but priorities)."""
+        """What this broker can do (everything but priorities, inspection included)."""
         return self._capabilities
 
     @property
@@ -231,6 +234,8 @@ class RedisBroker:
         """
         if not messages:
             return []
+        if queue not in self._registered:
+            await self.register_queues([queue])
         k = self._keys.queue(queue)
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
@@ -277,6 +282,22 @@ class RedisBroker:
             else:
                 await client.zadd(k.delayed, {packed: due})
         return message_id
+
+    async def register_queues(self, queues: Sequence[str]) -> None:
+        """Add ``queues`` to the queue registry (``SADD``), once per queue per broker.
+
+        Called by the first publish to a queue and by consumers joining a queue's group, so
+        ``chicory queues`` finds a queue nobody consumes.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        new = [queue for queue in queues if queue not in self._registered]
+        if not new:
+            return
+        with broker_errors(self.display_url, "register queues"):
+            await self.client.sadd(self._keys.queues, *new)
+        self._registered.update(new)
 
     def consume(self, queues: Sequence[str], *, prefetch: int) -> RedisConsumer:
         """Open a consumer on ``queues`` holding at most ``prefetch`` unsettled deliveries.
@@ -367,10 +388,81 @@ class RedisBroker:
         return int(count)
 
     async def delete_queue(self, queue: str) -> None:
-        """Delete every key of ``queue``: messages, delayed messages and dead letters.
+        """Delete every key of ``queue`` (messages, delayed messages, dead letters,
+        consumers' presence) and take it out of the queue registry.
 
         An administrative helper (tests, tear-down); consumers of the queue must be closed.
         """
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"delete queue {queue!r}"):
-            await self.client.delete(k.stream, k.delayed, k.dead)
+            await self.client.delete(k.stream, k.delayed, k.dead, k.consumers)
+            await self.client.srem(self._keys.queues, queue)
+        self._registered.discard(queue)
+
+    # -- the inspection capability (see chicory_redis.inspect) ------------------------------
+
+    async def queues(self) -> list[str]:
+        """Every queue published to or consumed (the ``<p>:queues`` set), sorted.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await inspect.list_queues(self)
+
+    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
+        """The stats of each of ``queues``, in three round trips whatever their number.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await inspect.queue_stats(self, queues)
+
+    async def dead_letter_page(
+        self,
+        queue: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+    ) -> DeadLetterPage:
+        """One page of the dead letters of ``queue`` (``XRANGE``/``XREVRANGE``, one round trip).
+
+        Raises:
+            ValueError: ``limit`` is below 1, ``after`` is not an entry id, or a time is naive.
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await inspect.dead_letter_page(
+            self,
+            queue,
+            after=after,
+            limit=limit,
+            since=since,
+            until=until,
+            newest_first=newest_first,
+        )
+
+    async def get_dead_letter(self, queue: str, dead_letter_id: str) -> DeadLetter | None:
+        """One dead letter of ``queue``, or ``None``.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await inspect.get_dead_letter(self, queue, dead_letter_id)
+
+    async def requeue_dead_letter(
+        self, queue: str, dead_letter_id: str, body: bytes, headers: Mapping[str, str]
+    ) -> bool:
+        """Replace a dead letter by a new ready message (one atomic script).
+
+        Raises:
+            MessageTooLargeError: ``body`` is over ``max_body_bytes`` (the letter stays).
+            BrokerConnectionError: Redis could not be reached; nothing happened.
+        """
+        self._check_body(body)
+        if queue not in self._registered:
+            await self.register_queues([queue])
+        return await inspect.requeue_dead_letter(
+            self, queue, dead_letter_id, body, headers, new_message_id()
+        )

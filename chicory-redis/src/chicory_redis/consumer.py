@@ -46,6 +46,7 @@ from chicory_redis import scripts
 from chicory_redis.connection import CONNECTION_ERRORS, Backoff
 from chicory_redis.delivery import DeliveryState, RedisDelivery
 from chicory_redis.entries import StoredMessage, message_from_entry, message_from_fields
+from chicory_redis.inspect import presence_seconds
 from chicory_redis.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ class RedisConsumer:
             await self._move_due()
         if loop.time() >= self._next_reclaim:
             self._next_reclaim = loop.time() + self._settings.reclaim_interval
+            await self._announce()
             reclaimed = await self._reclaim(room)
             if reclaimed:
                 return reclaimed
@@ -226,7 +228,21 @@ class RedisConsumer:
         for result in await pipe.execute(raise_on_error=False):
             if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
                 raise result
+        await self._broker.register_queues([k.queue for k in self._keys])
+        await self._announce()
         self._groups_ready = True
+
+    async def _announce(self) -> None:
+        """Renew this consumer's presence in each queue's presence set (what
+        ``queue_stats`` counts as consumers), and drop the presences that expired."""
+        settings = self._settings
+        now_ms = int(self._ledger.now() * 1000)
+        lasts = presence_seconds(settings.lease_seconds, settings.reclaim_interval)
+        pipe = self._broker.client.pipeline(transaction=False)
+        for k in self._keys:
+            pipe.zadd(k.consumers, {self.name: now_ms + int(lasts * 1000)})
+            pipe.zremrangebyscore(k.consumers, "-inf", now_ms)
+        await pipe.execute()
 
     async def _move_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -372,6 +388,7 @@ class RedisConsumer:
         pending = await pipe.execute(raise_on_error=False)
         pipe = client.pipeline(transaction=False)
         for k, entries in zip(self._keys, pending, strict=True):
+            pipe.zrem(k.consumers, self.name)
             if entries == []:
                 pipe.xgroup_delconsumer(k.stream, k.group, self.name)
         await pipe.execute(raise_on_error=False)

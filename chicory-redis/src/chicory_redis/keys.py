@@ -5,6 +5,8 @@ Layout (``<p>`` is the key prefix, ``chicory`` by default)::
     <p>:{q:<queue>}:stream     stream    ready and in-flight messages of <queue>
     <p>:{q:<queue>}:delayed    zset      delayed messages, scored by due time (ms)
     <p>:{q:<queue>}:dead       stream    dead letters of <queue>
+    <p>:{q:<queue>}:consumers  zset      live consumers of <queue>, scored by expiry (ms)
+    <p>:queues                 set       names of every queue published to or consumed
     <p>:result:<task_id>       string    one task's latest record (with a TTL)
     <p>:results:final          channel   pub/sub: task ids whose final record was written
     <p>:worker:<worker_id>     string    one worker's heartbeat record (with a TTL)
@@ -33,6 +35,8 @@ class QueueKeys:
         stream: Stream of ready and in-flight messages.
         delayed: Sorted set of delayed messages.
         dead: Stream of dead letters.
+        consumers: Sorted set of the queue's live consumers, scored by when their presence
+            expires (ms since the epoch).
         group: Consumer group name on ``stream``.
     """
 
@@ -40,6 +44,7 @@ class QueueKeys:
     stream: str
     delayed: str
     dead: str
+    consumers: str
     group: str
 
 
@@ -66,8 +71,14 @@ class KeySpace:
             stream=f"{base}:stream",
             delayed=f"{base}:delayed",
             dead=f"{base}:dead",
+            consumers=f"{base}:consumers",
             group=self.group,
         )
+
+    @property
+    def queues(self) -> str:
+        """Set of the names of every queue published to or consumed (``chicory queues``)."""
+        return f"{self.prefix}:queues"
 
     def result(self, task_id: str) -> str:
         """Return the key holding the record of ``task_id``."""

@@ -204,6 +204,18 @@ class RedisResultBackend:
             raw = await self.client.get(self._keys.result(task_id))
         return _unmark(raw)[0]
 
+    async def forget(self, task_id: str) -> bool:
+        """Delete the record of ``task_id`` (``DEL``), as a replay re-opening the task does.
+
+        Returns:
+            Whether there was a record.
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+        """
+        with results_errors(self.display_url, f"forget the result of {task_id}"):
+            return bool(await self.client.delete(self._keys.result(task_id)))
+
     async def _get_final(self, task_id: str) -> bytes | None:
         with results_errors(self.display_url, f"read the result of {task_id}"):
             raw = await self.client.get(self._keys.result(task_id))

@@ -45,6 +45,7 @@ __all__ = [
     "RENEW",
     "REPLAY",
     "REQUEUE",
+    "REQUEUE_DEAD",
     "STORE_RESULT",
     "STORE_RESULTS",
     "Call",
@@ -296,6 +297,19 @@ return 1
 )
 """Put a dead letter back on its queue (same message id, body and headers)."""
 
+REQUEUE_DEAD: Final = Script(
+    "requeue_dead",
+    """
+-- KEYS: dead, stream. ARGV: dead letter id, packed message. Returns 1 if the dead letter was
+-- replaced by the message, 0 if there is no such dead letter.
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
+return 1
+""",
+)
+"""Replace a dead letter by a new message on its queue (a replay with a rewritten body)."""
+
 FORGET_IDLE: Final = Script(
     "forget_idle",
     """
@@ -378,6 +392,7 @@ ALL_SCRIPTS: Final = (
     MOVE_DUE,
     FORGET_IDLE,
     REPLAY,
+    REQUEUE_DEAD,
     STORE_RESULT,
     STORE_RESULTS,
 )

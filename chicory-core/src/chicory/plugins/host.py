@@ -218,6 +218,17 @@ class PluginHost:
             "'chicory plugins' to check."
         )
 
+    def loaded(self) -> list[tuple[str, str | None, str]]:
+        """Every plugin loaded from the ``chicory`` entry points, by name: its name, the
+        distribution (with version) that installed it, and the first line of its module's
+        docstring."""
+        found = []
+        for name in sorted(self._dists):
+            plugin = self._pm.get_plugin(name)
+            doc = (getattr(plugin, "__doc__", None) or "").strip().splitlines()
+            found.append((name, self._dists.get(name), doc[0] if doc else ""))
+        return found
+
     def has_observers(self, hook_name: str) -> bool:
         """Whether any plugin implements the observer hook ``hook_name``."""
         return bool(getattr(self._pm.hook, hook_name).get_hookimpls())

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from chicory.testing.suite_basics import BrokerBasicsSuite
     from chicory.testing.suite_dead_letters import DeadLetterSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
+    from chicory.testing.suite_inspection import InspectionSuite
     from chicory.testing.suite_results import ResultBackendSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
     from chicory.testing.suite_stateful import BrokerStatefulSuite
@@ -40,6 +41,7 @@ _WHERE = {
     "BrokerBasicsSuite": "suite_basics",
     "DeadLetterSuite": "suite_dead_letters",
     "BrokerDeliverySuite": "suite_delivery",
+    "InspectionSuite": "suite_inspection",
     "ResultBackendSuite": "suite_results",
     "BrokerSettlementSuite": "suite_settle",
     "BrokerStatefulSuite": "suite_stateful",
@@ -51,6 +53,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_settle",
     "chicory.testing.suite_delivery",
     "chicory.testing.suite_dead_letters",
+    "chicory.testing.suite_inspection",
     "chicory.testing.suite_results",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
@@ -76,6 +79,7 @@ __all__ = [
     "BrokerStatefulSuite",
     "DeadLetterSuite",
     "Guarantee",
+    "InspectionSuite",
     "Level",
     "ResultBackendHarness",
     "ResultBackendSuite",

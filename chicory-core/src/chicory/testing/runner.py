@@ -45,6 +45,7 @@ _SUITES: Final = (
     ("TestSettlement", "BrokerSettlementSuite"),
     ("TestDelivery", "BrokerDeliverySuite"),
     ("TestDeadLetters", "DeadLetterSuite"),
+    ("TestInspection", "InspectionSuite"),
     ("TestStateful", "BrokerStatefulSuite"),
     ("TestWorker", "WorkerSuite"),
     ("TestResults", "ResultBackendSuite"),

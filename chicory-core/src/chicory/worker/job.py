@@ -17,7 +17,7 @@ one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +28,13 @@ from chicory.backend import StoredResult
 from chicory.broker import Delivery
 from chicory.clock import utcnow
 from chicory.context import Fail, Retry, TaskContext
-from chicory.envelope import SIGNATURE_HEADER, TaskMessage
+from chicory.envelope import TaskMessage
 from chicory.errors import (
     ArgumentValidationError,
     MessageDecodeError,
     ResultValidationError,
 )
+from chicory.history import HistoryEntry, with_history, with_traceback
 from chicory.middleware import ExecuteChain
 from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
@@ -84,6 +85,8 @@ class JobRunner:
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
         self.running = 0
+        self.failed = 0
+        self.retried = 0
 
     def leased(self) -> list[Delivery]:
         """Deliveries held by running at-least-once tasks (their leases need renewal)."""
@@ -249,8 +252,10 @@ class JobRunner:
             if not await self._store(message, record, final=True) and strategy.holds_lease:
                 await self._settle(delivery.nack(requeue=True), "hand back", message)
                 return
+        self.failed += 1
         self._log.failed(message, delivery.queue, exc, reason)
-        await self._settle(strategy.fail(delivery, reason), "dead-letter", message)
+        letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
+        await self._settle(strategy.fail(delivery, letter), "dead-letter", message)
         self._emit(
             "chicory_task_failed",
             message,
@@ -274,7 +279,12 @@ class JobRunner:
         transition(JobState.RUNNING, JobState.RETRYING)
         now = utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
-        body, headers = self._app.codec.encode(next_message, _carried(delivery.headers))
+        failed = HistoryEntry(
+            at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"
+        )
+        # The next attempt keeps every header (the codec signs it anew), plus its history.
+        body, headers = self._app.codec.encode(next_message, with_history(delivery.headers, failed))
+        self.retried += 1
         not_before = now + timedelta(seconds=delay) if delay > 0 else None
         if not task.ignore_result:
             await self._store(
@@ -296,6 +306,7 @@ class JobRunner:
         error_type: str | None = None,
     ) -> None:
         transition(JobState.RECEIVED, JobState.DEAD)
+        self.failed += 1
         self._log.dead_lettered(message, delivery.queue, delivery.message_id, reason)
         if message is not None and error_type is not None:
             error = ErrorInfo(type=f"chicory.errors.{error_type}", message=reason)
@@ -400,14 +411,6 @@ class JobRunner:
             at=utcnow(),
             **fields,
         )
-
-
-def _carried(headers: Mapping[str, str]) -> Mapping[str, str] | None:
-    """The headers a task's next attempt keeps: all but the signature (the codec signs the
-    next attempt anew)."""
-    if not headers or (len(headers) == 1 and SIGNATURE_HEADER in headers):
-        return None
-    return {name: value for name, value in headers.items() if name != SIGNATURE_HEADER}
 
 
 def retry_decision(

@@ -96,7 +96,7 @@ class Worker:
         prefetch: int | None = None,
         drain_timeout: float = 30.0,
         lease_renew_interval: float | None = None,
-        heartbeat_interval: float = 10.0,
+        heartbeat_interval: float = 2.0,
         sync_threads: int | None = None,
         settle_timeout: float = 10.0,
         fetch_timeout: float = 1.0,
@@ -353,6 +353,9 @@ class Worker:
                 seen_at=utcnow(),
                 processed=self.processed,
                 running=self.running,
+                failed=self._jobs.failed,
+                retried=self._jobs.retried,
+                heartbeat_interval=self.heartbeat_interval,
             )
             try:
                 await backend.heartbeat(

@@ -1,0 +1,5 @@
+"""``python -m chicory.cli``: the same as the ``chicory`` command."""
+
+from chicory.cli import main
+
+raise SystemExit(main())

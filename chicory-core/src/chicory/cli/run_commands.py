@@ -1,0 +1,238 @@
+"""``chicory worker``, ``plugins``, ``conformance``, ``demo`` and ``dashboard``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+from typing import Any
+
+import anyio
+
+from chicory.app import BACKEND_ENV, BROKER_ENV
+from chicory.cli.inputs import load_app
+from chicory.cli.output import Out
+from chicory.cli.parsing import Tree, add_app, add_json
+from chicory.errors import ConfigurationError
+from chicory.plugins import BackendKind, PluginHost
+from chicory.redact import redact_url
+
+__all__ = ["register"]
+
+DASHBOARD_HINT = "pip install chicory-dashboard"
+DASHBOARD_MODULE = "chicory_dashboard.server"
+"""Where ``chicory dashboard`` finds the server (core never imports it otherwise)."""
+
+
+def register(tree: Tree) -> None:
+    """Add the commands of this module to ``tree``."""
+    worker = tree.command("worker", "run a worker for an app", _worker)
+    add_app(worker)
+    worker.add_argument(
+        "-q",
+        "--queue",
+        action="append",
+        dest="queues",
+        metavar="QUEUE",
+        help="queue to consume (repeatable; default: the app's default queue)",
+    )
+    worker.add_argument("-c", "--concurrency", type=int, default=10, help="tasks run at once")
+    worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="deliveries held beyond running ones (default: the concurrency)",
+    )
+    worker.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds running tasks get to finish after SIGTERM or Ctrl-C, before unfinished "
+        "at-least-once work is handed back",
+    )
+    worker.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between heartbeats (what chicory workers shows)",
+    )
+    worker.add_argument(
+        "--no-gc-tuning",
+        dest="gc_tuning",
+        action="store_false",
+        help="leave Python's garbage collector at its defaults (default: tuned; see "
+        "chicory.worker.tuning)",
+    )
+    worker.add_argument(
+        "--broker",
+        help=f"broker URL (sets {BROKER_ENV} before the app is imported; default: the app's)",
+    )
+    worker.add_argument(
+        "--backend", help=f"result backend URL (sets {BACKEND_ENV}; default: the app's)"
+    )
+    worker.add_argument(
+        "--middleware",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="enable a middleware an installed plugin offers, after the app's own "
+        "(repeatable; 'chicory plugins' lists them; default: none)",
+    )
+
+    plugins = tree.command(
+        "plugins", "list installed plugins, brokers and result backends", _plugins
+    )
+    add_json(plugins)
+
+    conformance = tree.command("conformance", "run the conformance suite on a broker", _conformance)
+    conformance.add_argument(
+        "target", metavar="TARGET", help="broker URL or plugin name, e.g. memory://"
+    )
+    conformance.add_argument(
+        "-v", "--verbose", action="store_true", help="show every test as it runs"
+    )
+
+    demo = tree.command("demo", "run tasks of both delivery modes through a worker", _demo)
+    demo.add_argument("--tasks", type=int, default=300, help="tasks to enqueue")
+    demo.add_argument("--broker", default="memory://", help="broker URL to run the demo on")
+
+    dashboard = tree.command(
+        "dashboard",
+        f"serve the web dashboard for an app (needs chicory-dashboard: {DASHBOARD_HINT})",
+        _dashboard,
+    )
+    add_app(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    dashboard.add_argument("--port", type=int, default=8765, help="port to listen on")
+    dashboard.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="let the dashboard replay and delete dead letters (default: off, read-only)",
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from chicory.worker import Worker, tune_gc
+
+    if args.broker:
+        os.environ[BROKER_ENV] = args.broker
+    if args.backend:
+        os.environ[BACKEND_ENV] = args.backend
+    app = load_app(args.app)
+    if args.broker and app.broker_description != redact_url(args.broker):
+        raise ConfigurationError(
+            f"--broker {redact_url(args.broker)} was given, but the app names its broker "
+            f"explicitly ({app.broker_description}); create it with Chicory() to let "
+            f"{BROKER_ENV} or --broker choose"
+        )
+    for name in args.middleware:
+        app.add_middleware(name)
+    if not app.broker.capabilities.shared:
+        logging.getLogger("chicory.worker").warning(
+            "broker %s is process-local: only tasks enqueued in this process reach this "
+            "worker, and pending work is lost when it exits. Use a shared broker such as "
+            "redis:// for real deployments.",
+            app.broker_description,
+        )
+    worker = Worker(
+        app,
+        queues=args.queues,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        drain_timeout=args.drain_timeout,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+    if args.gc_tuning:
+        tune_gc()
+    worker.run()
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    host = PluginHost()
+    out = Out(json=args.json)
+    kinds = {kind: host.installed(kind) for kind in BackendKind}
+    if out.json_mode:
+        out.json(
+            {
+                "plugins": [
+                    {"name": name, "distribution": dist, "description": doc}
+                    for name, dist, doc in host.loaded()
+                ],
+                **{
+                    f"{kind.value.replace(' ', '_')}s": [
+                        {
+                            "name": item.spec.name,
+                            "schemes": list(item.spec.schemes),
+                            "distribution": item.distribution,
+                            "description": item.spec.description,
+                        }
+                        for item in items
+                    ]
+                    for kind, items in kinds.items()
+                },
+                "middleware": [
+                    {
+                        "name": item.spec.name,
+                        "distribution": item.distribution,
+                        "description": item.spec.description,
+                    }
+                    for item in host.middleware()
+                ],
+                "broken": dict(sorted(host.broken.items())),
+            }
+        )
+        return 0
+    for kind, items in kinds.items():
+        print(f"{kind.value}s:")
+        if not items:
+            print("  (none installed)")
+        for item in items:
+            schemes = ", ".join(f"{s}://" for s in item.spec.schemes)
+            origin = item.distribution or item.plugin
+            print(f"  {item.spec.name:<12} {schemes:<28} {origin}")
+            if item.spec.description:
+                print(f"  {'':<12} {item.spec.description}")
+    print("middleware:")
+    offered = host.middleware()
+    if not offered:
+        print("  (none installed)")
+    for entry in offered:
+        print(f"  {entry.spec.name:<12} {'':<28} {entry.distribution or entry.plugin}")
+        if entry.spec.description:
+            print(f"  {'':<12} {entry.spec.description}")
+    print("plugins:")
+    for name, dist, doc in host.loaded():
+        print(f"  {name:<12} {dist or '':<28} {doc}")
+    for name, error in sorted(host.broken.items()):
+        print(f"broken plugin {name!r} (not loaded): {error}")
+    return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from chicory.testing.runner import run_conformance
+
+    return run_conformance(args.target, verbose=args.verbose)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from chicory.demo import run_demo
+
+    return anyio.run(run_demo, args.tasks, args.broker)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    try:
+        server = importlib.import_module(DASHBOARD_MODULE)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the dashboard is its own package and is not installed ({exc}); install it "
+            f"with: {DASHBOARD_HINT}"
+        ) from None
+    app = load_app(args.app)
+    options: dict[str, Any] = {"allow_actions": args.allow_actions}
+    server.serve(app, host=args.host, port=args.port, log_level=args.log_level, **options)
+    return 0
