@@ -20,8 +20,9 @@ concurrency 64, prefetch 192, ``tune_gc()``), with one variant of the app:
   writes to ``/dev/null`` (two lines per task: received, succeeded).
 
 Rounds run every variant once, in order, so slow drift of the machine hits all alike; the
-table gives each variant's median rate and CPU per task, and the CPU it adds per task over
-``none`` (producer and worker together, since both run in the process).
+table gives each variant's median rate and CPU per task, and the CPU it adds per task: the
+median over the rounds of its CPU per task less that round's ``none`` (producer and worker
+together, since both run in the process).
 """
 
 from __future__ import annotations
@@ -153,13 +154,19 @@ def main() -> None:
                 f"{values['cpu_us']:.2f} us CPU per task",
                 flush=True,
             )
-    base = statistics.median(r["cpu_us"] for r in results.get("none", [{"cpu_us": 0.0}]))
+    base = results.get("none")
     print("\n| variant | tasks/s | CPU per task, us | added per task, us |")
     print("|---|---|---|---|")
     for variant, runs in results.items():
         rate = statistics.median(r["rate"] for r in runs)
         cpu = statistics.median(r["cpu_us"] for r in runs)
-        print(f"| {variant} | {rate:,.0f} | {cpu:.2f} | {cpu - base:+.2f} |")
+        # The CPU a variant adds in each round over that round's baseline, then the median.
+        added = (
+            statistics.median(r["cpu_us"] - b["cpu_us"] for r, b in zip(runs, base, strict=True))
+            if base
+            else float("nan")
+        )
+        print(f"| {variant} | {rate:,.0f} | {cpu:.2f} | {added:+.2f} |")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ Order is the order of ``Chicory(middleware=[...])`` (then ``app.add_middleware``
 middleware's ``before_publish`` runs first, its ``execute`` is the outermost and its
 ``on_worker_start`` runs first; ``on_worker_stop`` runs in reverse order, and only for
 middleware whose ``on_worker_start`` completed. A middleware that overrides only some
-methods costs nothing on the others' paths, and an app without middleware runs exactly the
-code it runs without this module: the worker composes the execute chain once when it is
-created, and ``delay()`` looks at one tuple.
+methods costs nothing on the others' paths, and an app without middleware runs the path it
+ran before middleware existed: the worker collects the ``execute`` methods once when it is
+created (with none, it calls the task function directly), and ``delay()`` looks at one
+tuple.
 
 A middleware object may also implement observer hooks (``@hookimpl def
 chicory_task_dead_lettered(event)``): they are registered for the app it is added to.
