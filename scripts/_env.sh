@@ -17,4 +17,10 @@ else
 fi
 # Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set, every worker process
 # a test starts would otherwise compile each library it imports (~1 s of CPU apiece).
-"${UV[@]}" sync --frozen --compile-bytecode --python "$PYTHON" --quiet
+# The sync is exact: it removes what uv.lock does not list, such as a plugin installed into
+# .venv by hand while developing it beside the project; CHICORY_SYNC_INEXACT=1 keeps those.
+SYNC=(sync --frozen --compile-bytecode --python "$PYTHON" --quiet)
+if [[ "${CHICORY_SYNC_INEXACT:-}" == 1 ]]; then
+  SYNC+=(--inexact)
+fi
+"${UV[@]}" "${SYNC[@]}"

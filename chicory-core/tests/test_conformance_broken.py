@@ -1,131 +1,31 @@
 """The conformance suite can fail: deliberately broken brokers fail the guarantees they break.
 
-Each broken broker is a thin wrapper around the memory broker with one defect. The suite runs
-against it in a throw-away pytest project (``pytester``), exactly as a plugin author would run
-it, and the test checks which guarantee ids failed. The unbroken wrapper is the control: it
-passes the same selection (``test_conformance_control.py``), so every failure is caused by
-the defect.
+Each broken broker (``broken_brokers.py``) is a thin wrapper around the memory broker with one
+defect. The suite runs against it in a throw-away pytest project (``pytester``), exactly as a
+plugin author would run it, and the test checks which guarantee ids failed. The unbroken
+wrapper is the control: it passes the same selections (``test_conformance_control.py``), so
+every failure is caused by the defect.
 """
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
 import pytest
+
+from chicory.testing import GUARANTEES, SUITE_MODULES
 
 pytest_plugins = ["pytester"]
 
-BROKERS = """
-import os
-from datetime import datetime
+for _module in SUITE_MODULES:
+    importlib.import_module(_module)
 
-import pytest
-from chicory.testing import BrokerHarness
-from chicory_memory.broker import MemoryBroker
-
-
-
-def defect():
-    return os.environ["CHICORY_TEST_DEFECT"]
-
-
-class Delivery:
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    async def ack(self):
-        if defect() not in ("noop_ack", "duplicates"):
-            await self.inner.ack()
-
-    async def nack(self, *, requeue=True, delay=None):
-        if defect() == "delays_ignored":
-            delay = None
-        await self.inner.nack(requeue=requeue, delay=delay)
-
-    async def extend_lease(self, seconds=None):
-        if defect() != "extend_ignored":
-            await self.inner.extend_lease(seconds)
-
-    async def retry(self, body, headers, *, not_before):
-        if defect() == "delays_ignored":
-            not_before = None
-        await self.inner.retry(body, headers, not_before=not_before)
-
-
-class Consumer:
-    def __init__(self, inner):
-        self.inner = inner
-
-    async def fetch(self, max_count, timeout):
-        got = await self.inner.fetch(max_count, timeout)
-        if defect() == "duplicates":  # hand it straight back: the next consumer gets it too
-            for delivery in got:
-                await delivery.nack(requeue=True)
-        return [Delivery(d) for d in got]
-
-    async def ack_many(self, deliveries):
-        if defect() in ("noop_ack", "duplicates"):
-            for delivery in deliveries:
-                await delivery.ack()
-            return []
-        lost = await self.inner.ack_many([d.inner for d in deliveries])
-        if defect() == "lost_lease_unreported":
-            return []
-        return [d for d in deliveries if any(d.inner is gone for gone in lost)]
-
-    async def extend_leases(self, deliveries):
-        if defect() != "extend_ignored":
-            await self.inner.extend_leases([d.inner for d in deliveries])
-
-    async def close(self):
-        if defect() != "lost_on_close":  # the inner consumer keeps its deliveries until the lease
-            await self.inner.close()
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc_info):
-        await self.close()
-
-
-class Broker:
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    async def __aenter__(self):
-        await self.inner.connect()
-        return self
-
-    async def __aexit__(self, *exc_info):
-        await self.inner.close()
-
-    async def publish(self, queue, body, headers=None, *, not_before=None):
-        if defect() == "delays_ignored":
-            not_before = None
-        return await self.inner.publish(queue, body, headers, not_before=not_before)
-
-    def consume(self, queues, *, prefetch):
-        return Consumer(self.inner.consume(queues, prefetch=prefetch))
-
-
-def build(*, lease_seconds, max_deliveries):
-    if defect() == "lease_ignored":
-        lease_seconds = 3600.0
-    return Broker(MemoryBroker(lease_seconds=lease_seconds, max_deliveries=max_deliveries))
-
-
-@pytest.fixture
-def chicory_broker_harness():
-    return BrokerHarness(factory=build, patience=2.0)
-"""
+BROKERS = Path(__file__).with_name("broken_brokers.py").read_text()
 
 SUITES = """
 from chicory.testing import (
-    BrokerBasicsSuite, BrokerDeliverySuite, BrokerSettlementSuite, WorkerSuite,
+    BrokerBasicsSuite, BrokerDeliverySuite, BrokerSettlementSuite, DeadLetterSuite, WorkerSuite,
 )
 
 class TestBasics(BrokerBasicsSuite):
@@ -137,32 +37,79 @@ class TestSettlement(BrokerSettlementSuite):
 class TestDelivery(BrokerDeliverySuite):
     pass
 
+class TestDeadLetters(DeadLetterSuite):
+    pass
+
 class TestWorker(WorkerSuite):
     pass
 """
 
-# defect -> (tests to run, -k expression; guarantees that must fail)
-CASES = {
-    "noop_ack": ("ack_removes or ack_many", {"settle.ack_removes", "settle.ack_many"}),
-    "lost_on_close": ("redeliver_on_close", {"delivery.redeliver_on_close"}),
+# defect -> (harness, -k expression, guarantees that must fail)
+CASES: dict[str, tuple[str, str, set[str]]] = {
+    "noop_ack": ("timed", "ack_removes or ack_many", {"settle.ack_removes", "settle.ack_many"}),
+    "lost_on_close": ("timed", "redeliver_on_close", {"delivery.redeliver_on_close"}),
     "lease_ignored": (
+        "timed",
         "redeliver_on_lease_expiry or at_least_once_crash",
         {"delivery.redeliver_on_lease_expiry", "worker.at_least_once_crash"},
     ),
     "delays_ignored": (
+        "timed",
         "delayed_not_before or nack_delay or retry_delay",
         {"delivery.delayed_not_before", "settle.nack_delay", "worker.retry_delay"},
     ),
-    "duplicates": ("no_duplicates", {"delivery.no_duplicates"}),
-    "extend_ignored": ("lease_extension", {"delivery.lease_extension"}),
-    "lost_lease_unreported": ("ack_reports_lost_lease", {"delivery.ack_reports_lost_lease"}),
+    "duplicates": ("timed", "no_duplicates", {"delivery.no_duplicates"}),
+    "extend_ignored": ("timed", "lease_extension", {"delivery.lease_extension"}),
+    "lost_lease_unreported": (
+        "timed",
+        "ack_reports_lost_lease",
+        {"delivery.ack_reports_lost_lease"},
+    ),
+    # A broker built with a 3 s lease that declares none: workers renew on the 10 s default.
+    "lease_undeclared": (
+        "slow3",
+        "lease.declared or worker.lease_kept_alive",
+        {"lease.declared", "worker.lease_kept_alive"},
+    ),
+    "lease_short": ("timed", "lease.duration", {"lease.duration"}),
+    "extend_half": (
+        "timed",
+        "lease.late_renewal or worker.slow_renewal",
+        {"lease.late_renewal", "worker.slow_renewal"},
+    ),
+    "lost_retry_publishes": ("timed", "lease.lost_retry", {"lease.lost_retry"}),
+    "lost_nack_requeues": ("timed", "lease.lost_nack", {"lease.lost_nack"}),
+    "lost_dead_letter_records": ("timed", "lease.lost_dead_letter", {"lease.lost_dead_letter"}),
+    "fetch_closed_empty": ("timed", "fetch_after_close", {"delivery.fetch_after_close"}),
+    "full_fetch_sleeps": ("timed", "fetch_waits_for_room", {"delivery.fetch_waits_for_room"}),
+    "nack_to_front": ("timed", "nack_order", {"settle.nack_order"}),
+    "replay_keeps_count": ("timed", "replay_fresh", {"deadletter.replay_fresh"}),
+    "delete_keeps_delayed": ("timed", "cleanup.delete_queue", {"cleanup.delete_queue"}),
+    "purge_noop": ("purge", "cleanup.purge", {"cleanup.purge"}),
+    "sever_keeps": (
+        "session",
+        "redeliver_on_disconnect",
+        {"session.redeliver_on_disconnect"},
+    ),
+    "session_times_out": ("session", "held_while_connected", {"session.held_while_connected"}),
+    "stale_settle_acts": (
+        "session",
+        "stale_settle_reported",
+        {"session.stale_settle_reported"},
+    ),
 }
 
 
 def run_suites(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, defect: str, keyword: str
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    defect: str,
+    keyword: str,
+    harness: str = "timed",
 ) -> tuple[set[str], set[str], pytest.RunResult]:
+    """Run the suites on the wrapper with ``defect``; return the failed and passed ids."""
     monkeypatch.setenv("CHICORY_TEST_DEFECT", defect)
+    monkeypatch.setenv("CHICORY_TEST_HARNESS", harness)
     pytester.makeconftest(BROKERS)
     pytester.makepyfile(test_broken=SUITES)
     result = pytester.runpytest_inprocess(
@@ -185,10 +132,11 @@ def run_suites(
 def test_broken_broker_fails_the_named_guarantees(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, defect: str
 ) -> None:
-    keyword, expected = CASES[defect]
-    failed, _, result = run_suites(pytester, monkeypatch, defect, keyword)
+    harness, keyword, expected = CASES[defect]
+    failed, _, result = run_suites(pytester, monkeypatch, defect, keyword, harness)
     assert failed == expected, result.stdout.str()
     for gid in expected:
+        level = GUARANTEES[gid].level.value
         result.stdout.fnmatch_lines(
-            ["*- Chicory guarantee -*", f"{gid} (MUST) is violated: MUST *"]
+            ["*- Chicory guarantee -*", f"{gid} ({level}) is violated: {level} *"]
         )

@@ -39,8 +39,11 @@ def test_every_guarantee_is_documented(gid: str) -> None:
     )
     assert row is not None, f"{gid} has no row in the tables of docs/conformance.md"
     assert f"| {guarantee.level.value} |" in row, f"{gid}: level differs in the docs: {row}"
-    for capability in guarantee.requires:
-        assert f"`{capability}`" in row, f"{gid}: the docs omit that it needs {capability}"
+    for requirement in guarantee.requires:
+        for capability in requirement.split("|"):
+            assert f"`{capability}`" in row, f"{gid}: the docs omit that it needs {capability}"
+    for foundation in guarantee.rests_on:
+        assert f"`{foundation}`" in row, f"{gid}: the docs omit that it rests on {foundation}"
 
 
 def test_every_suite_is_documented() -> None:
@@ -81,3 +84,13 @@ def test_the_documented_harness_is_the_example_plugins() -> None:
         assert _squeeze(harness) in _squeeze((DOCS / page).read_text()), (
             f"{page} shows another harness than the example plugin's tests/conftest.py"
         )
+
+
+def test_the_documented_pyproject_is_the_example_plugins() -> None:
+    example = DOCS.parent / "examples" / "chicory-example-plugin" / "pyproject.toml"
+    blocks = [
+        part.split("```", 1)[0] for part in (DOCS / "plugins.md").read_text().split("```toml\n")[1:]
+    ]
+    assert example.read_text() in blocks, (
+        "docs/plugins.md must show the example plugin's pyproject.toml whole (copy-pasteable)"
+    )

@@ -67,3 +67,32 @@ class TestResults(ResultBackendSuite):
 
 class TestWorker(WorkerSuite):
     pass
+
+
+@pytest.fixture
+def session_harness() -> BrokerHarness:
+    """The memory broker with session-bound leases: the oracle of RabbitMQ-like brokers."""
+    return BrokerHarness(
+        factory=lambda *, lease_seconds, max_deliveries: MemoryBroker(
+            lease_seconds=lease_seconds, max_deliveries=max_deliveries, lease_model="session"
+        ),
+        name="memory (session leases)",
+    )
+
+
+class TestSessionSettlement(BrokerSettlementSuite):
+    @pytest.fixture
+    def chicory_broker_harness(self, session_harness: BrokerHarness) -> BrokerHarness:
+        return session_harness
+
+
+class TestSessionDelivery(BrokerDeliverySuite):
+    @pytest.fixture
+    def chicory_broker_harness(self, session_harness: BrokerHarness) -> BrokerHarness:
+        return session_harness
+
+
+class TestSessionWorker(WorkerSuite):
+    @pytest.fixture
+    def chicory_broker_harness(self, session_harness: BrokerHarness) -> BrokerHarness:
+        return session_harness

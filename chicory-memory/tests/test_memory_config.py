@@ -27,8 +27,21 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         shared=False,
         max_body_bytes=None,
         lease_seconds=30.0,
+        lease_model="timed",
+        delete_queue=True,
         inspection=True,
     )
+
+
+def test_session_leases_declare_no_lease_and_no_renewal() -> None:
+    capabilities = MemoryBroker.from_url("memory://?lease_model=session").capabilities
+    assert (capabilities.lease_model, capabilities.lease_renewal) == ("session", False)
+    assert capabilities.lease_seconds is None
+
+
+def test_an_unknown_lease_model_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="lease_model must be 'timed' or 'session'"):
+        MemoryBroker.from_url("memory://?lease_model=forever")
 
 
 async def test_broker_and_consumer_satisfy_the_protocols() -> None:

@@ -22,6 +22,38 @@ Cancellation: every coroutine here may be cancelled. A cancelled ``publish`` may
 not have enqueued its message; a cancelled ``ack`` may or may not have taken effect (the
 delivery is then redelivered later, which at-least-once tolerates). The worker shields the
 settle calls that must happen and bounds them with a timeout.
+
+Leases. A delivery is *held* by its consumer until it is settled; while it is held no other
+consumer gets the message. How holding ends without a settle is the broker's **lease
+model** (:attr:`Capabilities.lease_model`):
+
+* ``"timed"`` (Redis, SQL tables, SQS): the hold is a lease of ``lease_seconds`` that the
+  holder renews with :meth:`Delivery.extend_lease` / :meth:`Consumer.extend_leases`. A renewal
+  makes the lease end a full lease after the renewal reaches the broker (not after the
+  previous end), so a renewal that lands late but before the lease ended keeps the delivery.
+  A broker with timed leases declares ``lease_renewal=True`` and ``lease_seconds``: workers
+  renew every third of it, and a lease shorter than declared makes them lose running work.
+* ``"session"`` (RabbitMQ, advisory-lock designs): the hold lasts as long as the consumer's
+  connection or channel. It never expires while connected and needs no renewal; when the
+  session ends (the connection drops, the channel closes, the process dies) the broker makes
+  the unsettled deliveries ready again at once. Such a broker declares
+  ``lease_model="session"`` and ``lease_renewal=False``; if it reconnects a consumer
+  transparently, deliveries of the old session are stale (RabbitMQ delivery tags belong to
+  their channel, and a new channel numbers its deliveries from 1 again).
+
+A delivery whose lease was **lost** (it expired and the message was handed to another
+consumer, or its session ended) can no longer settle anything: ``ack``, ``nack``, ``retry``,
+``dead_letter`` and ``extend_lease`` on it do nothing (no removal, no requeued copy, no
+replacement published, no dead letter, no lease taken back) and raise nothing;
+:meth:`Consumer.ack_many` returns it, which is how a holder learns of the loss. Until
+another consumer got the message, a settle of an expired lease may still take effect.
+
+Time. Lease durations are measured on one clock, the broker's: a networked broker uses its
+server's clock (Redis idle time, PostgreSQL ``clock_timestamp()``), an in-process one a
+local clock; a lease is never judged by comparing a worker's clock with the server's.
+``not_before`` and :attr:`DeadLetter.dead_at` are absolute aware-UTC instants that the broker
+compares with its own current UTC time, so producers and brokers need synchronized clocks
+(NTP); the conformance suite allows ``BrokerHarness.clock_tolerance`` of skew.
 """
 
 from __future__ import annotations
@@ -29,9 +61,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import attrs
+
+from chicory.errors import CapabilityError
 
 __all__ = [
     "Broker",
@@ -39,9 +73,15 @@ __all__ = [
     "Consumer",
     "DeadLetter",
     "Delivery",
+    "LeaseModel",
     "OutgoingMessage",
     "QueueCounts",
+    "QueueDeleter",
+    "delete_queue",
 ]
+
+LeaseModel = Literal["timed", "session"]
+"""How a held delivery's hold ends without a settle (see the module docstring)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -60,8 +100,16 @@ class Capabilities:
         shared: several processes (or machines) can share the broker's queues.
         max_body_bytes: the largest body the broker accepts, or ``None`` for no limit of
             its own.
-        lease_seconds: how long a held delivery stays leased without renewal, when the
-            broker has leases; workers renew every third of it unless told otherwise.
+        lease_seconds: how long a held delivery stays leased without renewal (the lease a
+            broker built with ``lease_seconds=L`` keeps: ``L``, or ``L`` rounded to the
+            broker's granularity); workers renew every third of it unless told otherwise.
+            Required when ``lease_renewal`` is declared: without it workers renew every
+            10 s, whatever the real lease.
+        lease_model: ``"timed"`` (holds are leases that expire unless renewed) or
+            ``"session"`` (holds last as long as the consumer's connection or channel);
+            see the module docstring.
+        delete_queue: the broker is a :class:`QueueDeleter`: it can delete a queue and
+            everything in it (used to clean up after tests and by tooling).
         inspection: the broker implements the operators' operations of
             :class:`chicory.inspection.InspectableBroker` (list queues, queue stats, dead
             letters by page, one dead letter, requeue a dead letter with a new body).
@@ -76,6 +124,10 @@ class Capabilities:
     shared: bool = False
     max_body_bytes: int | None = None
     lease_seconds: float | None = None
+    lease_model: LeaseModel = attrs.field(
+        default="timed", validator=attrs.validators.in_(("timed", "session"))
+    )
+    delete_queue: bool = False
     inspection: bool = False
 
 
@@ -116,7 +168,8 @@ class DeadLetter:
     """A message moved out of circulation, with why.
 
     Attributes:
-        id: Broker-assigned id of the dead letter (used to replay or delete it).
+        id: Broker-assigned id of the dead letter (used to replay or delete it), unique
+            among the dead letters of its queue; not the message id.
         queue: The queue the message came from (and is replayed to).
         body: The message body, unchanged.
         headers: The message headers, unchanged.
@@ -142,7 +195,8 @@ class Delivery(Protocol):
     ``dead_letter``. A second settle is harmless and does nothing (``dead_letter`` after
     ``ack`` is the exception: it records a copy, which at-most-once work needs). Settling
     after the owning consumer was closed raises :class:`~chicory.errors.DeliveryStateError`
-    unless the delivery was already settled.
+    unless the delivery was already settled. Settling after the lease was lost does nothing
+    at all (see "Leases" in the module docstring).
     """
 
     @property
@@ -182,6 +236,10 @@ class Delivery(Protocol):
     async def nack(self, *, requeue: bool = True, delay: float | None = None) -> None:
         """Give the message back (``requeue=True``) or drop it (``requeue=False``).
 
+        A requeued message goes to the back of its queue: behind every message that is ready
+        when it is requeued (and, with ``delay``, behind those ready when the delay ends).
+        It keeps its message id; its next delivery counts one more.
+
         Args:
             requeue: Put the message back to be delivered again.
             delay: Seconds to hold it back first (needs ``delayed_delivery``).
@@ -194,13 +252,17 @@ class Delivery(Protocol):
         """Publish a replacement message on the same queue and ack this one.
 
         Brokers declaring ``atomic_retry`` do both in one atomic step; others publish first,
-        then ack, so a crash in between duplicates rather than loses.
+        then ack, so a crash in between duplicates rather than loses. The replacement is a new
+        message (new id, delivery count starting again at 1). After a lost lease nothing is
+        published: the message's new holder runs it.
         """
         ...
 
     async def extend_lease(self, seconds: float | None = None) -> None:
         """Keep the message from being redelivered for ``seconds`` (default: the lease time).
 
+        The lease then ends ``seconds`` after the renewal reached the broker, however late in
+        the old lease it came (a broker may cap ``seconds`` at its ``lease_seconds``).
         Brokers without ``lease_renewal`` accept the call and do nothing.
         """
         ...
@@ -225,8 +287,19 @@ class Consumer(Protocol):
         """Return up to ``max_count`` ready deliveries, waiting up to ``timeout`` seconds.
 
         Returns an empty sequence on timeout. Never returns a delayed message before its
-        time. Cancellation-safe: a cancelled fetch loses nothing (anything it had claimed
+        time. With ``fifo``, the ready messages of one queue come in the order they became
+        ready. Cancellation-safe: a cancelled fetch loses nothing (anything it had claimed
         is handed back or redelivered after its lease).
+
+        Never returns more than the free prefetch room. With no room free, it waits like a
+        fetch on an empty queue: room freed while it waits (a settle, a lost lease) is
+        filled before it returns, and it returns nothing if none is freed in time. A fetch
+        waiting when the consumer is closed returns an empty sequence.
+
+        Raises:
+            BrokerError: the consumer was closed (by :meth:`close` or by its broker's
+                ``close()``) before the call; a closed consumer never silently returns
+                nothing, which would make a fetch loop spin.
         """
         ...
 
@@ -333,7 +406,12 @@ class Broker(Protocol):
         ...
 
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
-        """Put a dead letter back on its queue (same body and headers). False if unknown."""
+        """Put a dead letter back on its queue (same body and headers). False if unknown.
+
+        The replayed message is a new message: a new message id, a delivery count that
+        starts again at 1 (so ``max_deliveries`` does not bury it at once), at the back of
+        the queue. The dead letter is gone; replaying it again returns False.
+        """
         ...
 
     async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
@@ -343,3 +421,39 @@ class Broker(Protocol):
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many were deleted."""
         ...
+
+
+@runtime_checkable
+class QueueDeleter(Protocol):
+    """Optional: a broker that can delete a queue and everything in it.
+
+    A broker implements :meth:`delete_queue` and declares ``delete_queue=True``; call it
+    through :func:`delete_queue`, which raises :class:`~chicory.errors.CapabilityError` for
+    any other broker. The conformance suite uses it to remove every queue a test created.
+    """
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue``: its ready, delayed, in-flight and dead messages, and whatever
+        else the broker keeps for it. Other queues are untouched.
+
+        Every consumer of the queue must be closed first (what an open one sees is
+        unspecified). Publishing to the queue afterwards starts a new, empty queue.
+
+        Raises:
+            BrokerConnectionError: the broker could not be reached.
+        """
+        ...
+
+
+async def delete_queue(broker: Broker, queue: str) -> None:
+    """Delete ``queue`` and everything in it on a broker declaring ``delete_queue``.
+
+    Raises:
+        CapabilityError: the broker does not declare (or implement) ``delete_queue``.
+    """
+    if not broker.capabilities.delete_queue or not isinstance(broker, QueueDeleter):
+        raise CapabilityError(
+            f"{type(broker).__name__} cannot delete queues (it does not declare the "
+            "'delete_queue' capability); remove the queue with the broker's own tools"
+        )
+    await broker.delete_queue(queue)

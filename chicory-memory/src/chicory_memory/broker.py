@@ -10,6 +10,11 @@ consumer (handing their unsettled deliveries back), and a later ``connect()`` fi
 queues as they were, like a server outliving its clients. Nothing is shared with other
 processes. While the broker is not connected, every operation raises
 :class:`~chicory.errors.BrokerError`.
+
+It offers both lease models of :mod:`chicory.broker`, so each has an oracle: ``"timed"``
+(the default: leases of ``lease_seconds``, renewable) and ``"session"`` (``memory://?
+lease_model=session``: a delivery is held until its consumer closes or its session is cut
+with :meth:`MemoryConsumer.sever`, as RabbitMQ holds unacked deliveries per channel).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
+from chicory.broker import Capabilities, DeadLetter, LeaseModel, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.errors import BrokerError, ConfigurationError
 from chicory.inspection import DeadLetterPage, QueueStats
@@ -35,8 +40,11 @@ _URL_OPTIONS: dict[str, type | None] = {
     "lease_seconds": float,
     "max_deliveries": int,
     "max_body_bytes": int,
+    "lease_model": str,
 }
-_CONSTRUCTOR_OPTIONS = frozenset({"lease_seconds", "max_deliveries", "clock", "max_body_bytes"})
+_CONSTRUCTOR_OPTIONS = frozenset(
+    {"lease_seconds", "max_deliveries", "clock", "max_body_bytes", "lease_model"}
+)
 
 
 class MemoryBroker:
@@ -50,6 +58,8 @@ class MemoryBroker:
             for no limit.
         clock: Source of time for leases, delays and ``dead_at`` (default: the real clock).
         max_body_bytes: Largest body accepted; ``None`` for no limit.
+        lease_model: ``"timed"`` (leases of ``lease_seconds``) or ``"session"`` (held until
+            the consumer closes or its session is severed; ``lease_seconds`` is unused).
 
     Raises:
         ConfigurationError: an option is out of range.
@@ -62,7 +72,12 @@ class MemoryBroker:
         max_deliveries: int | None = None,
         clock: Clock | None = None,
         max_body_bytes: int | None = None,
+        lease_model: LeaseModel = "timed",
     ) -> None:
+        if lease_model not in ("timed", "session"):
+            raise ConfigurationError(
+                f"lease_model must be 'timed' or 'session', got {lease_model!r}"
+            )
         if not lease_seconds > 0:
             raise ConfigurationError(f"lease_seconds must be positive, got {lease_seconds}")
         if max_deliveries is not None and max_deliveries < 1:
@@ -70,32 +85,36 @@ class MemoryBroker:
         if max_body_bytes is not None and max_body_bytes < 1:
             raise ConfigurationError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
         self._clock: Clock = clock if clock is not None else SystemClock()
+        session = lease_model == "session"
         self._store = MemoryStore(
             lease_seconds=lease_seconds,
             max_deliveries=max_deliveries,
             max_body_bytes=max_body_bytes,
+            session=session,
         )
         self._capabilities = Capabilities(
             delayed_delivery=True,
-            lease_renewal=True,
+            lease_renewal=not session,
             dead_letter=True,
             fifo=True,
             priorities=False,
             atomic_retry=True,
             shared=False,
             max_body_bytes=max_body_bytes,
-            lease_seconds=lease_seconds,
+            lease_seconds=None if session else lease_seconds,
+            lease_model=lease_model,
+            delete_queue=True,
             inspection=True,
         )
         self._connected = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryBroker:
-        """Build a broker from ``memory://[?lease_seconds=..&max_deliveries=..&max_body_bytes=..]``.
+        """Build a broker from ``memory://[?lease_seconds=..&max_deliveries=..&...]``.
 
         Args:
-            url: The URL; its query may set ``lease_seconds``, ``max_deliveries`` and
-                ``max_body_bytes``.
+            url: The URL; its query may set ``lease_seconds``, ``max_deliveries``,
+                ``max_body_bytes`` and ``lease_model``.
             **options: Keyword arguments of the constructor; they override the URL.
 
         Raises:
@@ -111,12 +130,14 @@ class MemoryBroker:
 
     def __repr__(self) -> str:
         state = "connected" if self._connected else "not connected"
-        return f"<MemoryBroker lease_seconds={self._store.lease_seconds} {state}>"
+        store = self._store
+        lease = "session leases" if store.session else f"lease_seconds={store.lease_seconds}"
+        return f"<MemoryBroker {lease} {state}>"
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do: everything except priorities and sharing (inspection
-        included)."""
+        """What this broker can do: everything except priorities and sharing (and lease
+        renewal, with session-bound leases); inspection included."""
         return self._capabilities
 
     @property
@@ -259,6 +280,12 @@ class MemoryBroker:
         count = len(state.dead)
         state.dead.clear()
         return count
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue`` and every message in it (ready, delayed, dead); its consumers
+        must be closed first."""
+        self._check_connected()
+        self._store.drop(queue)
 
     # -- the inspection capability ---------------------------------------------------------
 

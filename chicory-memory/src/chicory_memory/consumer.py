@@ -138,6 +138,16 @@ class MemoryConsumer:
         for held in self._own(deliveries):
             store.extend(held, None, now)
 
+    async def sever(self) -> None:
+        """Cut this consumer's session as a dropped connection would (for fault tests).
+
+        With session-bound leases its unsettled deliveries go back to the front of their
+        queues at once and become stale: settling them does nothing and :meth:`ack_many`
+        reports them lost; the consumer itself goes on (reconnected). With timed leases
+        nothing changes: its deliveries stay leased until settled or expired.
+        """
+        self._store.sever(self._sub, self._clock.time())
+
     async def close(self) -> None:
         """Stop consuming; hand unsettled deliveries back to the front of their queues now.
 

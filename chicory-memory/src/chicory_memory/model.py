@@ -47,7 +47,7 @@ class DeliveryState(enum.Enum):
     SETTLED = "settled"
     """Nacked, retried or dead-lettered; nothing further takes effect."""
     EXPIRED = "expired"
-    """Its lease ran out and the message became ready again."""
+    """Its lease ran out (or its session was severed) and the message became ready again."""
     HANDED_BACK = "handed back"
     """Its consumer closed and gave the message back."""
 

@@ -26,6 +26,11 @@ Where things are stored:
 Time is the injected clock's. Due-ness and lease expiry are judged lazily, against the time
 passed in by the caller, whenever a consumer fetches or counts are read.
 
+With session-bound leases (``session=True``) a delivery has no deadline: it is held until it
+is settled, its consumer closes, or its consumer's session is severed
+(:meth:`MemoryStore.sever`), which makes the message ready again at once and leaves the old
+delivery lost (``EXPIRED``): settling it does nothing, and ``ack_many`` reports it.
+
 A message keeps its id across redeliveries and counts its deliveries. Each delivery carries a
 unique token and its own state, so a delivery whose lease expired (its message is already
 ready again, or redelivered) can never settle the newer copy. When ``max_deliveries`` is set, a
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -71,12 +77,19 @@ class MemoryStore:
         max_deliveries: Dead-letter a message instead of delivering it once more after
             this many deliveries; ``None`` for no limit.
         max_body_bytes: Largest accepted body; ``None`` for no limit.
+        session: Hold deliveries as long as their consumer's session instead of a lease.
     """
 
     def __init__(
-        self, *, lease_seconds: float, max_deliveries: int | None, max_body_bytes: int | None
+        self,
+        *,
+        lease_seconds: float,
+        max_deliveries: int | None,
+        max_body_bytes: int | None,
+        session: bool = False,
     ) -> None:
-        self.lease_seconds = lease_seconds
+        self.session = session
+        self.lease_seconds = math.inf if session else lease_seconds
         self.max_deliveries = max_deliveries
         self.max_body_bytes = max_body_bytes
         self.queues: dict[str, QueueState] = {}
@@ -209,6 +222,7 @@ class MemoryStore:
         """
         deadline = now + self.lease_seconds
         held_by_token, leases, tokens = subscription.held, self.leases, self._seq
+        timed = not self.session
         claimed: list[Held] = []
         for queue, (message_id, body, headers, deliveries, since) in picks:
             token = next(tokens)
@@ -221,10 +235,12 @@ class MemoryStore:
             )
             held_by_token[token] = held
             queue.in_flight += 1
-            heapq.heappush(leases, (deadline, token, held))
+            if timed:
+                heapq.heappush(leases, (deadline, token, held))
             claimed.append(held)
-        self.live_leases += len(claimed)
-        self._drop_stale_leases()
+        if timed:
+            self.live_leases += len(claimed)
+            self._drop_stale_leases()
         return claimed
 
     def _push_lease(self, held: Held) -> None:
@@ -249,6 +265,21 @@ class MemoryStore:
         self.give_back(held, now, front=True)
         subscription.wake()
 
+    def sever(self, subscription: Subscription, now: float) -> None:
+        """End ``subscription``'s session, as a dropped connection would.
+
+        With session-bound leases its unsettled messages go back to the queue fronts and its
+        deliveries are lost (settling them does nothing). With timed leases nothing changes:
+        the deliveries stay leased until settled or expired, as a server keeps the work of a
+        client that reconnects.
+        """
+        if subscription.closed or not self.session:
+            return
+        held = list(subscription.held.values())
+        for item in held:
+            self._release(item, DeliveryState.EXPIRED)
+        self.give_back(held, now, front=True)
+
     # -- settling --------------------------------------------------------------------------
 
     def _release(self, held: Held, state: DeliveryState) -> None:
@@ -265,7 +296,8 @@ class MemoryStore:
             count += 1
             if subscription.waiters:
                 subscription.wake()
-        self.live_leases -= count
+        if not self.session:
+            self.live_leases -= count
 
     def _may_settle(self, held: Held) -> bool:
         """True if ``held`` is held now; False if settling it must do nothing.
@@ -325,7 +357,7 @@ class MemoryStore:
 
     def extend(self, held: Held, seconds: float | None, now: float) -> None:
         """Move the lease deadline of ``held`` to ``now + seconds`` (if still held)."""
-        if held.state is DeliveryState.HELD:
+        if held.state is DeliveryState.HELD and not self.session:
             held.deadline = now + (self.lease_seconds if seconds is None else seconds)
             self._push_lease(held)
 
@@ -394,8 +426,14 @@ class MemoryStore:
             dead_at=datetime.fromtimestamp(now, UTC),
         )
 
+    def drop(self, name: str) -> None:
+        """Forget queue ``name`` and everything in it (its consumers must be closed)."""
+        queue = self.queues.pop(name, None)
+        if queue is not None:
+            queue.wake()
+
     def replay(self, name: str, dead_id: str, now: float) -> bool:
-        """Put a dead letter back on its queue as a new ready message."""
+        """Put a dead letter back on its queue as a new ready message (new id, count 0)."""
         queue = self.queues.get(name)
         letter = queue.dead.pop(dead_id, None) if queue is not None else None
         if queue is None or letter is None:

@@ -79,6 +79,7 @@ class RedisBroker:
             shared=True,
             max_body_bytes=self._settings.max_body_bytes,
             lease_seconds=self._settings.lease_seconds,
+            delete_queue=True,
             inspection=True,
         )
 
@@ -354,7 +355,10 @@ class RedisBroker:
         return [dead_letter_from_entry(queue, eid, fields) for eid, fields in entries]
 
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
-        """Put a dead letter back on its queue (same id, body and headers), atomically.
+        """Put a dead letter back on its queue as a new message, atomically.
+
+        The message keeps its body and headers and gets a new message id and a fresh
+        delivery count, at the back of the queue.
 
         Returns:
             False if ``queue`` has no dead letter ``dead_letter_id``.
@@ -364,7 +368,10 @@ class RedisBroker:
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"replay a dead letter of {queue!r}"):
             result = await scripts.run(
-                self.client, scripts.REPLAY, (k.dead, k.stream), (dead_letter_id,)
+                self.client,
+                scripts.REPLAY,
+                (k.dead, k.stream),
+                (dead_letter_id, new_message_id()),
             )
         return bool(result)
 
@@ -388,10 +395,11 @@ class RedisBroker:
         return int(count)
 
     async def delete_queue(self, queue: str) -> None:
-        """Delete every key of ``queue`` (messages, delayed messages, dead letters,
-        consumers' presence) and take it out of the queue registry.
+        """Delete every key of ``queue`` (messages, delayed messages, dead letters, the
+        consumer group, consumers' presence) and take it out of the queue registry (the
+        ``delete_queue`` capability).
 
-        An administrative helper (tests, tear-down); consumers of the queue must be closed.
+        For tests and tear-down; consumers of the queue must be closed first.
         """
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"delete queue {queue!r}"):

@@ -284,18 +284,20 @@ return {#due, math.floor(tonumber(nxt[2]))}
 REPLAY: Final = Script(
     "replay",
     """
--- KEYS: dead, stream. ARGV: dead letter id. Returns 1 if replayed, 0 if unknown.
+-- KEYS: dead, stream. ARGV: dead letter id, the replayed message's new id.
+-- Returns 1 if replayed, 0 if unknown.
 local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #found == 0 then return 0 end
 local raw, f = found[1][2], {}
 for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
 redis.call('XADD', KEYS[2], '*', 'm',
-  (f['id'] or '') .. '\\n0\\n' .. (f['headers'] or '{}') .. '\\n' .. (f['body'] or ''))
+  ARGV[2] .. '\\n0\\n' .. (f['headers'] or '{}') .. '\\n' .. (f['body'] or ''))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 """,
 )
-"""Put a dead letter back on its queue (same message id, body and headers)."""
+"""Put a dead letter back on its queue as a new message (new id, delivery count 0; same
+body and headers)."""
 
 REQUEUE_DEAD: Final = Script(
     "requeue_dead",

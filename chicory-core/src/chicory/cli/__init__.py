@@ -10,7 +10,7 @@ Commands (``chicory COMMAND --help`` for each; ``docs/operations.md`` is the ref
     chicory result APP TASK_ID  a task's state and result
     chicory dashboard APP       the web dashboard (chicory-dashboard)
     chicory plugins             installed plugins, brokers and result backends
-    chicory conformance TARGET  the broker conformance suite
+    chicory conformance TARGET...  the broker conformance suite
     chicory demo                both delivery modes through a worker
 
 Exit codes: 0 when the command did what was asked; 1 when it failed (the broker is

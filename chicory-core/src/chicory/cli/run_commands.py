@@ -87,9 +87,23 @@ def register(tree: Tree) -> None:
     )
     add_json(plugins)
 
-    conformance = tree.command("conformance", "run the conformance suite on a broker", _conformance)
+    conformance = tree.command(
+        "conformance",
+        "run the conformance suite on brokers, one table for all (docs/conformance.md)",
+        _conformance,
+    )
     conformance.add_argument(
-        "target", metavar="TARGET", help="broker URL or plugin name, e.g. memory://"
+        "target",
+        metavar="TARGET",
+        nargs="+",
+        help="broker URL or plugin name, e.g. memory:// (several give one table)",
+    )
+    conformance.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="run only the tests matching this pytest -k expression, guarantee ids included "
+        "(default: every test)",
     )
     conformance.add_argument(
         "-v", "--verbose", action="store_true", help="show every test as it runs"
@@ -215,7 +229,7 @@ def _plugins(args: argparse.Namespace) -> int:
 def _conformance(args: argparse.Namespace) -> int:
     from chicory.testing.runner import run_conformance
 
-    return run_conformance(args.target, verbose=args.verbose)
+    return run_conformance(args.target, verbose=args.verbose, keyword=args.keyword)
 
 
 def _demo(args: argparse.Namespace) -> int:

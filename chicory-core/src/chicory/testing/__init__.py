@@ -9,8 +9,10 @@ with an empty body::
         pass
 
 Every test names the guarantee it checks (``docs/conformance.md`` lists them all) and skips,
-with the reason shown, when the broker declares it lacks a capability the guarantee needs.
-The pytest plugin (:mod:`chicory.testing.plugin`) is loaded automatically.
+with the reason shown, only when the broker declares it lacks a capability the guarantee
+needs; a test that cannot run for any other reason (a missing install or harness option) is an
+ERROR naming the fix. The pytest plugin (:mod:`chicory.testing.plugin`) is loaded
+automatically. Install everything the suite runs on with ``pip install 'chicory-core[testing]'``.
 """
 
 from __future__ import annotations
@@ -50,8 +52,11 @@ _WHERE = {
 
 SUITE_MODULES = (
     "chicory.testing.suite_basics",
+    "chicory.testing.suite_cleanup",
     "chicory.testing.suite_settle",
     "chicory.testing.suite_delivery",
+    "chicory.testing.suite_leases",
+    "chicory.testing.suite_sessions",
     "chicory.testing.suite_dead_letters",
     "chicory.testing.suite_inspection",
     "chicory.testing.suite_results",

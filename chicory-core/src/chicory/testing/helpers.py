@@ -1,4 +1,7 @@
-"""Small async helpers shared by the conformance suites."""
+"""Small async helpers shared by the conformance suites.
+
+Every failure they raise says, in words, what was expected and what the broker did.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,14 @@ from typing import Final
 
 import anyio
 
-from chicory.broker import Broker, Consumer, Delivery
+from chicory.broker import Broker, Consumer, Delivery, QueueCounts
 from chicory.clock import utcnow
 
 __all__ = [
     "QUIET",
     "bodies",
+    "describe",
+    "expect_counts",
     "fetch_exactly",
     "fetch_none",
     "fetch_none_before",
@@ -26,7 +31,18 @@ QUIET: Final = 0.3
 """Seconds a test listens to conclude that nothing (more) is delivered."""
 
 
-async def fetch_exactly(consumer: Consumer, count: int, *, within: float = 5.0) -> list[Delivery]:
+def describe(deliveries: Sequence[Delivery]) -> str:
+    """Deliveries for a failure message: body (cut to 40 bytes) and delivery count each."""
+    if not deliveries:
+        return "nothing"
+    shown = ", ".join(f"{d.body[:40]!r} (delivery {d.delivery_count})" for d in deliveries[:10])
+    more = f" and {len(deliveries) - 10} more" if len(deliveries) > 10 else ""
+    return shown + more
+
+
+async def fetch_exactly(
+    consumer: Consumer, count: int, *, within: float = 5.0, what: str = ""
+) -> list[Delivery]:
     """Fetch until ``count`` deliveries arrived; fail if they do not within ``within`` seconds.
 
     Raises:
@@ -40,8 +56,8 @@ async def fetch_exactly(consumer: Consumer, count: int, *, within: float = 5.0) 
             break
         got.extend(await consumer.fetch(count - len(got), timeout=remaining))
     assert len(got) >= count, (
-        f"expected {count} deliveries within {within} s, got {len(got)}: "
-        f"{[d.body[:40] for d in got]}"
+        f"expected {count} deliver{'y' if count == 1 else 'ies'}{' ' + what if what else ''} "
+        f"within {within:g} s; the broker delivered {len(got)}: {describe(got)}"
     )
     return got
 
@@ -54,8 +70,7 @@ async def fetch_none(consumer: Consumer, *, wait: float = QUIET, what: str = "")
     """
     got = await consumer.fetch(100, timeout=wait)
     assert not got, (
-        f"expected no delivery{' ' + what if what else ''}, got "
-        f"{[(d.body[:40], d.delivery_count) for d in got]}"
+        f"expected no delivery{' ' + what if what else ''}; the broker delivered {describe(got)}"
     )
 
 
@@ -68,6 +83,25 @@ async def fetch_none_before(consumer: Consumer, moment: datetime, *, what: str) 
     window = min(0.8, (moment - utcnow()).total_seconds() - 0.2)
     if window > 0:
         await fetch_none(consumer, wait=window, what=what)
+
+
+async def expect_counts(broker: Broker, queue: str, *, what: str, **expected: int) -> QueueCounts:
+    """Read ``queue``'s counts and fail unless the named ones have the expected values.
+
+    Raises:
+        AssertionError: a count differs (the message lists every one of them).
+    """
+    counts = await broker.counts(queue)
+    actual = {name: getattr(counts, name) for name in expected}
+    assert actual == expected, (
+        f"{what}: expected counts {_show(expected)}; the broker counts {_show(actual)} "
+        f"(all counts: {counts})"
+    )
+    return counts
+
+
+def _show(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in counts.items())
 
 
 async def publish_unique(broker: Broker, queue: str, count: int, prefix: str = "m") -> list[bytes]:
@@ -91,7 +125,7 @@ async def wait_until(
             if await check():
                 return
             await anyio.sleep(step)
-    raise AssertionError(f"{what} did not happen within {within} s")
+    raise AssertionError(f"expected {what} within {within:g} s; it did not happen")
 
 
 def in_seconds(seconds: float) -> datetime:

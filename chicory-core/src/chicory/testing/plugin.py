@@ -2,8 +2,10 @@
 
 It adds no tests by itself: conformance tests run only where a test module subclasses a
 suite. It provides the ``chicory_guarantee`` marker, fallback harness fixtures that fail
-with instructions when the author has not written theirs, a "Chicory guarantee" section in
-every failure report naming the broken promise, and a per-guarantee summary table.
+with instructions when the author has not written theirs, the set-up check that makes a test
+that cannot run here an ERROR (and one whose capability is not declared a skip) before it
+starts, a "Chicory guarantee" section in every failure report naming the broken promise,
+and a per-guarantee summary table with root causes first.
 
 With plugin autoloading disabled (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), load it with
 ``-p chicory``.
@@ -11,11 +13,12 @@ With plugin autoloading disabled (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), load it w
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+from collections.abc import Generator
+from typing import Any, Final, NoReturn
 
 import pytest
 
-from chicory.testing.guarantees import MARKER
+from chicory.testing.guarantees import MARKER, READY_CHECKS
 from chicory.testing.report import ResultCollector
 
 MISSING_BROKER_HARNESS: Final = """\
@@ -58,6 +61,30 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", f"{MARKER}(id, level): a Chicory conformance test and the guarantee it checks"
     )
     config.pluginmanager.register(ResultCollector(summary=True), "chicory-conformance-results")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Let ``-k`` select conformance tests by guarantee id (``-k settle.ack_removes``)."""
+    marker = item.get_closest_marker(MARKER)
+    if marker is not None and marker.args:
+        item.extra_keyword_matches.add(str(marker.args[0]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """After the fixtures are set up, run a conformance test's readiness check.
+
+    A missing capability skips the test here, and a missing prerequisite fails its set-up:
+    pytest then reports an ERROR (the guarantee was not checked), not a failure.
+    """
+    yield
+    marker = item.get_closest_marker(MARKER)
+    if marker is None or not marker.args or marker.args[0] not in READY_CHECKS:
+        return
+    fixture, ready = READY_CHECKS[marker.args[0]]
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    if fixture in funcargs:
+        ready(funcargs[fixture])
 
 
 @pytest.fixture

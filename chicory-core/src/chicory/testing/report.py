@@ -1,53 +1,53 @@
-"""Collects conformance outcomes per guarantee and prints them as a table."""
+"""Collects conformance outcomes per guarantee (and per broker) from pytest's reports."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Generator
 from typing import Any, Final
 
-import attrs
 import pytest
 
-from chicory.testing.guarantees import MARKER
+from chicory.testing.guarantees import GUARANTEES, MARKER
+from chicory.testing.summary import GuaranteeResult, format_table
 
 __all__ = ["GuaranteeResult", "ResultCollector", "format_table"]
 
 _ID_KEY: Final = "chicory_guarantee"
 _LEVEL_KEY: Final = "chicory_level"
+_BROKER_KEY: Final = "chicory_broker"
+_HARNESS_FIXTURES: Final = ("chicory_broker_harness", "chicory_result_backend_harness")
 
-
-@attrs.define(kw_only=True)
-class GuaranteeResult:
-    """The outcome of one conformance test.
-
-    Attributes:
-        nodeid: The pytest node id.
-        suite: The test class (the author's subclass).
-        guarantee: The guarantee id.
-        level: ``MUST`` or ``SHOULD``.
-        outcome: ``pass``, ``FAIL``, ``ERROR``, ``skip`` or ``xfail`` (a declared known
-            failure that did fail).
-        detail: The skip reason or the first line of the failure.
-        longrepr: The full failure text, for verbose output.
-    """
-
-    nodeid: str
-    suite: str
-    guarantee: str
-    level: str
-    outcome: str = "pass"
-    detail: str = ""
-    longrepr: str = ""
+BROKER_SUITES: Final = (
+    "BrokerBasicsSuite",
+    "BrokerSettlementSuite",
+    "BrokerDeliverySuite",
+    "DeadLetterSuite",
+    "BrokerStatefulSuite",
+    "WorkerSuite",
+)
+"""The suites every broker plugin subclasses (``docs/conformance.md``)."""
 
 
 def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("E "):
-            return stripped[2:].strip()
+    """The first line of a failure's message, without the exception's name when it is a
+    plain assertion or ``pytest.fail`` (the message says what went wrong in words)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else ""
+    first = next((line[2:].strip() for line in lines if line.startswith("E ")), None)
+    if first is None:
+        first = lines[0] if lines else ""
+    return first.removeprefix("Failed: ").removeprefix("AssertionError: ")
+
+
+def _harness_name(item: pytest.Item) -> str:
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    for fixture in _HARNESS_FIXTURES:
+        harness = funcargs.get(fixture)
+        if harness is not None and hasattr(harness, "display_name"):
+            try:
+                return str(harness.display_name())
+            except Exception:  # a factory that cannot build: the test reports that
+                return ""
+    return ""
 
 
 class ResultCollector:
@@ -60,24 +60,37 @@ class ResultCollector:
     def __init__(self, *, summary: bool) -> None:
         self.summary = summary
         self.results: dict[str, GuaranteeResult] = {}
+        self.collected_suites: set[str] = set()
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        """Note which suites were collected (before any ``-k`` deselection)."""
+        marker = item.get_closest_marker(MARKER)
+        if marker is not None and marker.args and marker.args[0] in GUARANTEES:
+            self.collected_suites.add(GUARANTEES[marker.args[0]].area)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Tag the reports of conformance tests with their guarantee id and level."""
+        """Tag the reports of conformance tests with their guarantee, level and broker."""
         report = yield
         marker = item.get_closest_marker(MARKER)
         if marker is not None and len(marker.args) >= 2:
             gid, level = str(marker.args[0]), str(marker.args[1])
             report.user_properties.append((_ID_KEY, gid))
             report.user_properties.append((_LEVEL_KEY, level))
+            report.user_properties.append((_BROKER_KEY, _harness_name(item)))
             if report.failed:
-                doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").splitlines()
-                promise = doc[0].strip() if doc else ""
-                report.sections.append(
-                    ("Chicory guarantee", f"{gid} ({level}) is violated: {promise}")
-                )
+                known = GUARANTEES.get(gid)
+                promise = known.summary if known is not None else ""
+                if report.when == "call":
+                    text = f"{gid} ({level}) is violated: {promise}"
+                else:
+                    text = (
+                        f"{gid} ({level}) could not be checked (this says nothing about the "
+                        f"broker yet): fix what the error above names. It promises: {promise}"
+                    )
+                report.sections.append(("Chicory guarantee", text))
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -94,8 +107,11 @@ class ResultCollector:
                 suite=parts[-2] if len(parts) >= 2 else "",
                 guarantee=str(gid),
                 level=str(props.get(_LEVEL_KEY, "")),
+                broker=str(props.get(_BROKER_KEY, "")),
             )
             self.results[report.nodeid] = result
+        if not result.broker and props.get(_BROKER_KEY):
+            result.broker = str(props[_BROKER_KEY])
         if report.skipped and hasattr(report, "wasxfail"):
             result.outcome = "xfail"
             result.detail = str(report.wasxfail).removeprefix(f"{gid}: ")
@@ -107,38 +123,26 @@ class ResultCollector:
         elif report.failed and result.outcome in ("pass", "skip"):
             result.outcome = "FAIL" if report.when == "call" else "ERROR"
             result.longrepr = report.longreprtext
-            result.detail = _first_line(report.longreprtext)
+            detail = _first_line(report.longreprtext)
+            for prefix in (f"{gid}: ", f"{gid} ({result.level}) ", "cannot be checked: "):
+                detail = detail.removeprefix(prefix)
+            result.detail = detail
+
+    def missing_suites(self) -> list[str]:
+        """Broker suites no test was collected from, when others were (forgotten subclasses)."""
+        if not self.collected_suites & set(BROKER_SUITES):
+            return []
+        return [suite for suite in BROKER_SUITES if suite not in self.collected_suites]
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print the per-guarantee table if any conformance test ran."""
         if self.summary and self.results:
             terminalreporter.write_sep("=", "Chicory conformance")
             terminalreporter.write_line(format_table(list(self.results.values())))
-
-
-def format_table(results: list[GuaranteeResult], *, width: int | None = None) -> str:
-    """Render results as a table, one guarantee per line, plus a total line.
-
-    Args:
-        results: The outcomes to show.
-        width: Line width that details are cut to (default: the terminal's, at least 100).
-    """
-    if width is None:
-        width = max(100, shutil.get_terminal_size((160, 24)).columns)
-    if not results:
-        return "no conformance test ran"
-    id_w = max(len("guarantee"), *(len(r.guarantee) for r in results))
-    suite_w = max(len("suite"), *(len(r.suite) for r in results))
-    head = f"{'suite':<{suite_w}}  {'guarantee':<{id_w}}  {'level':<6}  {'result':<6}  detail"
-    lines = [head, "-" * min(width, len(head) + 20)]
-    room = max(40, width - len(head) + len("detail"))
-    for r in sorted(results, key=lambda x: (x.suite, x.guarantee)):
-        detail = r.detail if len(r.detail) <= room else r.detail[: room - 3] + "..."
-        lines.append(
-            f"{r.suite:<{suite_w}}  {r.guarantee:<{id_w}}  {r.level:<6}  {r.outcome:<6}  {detail}"
-        )
-    totals: dict[str, int] = {}
-    for r in results:
-        totals[r.outcome] = totals.get(r.outcome, 0) + 1
-    lines.append(", ".join(f"{n} {k}" for k, n in sorted(totals.items())))
-    return "\n".join(lines)
+            missing = self.missing_suites()
+            if missing:
+                terminalreporter.write_line(
+                    "not run, so not checked: the guarantees of "
+                    + ", ".join(missing)
+                    + " (no subclass of them was collected; see docs/conformance.md)"
+                )

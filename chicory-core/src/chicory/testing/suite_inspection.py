@@ -82,10 +82,14 @@ class InspectionSuite:
             stats = await broker.queue_stats([unknown, busy, idle])
             assert [s.queue for s in stats] == [unknown, busy, idle], "not in the order asked"
             never, b, i = stats
-            assert (never.ready, never.in_flight, never.delayed, never.dead) == (0, 0, 0, 0)
-            assert (b.ready, b.in_flight) == (2, 1), b
-            assert b.delayed == (1 if env.capabilities.delayed_delivery else 0), b
-            assert i.dead == (2 if env.capabilities.dead_letter else 0), i
+            assert (never.ready, never.in_flight, never.delayed, never.dead) == (0, 0, 0, 0), (
+                f"a queue never used must count nothing; the broker reports {never}"
+            )
+            assert (b.ready, b.in_flight) == (2, 1), f"expected ready=2, in_flight=1; got {b}"
+            delayed = 1 if env.capabilities.delayed_delivery else 0
+            assert b.delayed == delayed, f"expected delayed={delayed}; got {b}"
+            dead = 2 if env.capabilities.dead_letter else 0
+            assert i.dead == dead, f"expected dead={dead}; got {i}"
 
     @guarantee("inspection.consumers", SHOULD, env=BROKER_ENV, requires=INSPECTION)
     async def test_consumers(self, env: BrokerEnv) -> None:
@@ -109,7 +113,9 @@ class InspectionSuite:
         broker = await _inspectable(env)
         queue = env.queue()
         (empty,) = await broker.queue_stats([queue])
-        assert empty.oldest_ready_at is None, empty
+        assert empty.oldest_ready_at is None, (
+            f"an empty queue has no oldest ready message; the broker reports {empty}"
+        )
         tolerance = timedelta(seconds=env.harness.clock_tolerance)
         before = utcnow() - tolerance
         await broker.publish(queue, b"first")
@@ -140,7 +146,8 @@ class InspectionSuite:
                 break
             after = page.next_after
         assert seen == sent, f"expected {sent} in order, each once; got {seen}"
-        assert (await broker.dead_letter_page(env.queue("none"))).letters == []
+        none = (await broker.dead_letter_page(env.queue("none"))).letters
+        assert none == [], f"a queue without dead letters paged {len(none)}"
 
     @guarantee("inspection.page_newest_first", MUST, env=BROKER_ENV, requires=DEAD_AND_INSPECTION)
     async def test_page_newest_first(self, env: BrokerEnv) -> None:
@@ -155,7 +162,7 @@ class InspectionSuite:
         )
         got = [letter.body for letter in [*first.letters, *rest.letters]]
         assert got == sent[::-1], f"expected {sent[::-1]}, got {got}"
-        assert rest.next_after is None
+        assert rest.next_after is None, "the last page still gave a cursor"
 
     @guarantee("inspection.page_time_range", MUST, env=BROKER_ENV, requires=DEAD_AND_INSPECTION)
     async def test_page_time_range(self, env: BrokerEnv) -> None:
@@ -170,8 +177,9 @@ class InspectionSuite:
             f"{[letter.body for letter in window.letters]}"
         )
         later = await broker.dead_letter_page(queue, since=b.dead_at, newest_first=True)
-        assert [letter.body for letter in later.letters] == [c.body, b.body]
-        assert a.dead_at < b.dead_at < c.dead_at
+        got = [letter.body for letter in later.letters]
+        assert got == [c.body, b.body], f"expected {[c.body, b.body]} newest first; got {got}"
+        assert a.dead_at < b.dead_at < c.dead_at, "dead_at of letters buried in turn do not grow"
 
     @guarantee("inspection.get_dead_letter", MUST, env=BROKER_ENV, requires=DEAD_AND_INSPECTION)
     async def test_get_dead_letter(self, env: BrokerEnv) -> None:
@@ -184,8 +192,12 @@ class InspectionSuite:
             found = await broker.get_dead_letter(queue, letter.id)
             assert found == letter, f"expected {letter}, got {found}"
         await broker.delete_dead_letter(queue, listed[0].id)
-        assert await broker.get_dead_letter(queue, listed[0].id) is None
-        assert await broker.get_dead_letter(env.queue("other"), listed[1].id) is None
+        assert await broker.get_dead_letter(queue, listed[0].id) is None, (
+            "a deleted dead letter is still returned"
+        )
+        assert await broker.get_dead_letter(env.queue("other"), listed[1].id) is None, (
+            "a dead letter is returned for a queue it does not belong to"
+        )
 
     @guarantee("inspection.requeue_dead_letter", MUST, env=BROKER_ENV, requires=DEAD_AND_INSPECTION)
     async def test_requeue_dead_letter(self, env: BrokerEnv) -> None:
@@ -195,12 +207,17 @@ class InspectionSuite:
         await _bury(broker, queue, 1)
         (letter,) = await broker.dead_letters(queue)
         headers = {"chicory-history": "[]", "h": "v"}
-        assert await broker.requeue_dead_letter(queue, letter.id, b"rewritten", headers) is True
+        assert await broker.requeue_dead_letter(queue, letter.id, b"rewritten", headers) is True, (
+            "requeue_dead_letter of a listed dead letter did not return True"
+        )
         assert await broker.dead_letters(queue) == [], "the dead letter is still there"
-        assert await broker.requeue_dead_letter(queue, letter.id, b"again", {}) is False
+        assert await broker.requeue_dead_letter(queue, letter.id, b"again", {}) is False, (
+            "a dead letter was requeued twice"
+        )
         async with broker.consume([queue], prefetch=2) as consumer:
             (delivery,) = await fetch_exactly(consumer, 1)
-            assert (delivery.body, dict(delivery.headers)) == (b"rewritten", headers)
+            seen = (delivery.body, dict(delivery.headers))
+            assert seen == (b"rewritten", headers), f"the requeued message came back as {seen}"
             assert delivery.delivery_count == 1, "a requeued message starts a fresh count"
             await delivery.ack()
             await fetch_none(consumer, what="after the one requeued message")
@@ -214,4 +231,5 @@ class InspectionSuite:
                 pass
             else:
                 raise AssertionError("a body over max_body_bytes was accepted")
-            assert [d.id for d in await broker.dead_letters(queue)] == [kept.id]
+            left = [d.id for d in await broker.dead_letters(queue)]
+            assert left == [kept.id], f"a refused requeue changed the dead letters: {left}"

@@ -43,11 +43,13 @@ class ResultBackendSuite:
         """MUST return the stored bytes for a task id, and None for an unknown one."""
         backend = await env.backend()
         task_id = env.task_id()
-        assert await backend.get(task_id) is None
+        assert await backend.get(task_id) is None, "get() of a task never stored returned a record"
         data = _record(task_id, TaskState.SUCCESS, result={"x": [1, "é"]})
         await backend.store(task_id, data, final=True, ttl=TTL)
-        assert await backend.get(task_id) == data
-        assert await backend.get(env.task_id("other")) is None
+        assert await backend.get(task_id) == data, "get() returned other bytes than were stored"
+        assert await backend.get(env.task_id("other")) is None, (
+            "get() of another task id returned a record"
+        )
 
     @guarantee("results.states_in_order", MUST, env=RESULTS_ENV)
     async def test_states_in_order(self, env: ResultsEnv) -> None:
@@ -62,7 +64,8 @@ class ResultBackendSuite:
         ]
         for state, attempt, final in steps:
             await backend.store(task_id, _record(task_id, state, attempt), final=final, ttl=TTL)
-            assert await _state(backend, task_id) == state
+            shown = await _state(backend, task_id)
+            assert shown == state, f"stored {state.value} (attempt {attempt}); get() shows {shown}"
         await backend.store(task_id, _record(task_id, TaskState.STARTED, 3), final=False, ttl=TTL)
         assert await _state(backend, task_id) == TaskState.SUCCESS, "a late STARTED hid SUCCESS"
 
@@ -76,9 +79,13 @@ class ResultBackendSuite:
             StoredResult(task_id=i, data=_record(i, TaskState.STARTED), final=False) for i in ids
         ]
         await backend.store_many(records, ttl=TTL)
-        assert await _state(backend, ids[0]) == TaskState.SUCCESS
+        shown = await _state(backend, ids[0])
+        assert shown == TaskState.SUCCESS, (
+            f"a STARTED in store_many hid SUCCESS: get() shows {shown}"
+        )
         for task_id in ids[1:]:
-            assert await _state(backend, task_id) == TaskState.STARTED
+            shown = await _state(backend, task_id)
+            assert shown == TaskState.STARTED, f"store_many stored STARTED; get() shows {shown}"
 
     @guarantee("results.wait_wakes", MUST, env=RESULTS_ENV)
     async def test_wait_wakes(self, env: ResultsEnv) -> None:
@@ -98,7 +105,7 @@ class ResultBackendSuite:
             await anyio.sleep(0.3)
             assert got == [], "wait() returned on a non-final record"
             await backend.store(task_id, final, final=True, ttl=TTL)
-        assert got == [final]
+        assert got == [final], f"expected wait() to return the final record; it returned {got}"
 
     @guarantee("results.wait_ready", MUST, env=RESULTS_ENV)
     async def test_wait_ready(self, env: ResultsEnv) -> None:
@@ -107,8 +114,11 @@ class ResultBackendSuite:
         task_id = env.task_id()
         final = _record(task_id, TaskState.FAILURE)
         await backend.store(task_id, final, final=True, ttl=TTL)
-        with anyio.fail_after(5):
-            assert await backend.wait(task_id, timeout=None) == final
+        with anyio.move_on_after(5):
+            got = await backend.wait(task_id, timeout=None)
+            assert got == final, f"wait() of a stored final record returned {got!r}"
+            return
+        raise AssertionError("wait() of a stored final record did not return within 5 s")
 
     @guarantee("results.wait_timeout", MUST, env=RESULTS_ENV)
     async def test_wait_timeout(self, env: ResultsEnv) -> None:
@@ -116,8 +126,11 @@ class ResultBackendSuite:
         backend = await env.backend()
         task_id = env.task_id()
         await backend.store(task_id, _record(task_id, TaskState.STARTED), final=False, ttl=TTL)
-        with anyio.fail_after(10):
-            assert await backend.wait(task_id, timeout=0.3) is None
+        with anyio.move_on_after(10):
+            got = await backend.wait(task_id, timeout=0.3)
+            assert got is None, f"wait() with no final record returned {got!r}, not None"
+            return
+        raise AssertionError("wait(timeout=0.3) with no final record was still waiting 10 s later")
 
     @guarantee("results.expiry", MUST, env=RESULTS_ENV)
     async def test_expiry(self, env: ResultsEnv) -> None:
@@ -147,7 +160,7 @@ class ResultBackendSuite:
                 tg.start_soon(waiter)
                 await anyio.sleep(0.2)
                 await backend.close()
-        assert got == [None]
+        assert got == [None], f"expected close() to wake the waiter with None; it got {got}"
 
     @guarantee("results.heartbeats", MUST, env=RESULTS_ENV)
     async def test_heartbeats(self, env: ResultsEnv) -> None:
@@ -157,11 +170,11 @@ class ResultBackendSuite:
         await backend.heartbeat(alive, b'{"w": 1}', ttl=TTL)
         await backend.heartbeat(gone, b'{"w": 2}', ttl=0.5)
         workers = await backend.workers()
-        assert workers.get(alive) == b'{"w": 1}'
-        assert workers.get(gone) == b'{"w": 2}'
+        assert workers.get(alive) == b'{"w": 1}', f"workers() lists {workers} without it"
+        assert workers.get(gone) == b'{"w": 2}', f"workers() lists {workers} without it"
 
         async def dropped() -> bool:
             return gone not in await backend.workers()
 
         await wait_until(dropped, within=10.0, what="expiry of a heartbeat with ttl=0.5")
-        assert alive in await backend.workers()
+        assert alive in await backend.workers(), "a heartbeat with a long ttl expired too"

@@ -3,8 +3,10 @@
 Hypothesis drives random sequences of publish / fetch / ack / nack / dead-letter / replay /
 delete / purge / consumer close operations against both brokers at once and, after every
 step, compares what each observably did: the messages delivered (body, headers, delivery
-count), the queue counts and the dead letters. The memory broker (``chicory-memory``) is the
-oracle; it is found through the ``chicory`` entry points, so core imports no broker.
+count), the queue counts and the dead letters. The memory broker (``chicory-memory``,
+installed with ``chicory-core[testing]``) is the oracle, with the lease model the broker
+under test declares; it is found through the ``chicory`` entry points, so core imports no
+broker. Without it (or without Hypothesis) the test is an ERROR naming what to install.
 """
 
 from __future__ import annotations
@@ -14,23 +16,26 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import pytest
 from anyio.from_thread import BlockingPortal
 
 from chicory.broker import Broker
-from chicory.plugins import BackendKind, PluginHost
 from chicory.testing.guarantees import Level, guarantee
 from chicory.testing.harness import BROKER_ENV, BrokerEnv
+from chicory.testing.requirements import memory_broker_factory, missing_oracle
 
 __all__ = ["BrokerStatefulSuite"]
 
-
-def _oracle_factory() -> Callable[[], Broker] | None:
-    for item in PluginHost().installed(BackendKind.BROKER):
-        if item.spec.name == "memory":
-            factory = item.spec.load_factory()
-            return lambda: factory("memory://")
-    return None
+FOUNDATIONS = (
+    "broker.counts",
+    "settle.ack_removes",
+    "settle.ack_many",
+    "settle.nack_requeue",
+    "settle.nack_drop",
+    "delivery.redeliver_on_close",
+    "deadletter.move_and_list",
+    "deadletter.replay_fresh",
+    "deadletter.purge",
+)
 
 
 class BrokerStatefulSuite:
@@ -45,15 +50,23 @@ class BrokerStatefulSuite:
     stateful_steps: int = 40
     stateful_derandomize: bool = False
 
-    @guarantee("stateful.matches_memory_oracle", Level.MUST, env=BROKER_ENV)
+    @guarantee(
+        "stateful.matches_memory_oracle",
+        Level.MUST,
+        env=BROKER_ENV,
+        needs=("oracle",),
+        rests_on=FOUNDATIONS,
+    )
     async def test_matches_memory_oracle(self, env: BrokerEnv) -> None:
         """MUST behave like the reference memory broker over random operation sequences."""
-        oracle = _oracle_factory()
-        if oracle is None:
-            pytest.skip(
-                "stateful.matches_memory_oracle: the oracle is the memory broker, and no "
-                "'memory' broker is installed (pip install chicory-memory)"
-            )
+        factory = memory_broker_factory()
+        assert factory is not None, missing_oracle()
+        url = f"memory://?lease_model={env.capabilities.lease_model}"
+
+        def oracle() -> Broker:
+            broker: Broker = factory(url)
+            return broker
+
         from hypothesis import HealthCheck, settings
         from hypothesis.stateful import run_state_machine_as_test
 

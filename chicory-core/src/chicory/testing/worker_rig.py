@@ -1,44 +1,133 @@
-"""Plumbing for the end-to-end suite: an app on the broker under test, and running workers."""
+"""Plumbing for the end-to-end suite: an app on the broker under test, and running workers.
+
+Workers renew leases exactly as in production: every third of the lease the broker declares
+(``Capabilities.lease_seconds``), so a broker that declares a longer lease than it keeps, or
+none, loses running work here as it would in production.
+
+:class:`RigBroker` wraps the broker under test when a test must reach what a worker does not
+expose: the consumers it opened (to sever a dead worker's connection) or the time its lease
+renewals take (to make them land late).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from types import TracebackType
+from typing import Any, Self, cast
 
 import anyio
-import pytest
 
 from chicory.app import Chicory
 from chicory.backend import ResultBackend
-from chicory.plugins import BackendKind, PluginHost
-from chicory.testing.harness import BrokerEnv
+from chicory.broker import Broker, Consumer, Delivery
+from chicory.testing.harness import DEFAULT_LEASE_SECONDS, BrokerEnv
+from chicory.testing.requirements import memory_result_backend, missing_result_backend
 from chicory.worker import Worker
 
-__all__ = ["open_app", "running", "start_worker"]
+__all__ = ["RigBroker", "open_app", "running", "start_worker"]
 
-RENEW = 0.25
-"""Lease renewal interval of test workers; the crash tests use a 1 s lease."""
+
+class RigConsumer:
+    """A consumer of the broker under test whose lease renewals take ``renew_delay`` longer."""
+
+    def __init__(self, inner: Consumer, renew_delay: float) -> None:
+        self.inner = inner
+        self.renew_delay = renew_delay
+
+    async def fetch(self, max_count: int, timeout: float) -> Sequence[Delivery]:
+        """The inner consumer's fetch."""
+        return await self.inner.fetch(max_count, timeout)
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery] | None:
+        """The inner consumer's ack_many."""
+        return await self.inner.ack_many(deliveries)
+
+    async def extend_leases(self, deliveries: Sequence[Delivery]) -> None:
+        """Wait ``renew_delay`` (a slow network, a busy server), then renew."""
+        await anyio.sleep(self.renew_delay)
+        await self.inner.extend_leases(deliveries)
+
+    async def close(self) -> None:
+        """The inner consumer's close."""
+        await self.inner.close()
+
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.inner.__aexit__(exc_type, exc, tb)
+
+
+class RigBroker:
+    """The broker under test, recording the consumers it opens.
+
+    Args:
+        inner: The broker under test.
+        renew_delay: Seconds each ``extend_leases`` of its consumers waits first.
+    """
+
+    def __init__(self, inner: Broker, *, renew_delay: float = 0.0) -> None:
+        self.inner = inner
+        self.renew_delay = renew_delay
+        self.consumers: list[Consumer] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def consume(self, queues: Sequence[str], *, prefetch: int) -> Consumer:
+        """Open a consumer on the broker under test (wrapped when renewals are slowed)."""
+        consumer = self.inner.consume(queues, prefetch=prefetch)
+        self.consumers.append(consumer)
+        if self.renew_delay > 0:
+            return RigConsumer(consumer, self.renew_delay)
+        return consumer
+
+    async def __aenter__(self) -> Self:
+        await self.inner.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.inner.close()
 
 
 def _result_backend(env: BrokerEnv) -> ResultBackend:
     if env.harness.result_backend is not None:
         return env.harness.result_backend()
-    for item in PluginHost().installed(BackendKind.RESULT_BACKEND):
-        if item.spec.name == "memory":
-            backend: ResultBackend = item.spec.load_factory()("memory://")
-            return backend
-    pytest.skip(
-        "the end-to-end suite needs a result backend: set BrokerHarness.result_backend, or "
-        "install chicory-memory for the default one"
-    )
+    backend = memory_result_backend()
+    assert backend is not None, missing_result_backend(env.harness)
+    return backend
 
 
-async def open_app(env: BrokerEnv, *, lease_seconds: float = 30.0) -> Chicory:
-    """An app on a fresh broker under test, with a private default queue; closed at the end."""
+async def open_app(
+    env: BrokerEnv,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    rig: bool = False,
+    renew_delay: float = 0.0,
+) -> Chicory:
+    """An app on a fresh broker under test, with a private default queue; closed at the end.
+
+    Args:
+        env: The test environment.
+        lease_seconds: The lease the broker is built with.
+        rig: Wrap the broker in a :class:`RigBroker` (``app.broker``).
+        renew_delay: With ``rig``, seconds each lease renewal of a worker waits first.
+    """
     broker = await env.broker(lease_seconds=lease_seconds)
     app = Chicory(
-        broker=broker,
+        broker=cast(Broker, RigBroker(broker, renew_delay=renew_delay)) if rig else broker,
         backend=_result_backend(env),
         load_entry_points=False,
         default_queue=env.queue("tasks"),
@@ -48,11 +137,10 @@ async def open_app(env: BrokerEnv, *, lease_seconds: float = 30.0) -> Chicory:
 
 
 def start_worker(app: Chicory, **options: Any) -> Worker:
-    """A worker on the app's default queue with test-friendly timings."""
+    """A worker on the app's default queue: quick to fetch and stop, production leases."""
     settings: dict[str, Any] = {
         "concurrency": 2,
         "drain_timeout": 5.0,
-        "lease_renew_interval": RENEW,
         "heartbeat_interval": 0,
         "fetch_timeout": 0.2,
         "settle_timeout": 5.0,

@@ -6,8 +6,9 @@ URLs::
     example:///var/lib/app/q.sqlite  a database file several processes can share
     example://?lease_seconds=60&max_deliveries=5
 
-It implements every capability except priorities. It is written to be read: each operation
-is one transaction in :mod:`chicory_example_plugin.store`; consumers and deliveries
+It implements every capability except priorities, with timed leases (it declares the
+``lease_seconds`` it is built with, so workers renew in time). It is written to be read: each
+operation is one transaction in :mod:`chicory_example_plugin.store`; consumers and deliveries
 (:mod:`chicory_example_plugin.consumer`) are thin handles on it.
 """
 
@@ -63,11 +64,13 @@ class ExampleBroker:
         self._capabilities = Capabilities(
             delayed_delivery=True,
             lease_renewal=True,
+            lease_seconds=lease_seconds,  # workers renew every third of it
             dead_letter=True,
             fifo=True,
             atomic_retry=True,
             shared=self.shared,
             max_body_bytes=max_body_bytes,
+            delete_queue=True,
         )
         self._store: Store | None = None
         self._connected = False
@@ -237,3 +240,7 @@ class ExampleBroker:
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many."""
         return self.store.purge_dead_letters(queue)
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete ``queue``: its messages and dead letters (its consumers must be closed)."""
+        self.store.delete_queue(queue)

@@ -82,7 +82,9 @@ class ExampleDelivery:
         if not self._settle():
             return True
         self._acked = True
-        return self._consumer.store.ack(self.message_id, self._claimed.token)
+        acked = self._consumer.store.ack(self.message_id, self._claimed.token)
+        self._consumer.broker.wake()  # prefetch room freed: a waiting fetch may claim
+        return acked
 
     async def nack(self, *, requeue: bool = True, delay: float | None = None) -> None:
         """Put the message back (after ``delay`` seconds) or drop it."""
@@ -91,9 +93,9 @@ class ExampleDelivery:
         store = self._consumer.store
         if requeue:
             store.requeue(self.message_id, self._claimed.token, time.time() + (delay or 0.0))
-            self._consumer.broker.wake()
         else:
             store.ack(self.message_id, self._claimed.token)
+        self._consumer.broker.wake()
 
     async def retry(
         self, body: bytes, headers: Mapping[str, str], *, not_before: datetime | None
@@ -119,6 +121,7 @@ class ExampleDelivery:
             self._consumer.store.dead_letter(self._claimed, reason, time.time(), copy=True)
         elif self._settle():
             self._consumer.store.dead_letter(self._claimed, reason, time.time(), copy=False)
+            self._consumer.broker.wake()
 
 
 class ExampleConsumer:
@@ -135,7 +138,12 @@ class ExampleConsumer:
     async def fetch(self, max_count: int, timeout: float) -> Sequence[ExampleDelivery]:
         """Return up to ``max_count`` ready deliveries, waiting up to ``timeout`` seconds.
 
-        Cancellation-safe: claiming happens without awaiting, after the wait.
+        With the prefetch full it waits for a settle (every settle wakes waiting fetches)
+        or a lapsing lease, like a fetch on an empty queue. Cancellation-safe: claiming
+        happens without awaiting, after the wait.
+
+        Raises:
+            BrokerError: the consumer is closed.
         """
         if self.closed:
             raise BrokerError("this consumer is closed; open a new one with consume()")
@@ -148,9 +156,10 @@ class ExampleConsumer:
             if claimed or left <= 0 or self.closed:
                 return [ExampleDelivery(self, c) for c in claimed]
             wait = left if not self.broker.shared else min(left, POLL_SECONDS)
-            due = self.store.next_due(self._queues)
+            now = time.time()
+            due = self.store.next_due(self._queues, now)
             if due is not None:
-                wait = min(wait, max(due - time.time(), 0.001))
+                wait = min(wait, max(due - now, 0.001))
             await self.broker.wait_for_change(wait)
 
     def _own(self, deliveries: Sequence[Delivery]) -> list[ExampleDelivery]:

@@ -191,11 +191,14 @@ class Store:
                 (now, consumer),
             )
 
-    def next_due(self, queues: Sequence[str]) -> float | None:
-        """The earliest ``available_at`` of the queues' messages (for waking up a fetch)."""
+    def next_due(self, queues: Sequence[str], now: float) -> float | None:
+        """The next time after ``now`` a message of the queues becomes ready (a delay ends
+        or a lease lapses), for waking up a fetch; messages ready already are not counted:
+        a fetch that found them but no prefetch room waits for a settle instead."""
         marks = ",".join("?" * len(queues))
         due: float | None = self._db.execute(
-            f"SELECT MIN(available_at) FROM messages WHERE queue IN ({marks})", tuple(queues)
+            f"SELECT MIN(available_at) FROM messages WHERE queue IN ({marks}) AND available_at > ?",
+            (*queues, now),
         ).fetchone()[0]
         return due
 
@@ -353,6 +356,12 @@ class Store:
                     "DELETE FROM dead_letters WHERE queue = ? AND id = ?", (queue, dead_letter_id)
                 ).rowcount
             )
+
+    def delete_queue(self, queue: str) -> None:
+        """Delete every message and dead letter of ``queue``."""
+        with self._tx() as db:
+            db.execute("DELETE FROM messages WHERE queue = ?", (queue,))
+            db.execute("DELETE FROM dead_letters WHERE queue = ?", (queue,))
 
     def purge_dead_letters(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many."""
