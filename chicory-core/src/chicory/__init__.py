@@ -22,6 +22,7 @@ from chicory.errors import (
     ArgumentValidationError,
     ChicoryError,
     ConfigurationError,
+    InvalidHeaderError,
     MessageDecodeError,
     MessageTooLargeError,
     TaskFailedError,
@@ -29,6 +30,7 @@ from chicory.errors import (
     UnknownBackendError,
     UnknownTaskError,
 )
+from chicory.middleware import Middleware
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.records import TaskState
 from chicory.result import AsyncResult
@@ -51,8 +53,10 @@ __all__ = [
     "Delivery",
     "DeliveryMode",
     "Fail",
+    "InvalidHeaderError",
     "MessageDecodeError",
     "MessageTooLargeError",
+    "Middleware",
     "QueueCounts",
     "ResultBackend",
     "Retry",
