@@ -100,7 +100,7 @@ def check(found: list[dict[str, Any]], ids: dict[str, str], worker_id: str, outp
     assert ("succeeded", ids["flaky"], 2) in by
     failed = by[("failed", ids["doomed"], 2)]
     assert "this address does not exist" in str(failed.get("reason", failed["message"]))
-    # Failures carry their traceback.
+    # Failures carry their traceback; at DEBUG, retries too.
     assert output.count("Traceback (most recent call last)") >= 3
 
 
@@ -237,3 +237,22 @@ async def test_a_lost_lease_and_the_redelivery_are_logged(captured: dict[str, An
     redelivered = next(r for r in found if r["event"] == "redelivered")
     assert (redelivered["level"], redelivered["delivery_count"]) == ("INFO", 2)
     assert lost[0].task_id == result.id
+
+
+async def test_at_info_a_retry_is_one_line_and_a_failure_has_its_traceback(
+    captured: dict[str, Any],
+) -> None:
+    captured["handler"].setFormatter(make_formatter("text"))
+    logging.getLogger("chicory").setLevel(logging.INFO)
+    app = build("memory://", backend="memory://")
+    async with serving(app, queues=["obs"]) as worker:
+        await run_workload(app)
+        await eventually(lambda: worker.processed == 5)
+    await app.close()
+    output = captured["stream"].getvalue()
+    assert "task received" not in output  # DEBUG lines are off
+    assert "task succeeded" not in output
+    retry = output[output.index("task retrying") :]
+    assert "Traceback" not in retry.split("task failed")[0], "at INFO a retry is one line"
+    failure = output[output.index("task failed") :]
+    assert failure.splitlines()[1] == "Traceback (most recent call last):"

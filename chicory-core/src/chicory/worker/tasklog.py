@@ -12,7 +12,8 @@ event              level    when, and what more it carries
 ``succeeded``      DEBUG    a task returned (``duration``, seconds)
 ``redelivered``    INFO     a message arrives again (``delivery_count``): a worker died or
                             handed it back, or a lease expired
-``retrying``       WARNING  a task raised and runs again (``delay``, ``error``, traceback)
+``retrying``       WARNING  a task raised and runs again (``delay``, ``error``; the traceback
+                            too when DEBUG is on)
 ``failed``         ERROR    a task failed for good and was dead-lettered (``reason``,
                             ``error``, traceback)
 ``dead_lettered``  ERROR    a message that could not run was dead-lettered (``reason``,
@@ -89,7 +90,8 @@ class TaskLog:
         )
 
     def retrying(self, message: TaskMessage, queue: str, exc: BaseException, delay: float) -> None:
-        """A task raised and runs again after ``delay`` seconds (WARNING, with traceback)."""
+        """A task raised and runs again after ``delay`` seconds (WARNING; with the traceback
+        when DEBUG is on: the failure that ends a task always has it)."""
         error = _describe(exc)
         self._line(
             logging.WARNING,
@@ -97,7 +99,7 @@ class TaskLog:
             message,
             queue,
             f"in {delay:.2f} s after {error}",
-            exc=exc,
+            exc=exc if self.debug else None,
             delay=round(delay, 6),
             error=error,
         )
