@@ -10,6 +10,7 @@ flush database 13 only; ``--instructions`` needs valgrind)::
     .venv/bin/python benchmarks/compare.py BASE --scenario filled      # a worker on a full stream
     .venv/bin/python benchmarks/compare.py BASE --scenario drain       # benchmarks/run's drain
     .venv/bin/python benchmarks/compare.py BASE --instructions         # callgrind, memory://
+    .venv/bin/python benchmarks/compare.py BASE --scenario concurrent --port 6390
 
 ``BASE`` is any git revision (``HEAD~3``, a commit id). It is checked out into a temporary
 worktree (removed at the end) and put first on ``PYTHONPATH``, so the base's packages
@@ -25,6 +26,9 @@ Scenarios, one fresh process (and worker) per measurement:
 * ``filled``: ``--tasks`` no-op tasks (after 500 warm-up ones) enqueued on Redis first, then
   a ``chicory worker`` process (concurrency 64, prefetch 192) started on them; tasks/s from
   the end of the warm-up to the last task, and the worker's CPU per task over that span.
+* ``concurrent``: ``benchmarks/single_calls.py``: 2,000 concurrent single ``delay()`` +
+  ``get()`` calls against a fresh worker process (``--tasks`` sets how many), then 300 lone
+  round trips; calls/s, the producer's CPU per call and the lone round trip's p50.
 * ``drain``: the at-least-once drain of ``benchmarks/run`` (``chicory_bench.redis_drain_rep``:
   a fresh worker process, concurrency 64, prefetch 192, while this process enqueues
   ``--tasks`` with ``delay_many`` in batches of 1,000); tasks/s end to end, the worker's CPU
@@ -138,7 +142,25 @@ async def _memory_amo(tasks: int) -> dict[str, float]:
     return await _memory(tasks, "bench.noop_amo")
 
 
-SCENARIOS = {"memory": _memory, "memory_amo": _memory_amo, "filled": _filled, "drain": _drain}
+async def _concurrent(tasks: int) -> dict[str, float]:
+    from single_calls import run_once
+
+    values = await run_once(Settings(), tasks, 300)
+    return {
+        "rate": values["rate"],
+        "cpu_us": values["cpu_us"],
+        "lone_p50": values["lone_p50_us"],
+        "lone_p99": values["lone_p99_us"],
+    }
+
+
+SCENARIOS = {
+    "memory": _memory,
+    "memory_amo": _memory_amo,
+    "filled": _filled,
+    "drain": _drain,
+    "concurrent": _concurrent,
+}
 
 
 def _child(scenario: str, tasks: int) -> None:
@@ -193,6 +215,10 @@ def _instructions(scenario: str, tasks: int, pythonpath: str) -> float:
 
 def _describe(values: dict[str, float]) -> str:
     text = f"{values['rate']:,.0f} tasks/s, {values['cpu_us']:.1f} us CPU per task"
+    if "lone_p50" in values:
+        text += (
+            f"; lone round trip p50 {values['lone_p50']:.0f} us, p99 {values['lone_p99']:.0f} us"
+        )
     others = [
         f"{key.removesuffix('_cpu_us')} {value:.1f}"
         for key, value in values.items()
@@ -219,8 +245,11 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--tasks", type=int)
     parser.add_argument("--instructions", action="store_true")
+    parser.add_argument("--port", type=int, help="Redis port (default: 6379)")
     parser.add_argument("--child", choices=tuple(SCENARIOS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.port is not None:
+        os.environ["BENCH_REDIS_PORT"] = str(args.port)  # read by Settings, here and in children
     if args.child:
         _child(args.child, args.tasks)
         return
@@ -229,7 +258,9 @@ def main() -> None:
     if args.base is None:
         parser.error("name the revision to compare with, e.g. HEAD~1")
     tasks = args.tasks or (
-        12_000 if args.instructions else 10_000 if args.scenario == "drain" else 60_000
+        12_000
+        if args.instructions
+        else {"drain": 10_000, "concurrent": 2_000}.get(args.scenario, 60_000)
     )
     with tempfile.TemporaryDirectory() as scratch:
         tree = Path(scratch) / "base"

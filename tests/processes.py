@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -103,31 +104,40 @@ def own_redis(directory: Path) -> Iterator[RedisServer]:
 
 
 class WorkerProcess:
-    """``chicory worker worker_app:app`` (or another test app) in a subprocess.
+    """``chicory worker worker_app:app`` (or another app of ``tests/``) in a subprocess.
 
     Args:
         broker_url: Its broker URL.
         runs_file: Where the test app records task events.
         args: Extra ``chicory worker`` arguments.
-        app: The app to run, as ``module:attribute`` in ``tests/``.
+        app: The app to run, ``module:attribute`` importable from ``directory``.
+        directory: Its working directory and ``PYTHONPATH`` (default: ``tests/``).
+        env: Further environment variables.
     """
 
     def __init__(
-        self, broker_url: str, runs_file: Path, *args: str, app: str = "worker_app:app"
+        self,
+        broker_url: str,
+        runs_file: Path,
+        *args: str,
+        app: str = "worker_app:app",
+        directory: Path = TESTS,
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        env = {
+        full_env = {
             **os.environ,
             "CHICORY_BROKER_URL": broker_url,
             "CHICORY_TEST_RUNS": str(runs_file),
-            "PYTHONPATH": str(TESTS),
+            "PYTHONPATH": str(directory),
+            **(env or {}),
         }
-        env.pop("CHICORY_BACKEND_URL", None)
+        full_env.pop("CHICORY_BACKEND_URL", None)
         self.log = runs_file.with_suffix(f".worker{free_port()}.log")
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chicory.cli", "worker", app, *args],
-            cwd=TESTS,
-            env=env,
+            cwd=directory,
+            env=full_env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
@@ -156,10 +166,13 @@ class WorkerProcess:
 
 @contextmanager
 def worker_process(
-    broker_url: str, runs_file: Path, *args: str, app: str = "worker_app:app"
+    broker_url: str, runs_file: Path, *args: str, **options: Any
 ) -> Iterator[WorkerProcess]:
-    """Run a subprocess worker for the block; it is killed by pid afterwards if still alive."""
-    worker = WorkerProcess(broker_url, runs_file, *args, app=app)
+    """Run a subprocess worker for the block; it is killed by pid afterwards if still alive.
+
+    ``options`` are :class:`WorkerProcess`'s keyword arguments.
+    """
+    worker = WorkerProcess(broker_url, runs_file, *args, **options)
     try:
         yield worker
     finally:

@@ -27,6 +27,7 @@ import anyio
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -78,7 +79,10 @@ def screenshot(driver: WebDriver, name: str) -> None:
 
 
 def wait_for(driver: WebDriver, check: Callable[[WebDriver], Any], timeout: float = 20) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(check)
+    # htmx replaces the polled elements: one found just before a swap is stale when read.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(check)
 
 
 def answers(url: str) -> bool:

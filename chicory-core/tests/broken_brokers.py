@@ -11,6 +11,7 @@ get the same thing wrong in its own code.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -169,10 +170,24 @@ class Broker:
         return declared
 
     async def __aenter__(self) -> Broker:
-        await self.inner.connect()
+        await self.connect()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if defect() == "loop_bound":  # keeps a client of the first loop it connected on
+            if getattr(self, "loop", None) is not None:
+                return
+            self.loop = asyncio.get_running_loop()
+        await self.inner.connect()
+
+    async def close(self) -> None:
+        if defect() == "loop_bound" and getattr(self, "loop", None) is not None:
+            if self.loop is not asyncio.get_running_loop():
+                raise RuntimeError("Event loop is closed")  # and forgets nothing
+            self.loop = None
         await self.inner.close()
 
     async def publish(
@@ -180,6 +195,9 @@ class Broker:
     ) -> str:
         if defect() == "delays_ignored":
             not_before = None
+        loop = getattr(self, "loop", None)
+        if defect() == "loop_bound" and loop not in (None, asyncio.get_running_loop()):
+            raise RuntimeError("Event loop is closed")
         return await self.inner.publish(queue, body, headers, not_before=not_before)
 
     def consume(self, queues: list[str], *, prefetch: int) -> Consumer:

@@ -97,6 +97,7 @@ CASES: dict[str, tuple[str, str, set[str]]] = {
         "stale_settle_reported",
         {"session.stale_settle_reported"},
     ),
+    "loop_bound": ("timed", "new_event_loop", {"broker.new_event_loop"}),
 }
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
@@ -12,18 +14,23 @@ import anyio
 
 from chicory.backend import ResultBackend
 from chicory.broker import Broker, OutgoingMessage
+from chicory.clock import utcnow
 from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
-from chicory.errors import ConfigurationError, TaskRegistrationError
+from chicory.errors import ConfigurationError, EventLoopMismatchError, TaskRegistrationError
+from chicory.loops import LoopHome, alive_elsewhere, running_loop
 from chicory.middleware import Middleware, OutgoingTask, overrides, prepare
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.plugins import BackendKind, PluginHost
+from chicory.producer import Producer
 from chicory.redact import redact_url
 from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.validation import make_value_converter
 
 __all__ = ["Chicory"]
+
+log = logging.getLogger("chicory")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,6 +63,11 @@ class Chicory:
             one more result write per run).
         broker_options: Keyword options for the broker factory.
         backend_options: Keyword options for the result backend factory.
+
+    Attributes:
+        utcnow: Where the app reads the current aware-UTC time: messages' creation times,
+            ``countdown`` due times, retries' due times (default
+            :func:`chicory.clock.utcnow`). ``chicory.testkit`` points it at its virtual clock.
     """
 
     def __init__(
@@ -90,11 +102,12 @@ class Chicory:
         self.codec = Codec(max_message_bytes=max_message_bytes, signing_key=key)
         self.value_converter = make_value_converter()
         self.tasks: dict[str, Task[..., Any]] = {}
-        self.broker: Broker = self._build_broker(broker, dict(broker_options or {}))
-        self.backend: ResultBackend = self._build_backend(
-            backend, broker, dict(backend_options or {})
-        )
-        self._connect_lock = anyio.Lock()
+        self.utcnow: Callable[[], datetime] = utcnow
+        self._targets = (broker, backend, dict(broker_options or {}), dict(backend_options or {}))
+        self.broker: Broker = self._build_broker(broker, self._targets[2])
+        self.backend: ResultBackend = self._build_backend(backend, broker, self._targets[3])
+        self._home = LoopHome()
+        self._producer = Producer(self._publish_now)
         self._broker_ready = False
         self._backend_ready = False
         self.middleware: list[Middleware] = []
@@ -257,22 +270,42 @@ class Chicory:
     # -- connections -----------------------------------------------------------------------
 
     async def connected_broker(self) -> Broker:
-        """Return the broker, connecting it on first use."""
-        if not self._broker_ready:
-            async with self._connect_lock:
-                if not self._broker_ready:
-                    await self.broker.connect()
-                    self._broker_ready = True
+        """Return the broker, connecting it on first use (on the running event loop).
+
+        Raises:
+            EventLoopMismatchError: the app is connected on another event loop that still
+                runs (see :mod:`chicory.loops`).
+        """
+        if not self._broker_ready or self._home.loop is not running_loop():
+            await self._connect(broker=True)
         return self.broker
 
     async def connected_backend(self) -> ResultBackend:
-        """Return the result backend, connecting it on first use."""
-        if not self._backend_ready:
-            async with self._connect_lock:
-                if not self._backend_ready:
-                    await self.backend.connect()
-                    self._backend_ready = True
+        """Return the result backend, connecting it on first use (on the running event loop).
+
+        Raises:
+            EventLoopMismatchError: the app is connected on another event loop that still
+                runs (see :mod:`chicory.loops`).
+        """
+        if not self._backend_ready or self._home.loop is not running_loop():
+            await self._connect(broker=False)
         return self.backend
+
+    async def _connect(self, *, broker: bool) -> None:
+        home, loop = self._home, running_loop()
+        if home.loop is not loop:
+            await home.enter(self, loop)
+            self._producer.reset()
+        async with home.lock:
+            if home.stale:
+                home.stale = False
+                await self._close_connections(quietly=True)
+            if broker and not self._broker_ready:
+                await self.broker.connect()
+                self._broker_ready = True
+            elif not broker and not self._backend_ready:
+                await self.backend.connect()
+                self._backend_ready = True
 
     async def publish(self, messages: Sequence[TaskMessage]) -> None:
         """Encode and publish messages, one batch per queue (through the publish
@@ -295,10 +328,23 @@ class Chicory:
             await self.publish_encoded(queue, batch)
 
     async def publish_encoded(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish encoded messages to ``queue``: one ``publish``, or one ``publish_many``."""
-        if not messages:
-            return
-        broker = self.broker if self._broker_ready else await self.connected_broker()
+        """Publish encoded messages to ``queue``.
+
+        Several messages go out as one ``publish_many``. A single message joins the other
+        single publishes of this event-loop iteration, sent together (see
+        :mod:`chicory.producer`).
+        """
+        if len(messages) == 1:
+            await self._producer.publish(queue, messages[0])
+        elif messages:
+            await self._publish_now(queue, messages)
+
+    async def _publish_now(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        """One ``publish`` for one message, one ``publish_many`` for more."""
+        if self._broker_ready and self._home.loop is running_loop():
+            broker = self.broker
+        else:
+            broker = await self.connected_broker()
         if len(messages) == 1:
             only = messages[0]
             await broker.publish(queue, only.body, only.headers, not_before=only.not_before)
@@ -306,11 +352,43 @@ class Chicory:
             await broker.publish_many(queue, messages)
 
     async def close(self) -> None:
-        """Close the broker and the result backend. Idempotent."""
-        with anyio.CancelScope(shield=True):
-            await self.broker.close()
-            await self.backend.close()
+        """Close the broker and the result backend. Idempotent.
+
+        Single publishes still being collected are sent first.
+
+        Raises:
+            EventLoopMismatchError: the app is connected on an event loop that still runs
+                in another thread; close it there.
+        """
+        home = self._home
+        loop = running_loop()
+        if home.loop is not None and home.loop is not loop:
+            if alive_elsewhere(home.loop):
+                raise EventLoopMismatchError(
+                    f"{self!r} is connected on an event loop that still runs in another "
+                    f"thread ({home.loop!r}); close it from that loop"
+                )
+            await self._close_connections(quietly=True)  # its loop ended
+        else:
+            with anyio.CancelScope(shield=True):
+                await self._producer.drain()
+            await self._close_connections(quietly=False)
+        home.left(self)
+
+    async def _close_connections(self, *, quietly: bool) -> None:
+        """Close broker and backend; ``quietly``: their loop ended, so errors are expected."""
         self._broker_ready = self._backend_ready = False
+        with anyio.CancelScope(shield=True):
+            if not quietly:
+                await self.broker.close()
+                await self.backend.close()
+                return
+            for resource in (self.broker, self.backend):
+                try:
+                    with anyio.move_on_after(5):
+                        await resource.close()
+                except Exception as exc:
+                    log.debug("closing %r, left by an event loop that ended: %r", resource, exc)
 
     async def __aenter__(self) -> Self:
         await self.connected_broker()

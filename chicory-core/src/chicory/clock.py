@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "to_epoch", "utcnow"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "VirtualClock", "to_epoch", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -60,3 +60,42 @@ class ManualClock:
         if seconds < 0:
             raise ValueError("a clock cannot go backwards")
         self._now += seconds
+
+
+class VirtualClock:
+    """The real clock plus an offset that only moves forward when told to; for tests.
+
+    Unlike :class:`ManualClock` it keeps running: a ``countdown=60`` computed from the real
+    time is due once the clock is advanced by 60 s, however long the test took in between.
+
+    Args:
+        offset: Seconds added to the real time at the start.
+    """
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self._offset = offset
+
+    @property
+    def offset(self) -> float:
+        """Seconds this clock is ahead of the real one."""
+        return self._offset
+
+    def time(self) -> float:
+        """Return ``time.time()`` plus the offset."""
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``.
+
+        Raises:
+            ValueError: ``seconds`` is negative.
+        """
+        if seconds < 0:
+            raise ValueError("a clock cannot go backwards")
+        self._offset += seconds
+
+    def advance_to(self, moment: float) -> None:
+        """Move time forward to ``moment`` (seconds since the epoch); no-op if it is past."""
+        ahead = moment - self.time()
+        if ahead > 0:
+            self._offset += ahead

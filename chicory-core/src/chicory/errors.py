@@ -114,3 +114,26 @@ class TaskFailedError(ChicoryError):
 
 class TaskTimeoutError(ChicoryError, TimeoutError):
     """A task ran longer than its ``timeout`` and was cancelled by the worker."""
+
+
+class EventLoopMismatchError(ChicoryError, RuntimeError):
+    """An app's connections belong to an event loop still running in another thread.
+
+    Connections made on one event loop cannot be used from another. Call the app from the
+    loop it connected on, use the blocking API (``task.blocking``) from other threads, or give
+    each event loop an app of its own.
+    """
+
+
+class BlockingCallError(ChicoryError, RuntimeError):
+    """A blocking call (``task.blocking...``) was made from inside a running event loop.
+
+    Blocking there would stall every other task of that loop; ``await`` the async API
+    (``await task.delay(...)``) instead.
+    """
+
+
+class ForkedAppError(ChicoryError, RuntimeError):
+    """The app was connected before this process was forked, with broker or backend instances
+    it cannot rebuild; the child must not use (or close) the parent's connections.
+    """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from chicory.errors import ConfigurationError, TaskFailedError
+from chicory.loops import running_loop
 from chicory.records import ResultRecord, TaskState, decode_record
 
 if TYPE_CHECKING:
@@ -55,7 +56,11 @@ class AsyncResult(Generic[T]):
                 f"task {self._task.name!r} is declared with ignore_result=True, so no result "
                 "is stored; remove ignore_result to await its value"
             )
-        backend = await self._app.connected_backend()
+        app = self._app
+        if app._backend_ready and app._home.loop is running_loop():
+            backend = app.backend
+        else:
+            backend = await app.connected_backend()
         data = await backend.wait(self.id, timeout)
         if data is None:
             raise TimeoutError(f"task {self.id} did not finish within {timeout} s")

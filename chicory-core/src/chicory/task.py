@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from chicory.broker import OutgoingMessage
-from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError
 from chicory.headers import check_headers
@@ -21,8 +20,9 @@ from chicory.validation import Signature
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
+    from chicory.blocking import BlockingTask
 
-__all__ = ["Task", "new_task_ids"]
+__all__ = ["Task", "new_task_id", "new_task_ids"]
 
 _NO_KWARGS: dict[str, Any] = {}
 
@@ -34,6 +34,21 @@ def new_task_ids(count: int) -> list[str]:
     """Return ``count`` random 128-bit task ids as 32 hex digits, with one ``urandom`` call."""
     raw = os.urandom(16 * count).hex()
     return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+_SPARE_IDS: list[str] = []
+"""Ids drawn ahead for single calls: one ``urandom`` call per 256 ids instead of per id."""
+
+os.register_at_fork(after_in_child=_SPARE_IDS.clear)  # a child must never reuse them
+
+
+def new_task_id() -> str:
+    """Return one random 128-bit task id as 32 hex digits (see :func:`new_task_ids`)."""
+    try:
+        return _SPARE_IDS.pop()
+    except IndexError:
+        _SPARE_IDS.extend(new_task_ids(256))
+        return _SPARE_IDS.pop()
 
 
 class Task(Generic[P, R]):
@@ -86,6 +101,14 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<Task {self.name} {self.delivery_mode.value} queue={self.queue!r}>"
 
+    @property
+    def blocking(self) -> BlockingTask[P, R]:
+        """This task's blocking face, for synchronous code: ``task.blocking.delay(...)``
+        blocks until the message is enqueued (see :mod:`chicory.blocking`)."""
+        from chicory.blocking import BlockingTask
+
+        return BlockingTask(self)
+
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue one run with these arguments and return its result handle.
 
@@ -127,10 +150,10 @@ class Task(Generic[P, R]):
             InvalidHeaderError: a header cannot be sent.
             MessageTooLargeError: the encoded message is over the app's size limit.
         """
-        now = utcnow()
+        now = self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
-        task_id = task_id or new_task_ids(1)[0]
+        task_id = task_id or new_task_id()
         queue = queue or self.queue
         app = self.app
         if app.publish_hooks or headers:
@@ -173,7 +196,7 @@ class Task(Generic[P, R]):
             InvalidHeaderError: a header cannot be sent; nothing is enqueued.
         """
         items = list(calls)
-        now = utcnow()
+        now = self.app.utcnow()
         ids = new_task_ids(len(items))
         queue = queue or self.queue
         bind, mode = self.signature.bind, self.validation_mode
@@ -223,11 +246,11 @@ class Task(Generic[P, R]):
 
         ``now`` (the creation time) may be passed to build a batch with one clock read.
         """
-        now = now or utcnow()
+        now = now or self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         return TaskMessage(
-            id=task_id or new_task_ids(1)[0],
+            id=task_id or new_task_id(),
             task=self.name,
             args=wire_args,
             kwargs=wire_kwargs,

@@ -252,6 +252,17 @@ class MemoryBroker:
         self._check_connected()
         return self._store.counts(queue, self._clock.time())
 
+    def next_due(self, queues: Sequence[str]) -> float | None:
+        """When the earliest delayed message of ``queues`` falls due, on the broker's clock.
+
+        Returns:
+            Seconds since the epoch, or ``None`` when none of them holds a delayed message.
+            What ``chicory.testkit`` moves its clock to when everything else is done.
+        """
+        states = [self._store.queues.get(name) for name in queues]
+        times = [state.delayed[0][0] for state in states if state is not None and state.delayed]
+        return min(times) if times else None
+
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """List up to ``limit`` dead letters of ``queue``, oldest first."""
         self._check_connected()

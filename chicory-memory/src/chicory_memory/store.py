@@ -141,10 +141,18 @@ class MemoryStore:
     # -- time ------------------------------------------------------------------------------
 
     def promote(self, queue: QueueState, now: float) -> None:
-        """Move the delayed messages of ``queue`` that are due by ``now`` to its ready deque."""
+        """Move the delayed messages of ``queue`` that are due by ``now`` to its ready deque.
+
+        Fetches waiting on the queue are woken: they may have computed a later wake-up time
+        on a clock that has since been moved forward (a test's clock).
+        """
         delayed = queue.delayed
+        if not delayed or delayed[0][0] > now:
+            return
         while delayed and delayed[0][0] <= now:
             queue.ready.append(heapq.heappop(delayed)[2])
+        if queue.waiters:
+            queue.wake()
 
     def expire_leases(self, now: float) -> None:
         """Make every message whose lease ended by ``now`` ready again (at the front)."""

@@ -118,10 +118,12 @@ class RedisResultBackend:
 
     async def close(self) -> None:
         """Stop the listener, wake every waiter with ``None`` and disconnect. Idempotent."""
-        await self._waiters.close()
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose(close_connection_pool=True)
+        try:
+            await self._waiters.close()
+        finally:  # forget the client even when closing it fails (its event loop ended)
+            client, self._client = self._client, None
+            if client is not None:
+                await client.aclose(close_connection_pool=True)
 
     async def __aenter__(self) -> Self:
         await self.connect()

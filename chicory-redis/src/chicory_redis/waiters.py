@@ -189,17 +189,19 @@ class ResultWaiters:
             for future in futures:
                 if not future.done():
                     future.set_result(None)
-        for task in (self._listener, self._reader):
-            if task is not None:
-                task.cancel()
-        for task in (self._listener, self._reader):
-            if task is not None:
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    if not task.cancelled():
-                        raise
+        # Tasks of a loop that was closed without finishing them can be neither cancelled
+        # nor awaited any more: they are dropped (a later connect starts new ones).
+        tasks = [t for t in (self._listener, self._reader) if t is not None]
         self._listener = self._reader = None
+        live = [t for t in tasks if not t.get_loop().is_closed()]
+        for task in live:
+            task.cancel()
+        for task in live:
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
 
     # -- timeouts --------------------------------------------------------------------------
 
@@ -327,6 +329,11 @@ class ResultWaiters:
                     await self._read_bulk(pubsub, stream, backoff)
                 else:
                     await self._read_parsed(pubsub, backoff)
+            except GeneratorExit:
+                # Finalized with the event loop it ran on already closed: nothing can be
+                # awaited any more, so the connection is left to the garbage collector.
+                pubsub = None
+                raise
             except Exception as exc:
                 pause = backoff.next_pause()
                 log.warning(

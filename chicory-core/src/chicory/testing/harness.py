@@ -208,6 +208,13 @@ class BrokerEnv:
         self._stack.push_async_callback(broker.close)
         return broker
 
+    def unconnected_broker(self, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Broker:
+        """A fresh broker the test connects itself; closed (and purged) when the test ends."""
+        broker = self.harness.factory(lease_seconds=lease_seconds, max_deliveries=None)
+        self._brokers.append(broker)
+        self._stack.push_async_callback(broker.close)
+        return broker
+
     async def lease_broker(self, *, scale: float = 1.0) -> Broker:
         """Open a broker whose lease is ``scale`` times the harness's ``short_lease``."""
         return await self.broker(lease_seconds=self.harness.short_lease * scale)
@@ -292,6 +299,12 @@ class ResultsEnv:
         """Open (connect) a fresh result backend that is closed when the test ends."""
         backend = self.harness.factory()
         await backend.connect()
+        self._stack.push_async_callback(self._dispose, backend)
+        return backend
+
+    def unconnected_backend(self) -> ResultBackend:
+        """A fresh result backend the test connects itself; closed when the test ends."""
+        backend = self.harness.factory()
         self._stack.push_async_callback(self._dispose, backend)
         return backend
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import anyio
 
 from chicory.broker import OutgoingMessage, QueueCounts
@@ -243,6 +246,29 @@ class BrokerBasicsSuite(CleanupGuarantees):
         async with again.consume([queue], prefetch=1) as consumer2:
             (delivery,) = await fetch_exactly(consumer2, 1, what="from a broker opened after close")
             await delivery.ack()
+
+    @guarantee(
+        "broker.new_event_loop", MUST, env=BROKER_ENV, rests_on=(*ROUND_TRIP, "settle.ack_many")
+    )
+    async def test_new_event_loop(self, env: BrokerEnv) -> None:
+        """MUST work on a new event loop after close(), once the loop it connected on ended."""
+        broker = env.unconnected_broker()
+        queue = env.queue()
+
+        async def on_the_first_loop() -> None:
+            await broker.connect()
+            await broker.publish(queue, b"first loop", {})
+
+        # An application's first asyncio.run() ends without closing the broker.
+        await anyio.to_thread.run_sync(asyncio.run, on_the_first_loop())
+        with contextlib.suppress(Exception):  # that loop is gone: close may fail, must forget
+            await broker.close()
+        await broker.connect()
+        await broker.publish(queue, b"this loop", {})
+        async with broker.consume([queue], prefetch=10) as consumer:
+            got = await fetch_exactly(consumer, 2, what="published on both loops")
+            assert sorted(bodies(got)) == [b"first loop", b"this loop"]
+            await consumer.ack_many(got)
 
     @guarantee(
         "broker.close_cancellation_safe",

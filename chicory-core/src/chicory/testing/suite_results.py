@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import anyio
 
 from chicory.backend import ResultBackend, StoredResult
@@ -50,6 +53,34 @@ class ResultBackendSuite:
         assert await backend.get(env.task_id("other")) is None, (
             "get() of another task id returned a record"
         )
+
+    @guarantee("results.new_event_loop", MUST, env=RESULTS_ENV)
+    async def test_new_event_loop(self, env: ResultsEnv) -> None:
+        """MUST work on a new event loop after close(), once the loop it connected on ended
+        (after a wait on that loop)."""
+        backend = env.unconnected_backend()
+        before, after = env.task_id("before"), env.task_id("after")
+
+        async def on_the_first_loop() -> None:
+            await backend.connect()
+            await backend.store(before, _record(before, TaskState.SUCCESS), final=True, ttl=TTL)
+            assert await backend.wait(env.task_id("missing"), 0.05) is None
+
+        # An application's first asyncio.run() ends without closing the backend.
+        await anyio.to_thread.run_sync(asyncio.run, on_the_first_loop())
+        with contextlib.suppress(Exception):  # that loop is gone: close may fail, must forget
+            await backend.close()
+        await backend.connect()
+        assert await backend.get(before) is not None
+        data = _record(after, TaskState.SUCCESS)
+
+        async def store_later() -> None:
+            await anyio.sleep(0.05)
+            await backend.store(after, data, final=True, ttl=TTL)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(store_later)
+            assert await backend.wait(after, 5) == data, "a waiter on the new loop was not woken"
 
     @guarantee("results.states_in_order", MUST, env=RESULTS_ENV)
     async def test_states_in_order(self, env: ResultsEnv) -> None:

@@ -277,7 +277,7 @@ class JobRunner:
         runtime: float,
     ) -> None:
         transition(JobState.RUNNING, JobState.RETRYING)
-        now = utcnow()
+        now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
         failed = HistoryEntry(
             at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"

@@ -171,6 +171,12 @@ class Worker:
         return self._jobs.running
 
     @property
+    def held(self) -> int:
+        """Deliveries fetched and not yet settled (running, waiting for a runner, or being
+        acked or having their results written)."""
+        return self._held
+
+    @property
     def bus(self) -> ObserverBus:
         """The observer event bus."""
         return self._bus
