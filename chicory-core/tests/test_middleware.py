@@ -3,6 +3,8 @@ lifecycle, on memory:// with the real worker."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +13,7 @@ import anyio
 import pytest
 
 from chicory import Chicory, RetryPolicy, TaskContext, TaskFailedError, Worker
+from chicory.blocking import close
 from chicory.errors import InvalidHeaderError, UnknownMiddlewareError
 from chicory.headers import user_headers
 from chicory.middleware import CallNext, Middleware, OutgoingTask
@@ -304,3 +307,74 @@ async def test_sync_tasks_and_timeouts_run_through_the_chain() -> None:
     (error,) = [s for s in seen if s[1] == "error"]
     assert type(error[2]).__name__ == "TaskTimeoutError"
     assert error[3] is False
+
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+class StampsRequest(Middleware):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def before_publish(self, message: OutgoingTask) -> None:
+        self.seen.append(request_id.get())
+        message.headers["x-request-id"] = request_id.get()
+
+
+def test_publish_middleware_sees_the_callers_context_through_the_blocking_api() -> None:
+    """A sync caller's context (a web request's id, its trace span) reaches the publish
+    middleware although the message is published on the blocking API's event loop."""
+    stamps = StampsRequest()
+    app = Chicory(broker="memory://", backend="memory://", middleware=[stamps])
+
+    @app.task(name="mw.from_sync")
+    async def from_sync() -> None:
+        return None
+
+    seen_in_threads: list[str] = []
+
+    def handle_request(rid: str) -> None:
+        request_id.set(rid)
+        from_sync.blocking.delay()
+        from_sync.blocking.delay_many([(), ()])
+        seen_in_threads.append(request_id.get())
+
+    threads = [threading.Thread(target=handle_request, args=(f"req-{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    close(app)
+    assert sorted(stamps.seen) == sorted([f"req-{i}" for i in range(3) for _ in range(3)])
+    assert sorted(seen_in_threads) == ["req-0", "req-1", "req-2"]
+
+
+def test_the_callers_context_also_reaches_an_app_served_by_another_threads_loop() -> None:
+    """The blocking API publishes on the app's own loop when it runs in another thread (an
+    in-process worker, say): the caller's context goes there too."""
+    stamps = StampsRequest()
+    app = Chicory(broker="memory://", backend="memory://", middleware=[stamps])
+
+    @app.task(name="mw.elsewhere")
+    async def elsewhere() -> None:
+        return None
+
+    connected, done = threading.Event(), threading.Event()
+
+    async def home() -> None:
+        await app.connected_broker()
+        connected.set()
+        while not done.is_set():  # noqa: ASYNC110 - a thread's flag, not an event of this loop
+            await anyio.sleep(0.01)
+        await app.close()
+
+    loop_thread = threading.Thread(target=anyio.run, args=(home,))
+    loop_thread.start()
+    try:
+        assert connected.wait(10)
+        request_id.set("req-home")
+        elsewhere.blocking.delay()
+    finally:
+        done.set()
+        loop_thread.join(10)
+    assert stamps.seen == ["req-home"]
