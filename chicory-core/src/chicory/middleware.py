@@ -7,7 +7,8 @@ methods do nothing, and override the ones you need):
   before it is encoded, may change it (its headers above all: trace context goes there) and
   may refuse it by raising (``delay()`` then raises that exception and nothing is sent; in a
   ``delay_many`` batch, nothing of the batch is sent). Synchronous: it runs in the caller of
-  ``delay()``, once per message, before any batching.
+  ``delay()``, once per message, before any batching (through the blocking API, on its
+  event loop, in the calling thread's context).
 * ``execute(ctx, call_next)``, in the worker: wraps each run of a task. ``await
   call_next(ctx)`` runs the rest of the chain and then the task function; it returns the
   function's value or raises its exception, the live object (``Retry`` and ``Fail`` too,
