@@ -52,8 +52,8 @@ class Settings:
 
     Attributes:
         host: Redis host (loopback only).
-        port: Redis port (``$BENCH_REDIS_PORT``, else 6379; a private ``redis-server`` on
-            another port keeps other users of 6379 out of the numbers).
+        port: Redis port (default: ``$BENCH_REDIS_PORT``, else 6379; a private
+            ``redis-server`` on another port keeps other users of 6379 out of the numbers).
         db: The dedicated database number; the harness flushes only this database.
         runs: Repetitions of each measurement (the report shows median and min-max).
         drain_tasks: No-op tasks per drain run.

@@ -18,7 +18,7 @@ import redis
 
 from callers_app import add_task, build
 from chicory import Chicory, blocking
-from chicory.errors import BlockingCallError, TaskFailedError
+from chicory.errors import BlockingCallError, TaskCancelledError, TaskFailedError
 from chicory.records import TaskState
 from processes import WorkerProcess, delete_keys, worker_process
 
@@ -126,6 +126,20 @@ def test_results_and_states_through_the_blocking_face(app: Chicory, worker: Work
     boom = app.tasks["callers.boom"]
     with pytest.raises(TaskFailedError, match="no luck"):
         boom.blocking.delay("no luck").get(timeout=30)
+
+
+def test_cancel_and_forget_through_the_blocking_face(app: Chicory, worker: WorkerProcess) -> None:
+    add = add_task(app)
+    delayed = add.blocking.apply_async((1, 1), countdown=2)
+    delayed.cancel()
+    with pytest.raises(TaskCancelledError):
+        delayed.get(timeout=30)
+    assert delayed.state() is TaskState.CANCELLED
+    done = add.blocking.delay(2, 2)
+    assert done.get(timeout=30) == 4
+    assert done.forget()
+    assert done.state() is TaskState.PENDING
+    assert not done.forget()
 
 
 def test_a_forked_child_gets_its_own_portal_and_connections(

@@ -43,3 +43,12 @@ async def amo(n: int, seconds: float) -> int:
 async def gc_settings() -> list[int]:
     """The worker process's young-generation threshold and frozen object count."""
     return [gc.get_threshold()[0], gc.get_freeze_count()]
+
+
+@app.task(name="w.pid")
+async def pid(n: int, seconds: float) -> int:
+    """The worker process's pid, after ``seconds``."""
+    record(f"start {n}")
+    await anyio.sleep(seconds)
+    record(f"end {n}")
+    return os.getpid()

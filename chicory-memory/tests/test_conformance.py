@@ -11,9 +11,11 @@ from chicory.testing import (
     BrokerSettlementSuite,
     BrokerStatefulSuite,
     DeadLetterSuite,
+    DelayedSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
+    RevocationSuite,
     WorkerSuite,
 )
 from chicory_memory.broker import MemoryBroker
@@ -66,6 +68,14 @@ class TestResults(ResultBackendSuite):
 
 
 class TestWorker(WorkerSuite):
+    pass
+
+
+class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestRevocations(RevocationSuite):
     pass
 
 

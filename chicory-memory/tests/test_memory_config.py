@@ -30,6 +30,7 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         lease_model="timed",
         delete_queue=True,
         inspection=True,
+        delayed_listing=True,
     )
 
 

@@ -21,9 +21,11 @@ from chicory.testing import (
     BrokerSettlementSuite,
     BrokerStatefulSuite,
     DeadLetterSuite,
+    DelayedSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
+    RevocationSuite,
     WorkerSuite,
 )
 from chicory_redis.broker import RedisBroker
@@ -109,4 +111,12 @@ class TestResults(ResultBackendSuite):
 
 
 class TestWorker(WorkerSuite):
+    pass
+
+
+class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestRevocations(RevocationSuite):
     pass

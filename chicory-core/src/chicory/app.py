@@ -158,6 +158,7 @@ class Chicory:
         validation_mode: ValidationMode | None = None,
         queue: str | None = None,
         timeout: float | None = None,
+        soft_timeout: float | None = None,
         track_started: bool | None = None,
     ) -> _TaskDecorator: ...
 
@@ -172,6 +173,7 @@ class Chicory:
         validation_mode: ValidationMode | None = None,
         queue: str | None = None,
         timeout: float | None = None,
+        soft_timeout: float | None = None,
         track_started: bool | None = None,
     ) -> Any:
         """Register a function as a task; use as ``@app.task`` or ``@app.task(...)``.
@@ -184,7 +186,9 @@ class Chicory:
             ignore_result: Store no result.
             validation_mode: Overrides the app default.
             queue: Default queue of this task.
-            timeout: Seconds a run may take.
+            timeout: Seconds a run may take (its hard time limit: the run is stopped).
+            soft_timeout: Seconds after which ``TaskSoftTimeoutError`` is raised inside the
+                run, so it can clean up before ``timeout`` (below ``timeout``).
             track_started: Record a ``STARTED`` state when a run begins (one more result
                 write per run); overrides the app default.
 
@@ -210,6 +214,7 @@ class Chicory:
                 queue=queue or self.default_queue,
                 timeout=timeout,
                 track_started=self.track_started if track_started is None else track_started,
+                soft_timeout=soft_timeout,
             )
             self.tasks[task_name] = task
             return task

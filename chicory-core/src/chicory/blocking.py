@@ -251,6 +251,29 @@ class BlockingResult(Generic[T]):
         """Whether the task has finished in failure."""
         return call(self.async_result._app, self.async_result.failed)
 
+    def cancel(self, *, ttl: float | None = None) -> None:
+        """Cancel the task wherever it is: queued, delayed, retrying or running.
+
+        See :meth:`chicory.result.AsyncResult.cancel`.
+
+        Args:
+            ttl: Seconds the revocation is kept (default: the app's ``result_ttl``).
+
+        Raises:
+            CapabilityError: the result backend keeps no revocation records.
+            ResultBackendError: the result backend could not be reached.
+        """
+        call(self.async_result._app, self.async_result.cancel, ttl=ttl)
+
+    def forget(self) -> bool:
+        """Delete the task's stored record; return whether there was one.
+
+        Raises:
+            CapabilityError: the result backend cannot delete records.
+            ResultBackendError: the result backend could not be reached.
+        """
+        return call(self.async_result._app, self.async_result.forget)
+
 
 class BlockingTask(Generic[P, R]):
     """The blocking face of a :class:`~chicory.task.Task` (``task.blocking``): every method

@@ -113,6 +113,8 @@ class Capabilities:
         inspection: the broker implements the operators' operations of
             :class:`chicory.inspection.InspectableBroker` (list queues, queue stats, dead
             letters by page, one dead letter, requeue a dead letter with a new body).
+        delayed_listing: the broker implements :class:`chicory.delayed.DelayedListing`
+            (list a queue's delayed messages by page, remove one by id).
     """
 
     delayed_delivery: bool = True
@@ -129,6 +131,7 @@ class Capabilities:
     )
     delete_queue: bool = False
     inspection: bool = False
+    delayed_listing: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -13,7 +13,7 @@ from chicory.envelope import TaskMessage
 if TYPE_CHECKING:
     from chicory.retry import RetryPolicy
 
-__all__ = ["Fail", "Retry", "TaskContext"]
+__all__ = ["CancelToken", "Fail", "Retry", "TaskContext"]
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -40,6 +40,22 @@ class Fail(Exception):
         super().__init__(reason)
 
 
+class CancelToken:
+    """Set by the worker when a cancel request reaches the running task that holds it.
+
+    One per run; the worker sets it from its event loop, a sync task reads it from its
+    thread (a plain attribute: reading it is safe from any thread).
+    """
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def __repr__(self) -> str:
+        return f"<CancelToken cancelled={self.cancelled}>"
+
+
 class TaskContext:
     """What one run of a task can see: declare a first parameter annotated ``TaskContext``
     to receive it. Execute middleware receives it too (see :mod:`chicory.middleware`).
@@ -64,9 +80,11 @@ class TaskContext:
         eta: When the task was due, if it was delayed.
         retry_policy: The task's retry policy (default: one allowing ``retries_left``
             more retries).
+        cancel_token: Where the worker signals a cancel request (read :attr:`cancelled`).
     """
 
     __slots__ = (
+        "_cancel_token",
         "_delivery_count",
         "_headers",
         "_message",
@@ -83,6 +101,7 @@ class TaskContext:
     _resources: Mapping[str, Any]
     _worker_id: str
     _policy: RetryPolicy
+    _cancel_token: CancelToken
 
     def __init__(
         self,
@@ -101,6 +120,7 @@ class TaskContext:
         created_at: datetime | None = None,
         eta: datetime | None = None,
         retry_policy: RetryPolicy | None = None,
+        cancel_token: CancelToken | None = None,
     ) -> None:
         from chicory.retry import RetryPolicy
 
@@ -120,6 +140,7 @@ class TaskContext:
         self._resources = _EMPTY if resources is None else resources
         self._worker_id = worker_id
         self._policy = retry_policy or RetryPolicy(max_retries=max(0, attempt - 1 + retries_left))
+        self._cancel_token = cancel_token or CancelToken()
 
     @classmethod
     def _of(
@@ -131,6 +152,7 @@ class TaskContext:
         resources: Mapping[str, Any],
         worker_id: str,
         policy: RetryPolicy,
+        cancel_token: CancelToken,
     ) -> TaskContext:
         """The worker's constructor: a decoded message and where it came from, no copies."""
         context = cls.__new__(cls)
@@ -141,6 +163,7 @@ class TaskContext:
         context._resources = resources
         context._worker_id = worker_id
         context._policy = policy
+        context._cancel_token = cancel_token
         return context
 
     def __repr__(self) -> str:
@@ -215,6 +238,21 @@ class TaskContext:
     def eta(self) -> datetime | None:
         """Aware-UTC time the task was due, if it was published with a delay."""
         return self._message.eta
+
+    @property
+    def cancel_token(self) -> CancelToken:
+        """Where the worker signals a cancel request (read :attr:`cancelled`)."""
+        return self._cancel_token
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether this run was asked to stop (``AsyncResult.cancel()``, ``chicory cancel``).
+
+        An async task is also cancelled at its next ``await``, so it sees this in its
+        cleanup (``except``/``finally``); a sync task cannot be interrupted and should check
+        it between steps and return early. Either way the run ends ``CANCELLED``.
+        """
+        return self._cancel_token.cancelled
 
     def will_retry(self, exc: BaseException) -> bool:
         """Whether the worker retries this task if its run ends with ``exc``, by its retry

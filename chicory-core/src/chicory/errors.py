@@ -113,6 +113,41 @@ class TaskFailedError(ChicoryError):
 
 
 class TaskTimeoutError(ChicoryError, TimeoutError):
+    """A task ran longer than its ``timeout`` (its hard time limit) and was stopped.
+
+    Recorded as the failure of that attempt (retried if its policy says so). Raised *inside*
+    a sync task's thread when the limit passes, to stop pure-Python code at its next line
+    (see :mod:`chicory.timelimits`).
+    """
+
+    def __init__(self, message: str = "the task ran past its time limit") -> None:
+        super().__init__(message)
+
+
+class TaskSoftTimeoutError(TaskTimeoutError):
+    """Raised inside a task that ran past its ``soft_timeout``: catch it to clean up.
+
+    The hard limit (``timeout``) still applies after it. Not caught, it fails the attempt
+    like any exception (a retry policy that retries :class:`TaskTimeoutError` retries it).
+    """
+
+    def __init__(self, message: str = "the task ran past its soft time limit") -> None:
+        super().__init__(message)
+
+
+class TaskCancelledError(ChicoryError):
+    """The awaited task was cancelled (its record is ``CANCELLED``).
+
+    Attributes:
+        task_id: The cancelled task's id.
+        reason: Why, as the worker recorded it.
+    """
+
+    def __init__(self, task_id: str, reason: str = "cancelled") -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id} was cancelled: {reason}")
+
     """A task ran longer than its ``timeout`` and was cancelled by the worker."""
 
 

@@ -18,7 +18,8 @@ __all__ = ["ErrorInfo", "ResultRecord", "TaskState", "WorkerInfo", "decode_recor
 class TaskState(enum.StrEnum):
     """A task's state as seen through its result record.
 
-    ``PENDING`` means no record exists (not yet run, unknown, or expired).
+    ``PENDING`` means no record exists (not yet run, unknown, or expired). ``SUCCESS``,
+    ``FAILURE`` and ``CANCELLED`` are final.
     """
 
     PENDING = "PENDING"
@@ -26,11 +27,15 @@ class TaskState(enum.StrEnum):
     RETRY = "RETRY"
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
 
     @property
     def final(self) -> bool:
         """Whether no further state will follow."""
-        return self in (TaskState.SUCCESS, TaskState.FAILURE)
+        return self in _FINAL
+
+
+_FINAL = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.CANCELLED})
 
 
 @attrs.frozen(kw_only=True)
@@ -58,7 +63,8 @@ class ResultRecord:
         state: The state this record reports.
         attempt: The attempt that wrote it (1-based).
         result: The return value (JSON), for ``SUCCESS``.
-        error: The exception, for ``FAILURE`` and ``RETRY``.
+        error: The exception, for ``FAILURE`` and ``RETRY``; for ``CANCELLED``, why it was
+            cancelled (type ``chicory.errors.TaskCancelledError``).
         updated_at: Aware-UTC time of the write.
     """
 

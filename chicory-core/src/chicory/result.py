@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from chicory.errors import ConfigurationError, TaskFailedError
+from chicory.errors import (
+    CapabilityError,
+    ConfigurationError,
+    TaskCancelledError,
+    TaskFailedError,
+)
+from chicory.inspection import RecordForgetting
 from chicory.loops import running_loop
 from chicory.records import ResultRecord, TaskState, decode_record
+from chicory.revocation import revocations_of
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -48,6 +55,7 @@ class AsyncResult(Generic[T]):
 
         Raises:
             TaskFailedError: the task failed; carries the remote type, message and traceback.
+            TaskCancelledError: the task was cancelled (see :meth:`cancel`).
             TimeoutError: no final result arrived within ``timeout``.
             ConfigurationError: the task was declared with ``ignore_result=True``.
         """
@@ -65,6 +73,8 @@ class AsyncResult(Generic[T]):
         if data is None:
             raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
         record = decode_record(data, ResultRecord)
+        if record.state is TaskState.CANCELLED:
+            raise TaskCancelledError(self.id, record.error.message if record.error else "cancelled")
         if record.state is TaskState.FAILURE:
             error = record.error
             raise TaskFailedError(
@@ -90,9 +100,51 @@ class AsyncResult(Generic[T]):
         return TaskState.PENDING if record is None else record.state
 
     async def ready(self) -> bool:
-        """Whether the task has finished (succeeded or failed)."""
+        """Whether the task has finished (succeeded, failed or was cancelled)."""
         return (await self.state()).final
 
     async def failed(self) -> bool:
         """Whether the task has finished in failure."""
         return (await self.state()) is TaskState.FAILURE
+
+    async def cancel(self, *, ttl: float | None = None) -> None:
+        """Cancel the task, wherever it is: queued, delayed, retrying or running.
+
+        Writes a revocation record for the task id to the result backend, kept for ``ttl``
+        seconds, and pushes it to every worker at once (:mod:`chicory.revocation`). A worker
+        that receives the task after that does not run it; a worker running it now stops it
+        (an async task at its next ``await``, a sync task when it checks ``ctx.cancelled``
+        or returns). Either way the task ends ``CANCELLED`` and :meth:`get` raises
+        :class:`~chicory.errors.TaskCancelledError`, unless it had finished before the
+        request reached it (its result then stands).
+
+        Args:
+            ttl: Seconds the revocation is kept (default: the app's ``result_ttl``); a task
+                that reaches a worker only after it expired (a far-off ``eta``) runs. Use
+                ``chicory cancel``, which also removes a delayed task from its queue.
+
+        Raises:
+            CapabilityError: the result backend keeps no revocation records.
+            ResultBackendError: the result backend could not be reached.
+        """
+        backend = await self._app.connected_backend()
+        revocations = revocations_of(backend, needed_for="cancelling a task")
+        await revocations.revoke(self.id, ttl=self._app.result_ttl if ttl is None else ttl)
+
+    async def forget(self) -> bool:
+        """Delete the task's stored record (its state reads ``PENDING`` again).
+
+        Returns:
+            Whether there was a record.
+
+        Raises:
+            CapabilityError: the result backend cannot delete records.
+            ResultBackendError: the result backend could not be reached.
+        """
+        backend = await self._app.connected_backend()
+        if not isinstance(backend, RecordForgetting):
+            raise CapabilityError(
+                f"forgetting a result needs a result backend that can delete records, and "
+                f"{backend!r} cannot (it has no forget method)"
+            )
+        return await backend.forget(self.id)

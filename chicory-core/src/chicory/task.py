@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import attrs
+
 from chicory.broker import OutgoingMessage
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError
@@ -16,6 +18,7 @@ from chicory.middleware import OutgoingTask
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
+from chicory.timelimits import check_limits, limit_headers
 from chicory.validation import Signature
 
 if TYPE_CHECKING:
@@ -63,7 +66,10 @@ class Task(Generic[P, R]):
         ignore_result: Store no result (``AsyncResult.get`` is refused).
         validation_mode: How arguments and results are checked.
         queue: The default queue.
-        timeout: Seconds a run may take before it is cancelled and counted as a failure.
+        timeout: Seconds a run may take before it is stopped and counted as a failure
+            (its hard time limit; see :mod:`chicory.timelimits`).
+        soft_timeout: Seconds after which :class:`~chicory.errors.TaskSoftTimeoutError` is
+            raised inside the run (below ``timeout``).
         track_started: Record a ``STARTED`` state when a run begins.
     """
 
@@ -80,9 +86,9 @@ class Task(Generic[P, R]):
         queue: str,
         timeout: float | None,
         track_started: bool = False,
+        soft_timeout: float | None = None,
     ) -> None:
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"task {name!r}: timeout must be positive, got {timeout}")
+        check_limits(f"task {name!r}", timeout, soft_timeout)
         self.app = app
         self.fn = fn
         self.name = name
@@ -92,6 +98,7 @@ class Task(Generic[P, R]):
         self.validation_mode = ValidationMode(validation_mode)
         self.queue = queue
         self.timeout = timeout
+        self.soft_timeout = soft_timeout
         self.track_started = track_started and not ignore_result
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = Signature(name, fn, app.value_converter)
@@ -131,6 +138,8 @@ class Task(Generic[P, R]):
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
@@ -142,11 +151,16 @@ class Task(Generic[P, R]):
             eta: Run no sooner than this aware datetime (exclusive with ``countdown``).
             queue: Publish to this queue instead of the task's default.
             task_id: Use this id (for example an idempotency key) instead of a random one.
+            timeout: This call's hard time limit in seconds, instead of the task's (its
+                retries keep it).
+            soft_timeout: This call's soft time limit in seconds, instead of the task's.
             headers: Message headers, readable in the task as ``ctx.headers`` (see
                 :mod:`chicory.headers` for what names and values may be).
 
         Raises:
             ArgumentValidationError: the arguments do not fit the signature or its types.
+            ConfigurationError: a time limit is not a positive number, or the soft one is
+                not below the hard one.
             InvalidHeaderError: a header cannot be sent.
             MessageTooLargeError: the encoded message is over the app's size limit.
         """
@@ -155,6 +169,14 @@ class Task(Generic[P, R]):
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         task_id = task_id or new_task_id()
         queue = queue or self.queue
+        limits: dict[str, str] | None = None
+        if timeout is not None or soft_timeout is not None:
+            check_limits(
+                f"task {self.name!r}",
+                self.timeout if timeout is None else timeout,
+                soft_timeout,
+            )
+            limits = limit_headers(timeout, soft_timeout)
         app = self.app
         if app.publish_hooks or headers:
             message = OutgoingTask(
@@ -167,11 +189,16 @@ class Task(Generic[P, R]):
                 headers=dict(headers or {}),
                 created_at=now,
             )
-            await app.publish_prepared([app.prepare(message)])
+            queue, outgoing = app.prepare(message)
+            if limits:
+                outgoing = attrs.evolve(outgoing, headers={**outgoing.headers, **limits})
+            await app.publish_encoded(queue, [outgoing])
             return AsyncResult(app, message.id, self)
         body, sent = app.codec.encode_fields(
             task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
         )
+        if limits:
+            sent = {**sent, **limits}
         outgoing = OutgoingMessage(body=body, headers=sent, not_before=eta)
         await app.publish_encoded(queue, [outgoing])
         return AsyncResult(app, task_id, self)

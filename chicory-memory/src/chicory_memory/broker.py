@@ -27,6 +27,7 @@ from typing import Any, Self
 
 from chicory.broker import Capabilities, DeadLetter, LeaseModel, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
+from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, ConfigurationError
 from chicory.inspection import DeadLetterPage, QueueStats
 from chicory_memory import inspect
@@ -105,6 +106,7 @@ class MemoryBroker:
             lease_model=lease_model,
             delete_queue=True,
             inspection=True,
+            delayed_listing=True,
         )
         self._connected = False
 
@@ -363,3 +365,27 @@ class MemoryBroker:
         del state.dead[dead_letter_id]
         store.enqueue(state, body, headers, None, self._clock.time())
         return True
+
+    # -- the delayed_listing capability ----------------------------------------------------
+
+    async def delayed_page(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> DelayedPage:
+        """One page of the delayed messages of ``queue``, soonest due first.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``after`` is not a cursor of this broker.
+        """
+        self._check_connected()
+        return inspect.delayed_page(
+            self._store.queues.get(queue), self._clock.time(), after=after, limit=limit
+        )
+
+    async def remove_delayed(self, queue: str, message_id: str) -> bool:
+        """Remove one delayed message of ``queue`` (False if it is not delayed there)."""
+        self._check_connected()
+        state = self._store.queues.get(queue)
+        if state is None:
+            return False
+        self._store.promote(state, self._clock.time())  # a due one is not delayed any more
+        return inspect.remove_delayed(state, message_id)

@@ -8,17 +8,19 @@ start (or the end) of that dict: cheap for the first pages, linear in how far a 
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from chicory.broker import DeadLetter
 from chicory.clock import to_epoch
+from chicory.delayed import DelayedMessage, DelayedPage
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_memory.model import SINCE, QueueState
+from chicory_memory.model import BODY, HEADERS, MESSAGE_ID, SINCE, QueueState
 from chicory_memory.store import MemoryStore
 
-__all__ = ["dead_letter_page", "queue_stats"]
+__all__ = ["dead_letter_page", "delayed_page", "queue_stats", "remove_delayed"]
 
 
 def queue_stats(store: MemoryStore, names: Sequence[str], now: float) -> list[QueueStats]:
@@ -99,3 +101,57 @@ def dead_letter_page(
             break
         page.append(letter)
     return DeadLetterPage(letters=page, next_after=page[-1].id if more else None)
+
+
+def delayed_page(
+    queue: QueueState | None, now: float, *, after: str | None, limit: int
+) -> DelayedPage:
+    """One page of ``queue``'s delayed messages, soonest due first, then by id (a cursor is
+    ``"<due>/<id>"``).
+
+    Raises:
+        ValueError: ``limit`` is below 1, or ``after`` is not such a cursor.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    mark: tuple[float, str] | None = None
+    if after is not None:
+        due_text, sep, mark_id = after.partition("/")
+        try:
+            mark = (float(due_text), mark_id)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"{after!r} is not a delayed-page cursor of the memory broker")
+    if queue is None:
+        return DelayedPage(messages=[], next_after=None)
+    entries = sorted(
+        (due, message[MESSAGE_ID], message) for due, _, message in queue.delayed if due > now
+    )
+    if mark is not None:
+        entries = [entry for entry in entries if (entry[0], entry[1]) > mark]
+    page = entries[:limit]
+    messages = [
+        DelayedMessage(
+            id=message_id,
+            queue=queue.name,
+            body=message[BODY],
+            headers=dict(message[HEADERS]),
+            due_at=datetime.fromtimestamp(due, UTC),
+        )
+        for due, message_id, message in page
+    ]
+    more = len(entries) > limit
+    return DelayedPage(
+        messages=messages, next_after=f"{page[-1][0]!r}/{page[-1][1]}" if more else None
+    )
+
+
+def remove_delayed(queue: QueueState, message_id: str) -> bool:
+    """Remove the delayed message ``message_id`` of ``queue``; False if it is not there."""
+    kept = [entry for entry in queue.delayed if entry[2][MESSAGE_ID] != message_id]
+    if len(kept) == len(queue.delayed):
+        return False
+    heapq.heapify(kept)
+    queue.delayed[:] = kept
+    return True

@@ -8,6 +8,9 @@ Where things are stored:
 * ``_workers``: worker id -> ``(data, expires_at)`` heartbeat records, swept when listed.
 * ``_waiters``: task id -> the :class:`anyio.Event` of each ``wait()`` in progress. Storing a
   final record sets them; ``close()`` sets all of them (the waits then return ``None``).
+* ``_revoked``: task id -> expiry of its revocation record (``AsyncResult.cancel()``), and
+  ``_watchers``: the streams of ``watch_revocations()`` subscriptions, each sent every new
+  revocation at once (see :mod:`chicory.revocation`).
 
 Like the memory broker, the data belongs to the object: ``close()`` wakes waiters and stops
 accepting operations, and a later ``connect()`` finds the records as they were (minus those
@@ -18,11 +21,14 @@ that expired). While not connected, every operation raises
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
 from chicory.backend import StoredResult
 from chicory.clock import Clock, SystemClock
@@ -59,6 +65,8 @@ class MemoryResultBackend:
         self._expiry: list[tuple[float, str]] = []
         self._workers: dict[str, tuple[bytes, float]] = {}
         self._waiters: dict[str, set[anyio.Event]] = {}
+        self._revoked: dict[str, float] = {}
+        self._watchers: set[MemoryObjectSendStream[tuple[str, float]]] = set()
         self._connected = False
 
     @classmethod
@@ -93,6 +101,9 @@ class MemoryResultBackend:
             for event in events:
                 event.set()
         self._waiters.clear()
+        for watcher in self._watchers:
+            watcher.close()
+        self._watchers.clear()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -255,3 +266,54 @@ class MemoryResultBackend:
         for worker_id in expired:
             del self._workers[worker_id]
         return {worker_id: data for worker_id, (data, _) in self._workers.items()}
+
+    # -- revocation records ----------------------------------------------------------------
+
+    async def revoke(self, task_id: str, *, ttl: float) -> None:
+        """Record that ``task_id`` is cancelled for ``ttl`` seconds; tell every watcher now.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``ttl`` is not a positive number.
+        """
+        self._check_connected()
+        if not ttl > 0 or math.isinf(ttl):
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        now = self._clock.time()
+        self._revoked = {k: v for k, v in self._revoked.items() if v > now}
+        expires_at = now + ttl
+        self._revoked[task_id] = max(expires_at, self._revoked.get(task_id, 0.0))
+        for watcher in list(self._watchers):
+            try:
+                watcher.send_nowait((task_id, self._revoked[task_id]))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._watchers.discard(watcher)
+
+    async def revocations(self) -> dict[str, float]:
+        """Every live revocation record: task id -> expiry (the clock's seconds).
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        now = self._clock.time()
+        return {task_id: at for task_id, at in self._revoked.items() if at > now}
+
+    @asynccontextmanager
+    async def watch_revocations(self) -> AsyncIterator[AsyncIterator[tuple[str, float]]]:
+        """Subscribe to new revocations: ``(task_id, expires_at)`` as each is recorded.
+
+        The iterator ends when the backend is closed.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        send, receive = anyio.create_memory_object_stream[tuple[str, float]](math.inf)
+        self._watchers.add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._watchers.discard(send)
+            send.close()

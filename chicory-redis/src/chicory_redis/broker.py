@@ -23,9 +23,10 @@ from redis.asyncio import Redis
 
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.clock import Clock, SystemClock, to_epoch
+from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_redis import inspect, scripts
+from chicory_redis import delayed, inspect, scripts
 from chicory_redis.config import RedisSettings, parse_settings
 from chicory_redis.connection import broker_errors
 from chicory_redis.consumer import RedisConsumer
@@ -81,6 +82,7 @@ class RedisBroker:
             lease_seconds=self._settings.lease_seconds,
             delete_queue=True,
             inspection=True,
+            delayed_listing=True,
         )
 
     @classmethod
@@ -474,3 +476,25 @@ class RedisBroker:
         return await inspect.requeue_dead_letter(
             self, queue, dead_letter_id, body, headers, new_message_id()
         )
+
+    # -- the delayed_listing capability ----------------------------------------------------
+
+    async def delayed_page(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> DelayedPage:
+        """One page of the delayed messages of ``queue``, soonest due first
+        (:mod:`chicory_redis.delayed`).
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``after`` is not a cursor.
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await delayed.delayed_page(self, queue, after=after, limit=limit)
+
+    async def remove_delayed(self, queue: str, message_id: str) -> bool:
+        """Remove one delayed message of ``queue``, unless it fell due first.
+
+        Raises:
+            BrokerConnectionError: Redis could not be reached.
+        """
+        return await delayed.remove_delayed(self, queue, message_id)

@@ -9,6 +9,8 @@ Layout (``<p>`` is the key prefix, ``chicory`` by default)::
     <p>:queues                 set       names of every queue published to or consumed
     <p>:result:<task_id>       string    one task's latest record (with a TTL)
     <p>:results:final          channel   pub/sub: task ids whose final record was written
+    <p>:revoked                zset      revoked (cancelled) task ids, scored by expiry (ms)
+    <p>:revocations            channel   pub/sub: "<expiry ms> <task id>" per revocation
     <p>:worker:<worker_id>     string    one worker's heartbeat record (with a TTL)
     <p>:workers                zset      worker ids scored by heartbeat expiry (ms)
 
@@ -88,6 +90,16 @@ class KeySpace:
     def result_channel(self) -> str:
         """Pub/sub channel on which the ids of tasks with a new final record are published."""
         return f"{self.prefix}:results:final"
+
+    @property
+    def revoked(self) -> str:
+        """Sorted set of revoked task ids scored by when the revocation expires (ms)."""
+        return f"{self.prefix}:revoked"
+
+    @property
+    def revocation_channel(self) -> str:
+        """Pub/sub channel on which each revocation is published as ``<expiry ms> <task id>``."""
+        return f"{self.prefix}:revocations"
 
     def worker(self, worker_id: str) -> str:
         """Return the key holding the heartbeat of ``worker_id``."""

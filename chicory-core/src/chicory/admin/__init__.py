@@ -13,6 +13,7 @@ commands built on it.
 """
 
 from chicory.admin.api import Admin, Progress
+from chicory.admin.cancel import CancelReport, DelayedTask, DelayedTasks
 from chicory.admin.models import (
     ActionReport,
     DeadLetterFilter,
@@ -27,10 +28,13 @@ from chicory.admin.models import (
 __all__ = [
     "ActionReport",
     "Admin",
+    "CancelReport",
     "DeadLetterFilter",
     "DeadLetterInfo",
     "DeadLetterListing",
     "DeadLetterRef",
+    "DelayedTask",
+    "DelayedTasks",
     "Progress",
     "QueueInfo",
     "TaskInfo",

@@ -29,6 +29,12 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+from chicory.admin.cancel import (
+    CancelReport,
+    DelayedTasks,
+    cancel_task,
+    delayed_tasks,
+)
 from chicory.admin.fallback import CoreOnlyInspector
 from chicory.admin.letters import describe, list_page
 from chicory.admin.models import (
@@ -176,6 +182,45 @@ class Admin:
             ),
             key=lambda w: (w.hostname, w.pid, w.worker_id),
         )
+
+    # -- cancelling, and delayed tasks ------------------------------------------------------
+
+    async def cancel(
+        self, task_id: str, *, queues: Sequence[str] | None = None, ttl: float | None = None
+    ) -> CancelReport:
+        """Cancel a task wherever it is (see :mod:`chicory.admin.cancel`): a revocation
+        record for the workers, and its delayed copy removed from ``queues`` (default:
+        :meth:`queue_names`) where the broker can list delayed messages.
+
+        Raises:
+            CapabilityError: the result backend keeps no revocation records.
+        """
+        names = list(queues) if queues is not None else await self.queue_names()
+        return await cancel_task(
+            self.app, task_id, queues=names, ttl=ttl, scan_limit=self.scan_limit
+        )
+
+    async def delayed(
+        self, queue: str, *, after: str | None = None, limit: int = 50
+    ) -> DelayedTasks:
+        """One page of the delayed tasks of ``queue``, soonest due first.
+
+        Raises:
+            CapabilityError: the broker lacks the ``delayed_listing`` capability.
+        """
+        return await delayed_tasks(self.app, queue, after=after, limit=limit)
+
+    async def remove_delayed(self, queue: str, message_id: str) -> bool:
+        """Remove one delayed message (by the id :meth:`delayed` lists); False if gone.
+
+        Raises:
+            CapabilityError: the broker lacks the ``delayed_listing`` capability.
+        """
+        from chicory.delayed import delayed_listing
+
+        broker = await self.app.connected_broker()
+        listing = delayed_listing(broker, needed_for="removing a delayed task")
+        return await listing.remove_delayed(queue, message_id)
 
     # -- dead letters ----------------------------------------------------------------------
 

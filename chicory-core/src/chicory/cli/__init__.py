@@ -8,6 +8,8 @@ Commands (``chicory COMMAND --help`` for each; ``docs/operations.md`` is the ref
     chicory dead list|show|replay|delete|purge APP
     chicory send APP TASK       enqueue one run of a task
     chicory result APP TASK_ID  a task's state and result
+    chicory cancel APP TASK_ID  cancel a task (queued, delayed or running)
+    chicory delayed list|remove APP
     chicory dashboard APP       the web dashboard (chicory-dashboard)
     chicory plugins             installed plugins, brokers and result backends
     chicory conformance TARGET...  the broker conformance suite
@@ -26,7 +28,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from chicory.cli import dead_commands, look_commands, run_commands, task_commands
+from chicory.cli import (
+    cancel_commands,
+    dead_commands,
+    look_commands,
+    run_commands,
+    task_commands,
+)
 from chicory.cli.inputs import load_app
 from chicory.cli.output import rich_available, stderr_console
 from chicory.cli.parsing import Tree
@@ -45,6 +53,7 @@ def build_tree() -> Tree:
     look_commands.register(tree)
     dead_commands.register(tree)
     task_commands.register(tree)
+    cancel_commands.register(tree)
     return tree
 
 

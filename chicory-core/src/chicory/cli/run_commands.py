@@ -6,11 +6,12 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 from typing import Any
 
 import anyio
 
-from chicory.app import BACKEND_ENV, BROKER_ENV
+from chicory.app import BACKEND_ENV, BROKER_ENV, Chicory
 from chicory.cli.inputs import load_app
 from chicory.cli.output import Out
 from chicory.cli.parsing import Tree, add_app, add_json
@@ -58,6 +59,35 @@ def register(tree: Tree) -> None:
         default=2.0,
         metavar="SECONDS",
         help="seconds between heartbeats (what chicory workers shows)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes under a supervisor that restarts any that dies "
+        "(default: 1, in this process, without a supervisor)",
+    )
+    worker.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        metavar="N",
+        help="recycle a worker process after it handled N deliveries: it drains and a fresh "
+        "one starts (implies the supervisor; default: never)",
+    )
+    worker.add_argument(
+        "--max-memory-per-child",
+        type=int,
+        metavar="MIB",
+        help="recycle a worker process whose resident memory passes this many MiB "
+        "(implies the supervisor; default: never)",
+    )
+    worker.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: restart the worker processes when a .py file in the current "
+        "directory or the app's changes (needs watchfiles: pip install "
+        "'chicory-core[reload]')",
     )
     worker.add_argument(
         "--no-gc-tuning",
@@ -135,6 +165,13 @@ def _worker(args: argparse.Namespace) -> int:
         os.environ[BROKER_ENV] = args.broker
     if args.backend:
         os.environ[BACKEND_ENV] = args.backend
+    for option, value in (
+        ("--processes", args.processes),
+        ("--max-tasks-per-child", args.max_tasks_per_child),
+        ("--max-memory-per-child", args.max_memory_per_child),
+    ):
+        if value is not None and value < 1:
+            raise ConfigurationError(f"{option} must be at least 1, got {value}")
     app = load_app(args.app)
     if args.broker and app.broker_description != redact_url(args.broker):
         raise ConfigurationError(
@@ -144,6 +181,20 @@ def _worker(args: argparse.Namespace) -> int:
         )
     for name in args.middleware:
         app.add_middleware(name)
+    options: dict[str, Any] = {
+        "queues": args.queues,
+        "concurrency": args.concurrency,
+        "prefetch": args.prefetch,
+        "drain_timeout": args.drain_timeout,
+        "heartbeat_interval": args.heartbeat_interval,
+    }
+    if (
+        args.processes > 1
+        or args.reload
+        or args.max_tasks_per_child is not None
+        or args.max_memory_per_child is not None
+    ):
+        return _supervise(args, app, options)
     if not app.broker.capabilities.shared:
         logging.getLogger("chicory.worker").warning(
             "broker %s is process-local: only tasks enqueued in this process reach this "
@@ -151,18 +202,51 @@ def _worker(args: argparse.Namespace) -> int:
             "redis:// for real deployments.",
             app.broker_description,
         )
-    worker = Worker(
-        app,
-        queues=args.queues,
-        concurrency=args.concurrency,
-        prefetch=args.prefetch,
-        drain_timeout=args.drain_timeout,
-        heartbeat_interval=args.heartbeat_interval,
-    )
+    worker = Worker(app, **options)
     if args.gc_tuning:
         tune_gc()
     worker.run()
     return 0
+
+
+def _supervise(args: argparse.Namespace, app: Chicory, options: dict[str, Any]) -> int:
+    from chicory.processes import ChildConfig, Supervisor
+    from chicory.processes.reload import ReloadWatcher
+
+    if not app.broker.capabilities.shared:
+        raise ConfigurationError(
+            f"worker processes need a shared broker, and {app.broker_description} is "
+            "process-local (each process would have queues of its own); use redis:// or "
+            "another shared broker"
+        )
+    config = ChildConfig(
+        app=args.app,
+        worker_options=options,
+        max_tasks=args.max_tasks_per_child,
+        max_memory=None if args.max_memory_per_child is None else args.max_memory_per_child * 2**20,
+        gc_tuning=args.gc_tuning,
+        log_level=logging.getLevelName(logging.getLogger().level),
+        log_format=args.log_format,
+        middleware=list(args.middleware),
+        cwd=os.getcwd(),
+    )
+    paths = reload_paths(args.app) if args.reload else []
+    if paths:
+        ReloadWatcher(paths)  # fails now, with the hint, if watchfiles is missing
+    return Supervisor(config, processes=args.processes, reload_paths=paths).run()
+
+
+def reload_paths(spec: str) -> list[str]:
+    """What ``--reload`` watches: the current directory, and the app module's own directory
+    when it is elsewhere."""
+    paths = [os.getcwd()]
+    module = sys.modules.get(spec.partition(":")[0])
+    origin = getattr(module, "__file__", None)
+    if origin:
+        here = os.path.dirname(os.path.abspath(origin))
+        if not here.startswith(paths[0]):
+            paths.append(here)
+    return paths
 
 
 def _plugins(args: argparse.Namespace) -> int:

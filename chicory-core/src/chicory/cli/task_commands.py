@@ -41,7 +41,8 @@ def register(tree: Tree) -> None:
 
     result = tree.command(
         "result",
-        "show a task's state and result (exit 1 if it failed, or --wait timed out)",
+        "show a task's state and result (exit 1 if it failed or was cancelled, or --wait timed "
+        "out)",
         _result,
     )
     add_app(result)
@@ -103,7 +104,7 @@ async def _result_async(args: argparse.Namespace) -> int:
         out.json(info.to_json())
     else:
         _print_task(out, info)
-    if info.state is TaskState.FAILURE:
+    if info.state in (TaskState.FAILURE, TaskState.CANCELLED):
         return 1
     if args.wait and not info.state.final:
         out.note(f"task {args.task_id} did not finish within {args.timeout:g} s")

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
     from chicory.testing.harness import BrokerFactory, BrokerHarness, ResultBackendHarness
     from chicory.testing.suite_basics import BrokerBasicsSuite
     from chicory.testing.suite_dead_letters import DeadLetterSuite
+    from chicory.testing.suite_delayed import DelayedSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_inspection import InspectionSuite
     from chicory.testing.suite_results import ResultBackendSuite
+    from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
     from chicory.testing.suite_stateful import BrokerStatefulSuite
     from chicory.testing.suite_worker import WorkerSuite
@@ -42,9 +44,11 @@ _WHERE = {
     "ResultBackendHarness": "harness",
     "BrokerBasicsSuite": "suite_basics",
     "DeadLetterSuite": "suite_dead_letters",
+    "DelayedSuite": "suite_delayed",
     "BrokerDeliverySuite": "suite_delivery",
     "InspectionSuite": "suite_inspection",
     "ResultBackendSuite": "suite_results",
+    "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
     "BrokerStatefulSuite": "suite_stateful",
     "WorkerSuite": "suite_worker",
@@ -59,7 +63,9 @@ SUITE_MODULES = (
     "chicory.testing.suite_sessions",
     "chicory.testing.suite_dead_letters",
     "chicory.testing.suite_inspection",
+    "chicory.testing.suite_delayed",
     "chicory.testing.suite_results",
+    "chicory.testing.suite_revocations",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
 )
@@ -83,10 +89,12 @@ __all__ = [
     "BrokerSettlementSuite",
     "BrokerStatefulSuite",
     "DeadLetterSuite",
+    "DelayedSuite",
     "Guarantee",
     "InspectionSuite",
     "Level",
     "ResultBackendHarness",
     "ResultBackendSuite",
+    "RevocationSuite",
     "WorkerSuite",
 ]

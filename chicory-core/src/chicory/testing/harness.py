@@ -392,7 +392,18 @@ class ResultsEnvFactory(EnvFactory):
         check_harness(harness, ResultBackendHarness, self.fixture)
 
     def skip_reason(self, harness: Any, requires: Sequence[str]) -> str | None:
-        """Result backends declare no capabilities: never skip."""
+        """Result backends declare their optional powers by implementing their protocols:
+        a test requiring ``revocations`` skips a backend that is no
+        :class:`~chicory.revocation.Revocations`."""
+        if "revocations" in requires:
+            from chicory.revocation import Revocations
+
+            backend = harness.factory()
+            if not isinstance(backend, Revocations):
+                return (
+                    f"the result backend {backend!r} keeps no revocation records (it lacks "
+                    "revoke, revocations and watch_revocations)"
+                )
         return None
 
     def timeout(self, harness: Any) -> float:

@@ -54,10 +54,14 @@ _SUITES: Final = (
     ("TestDelivery", "BrokerDeliverySuite"),
     ("TestDeadLetters", "DeadLetterSuite"),
     ("TestInspection", "InspectionSuite"),
+    ("TestDelayed", "DelayedSuite"),
     ("TestStateful", "BrokerStatefulSuite"),
     ("TestWorker", "WorkerSuite"),
 )
-_RESULTS: Final = ("TestResults", "ResultBackendSuite")
+_RESULTS: Final = (
+    ("TestResults", "ResultBackendSuite"),
+    ("TestRevocations", "RevocationSuite"),
+)
 
 _REQUIRED: Final = {
     "pytest": "pytest",
@@ -68,7 +72,7 @@ _REQUIRED: Final = {
 
 
 def _write_project(directory: Path, target: str, prefix: str, *, results: bool) -> None:
-    suites = _SUITES + ((_RESULTS,) if results else ())
+    suites = _SUITES + (_RESULTS if results else ())
     (directory / "pytest.ini").write_text("[pytest]\naddopts =\n", encoding="utf-8")
     (directory / "conftest.py").write_text(
         _CONFTEST.format(target=target, prefix=prefix), encoding="utf-8"

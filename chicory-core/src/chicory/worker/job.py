@@ -7,6 +7,11 @@ modes require: the result is stored before an at-least-once ack. Settles and res
 shielded from cancellation and bounded by ``settle_timeout``, so a drain can neither lose
 them nor hang on them.
 
+A task cancelled before it starts (its id is in ``revoked``, :mod:`chicory.revocation`) is
+not run: it is recorded ``CANCELLED`` and acked. A run cancelled while it runs
+(:mod:`chicory.worker.slots`) ends ``CANCELLED`` whatever its function did: no retry, no
+dead letter; its delivery is acked (an at-most-once one was acked before it ran).
+
 Each meaningful event writes a line (:mod:`chicory.worker.tasklog`); the DEBUG ones cost one
 attribute test when DEBUG is off. A run goes through the app's execute middleware
 (:mod:`chicory.middleware`) only when the app has any: with none, the function is called as
@@ -16,8 +21,9 @@ one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +33,13 @@ import attrs
 from chicory.backend import StoredResult
 from chicory.broker import Delivery
 from chicory.clock import utcnow
-from chicory.context import Fail, Retry, TaskContext
+from chicory.context import CancelToken, Fail, Retry, TaskContext
 from chicory.envelope import TaskMessage
 from chicory.errors import (
     ArgumentValidationError,
     MessageDecodeError,
     ResultValidationError,
+    TaskCancelledError,
 )
 from chicory.history import HistoryEntry, with_history, with_traceback
 from chicory.middleware import ExecuteChain
@@ -40,11 +47,14 @@ from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
 from chicory.task import Task
+from chicory.timelimits import NO_LIMITS, limits_for
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
 from chicory.worker.settler import Settler
+from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
 from chicory.worker.tasklog import TaskLog
+from chicory.worker.threads import SyncThreads
 
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
@@ -72,6 +82,10 @@ class JobRunner:
         self._bus = worker.bus
         self._settle_timeout = settle_timeout
         self._limiter = anyio.CapacityLimiter(worker.sync_threads)
+        self.threads = SyncThreads()
+        self.revoked: dict[str, float] = {}
+        """Revoked task ids -> expiry (fed by :mod:`chicory.worker.revocations`)."""
+        self.slots: list[RunnerSlot] = []
         self._leased: set[Delivery] = set()
         self._decode = worker.app.codec.decode
         self._tasks = worker.app.tasks
@@ -92,7 +106,14 @@ class JobRunner:
         """Deliveries held by running at-least-once tasks (their leases need renewal)."""
         return list(self._leased)
 
-    async def handle(self, delivery: Delivery) -> bool:
+    def cancel_running(self, task_id: str) -> None:
+        """Cancel the run of ``task_id`` if one of this worker's runners is running it."""
+        for slot in self.slots:
+            if slot.task_id == task_id:
+                log.warning("task %s: cancel requested while it runs; stopping it", task_id)
+                slot.cancel()
+
+    async def handle(self, delivery: Delivery, slot: RunnerSlot | None = None) -> bool:
         """Take one delivery to a terminal state. Never raises except on cancellation.
 
         Returns:
@@ -101,7 +122,8 @@ class JobRunner:
         """
         state = _RECEIVED
         try:
-            message = self._decode(delivery.body, delivery.headers)
+            headers = delivery.headers
+            message = self._decode(delivery.body, headers)
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
@@ -125,6 +147,10 @@ class JobRunner:
             await self._dead(delivery, message, str(exc), error_type="ArgumentValidationError")
             return False
         strategy = STRATEGIES[task.delivery_mode]
+        revoked = self.revoked
+        if revoked and message.id in revoked:
+            await self._cancelled(delivery, message, task, started=False)
+            return False
         if self._worker.stopping:
             state = transition(state, JobState.CANCELLED)
             await self._settle(delivery.nack(requeue=True), "hand back", message)
@@ -138,7 +164,10 @@ class JobRunner:
                 self._log.not_run(message, delivery.queue)
                 return False
         state = transition(state, _RUNNING)
-        outcome = await self._run(delivery, message, task, strategy, args, kwargs)
+        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
+        if slot is not None and slot.cancel_requested:
+            await self._cancelled(delivery, message, task, started=True)
+            return False
         if outcome.error is None:
             failed = self._succeed(delivery, message, task, strategy, outcome, settler)
             if failed is None:
@@ -155,6 +184,8 @@ class JobRunner:
         strategy: AckStrategy,
         args: list[Any],
         kwargs: dict[str, Any],
+        slot: RunnerSlot | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Outcome:
         chain = self._chain
         context = (
@@ -162,14 +193,26 @@ class JobRunner:
                 message,
                 delivery.queue,
                 delivery.delivery_count,
-                delivery.headers,
+                delivery.headers if headers is None else headers,
                 self._resources,
                 self._worker_id,
                 task.retry_policy,
+                CancelToken(),
             )
             if task.signature.wants_context or chain is not None
             else None
         )
+        if headers is None:
+            headers = delivery.headers
+        limits = (
+            limits_for(task.timeout, task.soft_timeout, headers)
+            if headers or task.timeout is not None or task.soft_timeout is not None
+            else NO_LIMITS
+        )
+        if slot is not None:  # RunnerSlot.start, inlined: every task passes here
+            slot.task_id = message.id
+            slot.token = context.cancel_token if context is not None else None
+            slot.cancel_requested = False
         if strategy.holds_lease:
             self._leased.add(delivery)
         self.running += 1
@@ -182,10 +225,19 @@ class JobRunner:
             self._emit("chicory_task_started", message, task)
         try:
             if chain is None:
-                return await execute(task, args, kwargs, context, self._limiter)
+                return await execute(
+                    task, args, kwargs, context, self._limiter, self.threads, limits, slot
+                )
             assert context is not None
-            return await execute_chain(chain, task, args, kwargs, context, self._limiter)
+            return await execute_chain(
+                chain, task, args, kwargs, context, self._limiter, self.threads, limits, slot
+            )
         except anyio.get_cancelled_exc_class():
+            if slot is not None and slot.cancel_requested and not self._worker.killed:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()  # the cancel request's own: the run ends CANCELLED
+                return Outcome(error=TaskCancelledError(message.id, "cancelled while running"))
             if not self._worker.killed:
                 transition(JobState.RUNNING, JobState.CANCELLED)
                 self._log.cancelled(message, delivery.queue, strategy.holds_lease)
@@ -194,6 +246,9 @@ class JobRunner:
         finally:
             self.running -= 1
             self._leased.discard(delivery)
+            if slot is not None:  # RunnerSlot.clear, inlined
+                slot.task_id = slot.token = slot.call = None
+                slot.in_function = False
 
     def _succeed(
         self,
@@ -296,6 +351,22 @@ class JobRunner:
             message,
         )
         self._emit("chicory_task_retried", message, task, error=error, delay=delay, runtime=runtime)
+
+    async def _cancelled(
+        self, delivery: Delivery, message: TaskMessage, task: Task[..., Any], *, started: bool
+    ) -> None:
+        """Record a cancelled task ``CANCELLED`` (before or while it ran) and ack it."""
+        transition(_RUNNING if started else _RECEIVED, JobState.CANCELLED)
+        reason = "cancelled while running" if started else "cancelled before it started"
+        log.warning("task %s %s %s", task.name, message.id, reason)
+        if not task.ignore_result:
+            error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
+            record = self._record(message, task, TaskState.CANCELLED, error=error)
+            if not await self._store(message, record, final=True):
+                if STRATEGIES[task.delivery_mode].holds_lease or not started:
+                    await self._settle(delivery.nack(requeue=True), "hand back", message)
+                return
+        await self._settle(delivery.ack(), "ack", message)  # after an at-most-once ack: nothing
 
     async def _dead(
         self,

@@ -5,9 +5,11 @@ Every delivery a worker takes becomes a job that moves through these states::
     RECEIVED ──> RUNNING ──> SUCCEEDED
        │            ├──────> RETRYING
        │            ├──────> FAILED      (retries exhausted, ctx.fail(), timeout at the limit)
-       │            └──────> CANCELLED   (drain timeout: handed back or lost, by mode)
+       │            └──────> CANCELLED   (drain timeout: handed back or lost, by mode;
+       │                                  or a cancel request: recorded CANCELLED, acked)
        ├──────────────────> DEAD        (undecodable, unknown task, bad arguments)
-       └──────────────────> CANCELLED   (not started: handed back; or pre-ack failed)
+       └──────────────────> CANCELLED   (not started: handed back; pre-ack failed; or
+                                         revoked: recorded CANCELLED, acked unrun)
 
 The worker calls :func:`transition` for every move; the ack strategy of the job's delivery
 mode (:mod:`chicory.worker.ack`) is invoked for the move's side effects. An illegal move

@@ -6,6 +6,7 @@ Shape (one anyio task group, no fire-and-forget tasks)::
      ├─ observer dispatcher            (lifecycle hooks, off the task path)
      ├─ heartbeat loop                 (WorkerInfo records in the result backend)
      ├─ lease loop                     (renews leases of running at-least-once deliveries)
+     ├─ revocation feed                (cancel requests: chicory.worker.revocations)
      └─ runners group
          ├─ fetch loop                 (fetches up to half the capacity in one call)
          └─ N runners                  (a fixed set, N = concurrency, fed by the inbox)
@@ -34,6 +35,7 @@ settled or handed back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -54,7 +56,9 @@ from chicory.records import WorkerInfo, encode_record
 from chicory.worker.inbox import Inbox
 from chicory.worker.job import JobRunner
 from chicory.worker.observers import ObserverBus
+from chicory.worker.revocations import RevocationFeed
 from chicory.worker.settler import Settler
+from chicory.worker.slots import RunnerSlot
 from chicory.worker.startup import log_settings, middleware_lifecycle, settings_of
 
 if TYPE_CHECKING:
@@ -85,6 +89,8 @@ class Worker:
             abandoned (it is shielded from cancellation until then).
         fetch_timeout: Longest single wait for new deliveries.
         worker_id: Unique id (default: ``host-pid-random``).
+        max_tasks: Drain and stop after handling this many deliveries (how
+            ``chicory worker --max-tasks-per-child`` recycles a worker process).
     """
 
     def __init__(
@@ -101,9 +107,12 @@ class Worker:
         settle_timeout: float = 10.0,
         fetch_timeout: float = 1.0,
         worker_id: str | None = None,
+        max_tasks: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        if max_tasks is not None and max_tasks < 1:
+            raise ConfigurationError(f"max_tasks must be at least 1, got {max_tasks}")
         if prefetch is not None and prefetch < 0:
             raise ConfigurationError(f"prefetch cannot be negative, got {prefetch}")
         for name, value in (
@@ -134,6 +143,11 @@ class Worker:
         self._bus = ObserverBus(app.plugins)
         self._settle_timeout = settle_timeout
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
+        self.max_tasks = max_tasks
+        self._last_task = max_tasks or -1  # processed never equals -1: no check per task
+        self._revocations = RevocationFeed(
+            app.backend, self._jobs.revoked, self._jobs.cancel_running
+        )
         self._settler: Settler | None = None
         self._inbox = Inbox()
         self._held = 0
@@ -237,6 +251,7 @@ class Worker:
                     async with anyio.create_task_group() as background:
                         background.start_soon(self._heartbeat_loop)
                         background.start_soon(self._lease_loop, consumer)
+                        await background.start(self._revocations.run)
                         await self._consume(consumer)
                         background.cancel_scope.cancel()
                     settler.close()
@@ -246,6 +261,7 @@ class Worker:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self.drain_timeout + 5):
                     await consumer.close()
                 log.info("worker %s stopped after %d deliveries", self.worker_id, self.processed)
+            self._jobs.threads.close()
 
     async def _consume(self, consumer: Consumer) -> None:
         inbox = self._inbox
@@ -298,6 +314,8 @@ class Worker:
         jobs = self._jobs
         settler = self._settler
         assert settler is not None
+        slot = RunnerSlot(asyncio.current_task())
+        jobs.slots.append(slot)
         streak = 0
         while True:
             streak += 1
@@ -311,13 +329,20 @@ class Worker:
                     break
             handed_off = False
             try:
-                handed_off = await jobs.handle(delivery)
+                handed_off = await jobs.handle(delivery, slot)
                 if handed_off and inbox.quiet():
                     await settler.send_now()  # a lone task's settle goes out from here
             finally:
                 jobs.processed += 1
                 if not handed_off:
                     self._release()
+                if jobs.processed == self._last_task:
+                    log.info(
+                        "worker %s handled its %d deliveries; draining",
+                        self.worker_id,
+                        self.max_tasks,
+                    )
+                    self.stop()
 
     def _release(self, count: int = 1) -> None:
         """``count`` held deliveries are settled: their slots are free for the fetch loop."""

@@ -1,0 +1,106 @@
+"""The revocation guarantees can fail: memory result backends with one defect each fail them.
+
+Like ``test_conformance_delayed_broken.py``: each broken backend runs the ``RevocationSuite``
+in a throw-away pytest project (``pytester``), and the test checks which guarantee ids
+failed. The control, the same subclass without a defect, passes every one.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+BROKERS = """
+import contextlib
+import os
+import time
+
+import pytest
+from chicory.testing import ResultBackendHarness
+from chicory_memory.results import MemoryResultBackend
+
+
+def defect():
+    return os.environ["CHICORY_TEST_DEFECT"]
+
+
+class Broken(MemoryResultBackend):
+    async def revoke(self, task_id, *, ttl):
+        if defect() == "shortens":
+            self._revoked.pop(task_id, None)
+        await super().revoke(task_id, ttl=ttl)
+
+    async def revocations(self):
+        if defect() == "never_expire":
+            return {t: max(at, time.time() + 60) for t, at in self._revoked.items()}
+        return await super().revocations()
+
+    @contextlib.asynccontextmanager
+    async def watch_revocations(self):
+        async with super().watch_revocations() as pushes:
+            if defect() == "no_push":
+                self._watchers.clear()
+            yield pushes
+
+
+@pytest.fixture
+def chicory_result_backend_harness():
+    return ResultBackendHarness(factory=Broken, timeout=10)
+"""
+
+SUITES = """
+from chicory.testing import RevocationSuite
+
+class TestRevocations(RevocationSuite):
+    pass
+"""
+
+CASES = {
+    "shortens": {"revocation.extended"},
+    "never_expire": {"revocation.expires"},
+    "no_push": {"revocation.pushed"},
+}
+
+ALL = {
+    "revocation.recorded",
+    "revocation.expires",
+    "revocation.pushed",
+    "revocation.extended",
+}
+
+
+def run_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, defect: str
+) -> tuple[set[str], set[str], pytest.RunResult]:
+    monkeypatch.setenv("CHICORY_TEST_DEFECT", defect)
+    pytester.makeconftest(BROKERS)
+    pytester.makepyfile(test_broken_revocations=SUITES)
+    result = pytester.runpytest_inprocess("-p", "no:asyncio", "-p", "no:cacheprovider", "-rfs")
+    failed: set[str] = set()
+    passed: set[str] = set()
+    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
+        gid = dict(report.user_properties).get("chicory_guarantee")
+        if gid is None:
+            continue
+        if report.failed:
+            failed.add(gid)
+        elif report.passed and report.when == "call":
+            passed.add(gid)
+    return failed, passed, result
+
+
+@pytest.mark.parametrize("defect", sorted(CASES))
+def test_a_broken_revocation_store_fails_the_named_guarantees(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, defect: str
+) -> None:
+    failed, _, result = run_suite(pytester, monkeypatch, defect)
+    assert failed == CASES[defect], result.stdout.str()
+
+
+def test_the_unbroken_subclass_passes_every_revocation_guarantee(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed, passed, result = run_suite(pytester, monkeypatch, "none")
+    assert not failed, result.stdout.str()
+    assert passed == ALL, result.stdout.str()
