@@ -155,3 +155,18 @@ def test_messages_without_user_headers_keep_the_body_only_signature() -> None:
 
     body, headers = app.codec.encode(plain.message())
     assert headers == {"chicory-sig": hmac.new(KEY.encode(), body, hashlib.sha256).hexdigest()}
+
+
+async def test_headers_go_with_a_calls_time_limit() -> None:
+    app = Chicory(broker="memory://", backend="memory://", signing_key=KEY)
+
+    @app.task(name="h.limited")
+    async def limited(ctx: TaskContext) -> dict[str, str]:
+        return dict(ctx.headers)
+
+    async with serving(app):
+        result = await limited.apply_async(headers={"tenant": "acme"}, timeout=5)
+        seen = await result.get(timeout=10)
+    await app.close()
+    assert seen["tenant"] == "acme"
+    assert float(seen["chicory-timeout"]) == 5.0
