@@ -6,9 +6,11 @@ return type (unwrapped from the coroutine), so ``delay`` is checked and ``get`` 
 
 from __future__ import annotations
 
-from typing import assert_type
+from collections.abc import Mapping
+from typing import Any, assert_type
 
 from chicory import AsyncResult, Chicory, Task, TaskContext
+from chicory.middleware import CallNext, Middleware, OutgoingTask
 
 
 def declare(app: Chicory) -> None:
@@ -39,3 +41,22 @@ async def enqueue(add: Task[[int, int], int]) -> None:
     assert_type(result, AsyncResult[int])
     assert_type(await result.get(timeout=1), int)
     await add.delay("1", 2)  # type: ignore[arg-type]
+
+
+class _Stamp(Middleware):
+    """A middleware of each kind type-checks against the base class's signatures."""
+
+    def before_publish(self, message: OutgoingTask) -> None:
+        message.headers["x-stamp"] = message.id
+
+    async def execute(self, ctx: TaskContext, call_next: CallNext) -> Any:
+        assert_type(ctx.headers, Mapping[str, str])
+        return await call_next(ctx)
+
+
+async def with_headers(app: Chicory, add: Task[[int, int], int]) -> None:
+    """Headers go with ``apply_async`` and ``delay_many``; middleware are added typed."""
+    app.add_middleware(_Stamp())
+    result = await add.apply_async((1, 2), headers={"tenant": "acme"})
+    assert_type(result, AsyncResult[int])
+    await add.delay_many([(1, 2)], headers={"tenant": "acme"})

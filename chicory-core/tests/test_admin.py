@@ -118,10 +118,17 @@ async def test_a_replay_restarts_the_attempt_and_keeps_the_history() -> None:
     app = memory_app(clock, signing_key="k1")
     broker = await app.connected_broker()
     body, headers = app.codec.encode_fields(
-        "t-1", "t.pay", [1], {}, queue="q", created_at=_now(clock), attempt=4
+        "t-1",
+        "t.pay",
+        [1],
+        {},
+        queue="q",
+        created_at=_now(clock),
+        attempt=4,
+        headers={"user-header": "kept"},  # signed with the body
     )
     earlier = HistoryEntry(at=_now(clock), event="retry", attempt=3, detail="ValueError: x")
-    await broker.publish("q", body, {**with_history(headers, earlier), "user-header": "kept"})
+    await broker.publish("q", body, with_history(headers, earlier))
     async with broker.consume(["q"], prefetch=1) as consumer:
         (delivery,) = await consumer.fetch(1, timeout=1)
         await delivery.dead_letter("ValueError: x (retries exhausted after 4 attempts)")

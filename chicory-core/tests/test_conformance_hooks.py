@@ -45,6 +45,14 @@ class Recorder:
         self.seen.append(("chicory_task_dead_lettered", event))
 
     @hookimpl
+    def chicory_task_redelivered(self, event: TaskEvent) -> None:
+        self.seen.append(("chicory_task_redelivered", event))
+
+    @hookimpl
+    def chicory_task_lease_lost(self, event: TaskEvent) -> None:
+        self.seen.append(("chicory_task_lease_lost", event))
+
+    @hookimpl
     def chicory_worker_started(self, event: WorkerEvent) -> None:
         self.seen.append(("chicory_worker_started", event))
 
@@ -81,10 +89,15 @@ async def test_an_observer_receives_every_lifecycle_hook() -> None:
     async def doomed() -> None:
         raise KeyError("always")
 
+    # A message another consumer took and handed back arrives redelivered.
+    handed_back = await ok.delay(1)
+    async with (await app.connected_broker()).consume(["q"], prefetch=1) as consumer:
+        assert len(await consumer.fetch(1, timeout=1)) == 1
     worker = Worker(app, queues=["q"], concurrency=2, heartbeat_interval=0, fetch_timeout=0.1)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.serve)
         await worker.wait_started()
+        assert await handed_back.get(timeout=10) == 2
         assert await (await ok.delay(21)).get(timeout=10) == 42
         assert await (await flaky.delay()).get(timeout=10) == 2
         failed = await doomed.delay()
@@ -97,7 +110,10 @@ async def test_an_observer_receives_every_lifecycle_hook() -> None:
         worker.stop()
     await app.close()
 
-    assert {name for name, _ in recorder.seen} == set(OBSERVER_HOOKS)
+    # A lost lease needs a slow ack: tests/test_task_logs.py reaches that hook.
+    assert {name for name, _ in recorder.seen} == set(OBSERVER_HOOKS) - {"chicory_task_lease_lost"}
+    (redelivered,) = recorder.of("chicory_task_redelivered")
+    assert (redelivered.task_id, redelivered.delivery_count) == (handed_back.id, 2)
     (started,) = recorder.of("chicory_worker_started")
     (stopping,) = recorder.of("chicory_worker_stopping")
     for event in (started, stopping):
@@ -106,7 +122,7 @@ async def test_an_observer_receives_every_lifecycle_hook() -> None:
         assert event.queues == ("q",)
     assert recorder.seen[0][0] == "chicory_worker_started"
 
-    (succeeded_ok,) = [
+    (succeeded_ok, _) = [
         e for e in recorder.of("chicory_task_succeeded") if e.task_name == "hooks.ok"
     ]
     assert succeeded_ok.delivery_mode == "at_most_once"
@@ -121,6 +137,6 @@ async def test_an_observer_receives_every_lifecycle_hook() -> None:
     assert dead.reason is not None
     assert "always" in dead.reason
     names = [e.task_name for e in recorder.of("chicory_task_started")]
-    assert sorted(names) == ["hooks.doomed", "hooks.flaky", "hooks.flaky", "hooks.ok"]
-    assert len(recorder.of("chicory_task_received")) == 4
-    assert len(recorder.of("chicory_task_succeeded")) == 2, "a raising observer hid events"
+    assert sorted(names) == ["hooks.doomed", "hooks.flaky", "hooks.flaky", "hooks.ok", "hooks.ok"]
+    assert len(recorder.of("chicory_task_received")) == 5
+    assert len(recorder.of("chicory_task_succeeded")) == 3, "a raising observer hid events"

@@ -89,3 +89,16 @@ def test_the_log_formatter_redacts_messages_and_tracebacks() -> None:
     assert "pa#ss" not in out
     assert "broker redis://u:***@h/0" in out
     assert "Traceback" in out
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_command_lines_log_formats_redact(fmt: str) -> None:
+    """``chicory --log-format text|json`` (and worker processes) log through these."""
+    from chicory.logconfig import make_formatter
+
+    record = logging.LogRecord(
+        "chicory.worker", logging.WARNING, __file__, 1, "lost %s", ("redis://:zq7/xv9@h/0",), None
+    )
+    out = make_formatter(fmt).format(record)
+    assert "zq7" not in out
+    assert "redis://:***@h/0" in out

@@ -29,7 +29,15 @@ log = logging.getLogger("mkdocs.plugins.chicory.roles")
 
 ROLE = re.compile(r":(?:py:)?(class|meth|mod|func|attr|exc|data|obj|const):`(~?)([^`]+)`")
 LITERAL_INTRO = re.compile(r"(?<=\S)::$", re.MULTILINE)
-OWN_PACKAGES = ("chicory", "chicory_memory", "chicory_redis", "chicory_example_plugin")
+OWN_PACKAGES = (
+    "chicory",
+    "chicory_memory",
+    "chicory_redis",
+    "chicory_example_plugin",
+    "chicory_prometheus",
+    "chicory_opentelemetry",
+    "chicory_sentry",
+)
 
 
 class SphinxRoles(griffe.Extension):

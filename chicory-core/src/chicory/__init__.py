@@ -22,6 +22,7 @@ from chicory.errors import (
     ArgumentValidationError,
     ChicoryError,
     ConfigurationError,
+    InvalidHeaderError,
     MessageDecodeError,
     MessageTooLargeError,
     PublishOutcomeUnknownError,
@@ -32,6 +33,7 @@ from chicory.errors import (
     UnknownBackendError,
     UnknownTaskError,
 )
+from chicory.middleware import Middleware
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.records import TaskState
 from chicory.result import AsyncResult
@@ -54,8 +56,10 @@ __all__ = [
     "Delivery",
     "DeliveryMode",
     "Fail",
+    "InvalidHeaderError",
     "MessageDecodeError",
     "MessageTooLargeError",
+    "Middleware",
     "PublishOutcomeUnknownError",
     "QueueCounts",
     "ResultBackend",

@@ -19,6 +19,7 @@ from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
 from chicory.errors import ConfigurationError, EventLoopMismatchError, TaskRegistrationError
 from chicory.loops import LoopHome, alive_elsewhere, running_loop
+from chicory.middleware import Middleware, OutgoingTask, overrides, prepare
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.plugins import BackendKind, PluginHost
 from chicory.producer import Producer
@@ -50,6 +51,8 @@ class Chicory:
         backend: The same for the result backend. Defaults to ``$CHICORY_BACKEND_URL``, else
             the broker's URL when that plugin also offers a result backend, else ``memory://``.
         plugins: Extra plugin objects (observers, backends) for this app only.
+        middleware: Middleware for this app, in order: instances (see
+            :mod:`chicory.middleware`) or names of middleware installed plugins offer.
         load_entry_points: Discover installed plugins through the ``chicory`` entry points.
         default_queue: Queue of tasks that name none.
         delivery_mode: Default delivery mode of tasks that name none.
@@ -79,6 +82,7 @@ class Chicory:
         backend: str | ResultBackend | None = None,
         *,
         plugins: Iterable[object] = (),
+        middleware: Iterable[Middleware | str] = (),
         load_entry_points: bool = True,
         default_queue: str = "default",
         delivery_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
@@ -118,6 +122,12 @@ class Chicory:
         self._producer = Producer(self._publish_now)
         self._broker_ready = False
         self._backend_ready = False
+        self.middleware: list[Middleware] = []
+        """The app's middleware, in order (add more with :meth:`add_middleware`)."""
+        self.publish_hooks: tuple[Callable[[OutgoingTask], None], ...] = ()
+        """The ``before_publish`` methods of :attr:`middleware` that do something."""
+        for item in middleware:
+            self.add_middleware(item)
 
     def __repr__(self) -> str:
         return f"<Chicory broker={self.broker_description} tasks={len(self.tasks)}>"
@@ -126,6 +136,11 @@ class Chicory:
     def broker_description(self) -> str:
         """The broker for humans: its redacted URL or class name."""
         return _describe(self.broker, self._broker_target)
+
+    @property
+    def backend_description(self) -> str:
+        """The result backend for humans: its redacted URL or class name."""
+        return _describe(self.backend, self._backend_target)
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -227,6 +242,57 @@ class Chicory:
 
         return register(fn) if fn is not None else _TaskDecorator(register)
 
+    # -- middleware ------------------------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware | str) -> Middleware:
+        """Add a middleware after the ones the app has (see :mod:`chicory.middleware`).
+
+        Workers created afterwards run it; producers from their next ``delay()`` on. Its
+        observer hooks, if it implements any, are registered for this app.
+
+        Args:
+            middleware: A middleware, or the name of one an installed plugin offers (built
+                with no arguments).
+
+        Returns:
+            The middleware added.
+
+        Raises:
+            UnknownMiddlewareError: no installed plugin offers a middleware of that name.
+        """
+        if isinstance(middleware, str):
+            built: Any = self.plugins.build_middleware(middleware)
+            middleware = built
+        assert not isinstance(middleware, str)
+        self.middleware.append(middleware)
+        self.plugins.register(middleware)
+        self.publish_hooks = tuple(
+            m.before_publish for m in self.middleware if overrides(m, "before_publish")
+        )
+        return middleware
+
+    def prepare(self, message: OutgoingTask) -> tuple[str, OutgoingMessage]:
+        """Run the publish middleware on ``message``, check its headers and encode it.
+
+        Returns:
+            The queue it goes to and the encoded message.
+
+        Raises:
+            InvalidHeaderError: a header cannot be sent (see :mod:`chicory.headers`).
+            ConfigurationError: a middleware set an ``eta`` that is not an aware datetime.
+            MessageTooLargeError: the encoded message is over ``max_message_bytes``.
+            Exception: whatever a middleware raised to refuse the message.
+        """
+        return prepare(self.codec, self.publish_hooks, message)
+
+    async def publish_prepared(self, prepared: Iterable[tuple[str, OutgoingMessage]]) -> None:
+        """Publish messages from :meth:`prepare`, one batch per queue."""
+        batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for queue, outgoing in prepared:
+            batches[queue].append(outgoing)
+        for queue, batch in batches.items():
+            await self.publish_encoded(queue, batch)
+
     # -- connections -----------------------------------------------------------------------
 
     async def connected_broker(self) -> Broker:
@@ -268,11 +334,16 @@ class Chicory:
                 self._backend_ready = True
 
     async def publish(self, messages: Sequence[TaskMessage]) -> None:
-        """Encode and publish messages, one batch per queue.
+        """Encode and publish messages, one batch per queue (through the publish
+        middleware, if the app has any).
 
         Raises:
             MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
         """
+        if self.publish_hooks:
+            prepared = [self.prepare(OutgoingTask.of(message)) for message in messages]
+            await self.publish_prepared(prepared)
+            return
         batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for message in messages:
             body, headers = self.codec.encode(message)
@@ -378,6 +449,7 @@ class Chicory:
     ) -> ResultBackend:
         if target is None:
             target = os.environ.get(BACKEND_ENV) or self._default_backend_url()
+        self._backend_target = target if isinstance(target, str) else None
         if not isinstance(target, str):
             return target
         spec, url = self.plugins.resolve(BackendKind.RESULT_BACKEND, target)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-import attrs
+from chicory.clock import utcnow
+from chicory.envelope import TaskMessage
+
+if TYPE_CHECKING:
+    from chicory.retry import RetryPolicy
 
 __all__ = ["CancelToken", "Fail", "Retry", "TaskContext"]
+
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 class Retry(Exception):
@@ -47,27 +56,193 @@ class CancelToken:
         return f"<CancelToken cancelled={self.cancelled}>"
 
 
-@attrs.frozen(kw_only=True)
 class TaskContext:
-    """Declared as a task's first parameter (annotated ``TaskContext``) to receive this.
+    """What one run of a task can see: declare a first parameter annotated ``TaskContext``
+    to receive it. Execute middleware receives it too (see :mod:`chicory.middleware`).
 
-    Attributes:
+    Read-only. The worker builds one per run; build one yourself to call a task function
+    directly in a unit test (every argument but ``task_id`` and ``task_name`` has a
+    default).
+
+    Args:
         task_id: The task's id, stable across retries (use it as an idempotency key).
         task_name: The registered task name.
         attempt: 1 for the first run, 2 for the first retry, and so on.
         retries_left: How many retries the policy still allows after this attempt.
         queue: The queue the task came from.
         delivery_count: How often the broker delivered this message (> 1 after a crash).
+        headers: The message's headers (see :mod:`chicory.headers`).
+        resources: What the worker's middleware built at start-up for tasks to share.
+        worker_id: The id of the worker running the task.
+        args: The positional arguments as sent (JSON values).
+        kwargs: The keyword arguments as sent (JSON values).
+        created_at: When the first attempt was published (default: now).
+        eta: When the task was due, if it was delayed.
+        retry_policy: The task's retry policy (default: one allowing ``retries_left``
+            more retries).
         cancel_token: Where the worker signals a cancel request (read :attr:`cancelled`).
     """
 
-    task_id: str
-    task_name: str
-    attempt: int
-    retries_left: int
-    queue: str
-    delivery_count: int = 1
-    cancel_token: CancelToken = attrs.field(factory=CancelToken, repr=False, eq=False)
+    __slots__ = (
+        "_cancel_token",
+        "_delivery_count",
+        "_headers",
+        "_message",
+        "_policy",
+        "_queue",
+        "_resources",
+        "_worker_id",
+    )
+
+    _message: TaskMessage
+    _queue: str
+    _delivery_count: int
+    _headers: Mapping[str, str]
+    _resources: Mapping[str, Any]
+    _worker_id: str
+    _policy: RetryPolicy
+    _cancel_token: CancelToken
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        task_name: str,
+        attempt: int = 1,
+        retries_left: int = 0,
+        queue: str = "default",
+        delivery_count: int = 1,
+        headers: Mapping[str, str] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        worker_id: str = "",
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        created_at: datetime | None = None,
+        eta: datetime | None = None,
+        retry_policy: RetryPolicy | None = None,
+        cancel_token: CancelToken | None = None,
+    ) -> None:
+        from chicory.retry import RetryPolicy
+
+        self._message = TaskMessage(
+            id=task_id,
+            task=task_name,
+            args=list(args),
+            kwargs=dict(kwargs or {}),
+            attempt=attempt,
+            queue=queue,
+            created_at=created_at or utcnow(),
+            eta=eta,
+        )
+        self._queue = queue
+        self._delivery_count = delivery_count
+        self._headers = MappingProxyType(dict(headers or {}))
+        self._resources = _EMPTY if resources is None else resources
+        self._worker_id = worker_id
+        self._policy = retry_policy or RetryPolicy(max_retries=max(0, attempt - 1 + retries_left))
+        self._cancel_token = cancel_token or CancelToken()
+
+    @classmethod
+    def _of(
+        cls,
+        message: TaskMessage,
+        queue: str,
+        delivery_count: int,
+        headers: Mapping[str, str],
+        resources: Mapping[str, Any],
+        worker_id: str,
+        policy: RetryPolicy,
+        cancel_token: CancelToken,
+    ) -> TaskContext:
+        """The worker's constructor: a decoded message and where it came from, no copies."""
+        context = cls.__new__(cls)
+        context._message = message
+        context._queue = queue
+        context._delivery_count = delivery_count
+        context._headers = headers
+        context._resources = resources
+        context._worker_id = worker_id
+        context._policy = policy
+        context._cancel_token = cancel_token
+        return context
+
+    def __repr__(self) -> str:
+        return (
+            f"<TaskContext {self.task_name}[{self.task_id}] attempt={self.attempt} "
+            f"queue={self._queue!r}>"
+        )
+
+    @property
+    def task_id(self) -> str:
+        """The task's id, stable across retries (use it as an idempotency key)."""
+        return self._message.id
+
+    @property
+    def task_name(self) -> str:
+        """The registered task name."""
+        return self._message.task
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run, 2 for the first retry, and so on."""
+        return self._message.attempt
+
+    @property
+    def retries_left(self) -> int:
+        """How many retries the policy still allows after this attempt."""
+        return self._policy.retries_left(self._message.attempt)
+
+    @property
+    def queue(self) -> str:
+        """The queue the task came from."""
+        return self._queue
+
+    @property
+    def delivery_count(self) -> int:
+        """How often the broker delivered this message (> 1 after a crash or a hand-back)."""
+        return self._delivery_count
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The message's headers: those the producer or its middleware set, and Chicory's
+        own (named ``chicory-*``)."""
+        return self._headers
+
+    @property
+    def resources(self) -> Mapping[str, Any]:
+        """What the worker's middleware built at start-up for tasks to share (a database
+        pool, an HTTP client), by name: ``Worker.resources`` seen read-only."""
+        return self._resources
+
+    @property
+    def worker_id(self) -> str:
+        """The id of the worker running the task."""
+        return self._worker_id
+
+    @property
+    def args(self) -> Sequence[Any]:
+        """The positional arguments as sent (JSON values, before validation)."""
+        return self._message.args
+
+    @property
+    def kwargs(self) -> Mapping[str, Any]:
+        """The keyword arguments as sent (JSON values, before validation)."""
+        return self._message.kwargs
+
+    @property
+    def created_at(self) -> datetime:
+        """Aware-UTC time the task's first attempt was published."""
+        return self._message.created_at
+
+    @property
+    def eta(self) -> datetime | None:
+        """Aware-UTC time the task was due, if it was published with a delay."""
+        return self._message.eta
+
+    @property
+    def cancel_token(self) -> CancelToken:
+        """Where the worker signals a cancel request (read :attr:`cancelled`)."""
+        return self._cancel_token
 
     @property
     def cancelled(self) -> bool:
@@ -77,7 +252,19 @@ class TaskContext:
         cleanup (``except``/``finally``); a sync task cannot be interrupted and should check
         it between steps and return early. Either way the run ends ``CANCELLED``.
         """
-        return self.cancel_token.cancelled
+        return self._cancel_token.cancelled
+
+    def will_retry(self, exc: BaseException) -> bool:
+        """Whether the worker retries this task if its run ends with ``exc``, by its retry
+        policy and the retries left (a :class:`Retry` with retries left: yes; a
+        :class:`Fail`: no).
+
+        Useful in execute middleware, to tell an attempt that will be retried from a task
+        that fails for good.
+        """
+        from chicory.worker.job import retry_decision
+
+        return retry_decision(self._policy, exc, self._message.attempt)[0] is not None
 
     def retry(self, countdown: float | None = None, reason: str | None = None) -> NoReturn:
         """Stop this attempt and run the task again after ``countdown`` seconds.

@@ -4,11 +4,14 @@ It enqueues a mix of tasks on the given broker (``memory://`` by default, in thi
 runs a worker on them, shows progress from an observer plugin (the same hooks any metrics
 plugin uses) as a ``rich`` progress bar on standard error (a final count line when that is
 not a terminal or ``rich`` is not installed), and ends with a summary on standard output:
-what succeeded, what was retried, what was dead-lettered and why.
+what succeeded, what was retried, what was dead-lettered and why. The worker's per-task log
+lines (its retries and failures are the demo's point) and its start-up lines are held back
+while it runs.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections import Counter
@@ -97,8 +100,27 @@ def build_demo_app(broker: str, tally: object | None = None) -> Chicory:
     return app
 
 
+@contextmanager
+def _quiet_worker() -> Iterator[None]:
+    """Hold back the worker's per-task lines and its INFO lines for the block."""
+    quieted = {"chicory.task": logging.CRITICAL, "chicory.worker": logging.WARNING}
+    saved = {name: logging.getLogger(name).level for name in quieted}
+    for name, level in quieted.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 async def run_demo(total: int = 300, broker: str = "memory://") -> int:
     """Run the demo; return 0 when every task ended as expected."""
+    with _quiet_worker():
+        return await _run_demo(total, broker)
+
+
+async def _run_demo(total: int, broker: str) -> int:
     tally = _Tally()
     app = build_demo_app(broker, tally)
     tasks = app.tasks

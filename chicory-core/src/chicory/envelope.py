@@ -5,6 +5,14 @@ JSON values. Anyone who can write to the broker can at worst make a task run wit
 arguments (rejected by validation) or be dead-lettered as undecodable, never run code of
 their choosing. With a ``signing_key``, every body carries an HMAC-SHA256 in the
 ``chicory-sig`` header and unsigned or tampered bodies are rejected as undecodable.
+
+The signature covers the body and the message's headers that are not reserved for Chicory
+(:mod:`chicory.headers`): a message without such headers is signed over its body alone;
+one with them over ``chicory-headers-v1``, the headers as a JSON array of ``[name, value]``
+pairs sorted by name, and the body, each on its own line. The first line keeps the two forms
+apart (a body is a JSON object, so never starts with it). Chicory's own ``chicory-*``
+headers (the signature itself, a task's history) are not signed: they never change what
+runs, and tools that replay a dead letter may add to them.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import orjson
 from cattrs.preconf.orjson import make_converter
 
 from chicory.errors import MessageDecodeError, MessageTooLargeError
+from chicory.headers import is_reserved
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -35,6 +44,7 @@ __all__ = [
 
 ENVELOPE_VERSION: Final = 1
 SIGNATURE_HEADER: Final = "chicory-sig"
+_SIGNED_HEADERS_MARK: Final = b"chicory-headers-v1\n"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 
 
@@ -248,8 +258,14 @@ class Codec:
         signed = "signed" if self._key else "unsigned"
         return f"Codec(max_message_bytes={self.max_message_bytes}, {signed})"
 
-    def encode(self, message: TaskMessage) -> tuple[bytes, dict[str, str]]:
+    def encode(
+        self, message: TaskMessage, headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         """Return the body and headers for ``message``.
+
+        ``headers`` (already checked, see :func:`chicory.headers.check_headers`) are copied
+        into the headers returned, beside the signature; any signature among them is
+        replaced.
 
         Raises:
             MessageTooLargeError: the body is larger than ``max_message_bytes``.
@@ -265,6 +281,7 @@ class Codec:
             eta=message.eta,
             attempt=message.attempt,
             version=message.v,
+            headers=headers,
         )
 
     def encode_fields(
@@ -279,6 +296,7 @@ class Codec:
         eta: datetime | None = None,
         attempt: int = 1,
         version: int = ENVELOPE_VERSION,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, dict[str, str]]:
         """Like :meth:`encode`, from the fields of a :class:`TaskMessage` (no instance built).
 
@@ -297,7 +315,7 @@ class Codec:
             "created_at": created_at,
             "eta": eta,
         }
-        return self._seal(task, payload)
+        return self._seal(task, payload, headers)
 
     def encode_many(
         self,
@@ -349,8 +367,11 @@ class Codec:
             encoded.append((body, {}))
         return encoded
 
-    def _seal(self, task: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-        """Serialize ``payload``, check its size, sign it if the codec signs."""
+    def _seal(
+        self, task: str, payload: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """Serialize ``payload``, check its size, sign it (and ``headers``) if the codec
+        signs; return the body and its headers."""
         try:
             body = to_json(payload)
         except TypeError as exc:
@@ -358,8 +379,12 @@ class Codec:
         if len(body) > self.max_message_bytes:
             raise self._too_large(task, body)
         if self._key is None:
-            return body, {}
-        return body, {SIGNATURE_HEADER: self._sign(body)}
+            if not headers:
+                return body, {}
+            return body, {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
+        out = dict(headers) if headers else {}
+        out[SIGNATURE_HEADER] = self._sign(body, out)
+        return body, out
 
     def _too_large(self, task: str, body: bytes) -> MessageTooLargeError:
         return MessageTooLargeError(
@@ -375,8 +400,10 @@ class Codec:
             MessageDecodeError: the body is not a valid, correctly signed envelope.
         """
         if self._key is not None:
-            signature = (headers or {}).get(SIGNATURE_HEADER)
-            if signature is None or not hmac.compare_digest(signature, self._sign(body)):
+            signature = headers.get(SIGNATURE_HEADER) if headers else None
+            if type(signature) is not str or not hmac.compare_digest(
+                signature, self._sign(body, headers)
+            ):
                 raise MessageDecodeError("message signature is missing or wrong; not running it")
         try:
             raw = orjson.loads(body)
@@ -398,6 +425,14 @@ class Codec:
         except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
             raise MessageDecodeError(f"malformed envelope: {explain(exc)}") from exc
 
-    def _sign(self, body: bytes) -> str:
+    def _sign(self, body: bytes, headers: Mapping[str, str] | None) -> str:
+        """The signature of ``body`` and the headers of ``headers`` not reserved for
+        Chicory (see the module docstring)."""
         assert self._key is not None
+        if headers and (len(headers) > 1 or SIGNATURE_HEADER not in headers):
+            signed = sorted(
+                [name, value] for name, value in headers.items() if not is_reserved(name)
+            )
+            if signed:
+                body = b"%s%s\n%s" % (_SIGNED_HEADERS_MARK, orjson.dumps(signed), body)
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()

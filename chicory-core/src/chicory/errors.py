@@ -28,6 +28,15 @@ class TaskRegistrationError(ConfigurationError):
     """A task could not be registered (duplicate name, unsupported signature...)."""
 
 
+class InvalidHeaderError(ConfigurationError, ValueError):
+    """A message header that cannot be sent: a bad or reserved name, a value that is not a
+    string, or headers too large (see :mod:`chicory.headers`)."""
+
+
+class UnknownMiddlewareError(ConfigurationError):
+    """No installed plugin offers middleware of the requested name."""
+
+
 class UnknownTaskError(ChicoryError):
     """A message names a task that this worker does not know."""
 

@@ -8,9 +8,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import attrs
+
 from chicory.broker import OutgoingMessage
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
+from chicory.headers import check_headers
+from chicory.middleware import OutgoingTask
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
@@ -174,6 +178,7 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         timeout: float | None = None,
         soft_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -187,12 +192,15 @@ class Task(Generic[P, R]):
             timeout: This call's hard time limit in seconds, instead of the task's (its
                 retries keep it).
             soft_timeout: This call's soft time limit in seconds, instead of the task's.
+            headers: Message headers, readable in the task as ``ctx.headers`` (see
+                :mod:`chicory.headers` for what names and values may be).
 
         Raises:
             ArgumentValidationError: the arguments do not fit the signature or its types.
-            MessageTooLargeError: the encoded message is over the app's size limit.
             ConfigurationError: a time limit is not a positive number, or the soft one is
                 not below the hard one.
+            InvalidHeaderError: a header cannot be sent.
+            MessageTooLargeError: the encoded message is over the app's size limit.
             BrokerConnectionError: the broker could not be reached; the task was not
                 enqueued, so calling again cannot duplicate it.
             PublishOutcomeUnknownError: the connection failed after the message was sent,
@@ -203,25 +211,53 @@ class Task(Generic[P, R]):
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         task_id = task_id or new_task_id()
         queue = queue or self.queue
-        body, headers = self.app.codec.encode_fields(
-            task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
-        )
+        limits: dict[str, str] | None = None
         if timeout is not None or soft_timeout is not None:
             check_limits(
                 f"task {self.name!r}",
                 self.timeout if timeout is None else timeout,
                 soft_timeout,
             )
-            headers = {**headers, **limit_headers(timeout, soft_timeout)}
-        outgoing = OutgoingMessage(body=body, headers=headers, not_before=eta)
+            limits = limit_headers(timeout, soft_timeout)
+        app = self.app
+        if app.publish_hooks or headers:
+            message = OutgoingTask(
+                task=self.name,
+                id=task_id,
+                args=wire_args,
+                kwargs=wire_kwargs,
+                queue=queue,
+                eta=eta,
+                headers=dict(headers or {}),
+                created_at=now,
+            )
+            queue, outgoing = app.prepare(message)
+            if limits:
+                outgoing = attrs.evolve(outgoing, headers={**outgoing.headers, **limits})
+            await self._publish_one(queue, outgoing, message.id)
+            return AsyncResult(app, message.id, self)
+        body, sent = app.codec.encode_fields(
+            task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
+        )
+        if limits:
+            sent = {**sent, **limits}
+        outgoing = OutgoingMessage(body=body, headers=sent, not_before=eta)
+        await self._publish_one(queue, outgoing, task_id)
+        return AsyncResult(app, task_id, self)
+
+    async def _publish_one(self, queue: str, outgoing: OutgoingMessage, task_id: str) -> None:
+        """Publish one message; an unknown outcome names the task and what to do."""
         try:
             await self.app.publish_encoded(queue, [outgoing])
         except PublishOutcomeUnknownError as exc:
             raise outcome_unknown(exc, self.name, [task_id]) from exc
-        return AsyncResult(self.app, task_id, self)
 
     async def delay_many(
-        self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, queue: str | None = None
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> list[AsyncResult[R]]:
         """Enqueue many runs in one batch (one round trip per queue where the broker allows).
 
@@ -229,9 +265,11 @@ class Task(Generic[P, R]):
             calls: One item per run: a tuple/list of positional arguments, or a mapping of
                 keyword arguments.
             queue: Publish to this queue instead of the task's default.
+            headers: Headers for every message of the batch (see :meth:`apply_async`).
 
         Raises:
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
+            InvalidHeaderError: a header cannot be sent; nothing is enqueued.
             BrokerConnectionError: the broker could not be reached; nothing was enqueued.
             PublishOutcomeUnknownError: the connection failed after the messages were sent,
                 so some or all may be enqueued.
@@ -249,6 +287,26 @@ class Task(Generic[P, R]):
             else:
                 wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
             wire.append((task_id, wire_args, wire_kwargs))
+        app = self.app
+        if app.publish_hooks or headers:
+            given = check_headers(headers or {})
+            messages = [
+                OutgoingTask(
+                    task=self.name,
+                    id=task_id,
+                    args=wire_args,
+                    kwargs=wire_kwargs,
+                    queue=queue,
+                    headers=dict(given),
+                    created_at=now,
+                )
+                for task_id, wire_args, wire_kwargs in wire
+            ]
+            try:
+                await app.publish_prepared([app.prepare(message) for message in messages])
+            except PublishOutcomeUnknownError as exc:
+                raise outcome_unknown(exc, self.name, [m.id for m in messages]) from exc
+            return [AsyncResult(app, message.id, self) for message in messages]
         encoded = self.app.codec.encode_many(self.name, wire, queue=queue, created_at=now)
         outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
         try:

@@ -17,7 +17,7 @@ from chicory.app import Chicory
 from chicory.broker import DeadLetter
 from chicory.clock import utcnow
 from chicory.errors import MessageDecodeError
-from chicory.history import HistoryEntry, carry_headers, with_history
+from chicory.history import HistoryEntry, with_history
 from chicory.inspection import Inspection, RecordForgetting
 
 __all__ = ["fresh_message", "replay_fresh"]
@@ -42,8 +42,8 @@ def fresh_message(
     except MessageDecodeError:
         body, headers, attempt, task_id = letter.body, dict(letter.headers), 0, None
     else:
-        body, signed = codec.encode(attrs.evolve(message, attempt=1, eta=None))
-        headers = carry_headers(letter.headers, signed)
+        # Every header is carried over; the codec signs the new body with them.
+        body, headers = codec.encode(attrs.evolve(message, attempt=1, eta=None), letter.headers)
         attempt, task_id = message.attempt, message.id
     headers = with_history(
         headers,

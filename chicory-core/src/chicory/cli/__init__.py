@@ -39,6 +39,7 @@ from chicory.cli.inputs import load_app
 from chicory.cli.output import rich_available, stderr_console
 from chicory.cli.parsing import Tree
 from chicory.errors import ArgumentValidationError, ChicoryError, ConfigurationError
+from chicory.logconfig import configure_logging, make_formatter
 from chicory.redact import RedactingFormatter, redact_text
 
 __all__ = ["build_tree", "exit_code", "load_app", "main"]
@@ -64,9 +65,18 @@ def exit_code(error: BaseException) -> int:
     return 1
 
 
-def _setup_logging(level: str, command: str, explicit: bool) -> None:
+def _setup_logging(level: str, command: str, explicit: bool, fmt: str = "text") -> None:
+    """Log at ``level`` on standard error; ``fmt`` ``json`` writes JSON lines (see
+    :mod:`chicory.logconfig`).
+
+    Raises:
+        ConfigurationError: ``json`` without python-json-logger installed.
+    """
     if not explicit and command in _CHATTY:
         level = "INFO"
+    if fmt == "json":
+        configure_logging(level, "json")
+        return
     # Every line goes through RedactingFormatter: no password of a URL in a log message or
     # a traceback reaches the terminal or the log collector.
     if sys.stderr.isatty() and rich_available():
@@ -76,9 +86,7 @@ def _setup_logging(level: str, command: str, explicit: bool) -> None:
         handler.setFormatter(RedactingFormatter("%(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-        )
+        handler.setFormatter(make_formatter("text"))
     logging.basicConfig(level=level, handlers=[handler])
 
 
@@ -90,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else 2
     explicit = any(a == "--log-level" or a.startswith("--log-level=") for a in argv)
-    _setup_logging(args.log_level, args.command, explicit)
     try:
+        _setup_logging(args.log_level, args.command, explicit, args.log_format)
         code: int = args.handler(args)
     except (ChicoryError, LookupError) as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)

@@ -61,6 +61,12 @@ def _common() -> argparse.ArgumentParser:
         help="how much chicory logs on standard error (default: WARNING; INFO for worker "
         "and dashboard)",
     )
+    common.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines as text, or as one JSON object per line (needs chicory-core[json-logs])",
+    )
     return common
 
 

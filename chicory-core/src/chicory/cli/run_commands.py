@@ -123,6 +123,14 @@ def register(tree: Tree) -> None:
         type=Path,
         help="read the result backend URL from the first line of this file (default: none)",
     )
+    worker.add_argument(
+        "--middleware",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="enable a middleware an installed plugin offers, after the app's own "
+        "(repeatable; 'chicory plugins' lists them; default: none)",
+    )
 
     plugins = tree.command(
         "plugins", "list installed plugins, brokers and result backends", _plugins
@@ -204,6 +212,8 @@ def _worker(args: argparse.Namespace) -> int:
             f"explicitly ({app.broker_description}); create it with Chicory() to let "
             f"{BROKER_ENV} or --broker choose"
         )
+    for name in args.middleware:
+        app.add_middleware(name)
     options: dict[str, Any] = {
         "queues": args.queues,
         "concurrency": args.concurrency,
@@ -218,6 +228,13 @@ def _worker(args: argparse.Namespace) -> int:
         or args.max_memory_per_child is not None
     ):
         return _supervise(args, app, options)
+    if not app.broker.capabilities.shared:
+        logging.getLogger("chicory.worker").warning(
+            "broker %s is process-local: only tasks enqueued in this process reach this "
+            "worker, and pending work is lost when it exits. Use a shared broker such as "
+            "redis:// for real deployments.",
+            app.broker_description,
+        )
     worker = Worker(app, **options)
     if args.gc_tuning:
         tune_gc()
@@ -242,6 +259,8 @@ def _supervise(args: argparse.Namespace, app: Chicory, options: dict[str, Any]) 
         max_memory=None if args.max_memory_per_child is None else args.max_memory_per_child * 2**20,
         gc_tuning=args.gc_tuning,
         log_level=logging.getLevelName(logging.getLogger().level),
+        log_format=args.log_format,
+        middleware=list(args.middleware),
         cwd=os.getcwd(),
     )
     paths = reload_paths(args.app) if args.reload else []
@@ -286,6 +305,14 @@ def _plugins(args: argparse.Namespace) -> int:
                     ]
                     for kind, items in kinds.items()
                 },
+                "middleware": [
+                    {
+                        "name": item.spec.name,
+                        "distribution": item.distribution,
+                        "description": item.spec.description,
+                    }
+                    for item in host.middleware()
+                ],
                 "broken": dict(sorted(host.broken.items())),
             }
         )
@@ -300,6 +327,14 @@ def _plugins(args: argparse.Namespace) -> int:
             print(f"  {item.spec.name:<12} {schemes:<28} {origin}")
             if item.spec.description:
                 print(f"  {'':<12} {item.spec.description}")
+    print("middleware:")
+    offered = host.middleware()
+    if not offered:
+        print("  (none installed)")
+    for entry in offered:
+        print(f"  {entry.spec.name:<12} {'':<28} {entry.distribution or entry.plugin}")
+        if entry.spec.description:
+            print(f"  {'':<12} {entry.spec.description}")
     print("plugins:")
     for name, dist, doc in host.loaded():
         print(f"  {name:<12} {dist or '':<28} {doc}")

@@ -26,7 +26,8 @@ class TaskEvent:
         runtime: Seconds the function ran, on finished attempts.
         error: The exception, on retried and failed attempts.
         delay: Seconds until the retry, on retried attempts.
-        reason: Why, on failures and dead letters.
+        reason: Why, on failures, dead letters and lost leases.
+        delivery_count: How often the broker delivered the message, on redeliveries.
     """
 
     task_id: str
@@ -40,6 +41,7 @@ class TaskEvent:
     error: ErrorInfo | None = None
     delay: float | None = None
     reason: str | None = None
+    delivery_count: int | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -3,7 +3,8 @@
 Two kinds of hooks:
 
 * **Registration** (``chicory_register_*``) is called once per app, must be cheap and pure,
-  and returns :class:`~chicory.plugins.specs.BackendSpec` values. It must not import driver
+  and returns :class:`~chicory.plugins.specs.BackendSpec` or
+  :class:`~chicory.plugins.specs.MiddlewareSpec` values. It must not import driver
   libraries or open connections.
 * **Lifecycle observers** (``chicory_task_*``, ``chicory_worker_*``) are told what happened.
   They run outside the task's path, in the worker's event dispatcher: an observer that
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pluggy
 
 from chicory.plugins.events import TaskEvent, WorkerEvent
-from chicory.plugins.specs import BackendSpec
+from chicory.plugins.specs import BackendSpec, MiddlewareSpec
 
 PROJECT = "chicory"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,6 +37,16 @@ def chicory_register_brokers() -> list[BackendSpec]:  # type: ignore[empty-body]
 @hookspec
 def chicory_register_result_backends() -> list[BackendSpec]:  # type: ignore[empty-body]
     """Return the result backends this plugin offers (same rules as brokers)."""
+
+
+@hookspec
+def chicory_register_middleware() -> list[MiddlewareSpec]:  # type: ignore[empty-body]
+    """Return the middleware this plugin offers by name (see :mod:`chicory.middleware`).
+
+    Must: return specs with unique names and lazy factories.
+    Must not: import the library the middleware wraps, or enable anything: an app turns a
+    middleware on by naming it.
+    """
 
 
 @hookspec
@@ -66,6 +77,18 @@ def chicory_task_failed(event: TaskEvent) -> None:
 @hookspec
 def chicory_task_dead_lettered(event: TaskEvent) -> None:
     """A message was moved to the dead letters with ``event.reason``."""
+
+
+@hookspec
+def chicory_task_redelivered(event: TaskEvent) -> None:
+    """A worker received a message delivered before (``event.delivery_count`` > 1): a worker
+    died or handed it back, or its lease expired."""
+
+
+@hookspec
+def chicory_task_lease_lost(event: TaskEvent) -> None:
+    """A worker's ack was refused because the delivery's lease had expired: another worker
+    may run (or have run) the task. ``event.reason`` says which ack."""
 
 
 @hookspec

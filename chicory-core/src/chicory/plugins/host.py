@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 import attrs
 import pluggy
 
-from chicory.errors import DuplicateBackendError, UnknownBackendError
+from chicory.errors import DuplicateBackendError, UnknownBackendError, UnknownMiddlewareError
 from chicory.plugins import hookspecs
-from chicory.plugins.specs import BackendKind, BackendSpec
+from chicory.plugins.specs import BackendKind, BackendSpec, MiddlewareSpec
 
-__all__ = ["OBSERVER_HOOKS", "InstalledBackend", "PluginHost"]
+__all__ = ["OBSERVER_HOOKS", "InstalledBackend", "InstalledMiddleware", "PluginHost"]
 
 log = logging.getLogger("chicory.plugins")
 
@@ -34,6 +34,8 @@ OBSERVER_HOOKS: Final = (
     "chicory_task_retried",
     "chicory_task_failed",
     "chicory_task_dead_lettered",
+    "chicory_task_redelivered",
+    "chicory_task_lease_lost",
     "chicory_worker_started",
     "chicory_worker_stopping",
 )
@@ -60,6 +62,21 @@ class InstalledBackend:
 
     kind: BackendKind
     spec: BackendSpec
+    plugin: str
+    distribution: str | None
+
+
+@attrs.frozen(kw_only=True)
+class InstalledMiddleware:
+    """A middleware spec and where it came from.
+
+    Attributes:
+        spec: The registered spec.
+        plugin: The plugin's name in the plugin manager.
+        distribution: The distribution that installed it, with version, if known.
+    """
+
+    spec: MiddlewareSpec
     plugin: str
     distribution: str | None
 
@@ -157,6 +174,48 @@ class PluginHost:
                 "(a distribution registering the 'chicory' entry point), then run "
                 "'chicory plugins' to check."
             )
+        )
+
+    def middleware(self) -> list[InstalledMiddleware]:
+        """Every middleware that plugins offer by name, sorted by name.
+
+        Raises:
+            DuplicateBackendError: two plugins offer middleware of one name.
+        """
+        found: dict[str, InstalledMiddleware] = {}
+        for impl in self._pm.hook.chicory_register_middleware.get_hookimpls():
+            specs: Any = impl.function()
+            for spec in specs or ():
+                item = InstalledMiddleware(
+                    spec=spec,
+                    plugin=impl.plugin_name,
+                    distribution=self._dists.get(impl.plugin_name),
+                )
+                other = found.get(spec.name)
+                if other is not None:
+                    raise DuplicateBackendError(
+                        f"middleware {spec.name!r} is offered twice: by plugin {other.plugin!r} "
+                        f"and by plugin {item.plugin!r}; uninstall one of them"
+                    )
+                found[spec.name] = item
+        return sorted(found.values(), key=lambda i: i.spec.name)
+
+    def build_middleware(self, name: str) -> object:
+        """Build the middleware a plugin offers as ``name``.
+
+        Raises:
+            UnknownMiddlewareError: no installed plugin offers it; the message lists what is.
+            ConfigurationError: its factory cannot be imported.
+        """
+        offered = self.middleware()
+        for item in offered:
+            if item.spec.name == name:
+                return item.spec.load_factory()()
+        listing = ", ".join(item.spec.name for item in offered) or "none"
+        raise UnknownMiddlewareError(
+            f"no installed plugin offers middleware {name!r}. Installed: {listing}. Install "
+            f"the plugin that provides it (e.g. pip install chicory-{name}), then run "
+            "'chicory plugins' to check."
         )
 
     def loaded(self) -> list[tuple[str, str | None, str]]:

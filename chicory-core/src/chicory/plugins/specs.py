@@ -1,4 +1,5 @@
-"""Backend specs: what a plugin registers so Chicory can find and lazily build a backend."""
+"""Specs: what a plugin registers so Chicory can find and lazily build a backend or a
+middleware."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import attrs
 
 from chicory.errors import ConfigurationError
 
-__all__ = ["BackendKind", "BackendSpec"]
+__all__ = ["BackendKind", "BackendSpec", "MiddlewareSpec"]
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -58,14 +59,45 @@ class BackendSpec:
         Raises:
             ConfigurationError: the module or attribute cannot be imported.
         """
-        module_name, _, attr_path = self.factory.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-            for part in attr_path.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError) as exc:
-            hint = f" Try: {self.install_hint}" if self.install_hint else ""
-            raise ConfigurationError(
-                f"backend {self.name!r} could not load its factory {self.factory!r}: {exc}.{hint}"
-            ) from exc
-        return target
+        return _load("backend", self.name, self.factory, self.install_hint)
+
+
+@attrs.frozen(kw_only=True)
+class MiddlewareSpec:
+    """A middleware a plugin offers by name. Registering one imports nothing heavy.
+
+    Attributes:
+        name: Unique name users enable it by (``Chicory(middleware=["prometheus"])``,
+            ``chicory worker --middleware prometheus``).
+        factory: ``"module:attr"`` of a callable taking no arguments that returns the
+            middleware (configured from the environment, say), imported only when enabled.
+        install_hint: What to run to get it, shown in error messages.
+        description: One line for ``chicory plugins``.
+    """
+
+    name: str
+    factory: str = attrs.field(validator=_check_factory)
+    install_hint: str = ""
+    description: str = ""
+
+    def load_factory(self) -> Any:
+        """Import and return the factory callable.
+
+        Raises:
+            ConfigurationError: the module or attribute cannot be imported.
+        """
+        return _load("middleware", self.name, self.factory, self.install_hint)
+
+
+def _load(kind: str, name: str, factory: str, install_hint: str) -> Any:
+    module_name, _, attr_path = factory.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        hint = f" Try: {install_hint}" if install_hint else ""
+        raise ConfigurationError(
+            f"{kind} {name!r} could not load its factory {factory!r}: {exc}.{hint}"
+        ) from exc
+    return target

@@ -54,6 +54,8 @@ class ChildConfig:
         max_memory: Recycle once resident memory passes this many bytes (``None``: never).
         gc_tuning: Tune the garbage collector like ``chicory worker`` does.
         log_level: The logging level name.
+        log_format: ``text`` or ``json`` (see :mod:`chicory.logconfig`).
+        middleware: Names of middleware installed plugins offer, added after the app's own.
         cwd: The directory the app is imported from.
     """
 
@@ -63,22 +65,31 @@ class ChildConfig:
     max_memory: int | None = None
     gc_tuning: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    middleware: list[str] = attrs.field(factory=list)
     cwd: str = "."
 
 
 def child_main(config: ChildConfig, conn: Connection, index: int) -> None:
     """Entry point of a child process (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    handler = logging.StreamHandler()
-    handler.setFormatter(  # as the parent's: no password of a URL reaches the log
-        RedactingFormatter(f"%(asctime)s %(levelname)-7s %(name)s [child {index}]: %(message)s")
-    )
-    logging.basicConfig(level=config.log_level, handlers=[handler])
+    if config.log_format == "json":
+        from chicory.logconfig import configure_logging
+
+        configure_logging(config.log_level, "json")  # redacted, as every chicory log line
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(  # as the parent's: no password of a URL reaches the log
+            RedactingFormatter(f"%(asctime)s %(levelname)-7s %(name)s [child {index}]: %(message)s")
+        )
+        logging.basicConfig(level=config.log_level, handlers=[handler])
     os.chdir(config.cwd)
     from chicory.cli.inputs import load_app
     from chicory.worker import Worker, tune_gc
 
     app = load_app(config.app)
+    for name in config.middleware:
+        app.add_middleware(name)
     worker = Worker(app, max_tasks=config.max_tasks, **config.worker_options)
     if config.gc_tuning:
         tune_gc()

@@ -1,4 +1,5 @@
-"""Calling one task function: async, or sync in a worker thread, under its time limits."""
+"""Calling one task function: async, or sync in a worker thread, under its time limits,
+directly or through the app's execute middleware."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import logging
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -14,6 +16,7 @@ import attrs
 
 from chicory.context import TaskContext
 from chicory.errors import TaskSoftTimeoutError, TaskTimeoutError
+from chicory.middleware import ExecuteChain
 from chicory.records import ErrorInfo
 from chicory.task import Task
 from chicory.timelimits import NO_LIMITS, Limits, hard_error, soft_error
@@ -21,7 +24,7 @@ from chicory.worker.interrupt import Interruptible, wait_within
 from chicory.worker.slots import RunnerSlot
 from chicory.worker.threads import SyncThreads, ThreadCall
 
-__all__ = ["Outcome", "describe_error", "execute"]
+__all__ = ["Outcome", "describe_error", "execute", "execute_chain"]
 
 log = logging.getLogger("chicory.worker")
 
@@ -86,6 +89,63 @@ async def execute(
         return Outcome(value, None, time.perf_counter() - started)  # positional: cheaper
     except (Exception, SystemExit) as exc:  # a task calling sys.exit() must not stop the worker
         return Outcome(error=exc, runtime=time.perf_counter() - started)
+
+
+async def execute_chain(
+    chain: ExecuteChain,
+    task: Task[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    context: TaskContext,
+    limiter: anyio.CapacityLimiter,
+    threads: SyncThreads | None = None,
+    limits: Limits = NO_LIMITS,
+    slot: RunnerSlot | None = None,
+) -> Outcome:
+    """Run ``task`` once through ``chain``. Like :func:`execute`, exceptions are returned.
+
+    The innermost call runs the function as :func:`execute` does (with the context the chain
+    hands down, if the task takes one) and raises what it raises, a time limit as
+    :class:`~chicory.errors.TaskTimeoutError`: each middleware sees the live exception.
+    """
+    run_task = _innermost(task, args, kwargs, limiter, threads, limits, slot)
+    started = time.perf_counter()
+    try:
+        value = await chain.run(context, run_task)
+    except (Exception, SystemExit) as exc:
+        return Outcome(error=exc, runtime=time.perf_counter() - started)
+    return Outcome(value, None, time.perf_counter() - started)
+
+
+def _innermost(
+    task: Task[..., Any],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    limiter: anyio.CapacityLimiter,
+    threads: SyncThreads | None,
+    limits: Limits,
+    slot: RunnerSlot | None,
+) -> Callable[[TaskContext], Awaitable[Any]]:
+    """The end of the chain. An async function without time limits is called directly: its
+    coroutine is what the last middleware awaits, with no frame in between."""
+    wants_context = task.signature.wants_context
+    fn = task.fn
+    if task.is_async and limits is NO_LIMITS:
+
+        def call(ctx: TaskContext) -> Awaitable[Any]:
+            if slot is not None:
+                slot.in_function = True
+            return fn(ctx, *args, **kwargs) if wants_context else fn(*args, **kwargs)  # type: ignore[no-any-return]
+
+        return call
+
+    async def run_task(ctx: TaskContext) -> Any:
+        call_args = [ctx, *args] if wants_context else args
+        if task.is_async:
+            return await _call_async(task, call_args, kwargs, limits, slot)
+        return await _call_sync(task, call_args, kwargs, limiter, threads, limits, slot)
+
+    return run_task
 
 
 async def _call_async(

@@ -12,13 +12,19 @@ A task cancelled before it starts (its id is in ``revoked``, :mod:`chicory.revoc
 not run: it is recorded ``CANCELLED`` and acked. A run cancelled while it runs
 (:mod:`chicory.worker.slots`) ends ``CANCELLED`` whatever its function did: no retry, no
 dead letter; its delivery is acked (an at-most-once one was acked before it ran).
+
+Each meaningful event writes a line (:mod:`chicory.worker.tasklog`); the DEBUG ones cost one
+attribute test when DEBUG is off. A run goes through the app's execute middleware
+(:mod:`chicory.middleware`) only when the app has any: with none, the function is called as
+it always was, and a :class:`~chicory.context.TaskContext` is built only for tasks that take
+one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +43,8 @@ from chicory.errors import (
     ResultValidationError,
     TaskCancelledError,
 )
-from chicory.history import HistoryEntry, carry_headers, with_history, with_traceback
+from chicory.history import HistoryEntry, with_history, with_traceback
+from chicory.middleware import ExecuteChain
 from chicory.plugins.events import TaskEvent
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
@@ -45,10 +52,11 @@ from chicory.task import Task
 from chicory.timelimits import NO_LIMITS, limits_for
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
-from chicory.worker.execute import Outcome, describe_error, execute
+from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
+from chicory.worker.tasklog import TaskLog
 from chicory.worker.threads import SyncThreads
 
 if TYPE_CHECKING:
@@ -84,6 +92,12 @@ class JobRunner:
         self._leased: set[Delivery] = set()
         self._decode = worker.app.codec.decode
         self._tasks = worker.app.tasks
+        self._log = TaskLog(worker.worker_id)
+        self._debug = self._log.debug
+        self._worker_id = worker.worker_id
+        self._resources = worker.resources_view
+        chain = ExecuteChain(worker.app.middleware)
+        self._chain: ExecuteChain | None = chain if chain else None
         self.settler: Settler | None = None
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
@@ -116,6 +130,10 @@ class JobRunner:
         except MessageDecodeError as exc:
             await self._dead(delivery, None, f"undecodable message: {exc}")
             return False
+        if self._debug:
+            self._log.received(message, delivery.queue)
+        if delivery.delivery_count > 1:
+            self._redelivered(message, delivery)
         if self._bus.active:
             self._emit("chicory_task_received", message)
         task = self._tasks.get(message.task)
@@ -146,7 +164,7 @@ class JobRunner:
             self.fan_out()  # the runners of the other waiting deliveries join this batch
             if not await strategy.before_run(delivery, settler):
                 state = transition(state, JobState.CANCELLED)
-                log.warning("task %s %s not run: its pre-run ack failed", task.name, message.id)
+                self._log.not_run(message, delivery.queue)
                 return False
         state = transition(state, _RUNNING)
         outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
@@ -172,17 +190,19 @@ class JobRunner:
         slot: RunnerSlot | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Outcome:
+        chain = self._chain
         context = (
-            TaskContext(
-                task_id=message.id,
-                task_name=task.name,
-                attempt=message.attempt,
-                retries_left=task.retry_policy.retries_left(message.attempt),
-                queue=delivery.queue,
-                delivery_count=delivery.delivery_count,
-                cancel_token=CancelToken(),
+            TaskContext._of(
+                message,
+                delivery.queue,
+                delivery.delivery_count,
+                delivery.headers if headers is None else headers,
+                self._resources,
+                self._worker_id,
+                task.retry_policy,
+                CancelToken(),
             )
-            if task.signature.wants_context
+            if task.signature.wants_context or chain is not None
             else None
         )
         if headers is None:
@@ -200,13 +220,20 @@ class JobRunner:
             self._leased.add(delivery)
         self.running += 1
         if task.track_started:
+            if self._debug:
+                self._log.started(message, delivery.queue)
             started = self._record(message, task, TaskState.STARTED)
             await self._store(message, started, final=False)
         if self._bus.active:
             self._emit("chicory_task_started", message, task)
         try:
-            return await execute(
-                task, args, kwargs, context, self._limiter, self.threads, limits, slot
+            if chain is None:
+                return await execute(
+                    task, args, kwargs, context, self._limiter, self.threads, limits, slot
+                )
+            assert context is not None
+            return await execute_chain(
+                chain, task, args, kwargs, context, self._limiter, self.threads, limits, slot
             )
         except anyio.get_cancelled_exc_class():
             if slot is not None and slot.cancel_requested and not self._worker.killed:
@@ -216,12 +243,7 @@ class JobRunner:
                 return Outcome(error=TaskCancelledError(message.id, "cancelled while running"))
             if not self._worker.killed:
                 transition(JobState.RUNNING, JobState.CANCELLED)
-                log.warning(
-                    "task %s %s cancelled by shutdown; %s",
-                    task.name,
-                    message.id,
-                    "handing it back" if strategy.holds_lease else "it is lost",
-                )
+                self._log.cancelled(message, delivery.queue, strategy.holds_lease)
                 await self._settle(lambda: strategy.abandon(delivery), "hand back", message)
             raise
         finally:
@@ -265,6 +287,8 @@ class JobRunner:
             return Outcome(error=exc, runtime=outcome.runtime)
         transition(_RUNNING, _SUCCEEDED)
         strategy.after_success(delivery, record, settler, task.result_ttl)
+        if self._debug:
+            self._log.succeeded(message, delivery.queue, outcome.runtime)
         if self._bus.active:
             self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
         return None
@@ -282,6 +306,7 @@ class JobRunner:
         error = describe_error(exc)
         delay, reason = retry_decision(task.retry_policy, exc, message.attempt)
         if delay is not None:
+            self._log.retrying(message, delivery.queue, exc, delay)
             await self._retry(delivery, message, task, strategy, error, delay, outcome.runtime)
             return
         transition(JobState.RUNNING, JobState.FAILED)
@@ -291,6 +316,7 @@ class JobRunner:
                 await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
         self.failed += 1
+        self._log.failed(message, delivery.queue, exc, reason)
         letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
         await self._settle(lambda: strategy.fail(delivery, letter), "dead-letter", message)
         self._emit(
@@ -316,11 +342,11 @@ class JobRunner:
         transition(JobState.RUNNING, JobState.RETRYING)
         now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
-        body, headers = self._app.codec.encode(next_message)
         failed = HistoryEntry(
             at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"
         )
-        headers = with_history(carry_headers(delivery.headers, headers), failed)
+        # The next attempt keeps every header (the codec signs it anew), plus its history.
+        body, headers = self._app.codec.encode(next_message, with_history(delivery.headers, failed))
         self.retried += 1
         not_before = now + timedelta(seconds=delay) if delay > 0 else None
         if not task.ignore_result:
@@ -360,9 +386,7 @@ class JobRunner:
     ) -> None:
         transition(JobState.RECEIVED, JobState.DEAD)
         self.failed += 1
-        log.error(
-            "dead-lettering message %s from %s: %s", delivery.message_id, delivery.queue, reason
-        )
+        self._log.dead_lettered(message, delivery.queue, delivery.message_id, reason)
         if message is not None and error_type is not None:
             error = ErrorInfo(type=f"chicory.errors.{error_type}", message=reason)
             record = ResultRecord(
@@ -380,6 +404,26 @@ class JobRunner:
                 "chicory_task_dead_lettered",
                 self._event(message, None, reason=reason, queue=delivery.queue),
             )
+
+    def _redelivered(self, message: TaskMessage, delivery: Delivery) -> None:
+        count = delivery.delivery_count
+        self._log.redelivered(message, delivery.queue, count)
+        if "chicory_task_redelivered" in self._bus.active:
+            event = self._event(message, None, queue=delivery.queue, delivery_count=count)
+            self._bus.emit("chicory_task_redelivered", event)
+
+    def lease_lost(self, deliveries: Sequence[Delivery], what: str) -> None:
+        """Report deliveries whose ack (``what``) was refused because their lease had
+        expired: one line each, and the ``chicory_task_lease_lost`` observers."""
+        for delivery in deliveries:
+            try:
+                message: TaskMessage | None = self._decode(delivery.body, delivery.headers)
+            except MessageDecodeError:
+                message = None
+            self._log.lease_lost(message, delivery.queue, what)
+            if "chicory_task_lease_lost" in self._bus.active:
+                event = self._event(message, None, queue=delivery.queue, reason=what)
+                self._bus.emit("chicory_task_lease_lost", event)
 
     def _record(
         self,

@@ -78,6 +78,8 @@ class Settler:
             :meth:`chicory.worker.inbox.Inbox.handing_out`); a flush waits while it holds.
         quiet: Whether no other settle is about to join a batch, so a runner may send its
             own (see :meth:`chicory.worker.inbox.Inbox.quiet`).
+        on_lost: Called with the deliveries an ack batch reported lost (their lease had
+            expired) and what the ack was; without it, the settler logs one warning.
         max_batch: Most items sent in one round trip.
     """
 
@@ -91,6 +93,7 @@ class Settler:
         on_settled: Callable[[int], None],
         filling: Callable[[], bool] = lambda: False,
         quiet: Callable[[], bool] = lambda: False,
+        on_lost: Callable[[Sequence[Delivery], str], None] | None = None,
         max_batch: int = 1000,
     ) -> None:
         self._consumer = consumer
@@ -100,6 +103,7 @@ class Settler:
         self._on_settled = on_settled
         self._filling = filling
         self._quiet = quiet
+        self._on_lost = on_lost
         self._max_batch = max_batch
         self._acks = AckBatch()
         self._finishes: list[Finish] = []
@@ -322,7 +326,9 @@ class Settler:
             lost = await self._consumer.ack_many(deliveries)
 
         error = await self._bounded(ack(), what, len(deliveries))
-        if error is None and lost:
+        if error is None and lost and self._on_lost is not None:
+            self._on_lost(lost, what)
+        elif error is None and lost:
             log.warning(
                 "%s of %d deliveries: %d had lost their lease (not settled for longer than "
                 "the broker's lease time), so another worker may run them; renew leases more "

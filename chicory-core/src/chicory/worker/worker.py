@@ -22,6 +22,11 @@ next fetch would only wait. And a runner yields to the event loop every
 :data:`RUNNER_STREAK` deliveries it takes without waiting, so a batch of instant tasks does
 not hold back the replies (an ack, the next batch) that free room and keep fetches going.
 
+Before consuming, the worker logs its settings (URLs redacted) and awaits each middleware's
+``on_worker_start``; after draining, their ``on_worker_stop`` in reverse order (see
+:mod:`chicory.middleware`). What they put in :attr:`Worker.resources` tasks see as
+``ctx.resources``.
+
 ``stop()`` drains: fetching stops, deliveries not yet started are handed back, running ones
 get ``drain_timeout`` seconds, after which they are cancelled and handed back at once by
 their ack strategy. ``kill()`` simulates SIGKILL for tests: everything stops, nothing is
@@ -37,12 +42,13 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from chicory.broker import Consumer, Delivery
+from chicory.broker import Broker, Consumer, Delivery
 from chicory.clock import utcnow
 from chicory.errors import ConfigurationError
 from chicory.plugins.events import WorkerEvent
@@ -53,6 +59,7 @@ from chicory.worker.observers import ObserverBus
 from chicory.worker.revocations import RevocationFeed
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
+from chicory.worker.startup import log_settings, middleware_lifecycle, settings_of
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -128,6 +135,11 @@ class Worker:
         self.fetch_timeout = fetch_timeout
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._capacity = concurrency + self.prefetch
+        self.resources: dict[str, Any] = {}
+        """Shared resources for tasks, by name: middleware fill it in ``on_worker_start``;
+        tasks read it as ``ctx.resources``."""
+        self.resources_view: Mapping[str, Any] = MappingProxyType(self.resources)
+        """:attr:`resources`, read-only (what every ``TaskContext`` holds)."""
         self._bus = ObserverBus(app.plugins)
         self._settle_timeout = settle_timeout
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
@@ -213,13 +225,11 @@ class Worker:
         """Consume until ``stop()`` (then drain) or ``kill()``."""
         broker = await self.app.connected_broker()
         await self.app.connected_backend()
-        if not broker.capabilities.shared:
-            log.warning(
-                "broker %s is process-local: only tasks enqueued in this process reach this "
-                "worker, and pending work is lost when it exits. Use a shared broker such as "
-                "redis:// for real deployments.",
-                self.app.broker_description,
-            )
+        log_settings(self)
+        async with middleware_lifecycle(self):
+            await self._serve_connected(broker)
+
+    async def _serve_connected(self, broker: Broker) -> None:
         consumer = broker.consume(self.queues, prefetch=self._capacity)
         self._settler = settler = Settler(
             consumer,
@@ -229,6 +239,7 @@ class Worker:
             on_settled=self._release,
             filling=self._inbox.handing_out,
             quiet=self._inbox.quiet,
+            on_lost=self._jobs.lease_lost,
         )
         self._jobs.settler = settler
         self._jobs.fan_out = self._inbox.fan_out
@@ -259,14 +270,7 @@ class Worker:
             for _ in range(self.concurrency):
                 runners.start_soon(self._runner, inbox)
             self._bus.emit_now("chicory_worker_started", self._worker_event())
-            log.info(
-                "worker %s consuming %s on %s (concurrency %d, prefetch %d)",
-                self.worker_id,
-                ", ".join(self.queues),
-                self.app.broker_description,
-                self.concurrency,
-                self.prefetch,
-            )
+            log.info("worker %s consuming %s", self.worker_id, ", ".join(self.queues))
             self._started.set()
             try:
                 await self._fetch_loop(consumer, inbox)
@@ -419,6 +423,10 @@ class Worker:
                 else:
                     log.warning("%s received again: handing back running tasks now", name)
                     self.stop(now=True)
+
+    def settings(self) -> dict[str, Any]:
+        """The worker's effective settings, as logged at start-up (URLs redacted)."""
+        return settings_of(self)
 
     def _worker_event(self) -> WorkerEvent:
         return WorkerEvent(
