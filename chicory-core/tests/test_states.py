@@ -13,6 +13,7 @@ ALLOWED = [
     (JobState.RECEIVED, JobState.RUNNING),
     (JobState.RECEIVED, JobState.DEAD),
     (JobState.RECEIVED, JobState.CANCELLED),
+    (JobState.RECEIVED, JobState.DEFERRED),
     (JobState.RUNNING, JobState.SUCCEEDED),
     (JobState.RUNNING, JobState.RETRYING),
     (JobState.RUNNING, JobState.FAILED),
@@ -45,6 +46,7 @@ def test_terminal_states_have_no_exits() -> None:
         JobState.FAILED,
         JobState.DEAD,
         JobState.CANCELLED,
+        JobState.DEFERRED,
     } == TERMINAL
     for state in TERMINAL:
         with pytest.raises(IllegalTransitionError, match="terminal"):

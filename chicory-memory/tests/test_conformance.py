@@ -12,6 +12,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -75,6 +76,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestFlowControl(FlowControlSuite):
     pass
 
 

@@ -16,13 +16,13 @@ from chicory_memory.broker import MemoryBroker
 from chicory_memory.results import MemoryResultBackend
 
 
-def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
+def test_capabilities_declare_everything_but_sharing() -> None:
     assert MemoryBroker().capabilities == Capabilities(
         delayed_delivery=True,
         lease_renewal=True,
         dead_letter=True,
         fifo=True,
-        priorities=False,
+        priorities=True,
         atomic_retry=True,
         shared=False,
         max_body_bytes=None,
@@ -33,6 +33,7 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         delete_queue=True,
         inspection=True,
         delayed_listing=True,
+        flow_control=True,
     )
 
 

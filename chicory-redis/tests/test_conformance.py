@@ -22,6 +22,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -126,6 +127,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestFlowControl(FlowControlSuite):
     pass
 
 

@@ -18,6 +18,7 @@ from chicory.clock import utcnow
 from chicory.context import TaskContext
 from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
 from chicory.errors import ConfigurationError, EventLoopMismatchError, TaskRegistrationError
+from chicory.flow import RateLimit
 from chicory.loops import LoopHome, alive_elsewhere, running_loop
 from chicory.middleware import Middleware, OutgoingTask, overrides, prepare
 from chicory.modes import DeliveryMode, ValidationMode
@@ -174,6 +175,9 @@ class Chicory:
         track_started: bool | None = None,
         result_ttl: float | None = None,
         max_result_bytes: int | None = None,
+        rate_limit: str | RateLimit | None = None,
+        concurrency_limit: int | None = None,
+        priority: int | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -191,6 +195,9 @@ class Chicory:
         track_started: bool | None = None,
         result_ttl: float | None = None,
         max_result_bytes: int | None = None,
+        rate_limit: str | RateLimit | None = None,
+        concurrency_limit: int | None = None,
+        priority: int | None = None,
     ) -> Any:
         """Register a function as a task; use as ``@app.task`` or ``@app.task(...)``.
 
@@ -210,9 +217,16 @@ class Chicory:
             result_ttl: Seconds this task's results are kept; overrides the app's.
             max_result_bytes: Largest result record stored for this task; overrides the
                 app's.
+            rate_limit: Starts allowed across every worker, evenly spaced: ``"100/s"``,
+                ``"30/m"``, ``"500/h"`` (see :mod:`chicory.flow`).
+            concurrency_limit: Most runs at once across every worker.
+            priority: Default priority of its messages, 0 to 9, higher first (see
+                :mod:`chicory.priority`).
 
         Raises:
             TaskRegistrationError: the name is taken or the signature cannot be used.
+            ConfigurationError: a limit or the priority is malformed.
+            CapabilityError: a limit or a priority is set and the broker cannot honour it.
         """
 
         def register(func: Callable[..., Any]) -> Task[..., Any]:
@@ -236,6 +250,9 @@ class Chicory:
                 result_ttl=result_ttl,
                 max_result_bytes=max_result_bytes,
                 soft_timeout=soft_timeout,
+                rate_limit=rate_limit,
+                concurrency_limit=concurrency_limit,
+                priority=priority,
             )
             self.tasks[task_name] = task
             return task

@@ -95,7 +95,9 @@ class Capabilities:
             expiry makes the message available again.
         dead_letter: dead-letter operations (list, replay, delete, purge) are supported.
         fifo: one consumer receives ready messages of one queue in publish order.
-        priorities: the broker honours a ``priority`` header.
+        priorities: the broker delivers the ready messages of a queue highest
+            ``chicory-priority`` header first (0 to 9, absent meaning 0; see
+            :mod:`chicory.priority`), in publish order within one priority.
         atomic_retry: ``Delivery.retry`` publishes the replacement and acks in one step.
         shared: several processes (or machines) can share the broker's queues.
         max_body_bytes: the largest body the broker accepts, or ``None`` for no limit of
@@ -119,6 +121,8 @@ class Capabilities:
             letters by page, one dead letter, requeue a dead letter with a new body).
         delayed_listing: the broker implements :class:`chicory.delayed.DelayedListing`
             (list a queue's delayed messages by page, remove one by id).
+        flow_control: the broker implements :class:`chicory.flow.FlowControl` (rate-limit
+            turns and concurrency permits shared by every worker).
     """
 
     delayed_delivery: bool = True
@@ -138,6 +142,7 @@ class Capabilities:
     dead_letter_max_age: float | None = None
     inspection: bool = False
     delayed_listing: bool = False
+    flow_control: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -13,9 +13,11 @@ import attrs
 from chicory.broker import OutgoingMessage
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
+from chicory.flow import RateLimit, task_flow
 from chicory.headers import check_headers
 from chicory.middleware import OutgoingTask
 from chicory.modes import DeliveryMode, ValidationMode
+from chicory.priority import PRIORITY_HEADER, check_priority, require_priorities
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
@@ -95,6 +97,10 @@ class Task(Generic[P, R]):
         result_ttl: Seconds its results are kept (the app's ``result_ttl`` unless set).
         max_result_bytes: Largest result record stored (the app's unless set; ``None``:
             no limit).
+        flow: Its rate and concurrency limits (``None`` without any; see
+            :mod:`chicory.flow`).
+        priority: Its messages' default priority (``None``: none, read as 0; see
+            :mod:`chicory.priority`).
     """
 
     def __init__(
@@ -113,8 +119,16 @@ class Task(Generic[P, R]):
         soft_timeout: float | None = None,
         result_ttl: float | None = None,
         max_result_bytes: int | None = None,
+        rate_limit: str | RateLimit | None = None,
+        concurrency_limit: int | None = None,
+        priority: int | None = None,
     ) -> None:
         check_limits(f"task {name!r}", timeout, soft_timeout)
+        check_priority(f"task {name!r}", priority)
+        if priority is not None:
+            require_priorities(app.broker, f"task {name!r}")
+        self.flow = task_flow(app.broker, name, rate_limit, concurrency_limit)
+        self.priority = priority
         if result_ttl is not None and not result_ttl > 0:
             raise ConfigurationError(
                 f"task {name!r}: result_ttl must be positive, got {result_ttl}"
@@ -179,6 +193,7 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         soft_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        priority: int | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -194,11 +209,14 @@ class Task(Generic[P, R]):
             soft_timeout: This call's soft time limit in seconds, instead of the task's.
             headers: Message headers, readable in the task as ``ctx.headers`` (see
                 :mod:`chicory.headers` for what names and values may be).
+            priority: This call's priority, 0 to 9, higher first (instead of the task's;
+                see :mod:`chicory.priority`).
 
         Raises:
             ArgumentValidationError: the arguments do not fit the signature or its types.
+            CapabilityError: a priority is given and the broker does not honour priorities.
             ConfigurationError: a time limit is not a positive number, or the soft one is
-                not below the hard one.
+                not below the hard one; the priority is not an integer from 0 to 9.
             InvalidHeaderError: a header cannot be sent.
             MessageTooLargeError: the encoded message is over the app's size limit.
             BrokerConnectionError: the broker could not be reached; the task was not
@@ -219,6 +237,8 @@ class Task(Generic[P, R]):
                 soft_timeout,
             )
             limits = limit_headers(timeout, soft_timeout)
+        if priority is not None or self.priority is not None:
+            limits = {**(limits or {}), **self._priority_header(priority)}
         app = self.app
         if app.publish_hooks or headers:
             message = OutgoingTask(
@@ -245,6 +265,20 @@ class Task(Generic[P, R]):
         await self._publish_one(queue, outgoing, task_id)
         return AsyncResult(app, task_id, self)
 
+    def _priority_header(self, priority: int | None) -> dict[str, str]:
+        """The priority header of a call (``priority``, else the task's).
+
+        Raises:
+            ConfigurationError: ``priority`` is not an integer from 0 to 9.
+            CapabilityError: the broker does not honour priorities.
+        """
+        if priority is None:
+            priority = self.priority
+        else:
+            check_priority(f"a call of task {self.name!r}", priority)
+            require_priorities(self.app.broker, f"a call of task {self.name!r}")
+        return {PRIORITY_HEADER: str(priority)}
+
     async def _publish_one(self, queue: str, outgoing: OutgoingMessage, task_id: str) -> None:
         """Publish one message; an unknown outcome names the task and what to do."""
         try:
@@ -258,6 +292,7 @@ class Task(Generic[P, R]):
         *,
         queue: str | None = None,
         headers: Mapping[str, str] | None = None,
+        priority: int | None = None,
     ) -> list[AsyncResult[R]]:
         """Enqueue many runs in one batch (one round trip per queue where the broker allows).
 
@@ -266,15 +301,23 @@ class Task(Generic[P, R]):
                 keyword arguments.
             queue: Publish to this queue instead of the task's default.
             headers: Headers for every message of the batch (see :meth:`apply_async`).
+            priority: The priority of every message of the batch (instead of the task's).
 
         Raises:
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
+            CapabilityError: a priority is given and the broker does not honour them.
+            ConfigurationError: the priority is not an integer from 0 to 9.
             InvalidHeaderError: a header cannot be sent; nothing is enqueued.
             BrokerConnectionError: the broker could not be reached; nothing was enqueued.
             PublishOutcomeUnknownError: the connection failed after the messages were sent,
                 so some or all may be enqueued.
         """
         items = list(calls)
+        extra = (
+            self._priority_header(priority)
+            if priority is not None or self.priority is not None
+            else None
+        )
         now = self.app.utcnow()
         ids = new_task_ids(len(items))
         queue = queue or self.queue
@@ -303,11 +346,19 @@ class Task(Generic[P, R]):
                 for task_id, wire_args, wire_kwargs in wire
             ]
             try:
-                await app.publish_prepared([app.prepare(message) for message in messages])
+                prepared = [app.prepare(message) for message in messages]
+                if extra:
+                    prepared = [
+                        (to, attrs.evolve(out, headers={**out.headers, **extra}))
+                        for to, out in prepared
+                    ]
+                await app.publish_prepared(prepared)
             except PublishOutcomeUnknownError as exc:
                 raise outcome_unknown(exc, self.name, [m.id for m in messages]) from exc
             return [AsyncResult(app, message.id, self) for message in messages]
         encoded = self.app.codec.encode_many(self.name, wire, queue=queue, created_at=now)
+        if extra:
+            encoded = [(body, {**sent, **extra}) for body, sent in encoded]
         outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
         try:
             await self.app.publish_encoded(queue, outgoing)

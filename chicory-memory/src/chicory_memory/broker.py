@@ -33,6 +33,7 @@ from chicory.inspection import DeadLetterPage, QueueStats
 from chicory_memory import inspect
 from chicory_memory.consumer import MemoryConsumer
 from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT
+from chicory_memory.flow import FlowMethods, FlowState
 from chicory_memory.model import QueueState
 from chicory_memory.store import MemoryStore
 from chicory_memory.urls import optional_float, optional_int, parse_memory_url
@@ -60,7 +61,7 @@ _CONSTRUCTOR_OPTIONS = frozenset(
 )
 
 
-class MemoryBroker:
+class MemoryBroker(FlowMethods):
     """An in-process broker with leases, delays, dead letters and an injectable clock.
 
     Args:
@@ -118,7 +119,7 @@ class MemoryBroker:
             lease_renewal=not session,
             dead_letter=True,
             fifo=True,
-            priorities=False,
+            priorities=True,
             atomic_retry=True,
             shared=False,
             max_body_bytes=max_body_bytes,
@@ -129,7 +130,9 @@ class MemoryBroker:
             dead_letter_max_age=dead_letter_max_age,
             inspection=True,
             delayed_listing=True,
+            flow_control=True,
         )
+        self._flow = FlowState(self._clock)
         self._connected = False
 
     @classmethod

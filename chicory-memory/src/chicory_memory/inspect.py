@@ -33,8 +33,11 @@ def queue_stats(store: MemoryStore, names: Sequence[str], now: float) -> list[Qu
         oldest = None
         if queue is not None:
             consumers = sum(1 for s in store.subscriptions if not s.closed and queue in s.queues)
+            waiting = [entry[2][SINCE] for entry in queue.ranked]
             if queue.ready:
-                oldest = datetime.fromtimestamp(queue.ready[0][SINCE], UTC)
+                waiting.append(queue.ready[0][SINCE])
+            if waiting:
+                oldest = datetime.fromtimestamp(min(waiting), UTC)
         out.append(
             QueueStats(
                 queue=name,

@@ -3,8 +3,8 @@
 * :data:`Message`: ``(id, body, headers, deliveries, since)``, a plain tuple; it lives in
   exactly one place at a time: a queue's ready deque or delayed heap, a :class:`Held` record,
   or nowhere (settled).
-* :class:`QueueState`: one queue's ready deque, delayed heap, in-flight count, dead letters
-  and waiting fetches.
+* :class:`QueueState`: one queue's ready deque (and heap of ready messages with a
+  priority), delayed heap, in-flight count, dead letters and waiting fetches.
 * :class:`Held`: one delivery: which message of which queue, which consumer, its token, lease
   deadline and :class:`DeliveryState`. The token is unique per delivery, so a redelivered
   message gets a new ``Held`` and an old one can never settle it.
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import enum
+import heapq
 from collections import deque
 from typing import Final, TypeAlias
 
@@ -80,15 +81,32 @@ SINCE: Final = 4
 class QueueState:
     """Everything stored for one queue (see the module docstring)."""
 
-    __slots__ = ("dead", "delayed", "in_flight", "name", "ready", "waiters")
+    __slots__ = ("dead", "delayed", "in_flight", "name", "ranked", "ready", "waiters")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.ready: deque[Message] = deque()
+        self.ranked: list[tuple[int, int, Message]] = []
+        """Ready messages with a priority above 0: a heap of ``(-priority, order, message)``,
+        served before :attr:`ready` (:mod:`chicory.priority`)."""
         self.delayed: list[tuple[float, int, Message]] = []
         self.in_flight = 0
         self.dead: dict[str, DeadLetter] = {}
         self.waiters: set[anyio.Event] = set()
+
+    def ready_count(self) -> int:
+        """How many messages are ready (with a priority or not)."""
+        return len(self.ready) + len(self.ranked)
+
+    def pop_ready(self) -> Message:
+        """Take the next ready message: the highest priority first, then in order.
+
+        Raises:
+            IndexError: nothing is ready.
+        """
+        if self.ranked:
+            return heapq.heappop(self.ranked)[2]
+        return self.ready.popleft()
 
     def wake(self) -> None:
         """Wake every fetch waiting on this queue."""

@@ -49,9 +49,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from chicory.broker import QueueCounts
 from chicory.errors import DeliveryStateError, MessageTooLargeError
+from chicory.priority import priority_of
 from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT, DeadLetters
 from chicory_memory.model import (
     DELIVERIES,
+    HEADERS,
     DeliveryState,
     Held,
     Message,
@@ -137,11 +139,21 @@ class MemoryStore:
         pairs = tuple(headers.items()) if headers else ()
         if due is not None and due > now:
             heapq.heappush(queue.delayed, (due, next(self._seq), (message_id, body, pairs, 0, due)))
+        elif pairs and priority_of(pairs):
+            self._rank(queue, (message_id, body, pairs, 0, now))
         else:
             queue.ready.append((message_id, body, pairs, 0, now))
         if queue.waiters:
             queue.wake()
         return message_id
+
+    def _rank(self, queue: QueueState, message: Message, *, front: bool = False) -> None:
+        """Make a message with a priority ready: in the queue's priority heap, behind the
+        ready ones of its priority (``front``: before them, as a lease that expired)."""
+        order = next(self._seq)
+        heapq.heappush(
+            queue.ranked, (-priority_of(message[HEADERS]), -order if front else order, message)
+        )
 
     # -- time ------------------------------------------------------------------------------
 
@@ -155,7 +167,11 @@ class MemoryStore:
         if not delayed or delayed[0][0] > now:
             return
         while delayed and delayed[0][0] <= now:
-            queue.ready.append(heapq.heappop(delayed)[2])
+            message = heapq.heappop(delayed)[2]
+            if message[HEADERS] and priority_of(message[HEADERS]):
+                self._rank(queue, message)
+            else:
+                queue.ready.append(message)
         if queue.waiters:
             queue.wake()
 
@@ -206,6 +222,10 @@ class MemoryStore:
             return []
         if len(queues) == 1:
             queue = queues[0]
+            if queue.ranked:
+                take = queue.pop_ready
+                count = min(room, queue.ready_count())
+                return self._hold(subscription, [(queue, take()) for _ in range(count)], now)
             ready = queue.ready
             return self._hold(
                 subscription, [(queue, ready.popleft()) for _ in range(min(room, len(ready)))], now
@@ -217,8 +237,8 @@ class MemoryStore:
         while len(picks) < room and idle < size:
             queue = queues[index]
             index = (index + 1) % size
-            if queue.ready:
-                picks.append((queue, queue.ready.popleft()))
+            if queue.ready or queue.ranked:
+                picks.append((queue, queue.pop_ready()))
                 subscription.next_index = index
                 idle = 0
             else:
@@ -411,10 +431,12 @@ class MemoryStore:
                     now,
                 )
                 continue
-            if front:
-                queue.ready.appendleft(message)
-            elif delay is not None and delay > 0:
+            if delay is not None and delay > 0 and not front:
                 heapq.heappush(queue.delayed, (now + delay, next(self._seq), message))
+            elif message[HEADERS] and priority_of(message[HEADERS]):
+                self._rank(queue, message, front=front)
+            elif front:
+                queue.ready.appendleft(message)
             else:
                 queue.ready.append(message)
             woken.add(queue)
@@ -447,7 +469,7 @@ class MemoryStore:
         self.promote(queue, now)
         self.dead_letters.trim(queue, now)
         return QueueCounts(
-            ready=len(queue.ready),
+            ready=queue.ready_count(),
             in_flight=queue.in_flight,
             delayed=len(queue.delayed),
             dead=len(queue.dead),

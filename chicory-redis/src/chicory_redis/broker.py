@@ -38,6 +38,7 @@ from chicory_redis.entries import (
     new_message_ids,
     pack_message,
 )
+from chicory_redis.flow import RedisFlowMethods
 from chicory_redis.keys import KeySpace, QueueKeys
 from chicory_redis.ledger import Ledger
 from chicory_redis.sending import Command
@@ -54,7 +55,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisBroker:
+class RedisBroker(RedisFlowMethods):
     """A shared, persistent broker on Redis 6.2+ (Redis 7 recommended).
 
     Args:
@@ -86,6 +87,7 @@ class RedisBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            flow_control=True,
         )
 
     @classmethod

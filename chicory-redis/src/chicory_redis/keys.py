@@ -12,6 +12,9 @@ Layout (``<p>`` is the key prefix, ``chicory`` by default)::
     <p>:revoked                zset      revoked (cancelled) task ids, scored by expiry (ms)
     <p>:revocations            channel   pub/sub: "<expiry ms> <task id>" per revocation
     <p>:worker:<worker_id>     string    one worker's heartbeat record (with a TTL)
+    <p>:{f:<key>}:next         string    a rate limit's next free start (ms; with a TTL)
+    <p>:{f:<key>}:turns        zset      a rate limit's reserved turns, holder by time (ms)
+    <p>:{f:<key>}:permits      zset      a concurrency limit's permits, holder by expiry (ms)
     <p>:workers                zset      worker ids scored by heartbeat expiry (ms)
 
 The consumer group of every queue stream is named ``<p>``.
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["KeySpace", "QueueKeys"]
+__all__ = ["FlowKeys", "KeySpace", "QueueKeys"]
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +51,21 @@ class QueueKeys:
     dead: str
     consumers: str
     group: str
+
+
+@attrs.frozen(kw_only=True)
+class FlowKeys:
+    """The keys of one flow limit (all in one cluster slot; see :mod:`chicory_redis.flow`).
+
+    Attributes:
+        next: When the next free start of the rate limit may be granted.
+        turns: Sorted set of reserved turns.
+        permits: Sorted set of concurrency permits.
+    """
+
+    next: str
+    turns: str
+    permits: str
 
 
 @attrs.frozen
@@ -76,6 +94,11 @@ class KeySpace:
             consumers=f"{base}:consumers",
             group=self.group,
         )
+
+    def flow(self, key: str) -> FlowKeys:
+        """Return the keys of the flow limit ``key`` (a task name)."""
+        base = f"{self.prefix}:{{f:{key}}}"
+        return FlowKeys(next=f"{base}:next", turns=f"{base}:turns", permits=f"{base}:permits")
 
     @property
     def queues(self) -> str:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from chicory.testing.suite_dead_letters import DeadLetterSuite
     from chicory.testing.suite_delayed import DelayedSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
+    from chicory.testing.suite_flow import FlowControlSuite
     from chicory.testing.suite_inspection import InspectionSuite
     from chicory.testing.suite_results import ResultBackendSuite
     from chicory.testing.suite_revocations import RevocationSuite
@@ -52,6 +53,7 @@ _WHERE = {
     "DeadLetterSuite": "suite_dead_letters",
     "DelayedSuite": "suite_delayed",
     "BrokerDeliverySuite": "suite_delivery",
+    "FlowControlSuite": "suite_flow",
     "InspectionSuite": "suite_inspection",
     "ResultBackendSuite": "suite_results",
     "RevocationSuite": "suite_revocations",
@@ -70,6 +72,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_dead_letters",
     "chicory.testing.suite_inspection",
     "chicory.testing.suite_delayed",
+    "chicory.testing.suite_flow",
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
     "chicory.testing.suite_stateful",
@@ -97,6 +100,7 @@ __all__ = [
     "DeadLetterLimitsFactory",
     "DeadLetterSuite",
     "DelayedSuite",
+    "FlowControlSuite",
     "Guarantee",
     "InspectionSuite",
     "Level",

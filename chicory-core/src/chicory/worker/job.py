@@ -53,6 +53,7 @@ from chicory.timelimits import NO_LIMITS, limits_for
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
+from chicory.worker.gate import FlowGate
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
@@ -98,6 +99,7 @@ class JobRunner:
         self._resources = worker.resources_view
         chain = ExecuteChain(worker.app.middleware)
         self._chain: ExecuteChain | None = chain if chain else None
+        self.gate = FlowGate(worker)
         self.settler: Settler | None = None
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
@@ -158,16 +160,29 @@ class JobRunner:
             state = transition(state, JobState.CANCELLED)
             await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
             return False
+        permit: str | None = ""
+        if task.flow is not None:
+            permit = await self._admit(delivery, message, task)
+            if permit is None:
+                return False
         settler = self.settler
         assert settler is not None
         if strategy.acts_before_run:
             self.fan_out()  # the runners of the other waiting deliveries join this batch
             if not await strategy.before_run(delivery, settler):
+                if permit:
+                    self.gate.ended(message.task, permit)
                 state = transition(state, JobState.CANCELLED)
                 self._log.not_run(message, delivery.queue)
                 return False
         state = transition(state, _RUNNING)
-        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
+        try:
+            outcome = await self._run(
+                delivery, message, task, strategy, args, kwargs, slot, headers
+            )
+        finally:
+            if permit:
+                self.gate.ended(message.task, permit)
         if slot is not None and slot.cancel_requested:
             await self._cancelled(delivery, message, task, started=True)
             return False
@@ -178,6 +193,42 @@ class JobRunner:
             outcome = failed
         await self._failed_attempt(delivery, message, task, strategy, outcome)
         return False
+
+    async def _admit(
+        self, delivery: Delivery, message: TaskMessage, task: Task[..., Any]
+    ) -> str | None:
+        """Check the flow limits of ``task`` (:mod:`chicory.worker.gate`).
+
+        Returns:
+            The permit held for the run (``""`` for none), or ``None`` when the message was
+            handed back to wait in the broker (the job is then DEFERRED).
+        """
+        try:
+            verdict = await self.gate.admit(delivery, message, task)
+        except Exception as exc:
+            log.warning(
+                "task %s %s: its flow limits could not be checked (%r); it waits 1 s",
+                message.task,
+                message.id,
+                exc,
+            )
+            verdict = (1.0, delivery.headers)
+        if verdict is None:
+            flow = task.flow
+            return self.gate.holder(message) if flow and flow.concurrency is not None else ""
+        wait, headers = verdict
+        transition(_RECEIVED, JobState.DEFERRED)
+        if self._debug:
+            log.debug("task %s %s waits %.3f s in the broker", message.task, message.id, wait)
+        broker = self._app.broker
+        if broker.capabilities.atomic_retry:
+            due = self._app.utcnow() + timedelta(seconds=wait)
+            await self._settle(
+                lambda: delivery.retry(delivery.body, headers, not_before=due), "defer", message
+            )
+        else:
+            await self._settle(lambda: delivery.nack(requeue=True, delay=wait), "defer", message)
+        return None
 
     async def _run(
         self,

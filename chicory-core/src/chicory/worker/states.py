@@ -8,6 +8,8 @@ Every delivery a worker takes becomes a job that moves through these states::
        │            └──────> CANCELLED   (drain timeout: handed back or lost, by mode;
        │                                  or a cancel request: recorded CANCELLED, acked)
        ├──────────────────> DEAD        (undecodable, unknown task, bad arguments)
+       ├──────────────────> DEFERRED    (over a rate or concurrency limit: handed back
+       │                                 delayed, to wait in the broker, chicory.flow)
        └──────────────────> CANCELLED   (not started: handed back; pre-ack failed; or
                                          revoked: recorded CANCELLED, acked unrun)
 
@@ -37,6 +39,7 @@ class JobState(enum.Enum):
     FAILED = "failed"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    DEFERRED = "deferred"
 
     # Members are singletons: identity hashing is correct and much cheaper than Enum's
     # name-based hash, and transition() runs twice per task.
@@ -44,7 +47,9 @@ class JobState(enum.Enum):
 
 
 TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
-    JobState.RECEIVED: frozenset({JobState.RUNNING, JobState.DEAD, JobState.CANCELLED}),
+    JobState.RECEIVED: frozenset(
+        {JobState.RUNNING, JobState.DEAD, JobState.CANCELLED, JobState.DEFERRED}
+    ),
     JobState.RUNNING: frozenset(
         {JobState.SUCCEEDED, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED}
     ),
@@ -53,6 +58,7 @@ TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
     JobState.FAILED: frozenset(),
     JobState.DEAD: frozenset(),
     JobState.CANCELLED: frozenset(),
+    JobState.DEFERRED: frozenset(),
 }
 """For each state, the states it may move to. States with no exits are terminal."""
 

@@ -7,6 +7,8 @@ Shape (one anyio task group, no fire-and-forget tasks)::
      ├─ heartbeat loop                 (WorkerInfo records in the result backend)
      ├─ lease loop                     (renews leases of running at-least-once deliveries)
      ├─ revocation feed                (cancel requests: chicory.worker.revocations)
+     ├─ flow gate loop                 (renews/releases concurrency permits, if any task
+     │                                  has a concurrency limit: chicory.worker.gate)
      └─ runners group
          ├─ fetch loop                 (fetches up to half the capacity in one call)
          └─ N runners                  (a fixed set, N = concurrency, fed by the inbox)
@@ -251,6 +253,8 @@ class Worker:
                     async with anyio.create_task_group() as background:
                         background.start_soon(self._heartbeat_loop)
                         background.start_soon(self._lease_loop, consumer)
+                        if any(t.flow and t.flow.concurrency for t in self.app.tasks.values()):
+                            background.start_soon(self._jobs.gate.run)
                         await background.start(self._revocations.run)
                         await self._consume(consumer)
                         background.cancel_scope.cancel()
