@@ -24,15 +24,23 @@ def defect():
 
 
 class Broken(MemoryBroker):
-    async def take_turn(self, key, holder, *, interval):
+    async def take_turn(self, key, holder, *, limit, period):
         if defect() == "no_reservation":
-            wait = await super().take_turn(key, "anyone", interval=interval)
-            return 0.0 if wait == 0 else interval
+            wait = await super().take_turn(key, "anyone", limit=limit, period=period)
+            return 0.0 if wait == 0 else period / limit
         if defect() == "one_key":
             key = "all"
         if defect() == "turn_for_anyone" and holder != "a":
             holder = "b"
-        return await super().take_turn(key, holder, interval=interval)
+        if defect() == "late_turns_start":
+            turns = self._flow._turns.get(key, {})
+            now = self._clock.time()
+            if holder in turns and turns[holder] <= now:
+                del turns[holder]
+                return 0.0
+        if defect() == "window_ignored":
+            limit = 1_000_000
+        return await super().take_turn(key, holder, limit=limit, period=period)
 
     async def acquire_permit(self, key, holder, *, limit, ttl):
         if defect() == "off_by_one":
@@ -78,9 +86,26 @@ class TestFlow(FlowControlSuite):
 """
 
 CASES = {
-    "no_reservation": {"flow.turns_spaced", "flow.turn_kept"},
+    "no_reservation": {
+        "flow.turns_spaced",
+        "flow.turn_kept",
+        "flow.window",
+        "flow.window_never_exceeded",
+    },
+    "late_turns_start": {"flow.window_never_exceeded"},
+    "window_ignored": {
+        "flow.turns_spaced",
+        "flow.turn_kept",
+        "flow.window",
+        "flow.window_never_exceeded",
+    },
     "one_key": {"flow.turns_per_key"},
-    "turn_for_anyone": {"flow.turns_spaced", "flow.turn_kept"},
+    "turn_for_anyone": {
+        "flow.turns_spaced",
+        "flow.turn_kept",
+        "flow.window",
+        "flow.window_never_exceeded",
+    },
     "off_by_one": {"flow.permits_limit", "flow.permits_expire"},
     "no_expiry": {"flow.permits_expire"},
     "renew_ignored": {"flow.permits_expire"},
@@ -92,6 +117,8 @@ CASES = {
 ALL = {
     "flow.turns_spaced",
     "flow.turn_kept",
+    "flow.window",
+    "flow.window_never_exceeded",
     "flow.turns_per_key",
     "flow.permits_limit",
     "flow.permits_expire",

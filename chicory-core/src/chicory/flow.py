@@ -7,12 +7,16 @@ starts a run. A run over a limit does not wait in the worker: its message goes b
 broker, delayed (see :mod:`chicory.worker.gate`), so the worker's slots keep running other
 work.
 
-**Rate limits** (:class:`RateLimit`) space a task's starts evenly: ``"100/s"`` lets one run
-start every 10 ms across the fleet (a generic cell rate algorithm with a burst of one).
-When a start comes too early, the broker *reserves* the next free turn for that task id and
-says how long until it: the message is handed back delayed until then, and when it comes
-back its turn is waiting for it. So a backlog drains at exactly the rate, in turn order,
-without herds of messages waking at once to fight for one token.
+**Rate limits** (:class:`RateLimit`): ``"100/s"`` lets at most 100 runs of the task start in
+any one-second window, across the fleet (a sliding window, kept in the broker). A start that
+finds the window full, or others waiting before it, joins the limit's *waiting line*: the
+broker gives it a turn (turns are one period/count apart, the first when the window frees a
+start) and says how long until then, and the message is handed back delayed until its turn.
+When it comes back it starts if the window has room; if it came back late and the window
+filled meanwhile, it takes a new turn at the end of the line. So the limit is not exceeded
+(by more than :func:`turn_slack`, the jitter a returning message is forgiven), whatever
+comes back when; a backlog drains at the rate, evenly spaced, in line
+order; and newcomers queue behind the line rather than overtake it.
 
 **Concurrency limits** are permits: at most ``concurrency_limit`` runs of the task hold one
 at a time. A permit has an expiry (``ttl``) that its worker renews while the run lasts, so a
@@ -43,33 +47,34 @@ __all__ = [
     "check_concurrency_limit",
     "flow_control",
     "task_flow",
+    "turn_slack",
 ]
 
 _PERIODS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_RATE: Final = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*([smhd])\s*")
+_RATE: Final = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*")
 
 
 @attrs.frozen
 class RateLimit:
-    """At most ``count`` starts per ``period`` seconds, evenly spaced.
+    """At most ``count`` starts in any window of ``period`` seconds.
 
     Attributes:
-        count: How many starts per period (positive).
-        period: The period in seconds (positive).
+        count: How many starts per window (a positive integer).
+        period: The window in seconds (positive).
     """
 
-    count: float
+    count: int
     period: float
 
     def __attrs_post_init__(self) -> None:
-        if not (self.count > 0 and self.period > 0):
+        if not (type(self.count) is int and self.count > 0 and self.period > 0):
             raise ConfigurationError(
                 f"a rate limit needs a positive count and period, got {self.count}/{self.period} s"
             )
 
     @property
     def interval(self) -> float:
-        """Seconds between two starts."""
+        """Seconds between two turns of the waiting line (``period / count``)."""
         return self.period / self.count
 
     @classmethod
@@ -88,12 +93,20 @@ class RateLimit:
             )
         count, many, unit = match.groups()
         period = float(many or 1) * _PERIODS[unit]
-        if not float(count) > 0 or not period > 0:
+        if not int(count) > 0 or not period > 0:
             raise ConfigurationError(f"rate_limit {text!r} must allow at least one start")
-        return cls(float(count), period)
+        return cls(int(count), period)
 
     def __str__(self) -> str:
-        return f"{self.count:g}/{self.period:g}s"
+        return f"{self.count}/{self.period:g}s"
+
+
+def turn_slack(interval: float) -> float:
+    """The jitter a start coming back for its turn is forgiven, for turns ``interval``
+    apart: it counts as started at its turn if it comes up to this much later (one
+    interval, at most 50 ms), so a message delivered a few milliseconds later than the one
+    before it does not lose its turn."""
+    return min(interval, 0.05)
 
 
 def check_concurrency_limit(what: str, limit: int | None) -> None:
@@ -121,15 +134,21 @@ class FlowControl(Protocol):
     cancelled call happened whole or not at all).
     """
 
-    async def take_turn(self, key: str, holder: str, *, interval: float) -> float:
-        """Take the next start of the rate limit ``key`` (one start every ``interval`` s).
+    async def take_turn(self, key: str, holder: str, *, limit: int, period: float) -> float:
+        """Ask to start one run under the rate limit ``key``: at most ``limit`` starts in any
+        window of ``period`` seconds.
 
-        If ``holder`` (a task id) holds a reserved turn that is due, it is used: return 0.0.
-        If its turn is not due yet, return the seconds until it is. Otherwise, if a start is
-        free now (none was taken less than ``interval`` ago, or reserved ahead), take it and
-        return 0.0; if not, reserve the next free turn for ``holder`` and return the seconds
-        until it. Turns are ``interval`` apart: no two starts of one key are granted closer.
-        A reservation not used for a long while after its time (an hour) may be dropped.
+        Returns 0.0 when the run may start now (the start is counted), else the seconds
+        until ``holder``'s turn in the waiting line:
+
+        * ``holder`` (a task id) has a turn that is not due: the seconds until it.
+        * It has a due turn, or no turn while nobody waits in line: it starts if fewer than
+          ``limit`` starts were counted in the last ``period`` seconds. A start on a due turn
+          counts at its turn's time, or :func:`turn_slack` before now if it came later.
+        * Otherwise it takes a turn at the end of the line: after every turn given out (one
+          ``period / limit`` apart) and no sooner than the window frees a start.
+
+        A turn unused for long after its time (an hour) may be dropped.
         """
         ...
 

@@ -2,9 +2,8 @@
 
 The reference implementation of :class:`chicory.flow.FlowControl`, on the broker's clock:
 
-* a rate key keeps its *theoretical arrival time* (the earliest time the next free start may
-  be granted: a generic cell rate algorithm with a burst of one) and the turns reserved for
-  holders that came too early, each one ``interval`` after the one before;
+* a rate key keeps its starts of the last period (a sliding window, sorted), the end of its
+  waiting line and the turns of the holders in line;
 * a permit key keeps its holders and when each permit expires.
 
 Everything is plain dicts changed by synchronous calls, so each operation is atomic.
@@ -12,10 +11,12 @@ Everything is plain dicts changed by synchronous calls, so each operation is ato
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chicory.clock import Clock
+from chicory.flow import turn_slack
 
 __all__ = ["TURN_GRACE", "FlowMethods", "FlowState"]
 
@@ -32,28 +33,34 @@ class FlowState:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._next_free: dict[str, float] = {}
+        self._starts: dict[str, list[float]] = {}
+        self._line: dict[str, float] = {}
         self._turns: dict[str, dict[str, float]] = {}
         self._permits: dict[str, dict[str, float]] = {}
 
-    def take_turn(self, key: str, holder: str, interval: float) -> float:
+    def take_turn(self, key: str, holder: str, limit: int, period: float) -> float:
         """See :meth:`chicory.flow.FlowControl.take_turn`."""
         now = self._clock.time()
         turns = self._turns.setdefault(key, {})
         for name in [n for n, at in turns.items() if at + TURN_GRACE < now]:
             del turns[name]
-        turn = turns.get(holder)
-        if turn is not None:
-            if turn <= now:
-                del turns[holder]
-                return 0.0
+        starts = self._starts.setdefault(key, [])
+        del starts[: bisect.bisect_right(starts, now - period)]
+        turn = turns.pop(holder, None)
+        if turn is not None and turn > now:
+            turns[holder] = turn
             return turn - now
-        next_free = max(self._next_free.get(key, now), now)
-        self._next_free[key] = next_free + interval
-        if next_free <= now:
+        line = self._line.get(key, 0.0)
+        if (turn is not None or line <= now) and len(starts) < limit:
+            slack = turn_slack(period / limit)
+            bisect.insort(starts, now if turn is None else max(turn, now - slack))
             return 0.0
-        turns[holder] = next_free
-        return next_free - now
+        at = max(line, now)
+        if len(starts) >= limit:
+            at = max(at, starts[len(starts) - limit] + period)
+        turns[holder] = at
+        self._line[key] = at + period / limit
+        return at - now
 
     def acquire_permit(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         """See :meth:`chicory.flow.FlowControl.acquire_permit`."""
@@ -93,11 +100,11 @@ class FlowMethods:
 
         def _check_connected(self) -> None: ...
 
-    async def take_turn(self, key: str, holder: str, *, interval: float) -> float:
-        """Take the next start of the rate limit ``key`` (see
+    async def take_turn(self, key: str, holder: str, *, limit: int, period: float) -> float:
+        """Ask to start one run under the rate limit ``key`` (see
         :meth:`chicory.flow.FlowControl.take_turn`)."""
         self._check_connected()
-        return self._flow.take_turn(key, holder, interval)
+        return self._flow.take_turn(key, holder, limit, period)
 
     async def acquire_permit(self, key: str, holder: str, *, limit: int, ttl: float) -> bool:
         """Take one of the ``limit`` permits of ``key`` for ``holder`` (see

@@ -220,6 +220,10 @@ class RedisConsumer:
         loop = asyncio.get_running_loop()
         if not self._groups_ready:
             await self._ensure_groups()
+        due = self._ledger.soonest_due
+        if due is not None:
+            self._ledger.soonest_due = None
+            self._next_move = min(self._next_move, loop.time() + due - self._ledger.now())
         if loop.time() >= self._next_move:
             await self._move_due()
         if self._unseen_checks and loop.time() >= self._next_unseen_check:

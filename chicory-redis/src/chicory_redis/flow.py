@@ -4,11 +4,12 @@ Each operation is one Lua script on the keys of one limit (one hash tag, so clus
 timed by the server's clock (``TIME``), so every worker on every machine shares one limit
 and one clock:
 
-* ``take_turn``: a generic cell rate algorithm. ``<p>:{f:<key>}:next`` holds the earliest
-  time (ms) the next free start may be granted; ``<p>:{f:<key>}:turns`` is a sorted set of the
-  turns reserved for holders that came early, scored by their time. One call: a due turn of
-  the holder is used, a future one reported, else a free start taken or the next turn
-  reserved. Both keys expire once no turn is pending.
+* ``take_turn``: a sliding window with a waiting line. ``<p>:{f:<key>}:starts`` is a sorted
+  set of the starts of the last period, ``<p>:{f:<key>}:line`` the end of the waiting line
+  (ms) and ``<p>:{f:<key>}:turns`` the turns of the holders in line, scored by their time.
+  One call: a future turn of the holder is reported; a due turn (or no line) starts if the
+  window has room; anything else takes the turn at the end of the line. The keys expire
+  once nothing is pending.
 * permits: ``<p>:{f:<key>}:permits`` is a sorted set of holders scored by their permit's
   expiry (ms); expired members are dropped before every count, so a dead worker's permit
   frees itself. The set expires with its last permit.
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
+from chicory.flow import turn_slack
 from chicory_redis import scripts
 from chicory_redis.connection import broker_errors
 from chicory_redis.keys import KeySpace
@@ -50,26 +52,38 @@ TAKE_TURN = scripts.Script(
     "take_turn",
     _NOW
     + """
--- KEYS: next, turns. ARGV: holder, interval (ms), grace (ms). Returns the wait in ms.
-local holder, interval, grace = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- KEYS: line, turns, starts. ARGV: holder, limit, period, grace, slack (ms). Returns the
+-- wait in ms.
+local holder, limit = ARGV[1], tonumber(ARGV[2])
+local period, grace, slack = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local function ms(value) return string.format('%.3f', value) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - grace)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - period)
 local turn = redis.call('ZSCORE', KEYS[2], holder)
 if turn then
   turn = tonumber(turn)
-  if turn <= now then
-    redis.call('ZREM', KEYS[2], holder)
-    return '0'
-  end
-  return string.format('%.3f', turn - now)
+  if turn > now then return ms(turn - now) end
+  redis.call('ZREM', KEYS[2], holder)
 end
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-if next_free < now then next_free = now end
-local after = next_free + interval
-redis.call('SET', KEYS[1], string.format('%.3f', after), 'PX', math.ceil(after - now) + 1000)
-if next_free <= now then return '0' end
-redis.call('ZADD', KEYS[2], string.format('%.3f', next_free), holder)
-redis.call('PEXPIRE', KEYS[2], math.ceil(next_free - now) + grace)
-return string.format('%.3f', next_free - now)
+local line = tonumber(redis.call('GET', KEYS[1]) or '0')
+local used = redis.call('ZCARD', KEYS[3])
+if (turn or line <= now) and used < limit then
+  local at = now
+  if turn then at = math.max(turn, now - slack) end
+  redis.call('ZADD', KEYS[3], ms(at), ms(now) .. ' ' .. used .. ' ' .. holder)
+  redis.call('PEXPIRE', KEYS[3], math.ceil(period) + 1000)
+  return '0'
+end
+local at = math.max(line, now)
+if used >= limit then
+  local freeing = redis.call('ZRANGE', KEYS[3], used - limit, used - limit, 'WITHSCORES')
+  at = math.max(at, tonumber(freeing[2]) + period)
+end
+redis.call('ZADD', KEYS[2], ms(at), holder)
+redis.call('PEXPIRE', KEYS[2], math.ceil(at - now) + grace)
+local after = at + period / limit
+redis.call('SET', KEYS[1], ms(after), 'PX', math.ceil(after - now) + 1000)
+return ms(at - now)
 """,
 )
 
@@ -140,8 +154,8 @@ class RedisFlowMethods:
         @property
         def display_url(self) -> str: ...
 
-    async def take_turn(self, key: str, holder: str, *, interval: float) -> float:
-        """Take the next start of the rate limit ``key`` (see
+    async def take_turn(self, key: str, holder: str, *, limit: int, period: float) -> float:
+        """Ask to start one run under the rate limit ``key`` (see
         :meth:`chicory.flow.FlowControl.take_turn`).
 
         Raises:
@@ -152,8 +166,14 @@ class RedisFlowMethods:
             wait = await scripts.run(
                 self.client,
                 TAKE_TURN,
-                [keys.next, keys.turns],
-                [holder, f"{interval * 1000:.3f}", TURN_GRACE_MS],
+                [keys.line, keys.turns, keys.starts],
+                [
+                    holder,
+                    limit,
+                    f"{period * 1000:.3f}",
+                    TURN_GRACE_MS,
+                    f"{turn_slack(period / limit) * 1000:.3f}",
+                ],
             )
         return max(0.0, float(wait) / 1000)
 

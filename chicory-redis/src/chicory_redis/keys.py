@@ -12,8 +12,9 @@ Layout (``<p>`` is the key prefix, ``chicory`` by default)::
     <p>:revoked                zset      revoked (cancelled) task ids, scored by expiry (ms)
     <p>:revocations            channel   pub/sub: "<expiry ms> <task id>" per revocation
     <p>:worker:<worker_id>     string    one worker's heartbeat record (with a TTL)
-    <p>:{f:<key>}:next         string    a rate limit's next free start (ms; with a TTL)
-    <p>:{f:<key>}:turns        zset      a rate limit's reserved turns, holder by time (ms)
+    <p>:{f:<key>}:starts       zset      a rate limit's starts in its window, by time (ms)
+    <p>:{f:<key>}:line         string    the end of a rate limit's waiting line (ms)
+    <p>:{f:<key>}:turns        zset      a rate limit's turns in line, holder by time (ms)
     <p>:{f:<key>}:permits      zset      a concurrency limit's permits, holder by expiry (ms)
     <p>:workers                zset      worker ids scored by heartbeat expiry (ms)
 
@@ -58,12 +59,14 @@ class FlowKeys:
     """The keys of one flow limit (all in one cluster slot; see :mod:`chicory_redis.flow`).
 
     Attributes:
-        next: When the next free start of the rate limit may be granted.
-        turns: Sorted set of reserved turns.
+        starts: Sorted set of the rate limit's starts in its window.
+        line: The end of the rate limit's waiting line.
+        turns: Sorted set of the turns in line.
         permits: Sorted set of concurrency permits.
     """
 
-    next: str
+    starts: str
+    line: str
     turns: str
     permits: str
 
@@ -98,7 +101,12 @@ class KeySpace:
     def flow(self, key: str) -> FlowKeys:
         """Return the keys of the flow limit ``key`` (a task name)."""
         base = f"{self.prefix}:{{f:{key}}}"
-        return FlowKeys(next=f"{base}:next", turns=f"{base}:turns", permits=f"{base}:permits")
+        return FlowKeys(
+            starts=f"{base}:starts",
+            line=f"{base}:line",
+            turns=f"{base}:turns",
+            permits=f"{base}:permits",
+        )
 
     @property
     def queues(self) -> str:

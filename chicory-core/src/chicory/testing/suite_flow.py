@@ -56,11 +56,13 @@ class FlowControlSuite:
         """MUST grant a free start at once and reserve later turns one interval apart."""
         flow = await _flow(env)
         key = env.queue("rate")
-        assert await flow.take_turn(key, "a", interval=1.0) == 0.0, "the first start must be free"
-        _near(await flow.take_turn(key, "b", interval=1.0), 1.0, env, "b's turn")
-        _near(await flow.take_turn(key, "c", interval=1.0), 2.0, env, "c's turn, after b's")
-        _near(await flow.take_turn(key, "b", interval=1.0), 1.0, env, "b asking again early")
-        _near(await flow.take_turn(key, "d", interval=1.0), 3.0, env, "d's turn, after c's")
+        assert await flow.take_turn(key, "a", limit=1, period=1.0) == 0.0, (
+            "the first start must be free"
+        )
+        _near(await flow.take_turn(key, "b", limit=1, period=1.0), 1.0, env, "b's turn")
+        _near(await flow.take_turn(key, "c", limit=1, period=1.0), 2.0, env, "c's turn, after b's")
+        _near(await flow.take_turn(key, "b", limit=1, period=1.0), 1.0, env, "b asking again early")
+        _near(await flow.take_turn(key, "d", limit=1, period=1.0), 3.0, env, "d's turn, after c's")
 
     @guarantee(
         "flow.turn_kept", MUST, env=BROKER_ENV, requires=FLOW, rests_on=["flow.turns_spaced"]
@@ -70,23 +72,61 @@ class FlowControlSuite:
         flow = await _flow(env)
         key = env.queue("rate")
         interval = 0.3 + env.harness.clock_tolerance
-        assert await flow.take_turn(key, "a", interval=interval) == 0.0
-        wait = await flow.take_turn(key, "b", interval=interval)
+        assert await flow.take_turn(key, "a", limit=1, period=interval) == 0.0
+        wait = await flow.take_turn(key, "b", limit=1, period=interval)
         assert wait > 0, "a second start within the interval must wait"
         await anyio.sleep(wait + 0.05)
-        newcomer = await flow.take_turn(key, "c", interval=interval)
+        newcomer = await flow.take_turn(key, "c", limit=1, period=interval)
         assert newcomer > 0, "a newcomer took the turn reserved for b"
-        assert await flow.take_turn(key, "b", interval=interval) == 0.0, "b's due turn refused"
-        again = await flow.take_turn(key, "b", interval=interval)
+        assert await flow.take_turn(key, "b", limit=1, period=interval) == 0.0, (
+            "b's due turn refused"
+        )
+        again = await flow.take_turn(key, "b", limit=1, period=interval)
         assert again > 0, "b used its one reserved turn twice"
+
+    @guarantee("flow.window", MUST, env=BROKER_ENV, requires=FLOW)
+    async def test_window(self, env: BrokerEnv) -> None:
+        """MUST start up to ``limit`` at once, then give turns from when the window frees
+        a start, ``period / limit`` apart."""
+        flow = await _flow(env)
+        key = env.queue("rate")
+        for holder in "abc":
+            assert await flow.take_turn(key, holder, limit=3, period=60.0) == 0.0, (
+                f"start {holder} of 3 allowed in the window was refused"
+            )
+        _near(await flow.take_turn(key, "d", limit=3, period=60.0), 60.0, env, "d's turn")
+        _near(await flow.take_turn(key, "e", limit=3, period=60.0), 80.0, env, "e's turn")
+
+    @guarantee(
+        "flow.window_never_exceeded",
+        MUST,
+        env=BROKER_ENV,
+        requires=FLOW,
+        rests_on=["flow.turn_kept"],
+    )
+    async def test_window_never_exceeded(self, env: BrokerEnv) -> None:
+        """MUST refuse a due turn when the window is full (its holder came back late), and
+        give it a new turn at the end of the line, once the window frees a start."""
+        flow = await _flow(env)
+        key = env.queue("rate")
+        period = 0.3 + env.harness.clock_tolerance
+        assert await flow.take_turn(key, "a", limit=1, period=period) == 0.0
+        first = await flow.take_turn(key, "late", limit=1, period=period)
+        second = await flow.take_turn(key, "prompt", limit=1, period=period)
+        assert 0 < first < second, (first, second)
+        await anyio.sleep(second + 0.05)
+        assert await flow.take_turn(key, "prompt", limit=1, period=period) == 0.0
+        again = await flow.take_turn(key, "late", limit=1, period=period)
+        assert again > 0, "a late turn started in a full window: two starts in one period"
+        _near(again, period, env, "the late holder's new turn, when the window frees")
 
     @guarantee("flow.turns_per_key", MUST, env=BROKER_ENV, requires=FLOW)
     async def test_turns_per_key(self, env: BrokerEnv) -> None:
         """MUST keep the turns of each key apart."""
         flow = await _flow(env)
         first, second = env.queue("rate-1"), env.queue("rate-2")
-        assert await flow.take_turn(first, "a", interval=60.0) == 0.0
-        assert await flow.take_turn(second, "a", interval=60.0) == 0.0, "keys share turns"
+        assert await flow.take_turn(first, "a", limit=1, period=60.0) == 0.0
+        assert await flow.take_turn(second, "a", limit=1, period=60.0) == 0.0, "keys share turns"
 
     @guarantee("flow.permits_limit", MUST, env=BROKER_ENV, requires=FLOW)
     async def test_permits_limit(self, env: BrokerEnv) -> None:
@@ -139,8 +179,8 @@ class FlowControlSuite:
         key = env.queue("shared")
         assert await first.acquire_permit(key, "a", limit=1, ttl=60)
         assert not await second.acquire_permit(key, "b", limit=1, ttl=60), "permits not shared"
-        assert await first.take_turn(key, "a", interval=60.0) == 0.0
-        assert await second.take_turn(key, "b", interval=60.0) > 0, "turns not shared"
+        assert await first.take_turn(key, "a", limit=1, period=60.0) == 0.0
+        assert await second.take_turn(key, "b", limit=1, period=60.0) > 0, "turns not shared"
 
     @guarantee("priority.highest_first", MUST, env=BROKER_ENV, requires=PRIORITIES)
     async def test_highest_first(self, env: BrokerEnv) -> None:

@@ -125,7 +125,10 @@ class FlowGate:
             self._held[flow.key].add(holder)
         if flow.rate is not None:
             try:
-                wait = await store.take_turn(flow.key, message.id, interval=flow.rate.interval)
+                rate = flow.rate
+                wait = await store.take_turn(
+                    flow.key, message.id, limit=rate.count, period=rate.period
+                )
             except BaseException:
                 if holder is not None:
                     self.ended(flow.key, holder)
