@@ -27,7 +27,7 @@ Keys belong to a queue: the same key in two queues is two keys.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -189,9 +189,7 @@ async def enqueue_unique(
 
     app = task.app
     keep_seconds = seconds_of(keep, "unique_for") or 0.0
-    queue, outgoing = app.prepare(message)
-    extra: dict[str, Any] = {UNIQUE_HEADER: key, **(limits or {})}
-    outgoing = attrs.evolve(outgoing, headers={**outgoing.headers, **extra})
+    queue, outgoing = app.prepare(message, {UNIQUE_HEADER: key, **(limits or {})})
     due = outgoing.not_before
     wait = max(0.0, (due - message.created_at).total_seconds()) if due is not None else 0.0
     hold = max(keep_seconds, wait + task.result_ttl)
