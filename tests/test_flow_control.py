@@ -198,3 +198,24 @@ def test_rate_limits_read_as_written() -> None:
 
 
 async def _noop() -> None: ...
+
+
+async def test_signed_messages_keep_their_signature_through_waits_and_priorities() -> None:
+    """With a signing key: a priority header is signed with the message, and a message
+    handed back to wait (for a turn, or for a permit with its wait count) still verifies."""
+    app = Chicory(broker="memory://", signing_key="k" * 32)
+    done: list[int] = []
+
+    @app.task(name="f.signed", rate_limit="4/s", concurrency_limit=1, priority=3)
+    async def signed(n: int) -> None:
+        done.append(n)
+        await anyio.sleep(0.02)
+
+    results = await signed.delay_many([(n,) for n in range(6)])
+    results.append(await signed.apply_async([6], priority=8))
+    async with serving(app, concurrency=4):
+        for result in results:
+            await result.get(timeout=15)
+    assert sorted(done) == list(range(7))
+    broker = await app.connected_broker()
+    assert (await broker.counts("default")).dead == 0

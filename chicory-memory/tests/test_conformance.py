@@ -17,6 +17,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 from chicory_memory.broker import MemoryBroker
@@ -80,6 +81,10 @@ class TestDelayed(DelayedSuite):
 
 
 class TestFlowControl(FlowControlSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 

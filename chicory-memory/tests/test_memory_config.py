@@ -34,6 +34,7 @@ def test_capabilities_declare_everything_but_sharing() -> None:
         inspection=True,
         delayed_listing=True,
         flow_control=True,
+        unique_enqueue=True,
     )
 
 

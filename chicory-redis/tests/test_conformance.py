@@ -27,6 +27,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 from chicory_redis.broker import RedisBroker
@@ -131,6 +132,10 @@ class TestDelayed(DelayedSuite):
 
 
 class TestFlowControl(FlowControlSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 

@@ -123,6 +123,8 @@ class Capabilities:
             (list a queue's delayed messages by page, remove one by id).
         flow_control: the broker implements :class:`chicory.flow.FlowControl` (rate-limit
             turns and concurrency permits shared by every worker).
+        unique_enqueue: the broker implements :class:`chicory.unique.UniqueEnqueue`
+            (publish a message unless its key is held, atomically; release a key).
     """
 
     delayed_delivery: bool = True
@@ -143,6 +145,7 @@ class Capabilities:
     inspection: bool = False
     delayed_listing: bool = False
     flow_control: bool = False
+    unique_enqueue: bool = False
 
 
 @attrs.frozen(kw_only=True)

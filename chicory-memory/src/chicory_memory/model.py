@@ -4,7 +4,8 @@
   exactly one place at a time: a queue's ready deque or delayed heap, a :class:`Held` record,
   or nowhere (settled).
 * :class:`QueueState`: one queue's ready deque (and heap of ready messages with a
-  priority), delayed heap, in-flight count, dead letters and waiting fetches.
+  priority), delayed heap, in-flight count, dead letters, waiting fetches and unique keys'
+  claims.
 * :class:`Held`: one delivery: which message of which queue, which consumer, its token, lease
   deadline and :class:`DeliveryState`. The token is unique per delivery, so a redelivered
   message gets a new ``Held`` and an old one can never settle it.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 import anyio
 
@@ -29,6 +30,7 @@ __all__ = [
     "HEADERS",
     "MESSAGE_ID",
     "SINCE",
+    "Claim",
     "DeliveryState",
     "Headers",
     "Held",
@@ -78,10 +80,27 @@ SINCE: Final = 4
 """The positions of a :data:`Message`'s fields."""
 
 
+class Claim(NamedTuple):
+    """A unique key's claim (:mod:`chicory_memory.unique`)."""
+
+    holder: str
+    keep_until: float
+    expires_at: float
+
+
 class QueueState:
     """Everything stored for one queue (see the module docstring)."""
 
-    __slots__ = ("dead", "delayed", "in_flight", "name", "ranked", "ready", "waiters")
+    __slots__ = (
+        "claims",
+        "dead",
+        "delayed",
+        "in_flight",
+        "name",
+        "ranked",
+        "ready",
+        "waiters",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -93,6 +112,7 @@ class QueueState:
         self.in_flight = 0
         self.dead: dict[str, DeadLetter] = {}
         self.waiters: set[anyio.Event] = set()
+        self.claims: dict[str, Claim] = {}
 
     def ready_count(self) -> int:
         """How many messages are ready (with a priority or not)."""
