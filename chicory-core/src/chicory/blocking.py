@@ -319,6 +319,7 @@ class BlockingTask(Generic[P, R]):
         unique: bool = False,
         unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        priority: int | None = None,
     ) -> BlockingResult[R]:
         """Enqueue one run with per-call options; see :meth:`Task.apply_async
         <chicory.task.Task.apply_async>` (its ``duplicate`` tells a unique enqueue that
@@ -338,15 +339,22 @@ class BlockingTask(Generic[P, R]):
             unique=unique,
             unique_key=unique_key,
             unique_for=unique_for,
+            priority=priority,
         )
         return BlockingResult(result)
 
     def delay_many(
-        self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, queue: str | None = None
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
     ) -> list[BlockingResult[R]]:
         """Enqueue many runs in one batch; see :meth:`Task.delay_many
         <chicory.task.Task.delay_many>`."""
-        results = call(self.task.app, self.task.delay_many, list(calls), queue=queue)
+        results = call(
+            self.task.app, self.task.delay_many, list(calls), queue=queue, priority=priority
+        )
         return [BlockingResult(result) for result in results]
 
     def result(self, task_id: str) -> BlockingResult[R]:
