@@ -13,6 +13,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     InspectionSuite,
     ResultBackendSuite,
     RevocationSuite,
@@ -57,6 +58,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestFlowControl(FlowControlSuite):
     pass
 
 

@@ -10,7 +10,8 @@ Every operation is one transaction run off the event loop (:mod:`chicory_sqlite.
 the statements are in :mod:`chicory_sqlite.statements` (the hot path) and
 :mod:`chicory_sqlite.admin` (counts, dead letters, inspection, delayed listing). Leases are
 timed, on this host's clock, and renewable; each claim gets a token that every settle must
-match. It offers every capability of the core protocol except priorities.
+match. It offers every capability of the core protocol except priorities; rate and
+concurrency limits are in :mod:`chicory_sqlite.flow`.
 
 Limits: the processes must share one host and a local filesystem (WAL needs shared memory;
 network filesystems break its locking), and SQLite lets one writer in at a time: each
@@ -42,6 +43,7 @@ from chicory.redact import redact_url
 from chicory_sqlite import admin
 from chicory_sqlite.consumer import SqliteConsumer
 from chicory_sqlite.database import Database
+from chicory_sqlite.flow import SqliteFlowMethods
 from chicory_sqlite.options import ConnectionOptions, parse_sqlite_url
 from chicory_sqlite.statements import QueueStatements, trim_dead_letters
 
@@ -50,7 +52,7 @@ __all__ = ["SqliteBroker"]
 T = TypeVar("T")
 
 
-class SqliteBroker:
+class SqliteBroker(SqliteFlowMethods):
     """A broker on one SQLite database file that several processes share.
 
     Args:
@@ -127,6 +129,7 @@ class SqliteBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            flow_control=True,
         )
         self._consumers: set[SqliteConsumer] = set()
         self._connected = False

@@ -89,5 +89,13 @@ CREATE TABLE IF NOT EXISTS chicory_revocations (
     task_id TEXT NOT NULL UNIQUE,
     expires_at REAL NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS chicory_flow (
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (key, kind, holder)
+) WITHOUT ROWID;
 """
 """Every table and index, idempotent (``IF NOT EXISTS``)."""
