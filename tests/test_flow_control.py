@@ -219,3 +219,22 @@ async def test_signed_messages_keep_their_signature_through_waits_and_priorities
     assert sorted(done) == list(range(7))
     broker = await app.connected_broker()
     assert (await broker.counts("default")).dead == 0
+
+
+async def test_the_testkit_runs_rate_limited_work_on_its_virtual_clock() -> None:
+    """LocalWorker moves its clock to each waiting turn: five starts at 1/min finish at
+    once in real time, four minutes apart on the virtual clock."""
+    from chicory.testkit import LocalWorker
+
+    app = Chicory(broker="memory://")
+    seen: list[float] = []
+
+    @app.task(name="f.slow_api", rate_limit="1/m")
+    async def slow_api(n: int) -> None:
+        seen.append(local.clock.time())
+
+    async with LocalWorker(app) as local:
+        await slow_api.delay_many([(n,) for n in range(5)])
+        await local.run_until_idle()
+    assert len(seen) == 5
+    assert seen[-1] - seen[0] >= 4 * 60 - 1
