@@ -222,7 +222,10 @@ class Codec:
                 _refuse_non_finite(task, payload)
             if len(body) > limit:
                 raise self._too_large(task, body)
-            encoded.append((body, {} if headers is None else dict(headers)))
+            encoded.append((body, {}))
+        if headers:
+            for _, sent in encoded:
+                sent.update(headers)
         return encoded
 
     def _seal(

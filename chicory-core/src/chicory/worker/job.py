@@ -189,13 +189,9 @@ class JobRunner:
                 self._log.not_run(message, delivery.queue)
                 return False
         state = transition(state, _RUNNING)
-        try:
-            outcome = await self._run(
-                delivery, message, task, strategy, args, kwargs, slot, headers
-            )
-        finally:
-            if permit:
-                self.gate.ended(message.task, permit)
+        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
+        if permit:  # a run cancelled by a drain keeps it until it expires, as a killed one
+            self.gate.ended(message.task, permit)
         if slot is not None and slot.cancel_requested:
             await self._cancelled(delivery, message, task, started=True)
             return False
