@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar
 
 from chicory.broker import OutgoingMessage
 from chicory.envelope import TaskMessage
@@ -20,6 +19,7 @@ from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
 from chicory.validation import Signature
+from chicory.wire_rules import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -64,6 +64,29 @@ _SPARE_IDS: list[str] = []
 """Ids drawn ahead for single calls: one ``urandom`` call per 256 ids instead of per id."""
 
 os.register_at_fork(after_in_child=_SPARE_IDS.clear)  # a child must never reuse them
+
+
+MAX_DELAY: Final = timedelta(days=36525)
+"""Furthest ahead a ``countdown`` or ``eta`` may put a run (a century)."""
+
+_MAX_DELAY_SECONDS: Final = MAX_DELAY.total_seconds()
+
+
+def check_task_id(task_id: object) -> None:
+    """Check a task id a caller chose (``apply_async(task_id=...)``).
+
+    Raises:
+        ValueError: it is not 1 to 255 printable characters (what a worker accepts).
+    """
+    if (
+        type(task_id) is not str
+        or not 0 < len(task_id) <= MAX_ID_LENGTH
+        or not task_id.isprintable()
+    ):
+        raise ValueError(
+            f"task_id must be a string of 1 to {MAX_ID_LENGTH} printable characters, got "
+            f"{task_id!r:.100}"
+        )
 
 
 def new_task_id() -> str:
@@ -209,7 +232,10 @@ class Task(Generic[P, R]):
         now = self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
-        task_id = task_id or new_task_id()
+        if task_id is None:
+            task_id = new_task_id()
+        else:
+            check_task_id(task_id)
         queue = queue or self.queue
         limits: dict[str, str] | None = None
         if timeout is not None or soft_timeout is not None:
@@ -231,16 +257,19 @@ class Task(Generic[P, R]):
                 headers=dict(headers or {}),
                 created_at=now,
             )
-            queue, outgoing = app.prepare(message)
-            if limits:
-                outgoing = attrs.evolve(outgoing, headers={**outgoing.headers, **limits})
+            queue, outgoing = app.prepare(message, limits)
             await self._publish_one(queue, outgoing, message.id)
             return AsyncResult(app, message.id, self)
         body, sent = app.codec.encode_fields(
-            task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
+            task_id,
+            self.name,
+            wire_args,
+            wire_kwargs,
+            queue=queue,
+            created_at=now,
+            eta=eta,
+            headers=limits,
         )
-        if limits:
-            sent = {**sent, **limits}
         outgoing = OutgoingMessage(body=body, headers=sent, not_before=eta)
         await self._publish_one(queue, outgoing, task_id)
         return AsyncResult(app, task_id, self)
@@ -334,6 +363,8 @@ class Task(Generic[P, R]):
         now = now or self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
+        if task_id is not None:
+            check_task_id(task_id)
         return TaskMessage(
             id=task_id or new_task_id(),
             task=self.name,
@@ -346,15 +377,33 @@ class Task(Generic[P, R]):
 
     @staticmethod
     def _due(countdown: float | None, eta: datetime | None, now: datetime) -> datetime | None:
-        """The ``eta`` a message gets from the call options (``None``: ready now)."""
+        """The ``eta`` a message gets from the call options (``None``: ready now).
+
+        Raises:
+            ConfigurationError: both are given, or ``eta`` is naive.
+            ValueError: ``countdown`` is not a finite number, or either is further ahead
+                than :data:`MAX_DELAY`.
+        """
         if countdown is not None:
             if eta is not None:
                 raise ConfigurationError("pass countdown or eta, not both")
-            eta = now + timedelta(seconds=countdown)
+            if not isinstance(countdown, int | float) or not math.isfinite(countdown):
+                raise ValueError(f"countdown must be a finite number of seconds, got {countdown!r}")
+            if countdown > _MAX_DELAY_SECONDS:
+                raise ValueError(
+                    f"countdown={countdown!r} is more than {MAX_DELAY.days} days ahead; "
+                    "schedule such work nearer its time"
+                )
+            eta = now + timedelta(seconds=max(countdown, 0.0))
         elif eta is None:
             return None
         elif eta.tzinfo is None:
             raise ConfigurationError(
                 "eta must be an aware datetime; use datetime.now(UTC) + timedelta(...)"
+            )
+        elif eta - now > MAX_DELAY:
+            raise ValueError(
+                f"eta={eta.isoformat()} is more than {MAX_DELAY.days} days ahead; schedule "
+                "such work nearer its time"
             )
         return eta if eta > now else None

@@ -374,11 +374,12 @@ STORE_RESULT: Final = Script(
     """
 -- KEYS: result key. ARGV: marked record, final ('0' no, '1' yes, '2' yes but announce the
 -- task id only), ttl ms, channel, task id.
--- A record starts with 'F' (final) or 'P' (not final). Returns 1 if written.
+-- A record starts with 'F' (final) or 'P' (not final). Returns 1 if written; a final record
+-- is never replaced (the first one wins).
 -- A final record is announced as '<#task id>:<task id>' followed by the marked record
 -- (final '1') or by nothing (final '2').
 local final = ARGV[2]
-if final == '0' and redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
+if redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if final == '1' then
   redis.call('PUBLISH', ARGV[4], #ARGV[5] .. ':' .. ARGV[5] .. ARGV[1])
@@ -388,7 +389,7 @@ end
 return 1
 """,
 )
-"""Write a result record with a TTL unless it would hide a final one; announce finals."""
+"""Write a result record with a TTL unless a final one is there; announce finals."""
 
 STORE_RESULTS: Final = Script(
     "store_results",
@@ -399,7 +400,7 @@ STORE_RESULTS: Final = Script(
 local channel, ttl, written = ARGV[1], ARGV[2], 0
 for i = 1, #KEYS do
   local record, final, id = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-  if final ~= '0' or redis.call('GETRANGE', KEYS[i], 0, 0) ~= 'F' then
+  if redis.call('GETRANGE', KEYS[i], 0, 0) ~= 'F' then
     redis.call('SET', KEYS[i], record, 'PX', ttl)
     written = written + 1
     if final == '1' then

@@ -23,6 +23,7 @@ one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -119,10 +120,21 @@ class JobRunner:
     async def handle(self, delivery: Delivery, slot: RunnerSlot | None = None) -> bool:
         """Take one delivery to a terminal state. Never raises except on cancellation.
 
+        Whatever goes wrong on the way from the delivery to its settle (an error in Chicory,
+        a middleware, a broker's reply) ends in a dead letter naming the error: a message
+        never stops the worker, nor comes back to stop the next one.
+
         Returns:
             True if the delivery was handed to the settler, which reports when it is settled;
             False if it is settled already. The caller counts it in ``processed``.
         """
+        try:
+            return await self._handle(delivery, slot)
+        except Exception as exc:  # not a cancellation: those end the worker on purpose
+            await self._broken(delivery, exc)
+            return False
+
+    async def _handle(self, delivery: Delivery, slot: RunnerSlot | None) -> bool:
         state = _RECEIVED
         try:
             headers = delivery.headers
@@ -339,14 +351,20 @@ class JobRunner:
         delay: float,
         runtime: float,
     ) -> None:
-        transition(JobState.RUNNING, JobState.RETRYING)
         now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
         failed = HistoryEntry(
             at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"
         )
         # The next attempt keeps every header (the codec signs it anew), plus its history.
-        body, headers = self._app.codec.encode(next_message, with_history(delivery.headers, failed))
+        try:
+            body, headers = self._app.codec.encode(
+                next_message, with_history(delivery.headers, failed)
+            )
+        except (TypeError, ValueError) as exc:  # MessageTooLargeError is a ValueError
+            await self._unsendable_retry(delivery, message, task, strategy, error, exc)
+            return
+        transition(JobState.RUNNING, JobState.RETRYING)
         self.retried += 1
         not_before = now + timedelta(seconds=delay) if delay > 0 else None
         if not task.ignore_result:
@@ -359,6 +377,56 @@ class JobRunner:
             message,
         )
         self._emit("chicory_task_retried", message, task, error=error, delay=delay, runtime=runtime)
+
+    async def _unsendable_retry(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., Any],
+        strategy: AckStrategy,
+        error: ErrorInfo,
+        exc: Exception,
+    ) -> None:
+        """The next attempt cannot be encoded here (larger than this worker's
+        ``max_message_bytes``, say, when the producer allowed more): the task fails for good
+        instead of being retried, with both errors in its record and dead letter."""
+        transition(JobState.RUNNING, JobState.FAILED)
+        reason = (
+            f"{error.type}: {error.message} (not retried: its next attempt cannot be "
+            f"encoded on this worker: {type(exc).__name__}: {exc})"
+        )
+        log.error("task %s %s failed: %s", task.name, message.id, reason)
+        self.failed += 1
+        if not task.ignore_result:
+            failure = ErrorInfo(type=error.type, message=reason, traceback=error.traceback)
+            record = self._record(message, task, TaskState.FAILURE, error=failure)
+            if not await self._store(message, record, final=True) and strategy.holds_lease:
+                await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
+                return
+        await self._settle(lambda: strategy.fail(delivery, reason), "dead-letter", message)
+        self._emit("chicory_task_dead_lettered", message, task, reason=reason)
+
+    async def _broken(self, delivery: Delivery, exc: Exception) -> None:
+        """Dead-letter a delivery whose handling raised ``exc`` (see :meth:`handle`)."""
+        log.error(
+            "handling delivery %s of queue %s failed; dead-lettering it",
+            delivery.message_id,
+            delivery.queue,
+            exc_info=exc,
+        )
+        try:
+            message: TaskMessage | None = self._decode(delivery.body, delivery.headers)
+        except Exception:
+            message = None
+        reason = f"internal error while handling the message: {type(exc).__name__}: {exc}"
+        self.failed += 1
+        await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
+        if "chicory_task_dead_lettered" in self._bus.active:
+            with contextlib.suppress(Exception):
+                self._bus.emit(
+                    "chicory_task_dead_lettered",
+                    self._event(message, None, reason=reason, queue=delivery.queue),
+                )
 
     async def _cancelled(
         self, delivery: Delivery, message: TaskMessage, task: Task[..., Any], *, started: bool
