@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
 import anyio
 
@@ -26,8 +26,12 @@ from chicory.plugins import BackendKind, PluginHost
 from chicory.producer import Producer
 from chicory.redact import redact_url
 from chicory.retry import RetryPolicy
+from chicory.scheduling.declaring import PeriodicTasks
 from chicory.task import Task
 from chicory.validation import make_value_converter
+
+if TYPE_CHECKING:
+    from chicory.scheduling.schedule import Schedule
 
 __all__ = ["Chicory"]
 
@@ -43,7 +47,7 @@ DEFAULT_MAX_RESULT_BYTES: Final = 1024 * 1024
 """Largest result record stored by default (see ``docs/reliability.md``, sizing)."""
 
 
-class Chicory:
+class Chicory(PeriodicTasks):
     """A Chicory application: declare tasks on it, enqueue them, run workers for it.
 
     Args:
@@ -126,6 +130,8 @@ class Chicory:
             raise ConfigurationError(str(exc)) from exc
         self.value_converter = make_value_converter()
         self.tasks: dict[str, Task[..., Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
+        """The app's periodic tasks by name (see :meth:`periodic`)."""
         self.utcnow: Callable[[], datetime] = utcnow
         self._targets = (broker, backend, dict(broker_options or {}), dict(backend_options or {}))
         self.broker: Broker = self._build_broker(broker, self._targets[2])

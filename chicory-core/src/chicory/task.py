@@ -18,6 +18,7 @@ from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
+from chicory.unique import enqueue_unique
 from chicory.validation import Signature
 from chicory.wire_rules import MAX_ID_LENGTH
 
@@ -202,6 +203,9 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         soft_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: bool = False,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -217,11 +221,21 @@ class Task(Generic[P, R]):
             soft_timeout: This call's soft time limit in seconds, instead of the task's.
             headers: Message headers, readable in the task as ``ctx.headers`` (see
                 :mod:`chicory.headers` for what names and values may be).
+            unique: Enqueue only if no run holds the key ``task_id`` in the queue (see
+                :mod:`chicory.unique`); the result's ``duplicate`` says whether one did.
+            unique_key: Like ``unique``, with this key instead of the task id.
+            unique_for: Hold the key at least this long after the enqueue (seconds or a
+                ``timedelta``), even if the run finished sooner; implies ``unique``.
+
+        Returns:
+            The run's result handle. After a unique enqueue that found the key held, its
+            ``duplicate`` is true and its ``id`` is the task id of the run holding the key.
 
         Raises:
             ArgumentValidationError: the arguments do not fit the signature or its types.
             ConfigurationError: a time limit is not a positive number, or the soft one is
-                not below the hard one.
+                not below the hard one; ``unique`` without ``task_id`` or ``unique_key``.
+            CapabilityError: a unique enqueue on a broker without ``unique_enqueue``.
             InvalidHeaderError: a header cannot be sent.
             MessageTooLargeError: the encoded message is over the app's size limit.
             BrokerConnectionError: the broker could not be reached; the task was not
@@ -232,6 +246,14 @@ class Task(Generic[P, R]):
         now = self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
+        key = None
+        if unique or unique_key is not None or unique_for is not None:
+            key = unique_key if unique_key is not None else task_id
+            if not key:
+                raise ConfigurationError(
+                    f"task {self.name!r}: unique=True needs the key: pass task_id=... (the "
+                    "id is the key) or unique_key=..."
+                )
         if task_id is None:
             task_id = new_task_id()
         else:
@@ -245,6 +267,18 @@ class Task(Generic[P, R]):
                 soft_timeout,
             )
             limits = limit_headers(timeout, soft_timeout)
+        if key is not None:
+            message = OutgoingTask(
+                task=self.name,
+                id=task_id,
+                args=wire_args,
+                kwargs=wire_kwargs,
+                queue=queue,
+                eta=eta,
+                headers=dict(headers or {}),
+                created_at=now,
+            )
+            return await enqueue_unique(self, message, key, unique_for, limits)
         app = self.app
         if app.publish_hooks or headers:
             message = OutgoingTask(

@@ -419,6 +419,58 @@ Its keys are result keys of different tasks, so on Redis Cluster they would span
 Cluster-aware caller would group a batch by slot first (Chicory has no Cluster client).
 """
 
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+PUBLISH_UNIQUE: Final = Script(
+    "publish_unique",
+    _NOW_MS
+    + """
+-- KEYS: claim, uniques, stream, delayed.
+-- ARGV: holder, hold ms, keep ms, due ms ('' = ready now), packed message.
+-- Returns {1, holder} when the key was free (claimed and published), {0, holder} when held.
+local held = redis.call('GET', KEYS[1])
+if held then
+  return {0, string.sub(held, string.find(held, ' ', 1, true) + 1)}
+end
+local hold, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('SET', KEYS[1], (now + keep) .. ' ' .. ARGV[1], 'PX', hold)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + hold, KEYS[1])
+if ARGV[4] == '' then
+  redis.call('XADD', KEYS[3], '*', 'm', ARGV[5])
+else
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+end
+return {1, ARGV[1]}
+""",
+)
+"""Claim a unique key and publish the message, or do neither if the key is held."""
+
+RELEASE_UNIQUE: Final = Script(
+    "release_unique",
+    _NOW_MS
+    + """
+-- KEYS: claim, uniques. ARGV: holder. Returns 1 if the holder held the key, else 0.
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local sep = string.find(held, ' ', 1, true)
+if string.sub(held, sep + 1) ~= ARGV[1] then return 0 end
+local keep = tonumber(string.sub(held, 1, sep - 1))
+if keep > now then
+  redis.call('PEXPIREAT', KEYS[1], keep)
+  redis.call('ZADD', KEYS[2], keep, KEYS[1])
+else
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+end
+return 1
+""",
+)
+"""End a holder's claim on a unique key (now, or when its keep time ends); safe to repeat."""
+
 ALL_SCRIPTS: Final = (
     ACK,
     ENQUEUE,
@@ -432,6 +484,8 @@ ALL_SCRIPTS: Final = (
     STORE_RESULT,
     STORE_RESULTS,
     TRIM_DEAD,
+    PUBLISH_UNIQUE,
+    RELEASE_UNIQUE,
 )
 
 Arg = str | bytes | int | float

@@ -51,6 +51,7 @@ from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.timelimits import NO_LIMITS, limits_for
+from chicory.unique import UNIQUE_HEADER, UniqueEnqueue
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
@@ -186,6 +187,8 @@ class JobRunner:
         if outcome.error is None:
             failed = self._succeed(delivery, message, task, strategy, outcome, settler)
             if failed is None:
+                if headers and UNIQUE_HEADER in headers:
+                    settler.after_settled(delivery, lambda: self._release(delivery, message))
                 return True
             outcome = failed
         await self._failed_attempt(delivery, message, task, strategy, outcome)
@@ -331,6 +334,7 @@ class JobRunner:
         self._log.failed(message, delivery.queue, exc, reason)
         letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
         await self._settle(lambda: strategy.fail(delivery, letter), "dead-letter", message)
+        await self._release(delivery, message)
         self._emit(
             "chicory_task_failed",
             message,
@@ -404,6 +408,7 @@ class JobRunner:
                 await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
         await self._settle(lambda: strategy.fail(delivery, reason), "dead-letter", message)
+        await self._release(delivery, message)
         self._emit("chicory_task_dead_lettered", message, task, reason=reason)
 
     async def _broken(self, delivery: Delivery, exc: Exception) -> None:
@@ -421,6 +426,8 @@ class JobRunner:
         reason = f"internal error while handling the message: {type(exc).__name__}: {exc}"
         self.failed += 1
         await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
+        with contextlib.suppress(Exception):
+            await self._release(delivery, message)
         if "chicory_task_dead_lettered" in self._bus.active:
             with contextlib.suppress(Exception):
                 self._bus.emit(
@@ -443,6 +450,7 @@ class JobRunner:
                     await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
         await self._settle(delivery.ack, "ack", message)  # after an at-most-once ack: nothing
+        await self._release(delivery, message)
 
     async def _dead(
         self,
@@ -467,11 +475,34 @@ class JobRunner:
             )
             await self._store(message, encode_record(record), final=True)
         await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
+        await self._release(delivery, message)
         if "chicory_task_dead_lettered" in self._bus.active:
             self._bus.emit(
                 "chicory_task_dead_lettered",
                 self._event(message, None, reason=reason, queue=delivery.queue),
             )
+
+    async def _release(self, delivery: Delivery, message: TaskMessage | None) -> None:
+        """Free the unique key a final run held (:mod:`chicory.unique`), if it held one."""
+        headers = delivery.headers
+        key = headers.get(UNIQUE_HEADER) if headers else None
+        if key is None or message is None:
+            return
+        broker = self._app.broker
+        if not broker.capabilities.unique_enqueue or not isinstance(broker, UniqueEnqueue):
+            log.warning(
+                "task %s holds unique key %r, but this worker's broker %r cannot release it "
+                "(no 'unique_enqueue' capability)",
+                message.id,
+                key,
+                broker,
+            )
+            return
+
+        async def release() -> None:
+            await broker.release_unique(delivery.queue, key, message.id)
+
+        await self._settle(release, "unique key release", message)
 
     def _redelivered(self, message: TaskMessage, delivery: Delivery) -> None:
         count = delivery.delivery_count
