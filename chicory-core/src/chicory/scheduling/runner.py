@@ -11,8 +11,8 @@ At start, a scheduler reads each schedule's last-fire record
 (:mod:`chicory.scheduling.records`). Fires due after it and before the start fell due while
 no scheduler ran: the schedule's ``missed`` policy decides, ``"catch_up_last"`` (the
 default) fires the latest of them once, ``"skip"`` drops them. A schedule with no record yet
-(never fired) starts with the next fire. While running, a scheduler that falls behind (a suspended machine, a long broker
-outage) fires the latest due fire once, never a backlog.
+(never fired) starts with the next fire. While running, a scheduler that falls behind (a
+suspended machine, a long broker outage) fires the latest due fire once, never a backlog.
 
 Time comes from an injectable clock (:class:`~chicory.clock.Clock`): tests move a
 :class:`~chicory.clock.VirtualClock` across a daylight-saving change and call
