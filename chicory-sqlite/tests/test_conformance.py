@@ -16,6 +16,7 @@ from chicory.testing import (
     InspectionSuite,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 
@@ -57,6 +58,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 
