@@ -16,6 +16,7 @@ from chicory.testing import (
     InspectionSuite,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 
@@ -61,4 +62,8 @@ class TestDelayed(DelayedSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass

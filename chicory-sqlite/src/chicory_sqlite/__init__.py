@@ -5,6 +5,7 @@
 * :mod:`chicory_sqlite.consumer` -- consumers and deliveries.
 * :mod:`chicory_sqlite.statements` -- the hot-path SQL: publish, claim, settle, renew.
 * :mod:`chicory_sqlite.admin` -- counts, dead letters, inspection, delayed listing.
+* :mod:`chicory_sqlite.unique` -- unique enqueue: claims of keys.
 * :mod:`chicory_sqlite.results` -- :class:`~chicory_sqlite.results.SqliteResultBackend`.
 * :mod:`chicory_sqlite.database` -- the connection, off the event loop, and change detection.
 * :mod:`chicory_sqlite.schema` -- the tables.

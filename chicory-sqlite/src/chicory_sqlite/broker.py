@@ -21,6 +21,7 @@ each.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +40,8 @@ from chicory.errors import (
 )
 from chicory.inspection import DeadLetterPage, QueueStats
 from chicory.redact import redact_url
-from chicory_sqlite import admin
+from chicory.unique import UniqueClaim, check_claim
+from chicory_sqlite import admin, unique
 from chicory_sqlite.consumer import SqliteConsumer
 from chicory_sqlite.database import Database
 from chicory_sqlite.options import ConnectionOptions, parse_sqlite_url
@@ -127,9 +129,11 @@ class SqliteBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
         )
         self._consumers: set[SqliteConsumer] = set()
         self._connected = False
+        self._pruned_keys_at = -math.inf
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteBroker:
@@ -387,3 +391,50 @@ class SqliteBroker:
     async def remove_delayed(self, queue: str, message_id: str) -> bool:
         """Remove one delayed message so it is never delivered; False if it is not delayed."""
         return await self._write(lambda conn: admin.remove_delayed(conn, queue, message_id))
+
+    # -- unique enqueue --------------------------------------------------------------------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one transaction (see
+        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
+
+        Raises:
+            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
+            MessageTooLargeError: the body is over ``max_body_bytes`` (nothing is claimed).
+            BrokerConnectionError: the database was locked past ``busy_timeout``.
+        """
+        check_claim(hold, keep)
+        self._check_size(message.body)
+        due = to_epoch(message.not_before) if message.not_before is not None else None
+        item = (message.body, json.dumps(dict(message.headers)), due)
+        prune = time.monotonic() - self._pruned_keys_at >= unique.PRUNE_EVERY
+        if prune:
+            self._pruned_keys_at = time.monotonic()
+        statements = self.statements
+
+        def publish(conn: sqlite3.Connection) -> UniqueClaim:
+            current = unique.claim(conn, queue, key, holder, hold, keep, prune=prune)
+            if current is not None:
+                return UniqueClaim(message_id=None, holder=current)
+            (message_id,) = statements.publish(conn, queue, [item])
+            return UniqueClaim(message_id=message_id, holder=holder)
+
+        return await self._write(publish)
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` in ``queue`` (at once, or when its keep time
+        ends); False if it held none."""
+        return await self._write(lambda conn: unique.release(conn, queue, key, holder))
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await self._read(lambda conn: unique.holder(conn, queue, key))

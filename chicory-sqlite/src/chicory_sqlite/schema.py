@@ -70,6 +70,16 @@ CREATE TABLE IF NOT EXISTS chicory_consumers (
     PRIMARY KEY (consumer, queue)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS chicory_unique_keys (
+    queue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    keep_until REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chicory_unique_keys_expiry ON chicory_unique_keys (expires_at);
+
 CREATE TABLE IF NOT EXISTS chicory_results (
     task_id TEXT PRIMARY KEY,
     data BLOB NOT NULL,
