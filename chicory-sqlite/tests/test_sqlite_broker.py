@@ -204,3 +204,20 @@ async def test_producers_on_two_connections_enqueue_a_key_once_and_the_worker_fr
     assert not (await apps[0].tasks["sqlite.unique"].apply_async((99,), unique_key="k")).duplicate
     for one in apps:
         await one.close()
+
+
+async def test_closing_the_result_backend_wakes_its_waiters_with_none(database: str) -> None:
+    backend = SqliteResultBackend(database)
+    await backend.connect()
+    got: list[bytes | None] = []
+
+    async def waiter() -> None:
+        got.append(await backend.wait("never", timeout=60))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(waiter)
+            await anyio.sleep(0.2)
+            await backend.close()
+    assert got == [None] * 5
