@@ -133,7 +133,7 @@ class SqliteBroker:
         )
         self._consumers: set[SqliteConsumer] = set()
         self._connected = False
-        self._pruned_keys_at = -math.inf
+        self._pruned_claims_at = -math.inf
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteBroker:
@@ -305,6 +305,54 @@ class SqliteBroker:
             )
         )
 
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one transaction (see
+        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
+
+        Raises:
+            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
+            MessageTooLargeError: the body is over ``max_body_bytes``.
+            BrokerConnectionError: the database was locked past ``busy_timeout``.
+        """
+        check_claim(hold, keep)
+        self._check_size(message.body)
+        due = to_epoch(message.not_before) if message.not_before is not None else None
+        item = (message.body, json.dumps(dict(message.headers)), due)
+        statements = self.statements
+        prune = time.monotonic() - self._pruned_claims_at >= unique.PRUNE_EVERY
+        if prune:
+            self._pruned_claims_at = time.monotonic()
+        return await self._write(
+            lambda conn: unique.claim_and_publish(
+                conn,
+                statements,
+                queue,
+                item,
+                key=key,
+                who=holder,
+                hold=hold,
+                keep=keep,
+                prune=prune,
+            )
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
+        return await self._write(lambda conn: unique.release(conn, queue, key, holder))
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await self._read(lambda conn: unique.holder(conn, queue, key))
+
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue``: its messages, dead letters and name (close its consumers first)."""
         await self._write(lambda conn: admin.delete_queue(conn, queue))
@@ -391,50 +439,3 @@ class SqliteBroker:
     async def remove_delayed(self, queue: str, message_id: str) -> bool:
         """Remove one delayed message so it is never delivered; False if it is not delayed."""
         return await self._write(lambda conn: admin.remove_delayed(conn, queue, message_id))
-
-    # -- unique enqueue --------------------------------------------------------------------
-
-    async def publish_unique(
-        self,
-        queue: str,
-        message: OutgoingMessage,
-        *,
-        key: str,
-        holder: str,
-        hold: float,
-        keep: float = 0.0,
-    ) -> UniqueClaim:
-        """Publish ``message`` unless ``key`` is held in ``queue``, in one transaction (see
-        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
-
-        Raises:
-            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
-            MessageTooLargeError: the body is over ``max_body_bytes`` (nothing is claimed).
-            BrokerConnectionError: the database was locked past ``busy_timeout``.
-        """
-        check_claim(hold, keep)
-        self._check_size(message.body)
-        due = to_epoch(message.not_before) if message.not_before is not None else None
-        item = (message.body, json.dumps(dict(message.headers)), due)
-        prune = time.monotonic() - self._pruned_keys_at >= unique.PRUNE_EVERY
-        if prune:
-            self._pruned_keys_at = time.monotonic()
-        statements = self.statements
-
-        def publish(conn: sqlite3.Connection) -> UniqueClaim:
-            current = unique.claim(conn, queue, key, holder, hold, keep, prune=prune)
-            if current is not None:
-                return UniqueClaim(message_id=None, holder=current)
-            (message_id,) = statements.publish(conn, queue, [item])
-            return UniqueClaim(message_id=message_id, holder=holder)
-
-        return await self._write(publish)
-
-    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
-        """End ``holder``'s claim on ``key`` in ``queue`` (at once, or when its keep time
-        ends); False if it held none."""
-        return await self._write(lambda conn: unique.release(conn, queue, key, holder))
-
-    async def unique_holder(self, queue: str, key: str) -> str | None:
-        """Who holds ``key`` in ``queue`` now, or ``None``."""
-        return await self._read(lambda conn: unique.holder(conn, queue, key))
