@@ -24,6 +24,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 from chicory_postgres.broker import PostgresBroker
@@ -115,4 +116,8 @@ class TestDelayed(DelayedSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass

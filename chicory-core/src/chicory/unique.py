@@ -142,7 +142,7 @@ def unique_enqueue(broker: Broker, *, needed_for: str) -> UniqueEnqueue:
         raise CapabilityError(
             f"{needed_for} needs a broker with the 'unique_enqueue' capability, and "
             f"{broker!r} does not declare it (Capabilities.unique_enqueue=False); use the "
-            "memory:// or redis:// broker, or enqueue without unique=/unique_key="
+            "memory://, redis:// or postgresql:// broker, or enqueue without unique=/unique_key="
         )
     return broker
 

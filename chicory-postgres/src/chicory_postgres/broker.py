@@ -25,7 +25,8 @@ from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCount
 from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, CapabilityError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_postgres import inspect
+from chicory.unique import UniqueClaim
+from chicory_postgres import inspect, unique
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, broker_errors, open_pool
 from chicory_postgres.consumer import PostgresConsumer
@@ -69,6 +70,7 @@ class PostgresBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
         )
 
     @classmethod
@@ -424,6 +426,31 @@ class PostgresBroker:
     async def remove_delayed(self, queue: str, message_id: str) -> bool:
         """Remove a delayed message so it is never delivered; False if not delayed."""
         return await inspect.remove_delayed(self, queue, message_id)
+
+    # -- unique enqueue (Capabilities.unique_enqueue) ------------------------------------------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one statement."""
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` (at once, or when its keep time ends)."""
+        return await unique.release_unique(self, queue, key, holder)
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await unique.unique_holder(self, queue, key)
 
 
 def _headers_json(headers: Mapping[str, str]) -> str:

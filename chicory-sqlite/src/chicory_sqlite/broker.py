@@ -59,8 +59,8 @@ class SqliteBroker(BrokerOperations):
             ``None`` for no limit.
         busy_timeout: Seconds a transaction waits for another process's write lock.
         poll_interval: Seconds between looks for other processes' changes while waiting.
-        synchronous: ``"normal"`` or ``"full"`` (see :class:`~chicory_sqlite.options.
-            ConnectionOptions`).
+        synchronous: ``"normal"`` or ``"full"`` (see
+            :class:`~chicory_sqlite.options.ConnectionOptions`).
 
     Raises:
         ConfigurationError: an option is out of range, or no file is named.
