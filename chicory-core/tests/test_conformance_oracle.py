@@ -61,7 +61,7 @@ def chicory_broker_harness():
     return BrokerHarness(
         factory=lambda *, lease_seconds, max_deliveries: Broker(
             MemoryBroker(lease_seconds=lease_seconds, max_deliveries=max_deliveries)
-        )
+        ),
     )
 """
 

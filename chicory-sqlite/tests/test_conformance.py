@@ -17,6 +17,7 @@ from chicory.testing import (
     InspectionSuite,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 
@@ -62,6 +63,10 @@ class TestDelayed(DelayedSuite):
 
 
 class TestFlowControl(FlowControlSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 

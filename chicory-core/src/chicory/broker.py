@@ -125,6 +125,10 @@ class Capabilities:
             turns and concurrency permits shared by every worker).
         unique_enqueue: the broker implements :class:`chicory.unique.UniqueEnqueue`
             (publish a message unless its key is held, atomically; release a key).
+        transactional_enqueue: the broker implements
+            :class:`chicory.transactions.TransactionalPublisher`: it writes messages on the
+            caller's own database connection, inside its open transaction
+            (``async with app.transaction(conn):``).
     """
 
     delayed_delivery: bool = True
@@ -146,6 +150,7 @@ class Capabilities:
     delayed_listing: bool = False
     flow_control: bool = False
     unique_enqueue: bool = False
+    transactional_enqueue: bool = False
 
 
 @attrs.frozen(kw_only=True)
