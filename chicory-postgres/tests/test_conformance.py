@@ -24,6 +24,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 from chicory_postgres.broker import PostgresBroker
@@ -111,6 +112,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 

@@ -25,7 +25,8 @@ from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCount
 from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, CapabilityError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_postgres import inspect
+from chicory.unique import UniqueClaim
+from chicory_postgres import inspect, unique
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, broker_errors, open_pool
 from chicory_postgres.consumer import PostgresConsumer
@@ -69,6 +70,7 @@ class PostgresBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
         )
 
     @classmethod
@@ -219,6 +221,11 @@ class PostgresBroker:
 
     # -- publishing ------------------------------------------------------------------------
 
+    @property
+    def wake_channel(self) -> str | None:
+        """The NOTIFY channel publishes wake consumers on (``None``: not notifying)."""
+        return self._wake_channel
+
     def check_body(self, body: bytes) -> None:
         """Refuse a body over ``max_body_bytes``.
 
@@ -365,6 +372,38 @@ class PostgresBroker:
     async def purge_dead_letters(self, queue: str) -> int:
         """Delete every dead letter of ``queue``; return how many."""
         return await inspect.purge_dead_letters(self, queue)
+
+    # -- unique enqueue (Capabilities.unique_enqueue; see chicory_postgres.unique) ---------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one statement (see
+        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
+
+        Raises:
+            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
+            MessageTooLargeError: the body exceeds ``max_body_bytes``.
+            BrokerConnectionError: PostgreSQL could not be reached.
+        """
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
+        return await unique.release_unique(self, queue, key, holder)
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await unique.holder(self, queue, key)
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue``: its messages of every kind, its dead letters and its name."""

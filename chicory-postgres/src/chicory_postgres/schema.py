@@ -11,6 +11,8 @@ Everything lives in one PostgreSQL schema (``chicory`` unless the URL says ``?sc
   operator can query, replay (``chicory dead replay``) or delete.
 * ``queues``: the names of the queues in use (for listings); ``consumers``: each open
   consumer's presence on its queues, renewed while it fetches (for counts of consumers).
+* ``unique_claims``: one row per claimed unique key of a queue (``apply_async(...,
+  unique=True)``, periodic tasks), until the claim ends.
 * ``results``, ``workers``, ``revocations``: the result backend's records, each with an
   ``expires_at``; expired rows are invisible at once and deleted by a periodic prune.
 
@@ -111,6 +113,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TABLE {s}.revocations (
         task_id text PRIMARY KEY,
         expires_at timestamptz NOT NULL
+    );
+    """,
+    # 2: unique enqueue's claims (chicory_postgres.unique).
+    """
+    CREATE TABLE {s}.unique_claims (
+        queue text NOT NULL,
+        key text NOT NULL,
+        holder text NOT NULL,
+        keep_until timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (queue, key)
     );
     """,
 )
