@@ -35,6 +35,7 @@ from chicory.broker import Broker, OutgoingMessage
 from chicory.errors import CapabilityError, ConfigurationError, PublishOutcomeUnknownError
 from chicory.middleware import OutgoingTask
 from chicory.result import AsyncResult, DuplicateResult
+from chicory.transactions import current_transaction
 
 if TYPE_CHECKING:
     from chicory.task import Task
@@ -143,7 +144,7 @@ def unique_enqueue(broker: Broker, *, needed_for: str) -> UniqueEnqueue:
         raise CapabilityError(
             f"{needed_for} needs a broker with the 'unique_enqueue' capability, and "
             f"{broker!r} does not declare it (Capabilities.unique_enqueue=False); use the "
-            "memory:// or redis:// broker, or enqueue without unique=/unique_key="
+            "memory://, redis:// or postgresql:// broker, or enqueue without unique=/unique_key="
         )
     return broker
 
@@ -201,6 +202,12 @@ async def enqueue_unique(
     from chicory.task import outcome_unknown
 
     app = task.app
+    if current_transaction(app) is not None:
+        raise CapabilityError(
+            f"a unique enqueue of task {task.name!r} cannot join a database transaction "
+            "(app.transaction): its key is claimed at once, whether the transaction commits "
+            "or not; enqueue it after the commit, or without unique=/unique_key="
+        )
     keep_seconds = seconds_of(keep, "unique_for") or 0.0
     queue, outgoing = app.prepare(message, {UNIQUE_HEADER: key, **(limits or {})})
     due = outgoing.not_before

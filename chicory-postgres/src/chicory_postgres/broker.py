@@ -71,6 +71,7 @@ class PostgresBroker:
             inspection=True,
             delayed_listing=True,
             unique_enqueue=True,
+            transactional_enqueue=True,
         )
 
     @classmethod
@@ -221,11 +222,6 @@ class PostgresBroker:
 
     # -- publishing ------------------------------------------------------------------------
 
-    @property
-    def wake_channel(self) -> str | None:
-        """The NOTIFY channel publishes wake consumers on (``None``: not notifying)."""
-        return self._wake_channel
-
     def check_body(self, body: bytes) -> None:
         """Refuse a body over ``max_body_bytes``.
 
@@ -373,38 +369,6 @@ class PostgresBroker:
         """Delete every dead letter of ``queue``; return how many."""
         return await inspect.purge_dead_letters(self, queue)
 
-    # -- unique enqueue (Capabilities.unique_enqueue; see chicory_postgres.unique) ---------
-
-    async def publish_unique(
-        self,
-        queue: str,
-        message: OutgoingMessage,
-        *,
-        key: str,
-        holder: str,
-        hold: float,
-        keep: float = 0.0,
-    ) -> UniqueClaim:
-        """Publish ``message`` unless ``key`` is held in ``queue``, in one statement (see
-        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
-
-        Raises:
-            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
-            MessageTooLargeError: the body exceeds ``max_body_bytes``.
-            BrokerConnectionError: PostgreSQL could not be reached.
-        """
-        return await unique.publish_unique(
-            self, queue, message, key=key, holder=holder, hold=hold, keep=keep
-        )
-
-    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
-        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
-        return await unique.release_unique(self, queue, key, holder)
-
-    async def unique_holder(self, queue: str, key: str) -> str | None:
-        """Who holds ``key`` in ``queue`` now, or ``None``."""
-        return await unique.holder(self, queue, key)
-
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue``: its messages of every kind, its dead letters and its name."""
         await inspect.delete_queue(self, queue)
@@ -464,6 +428,31 @@ class PostgresBroker:
         """Remove a delayed message so it is never delivered; False if not delayed."""
         return await inspect.remove_delayed(self, queue, message_id)
 
+    # -- unique enqueue (Capabilities.unique_enqueue) ------------------------------------------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one statement."""
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` (at once, or when its keep time ends)."""
+        return await unique.release_unique(self, queue, key, holder)
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await unique.unique_holder(self, queue, key)
+
 
 def _headers_json(headers: Mapping[str, str]) -> str:
     return orjson.dumps(dict(headers)).decode() if headers else "{}"
@@ -477,11 +466,14 @@ async def _psycopg_connection(connection: object) -> psycopg.AsyncConnection[Any
     """
     if isinstance(connection, psycopg.AsyncConnection):
         return connection
-    get_connection = getattr(connection, "connection", None)
-    if get_connection is not None and callable(get_connection):
-        # SQLAlchemy AsyncSession / AsyncConnection: the DBAPI connection of the session's
-        # current transaction (begun if needed), unwrapped to the driver's own connection.
-        sa_conn = await get_connection()
+    # SQLAlchemy: an AsyncConnection has get_raw_connection(); an AsyncSession gives the
+    # AsyncConnection of its current transaction (begun if needed) through connection().
+    sa_conn: Any = connection
+    if not hasattr(sa_conn, "get_raw_connection") and callable(
+        getattr(sa_conn, "connection", None)
+    ):
+        sa_conn = await sa_conn.connection()
+    if hasattr(sa_conn, "get_raw_connection"):
         raw = await sa_conn.get_raw_connection()
         driver = getattr(raw, "driver_connection", None)
         if isinstance(driver, psycopg.AsyncConnection):

@@ -11,8 +11,8 @@ Everything lives in one PostgreSQL schema (``chicory`` unless the URL says ``?sc
   operator can query, replay (``chicory dead replay``) or delete.
 * ``queues``: the names of the queues in use (for listings); ``consumers``: each open
   consumer's presence on its queues, renewed while it fetches (for counts of consumers).
-* ``unique_claims``: one row per claimed unique key of a queue (``apply_async(...,
-  unique=True)``, periodic tasks), until the claim ends.
+* ``unique_keys``: the keys of unique enqueues, each held by a task id until its run is
+  final (and its ``keep_until``), or until ``held_until`` at the latest.
 * ``results``, ``workers``, ``revocations``: the result backend's records, each with an
   ``expires_at``; expired rows are invisible at once and deleted by a periodic prune.
 
@@ -115,16 +115,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         expires_at timestamptz NOT NULL
     );
     """,
-    # 2: unique enqueue's claims (chicory_postgres.unique).
+    # 2: unique enqueue's keys.
     """
-    CREATE TABLE {s}.unique_claims (
+    CREATE TABLE {s}.unique_keys (
         queue text NOT NULL,
         key text NOT NULL,
         holder text NOT NULL,
+        held_until timestamptz NOT NULL,
         keep_until timestamptz NOT NULL,
-        expires_at timestamptz NOT NULL,
         PRIMARY KEY (queue, key)
     );
+    CREATE INDEX unique_keys_expiry ON {s}.unique_keys (held_until);
     """,
 )
 """Migration scripts; ``MIGRATIONS[n - 1]`` brings a schema from version ``n - 1`` to ``n``."""

@@ -226,8 +226,6 @@ class Statements:
     def __init__(self, schema: str, wake_channel: str | None) -> None:
         self.schema = f'"{schema}"'
         notify = "pg_notify(%(channel)s, %(queue)s)" if wake_channel else "NULL"
-        self.notify = notify
-        """What a publish selects to wake consumers (``NULL`` when not notifying)."""
         self.publish = self.fill(PUBLISH.replace("{notify}", notify))
         self.ack = self.fill(ACK)
         self.renew = self.fill(RENEW)

@@ -1,17 +1,16 @@
-"""The PostgreSQL broker's side of the ``unique_enqueue`` capability (:mod:`chicory.unique`).
+"""Unique enqueue (``Capabilities.unique_enqueue``): one statement claims a key and publishes.
 
-A claim is a row of ``unique_claims`` (queue, key, holder, the time it lasts at least, the
-time it ends; the server's clock). One statement claims the key and inserts the message: an
-``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the old claim ended takes the key (the
-primary key makes concurrent claimers of one key wait for each other, and only one gets
-it), and the message is inserted only from the row that claim returned. So the claim and
-the publish commit together, or neither happens.
+A key is a row of ``unique_keys`` per ``(queue, key)``. Claiming is an upsert that only
+overwrites a row whose hold ran out, in the same statement as the message's insert (which
+reads from the claim, so it happens if and only if the key was claimed). Concurrent callers
+conflict on the primary key: PostgreSQL makes the second wait for the first and then sees
+its row, so a key is claimed once.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,51 +20,42 @@ from chicory.unique import UniqueClaim, check_claim
 if TYPE_CHECKING:
     from chicory_postgres.broker import PostgresBroker
 
-__all__ = ["holder", "publish_unique", "release_unique"]
+__all__ = ["publish_unique", "release_unique", "unique_holder"]
 
-PUBLISH_UNIQUE: Final = """
+_PUBLISH_UNIQUE = """
 WITH claim AS (
-    INSERT INTO {s}.unique_claims AS c (queue, key, holder, keep_until, expires_at)
+    INSERT INTO {s}.unique_keys AS u (queue, key, holder, held_until, keep_until)
     VALUES (%(queue)s, %(key)s, %(holder)s,
-            statement_timestamp() + make_interval(secs => %(keep)s),
-            statement_timestamp() + make_interval(secs => %(hold)s))
+            statement_timestamp() + %(hold)s * interval '1 second',
+            statement_timestamp() + %(keep)s * interval '1 second')
     ON CONFLICT (queue, key) DO UPDATE
-        SET holder = excluded.holder, keep_until = excluded.keep_until,
-            expires_at = excluded.expires_at
-        WHERE c.expires_at <= statement_timestamp()
-    RETURNING c.holder
+    SET holder = EXCLUDED.holder, held_until = EXCLUDED.held_until,
+        keep_until = EXCLUDED.keep_until
+    WHERE u.held_until <= statement_timestamp()
+    RETURNING 1
 ), ins AS (
     INSERT INTO {s}.messages (id, queue, body, headers, run_at)
-    SELECT %(id)s::uuid, %(queue)s, %(body)s, %(headers)s::jsonb,
-           coalesce(%(run_at)s::timestamptz, statement_timestamp())
+    SELECT %(id)s, %(queue)s, %(body)s, %(headers)s::jsonb,
+           coalesce(%(run_at)s, statement_timestamp())
     FROM claim
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins), {notify}
-"""
-"""Claim a free (or ended) key and insert the message, or neither; one statement."""
-
-HOLDER: Final = """
-SELECT holder FROM {s}.unique_claims
-WHERE queue = %(queue)s AND key = %(key)s AND expires_at > statement_timestamp()
+SELECT (SELECT count(*) FROM ins),
+       (SELECT holder FROM {s}.unique_keys
+        WHERE queue = %(queue)s AND key = %(key)s AND held_until > statement_timestamp()),
+       (SELECT {notify} FROM ins LIMIT 1)
 """
 
-RELEASE: Final = """
-WITH mine AS (
-    SELECT queue, key, keep_until FROM {s}.unique_claims
-    WHERE queue = %(queue)s AND key = %(key)s AND holder = %(holder)s
-      AND expires_at > statement_timestamp()
-    FOR UPDATE
-), kept AS (
-    UPDATE {s}.unique_claims c SET expires_at = m.keep_until FROM mine m
-    WHERE c.queue = m.queue AND c.key = m.key AND m.keep_until > statement_timestamp()
-    RETURNING 1
-), freed AS (
-    DELETE FROM {s}.unique_claims c USING mine m
-    WHERE c.queue = m.queue AND c.key = m.key AND m.keep_until <= statement_timestamp()
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM kept) + (SELECT count(*) FROM freed)
+_RELEASE = """
+UPDATE {s}.unique_keys
+SET held_until = least(held_until, greatest(statement_timestamp(), keep_until))
+WHERE queue = %(queue)s AND key = %(key)s AND holder = %(holder)s
+  AND held_until > statement_timestamp()
+"""
+
+_HOLDER = """
+SELECT holder FROM {s}.unique_keys
+WHERE queue = %(queue)s AND key = %(key)s AND held_until > statement_timestamp()
 """
 
 
@@ -79,12 +69,11 @@ async def publish_unique(
     hold: float,
     keep: float,
 ) -> UniqueClaim:
-    """Claim ``key`` and publish ``message`` in one statement, or neither.
+    """Publish ``message`` unless ``key`` is held in ``queue`` (one statement).
 
     Raises:
-        ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
-        MessageTooLargeError: the body exceeds ``max_body_bytes``.
-        BrokerConnectionError: PostgreSQL could not be reached.
+        ValueError: ``hold``/``keep`` out of range or a naive ``not_before``.
+        MessageTooLargeError: the body is over ``max_body_bytes``.
     """
     check_claim(hold, keep)
     broker.check_body(message.body)
@@ -92,48 +81,45 @@ async def publish_unique(
     if due is not None and due.tzinfo is None:
         raise ValueError(f"not_before must be an aware datetime (UTC), got the naive {due!r}")
     await broker.register_queues([queue])
+    channel = broker.settings.channel("wake") if broker.settings.notify else None
+    notify = "pg_notify(%(channel)s, %(queue)s)" if channel else "NULL"
     message_id = uuid.uuid4()
     params: dict[str, Any] = {
         "queue": queue,
         "key": key,
         "holder": holder,
-        "keep": keep,
         "hold": hold,
+        "keep": keep,
         "id": message_id,
         "body": message.body,
-        "headers": orjson.dumps(dict(message.headers)).decode() if message.headers else "{}",
+        "headers": orjson.dumps(dict(message.headers)).decode(),
         "run_at": due,
-        "channel": broker.wake_channel,
+        "channel": channel,
     }
-    statement = broker.sql.fill(PUBLISH_UNIQUE.replace("{notify}", broker.sql.notify))
-    while True:
-        rows = await broker.fetch_rows(statement, params, doing="publishing a unique message")
-        if rows and rows[0][0]:
-            broker.wake_local(queue)
-            return UniqueClaim(message_id=str(message_id), holder=holder)
-        current = await _holder(broker, queue, key)
-        if current is not None:
-            return UniqueClaim(message_id=None, holder=current)
-        # The claim that stopped this one ended before it could be read: try again.
+    statement = broker.sql.fill(_PUBLISH_UNIQUE.replace("{notify}", notify))
+    rows = await broker.fetch_rows(statement, params, doing="publishing a unique message")
+    published, current = (rows[0][0], rows[0][1]) if rows else (0, None)
+    if published:
+        broker.wake_local(queue)
+        return UniqueClaim(message_id=str(message_id), holder=holder)
+    if current is None:  # claimed by a transaction that committed after this one began
+        current = await unique_holder(broker, queue, key)
+    return UniqueClaim(message_id=None, holder=current if current is not None else holder)
 
 
-async def _holder(broker: PostgresBroker, queue: str, key: str) -> str | None:
-    rows = await broker.fetch_rows(
-        broker.sql.fill(HOLDER), {"queue": queue, "key": key}, doing="reading a unique key"
-    )
-    return str(rows[0][0]) if rows else None
-
-
-async def holder(broker: PostgresBroker, queue: str, key: str) -> str | None:
-    """Who holds ``key`` in ``queue`` now, or ``None``."""
-    return await _holder(broker, queue, key)
-
-
-async def release_unique(broker: PostgresBroker, queue: str, key: str, who: str) -> bool:
-    """End ``who``'s claim on ``key`` (now, or at its keep time); False if not its."""
-    rows = await broker.fetch_rows(
-        broker.sql.fill(RELEASE),
-        {"queue": queue, "key": key, "holder": who},
+async def release_unique(broker: PostgresBroker, queue: str, key: str, holder: str) -> bool:
+    """End ``holder``'s claim on ``key`` (now, or when its keep time ends)."""
+    changed = await broker.execute(
+        broker.sql.fill(_RELEASE),
+        {"queue": queue, "key": key, "holder": holder},
         doing="releasing a unique key",
     )
-    return bool(rows and rows[0][0])
+    return changed > 0
+
+
+async def unique_holder(broker: PostgresBroker, queue: str, key: str) -> str | None:
+    """Who holds ``key`` in ``queue`` now, or ``None``."""
+    rows = await broker.fetch_rows(
+        broker.sql.fill(_HOLDER), {"queue": queue, "key": key}, doing="reading a unique key"
+    )
+    return str(rows[0][0]) if rows else None
