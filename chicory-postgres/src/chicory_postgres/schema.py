@@ -127,6 +127,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX unique_keys_expiry ON {s}.unique_keys (held_until);
     """,
+    # 3: headers as JSON bytes: jsonb refuses a NUL character, which a header may hold.
+    """
+    ALTER TABLE {s}.messages
+        ALTER COLUMN headers TYPE bytea USING convert_to(headers::text, 'UTF8');
+    ALTER TABLE {s}.dead_letters
+        ALTER COLUMN headers TYPE bytea USING convert_to(headers::text, 'UTF8');
+    """,
 )
 """Migration scripts; ``MIGRATIONS[n - 1]`` brings a schema from version ``n - 1`` to ``n``."""
 
