@@ -12,7 +12,9 @@ one with them over ``chicory-headers-v1``, the headers as a JSON array of ``[nam
 pairs sorted by name, and the body, each on its own line. The first line keeps the two forms
 apart (a body is a JSON object, so never starts with it). Chicory's own ``chicory-*``
 headers (the signature itself, a task's history) are not signed: they never change what
-runs, and tools that replay a dead letter may add to them.
+runs, and tools that replay a dead letter may add to them. The one exception is
+``chicory-flow``, the rest of a workflow (what the worker publishes after the task): it is
+signed like a header of the producer's.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import orjson
 from cattrs.preconf.orjson import make_converter
 
 from chicory.errors import MessageDecodeError, MessageTooLargeError
-from chicory.headers import is_reserved
+from chicory.headers import FLOW_HEADER, is_reserved
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -431,7 +433,9 @@ class Codec:
         assert self._key is not None
         if headers and (len(headers) > 1 or SIGNATURE_HEADER not in headers):
             signed = sorted(
-                [name, value] for name, value in headers.items() if not is_reserved(name)
+                [name, value]
+                for name, value in headers.items()
+                if not is_reserved(name) or name == FLOW_HEADER
             )
             if signed:
                 body = b"%s%s\n%s" % (_SIGNED_HEADERS_MARK, orjson.dumps(signed), body)

@@ -8,6 +8,8 @@ Where things are stored:
 * ``_workers``: worker id -> ``(data, expires_at)`` heartbeat records, swept when listed.
 * ``_waiters``: task id -> the :class:`anyio.Event` of each ``wait()`` in progress. Storing a
   final record sets them; ``close()`` sets all of them (the waits then return ``None``).
+* ``_joins``: group id -> ``(member records by index, expires_at)`` for
+  :class:`chicory.workflow.joins.GroupJoins`; a join is one synchronous step, so atomic.
 * ``_revoked``: task id -> expiry of its revocation record (``AsyncResult.cancel()``), and
   ``_watchers``: the streams of ``watch_revocations()`` subscriptions, each sent every new
   revocation at once (see :mod:`chicory.revocation`).
@@ -68,6 +70,7 @@ class MemoryResultBackend:
         self._workers: dict[str, tuple[bytes, float]] = {}
         self._waiters: dict[str, set[anyio.Event]] = {}
         self._revoked: dict[str, float] = {}
+        self._joins: dict[str, tuple[dict[int, bytes], float]] = {}
         self._watchers: set[MemoryObjectSendStream[tuple[str, float]]] = set()
         self._connected = False
 
@@ -242,6 +245,35 @@ class MemoryResultBackend:
             return None
         record = self._live(task_id, self._clock.time())
         return record.data if record is not None and record.final else None
+
+    # -- group joins -----------------------------------------------------------------------
+
+    async def join(
+        self, group_id: str, index: int, size: int, data: bytes, *, ttl: float
+    ) -> list[bytes] | None:
+        """Record member ``index`` of the ``size`` members of ``group_id``; every member's
+        record in index order if all are recorded now, else ``None`` (see
+        :class:`chicory.workflow.joins.GroupJoins`).
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``index`` is not in ``range(size)``, or ``ttl`` is not positive.
+        """
+        self._check_connected()
+        self._check_ttl(ttl)
+        if not 0 <= index < size:
+            raise ValueError(f"member index {index} is not in range({size})")
+        now = self._clock.time()
+        if len(self._joins) > 1000:  # expired groups go now and then, not on every call
+            self._joins = {g: entry for g, entry in self._joins.items() if entry[1] > now}
+        members, expires_at = self._joins.get(group_id, ({}, 0.0))
+        if expires_at <= now:
+            members = {}
+        members[index] = data
+        self._joins[group_id] = (members, now + ttl)
+        if len(members) < size or any(i not in members for i in range(size)):
+            return None
+        return [members[i] for i in range(size)]
 
     # -- heartbeats ------------------------------------------------------------------------
 

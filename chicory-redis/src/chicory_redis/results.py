@@ -9,6 +9,9 @@
   of concurrent waiters batched into one ``MGET``, records delivered in the notification).
 * Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
   expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
+* Group joins (:mod:`chicory.workflow.joins`) are one hash per group, ``<p>:group:<id>``,
+  member index -> record, with the group's TTL; the ``join_group`` script records a member
+  and returns the whole group when complete, atomically.
 * Revocation records (:mod:`chicory.revocation`) are members of one sorted set scored by
   expiry, pruned on every write and read; each ``revoke`` also publishes
   ``<expiry ms> <task id>`` on one channel, which every worker subscribes to.
@@ -123,7 +126,7 @@ class RedisResultBackend:
         """
         if self._client is not None:
             return
-        needed = (scripts.STORE_RESULT, scripts.STORE_RESULTS)
+        needed = (scripts.STORE_RESULT, scripts.STORE_RESULTS, scripts.JOIN_GROUP)
         client = await scripts.open_client(self._settings, needed, results_errors)
         self._waiters.open()
         self._client = client
@@ -251,6 +254,29 @@ class RedisResultBackend:
             return await self._get_final(task_id)
         _ = self.client  # not connected: fail now, like every other call
         return await self._waiters.wait(task_id, timeout)
+
+    # -- group joins -----------------------------------------------------------------------
+
+    async def join(
+        self, group_id: str, index: int, size: int, data: bytes, *, ttl: float
+    ) -> list[bytes] | None:
+        """Record member ``index`` of the ``size`` members of ``group_id`` and return every
+        member's record in index order if all are recorded now, else ``None`` (one script
+        call; see :class:`chicory.workflow.joins.GroupJoins`).
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+            ValueError: ``index`` is not in ``range(size)``, or ``ttl`` is not positive.
+        """
+        if not 0 <= index < size:
+            raise ValueError(f"member index {index} is not in range({size})")
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        key = self._keys.flow_group(group_id)
+        args = (index, size, data, max(1, int(ttl * 1000)))
+        with results_errors(self.display_url, f"join member {index} of group {group_id}"):
+            found = await scripts.run(self.client, scripts.JOIN_GROUP, (key,), args)
+        return None if not found else [bytes(record) for record in found]
 
     # -- heartbeats ------------------------------------------------------------------------
 

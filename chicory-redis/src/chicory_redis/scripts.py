@@ -42,6 +42,7 @@ __all__ = [
     "DEAD_LETTER",
     "ENQUEUE",
     "FORGET_IDLE",
+    "JOIN_GROUP",
     "MOVE_DUE",
     "RENEW",
     "REPLAY",
@@ -389,6 +390,31 @@ return 1
 """,
 )
 """Write a result record with a TTL unless it would hide a final one; announce finals."""
+
+JOIN_GROUP: Final = Script(
+    "join_group",
+    """
+-- KEYS: the group's hash. ARGV: member index, member count, member record, ttl ms.
+-- Records the member (replacing an earlier record of that index, so a member joined twice
+-- counts once) and, if every member is recorded now, returns all records in index order
+-- (fetched in slices, as Lua's unpack has a limit); otherwise nil.
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local size = tonumber(ARGV[2])
+if redis.call('HLEN', KEYS[1]) < size then return false end
+local all = {}
+for first = 0, size - 1, 1000 do
+  local fields = {}
+  for i = first, math.min(first + 999, size - 1) do fields[#fields + 1] = tostring(i) end
+  for _, record in ipairs(redis.call('HMGET', KEYS[1], unpack(fields))) do
+    if not record then return false end
+    all[#all + 1] = record
+  end
+end
+return all
+""",
+)
+"""Record one member of a group and, atomically, return the group if it is complete."""
 
 STORE_RESULTS: Final = Script(
     "store_results",

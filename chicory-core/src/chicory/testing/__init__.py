@@ -74,6 +74,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_revocations",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
+    "chicory.testing.suite_worker_redelivery",
 )
 """Every module defining conformance tests (import them all to fill ``GUARANTEES``)."""
 

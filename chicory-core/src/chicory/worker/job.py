@@ -43,6 +43,7 @@ from chicory.errors import (
     ResultValidationError,
     TaskCancelledError,
 )
+from chicory.headers import FLOW_HEADER
 from chicory.history import HistoryEntry, with_history, with_traceback
 from chicory.middleware import ExecuteChain
 from chicory.plugins.events import TaskEvent
@@ -53,16 +54,18 @@ from chicory.timelimits import NO_LIMITS, limits_for
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
+from chicory.worker.followups import Followups
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
 from chicory.worker.tasklog import TaskLog
 from chicory.worker.threads import SyncThreads
+from chicory.workflow.links import AGAIN_HEADER
 
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
 
-__all__ = ["JobRunner", "retry_decision"]
+__all__ = ["JobRunner", "retry_decision", "too_large"]
 
 log = logging.getLogger("chicory.worker")
 
@@ -99,6 +102,7 @@ class JobRunner:
         chain = ExecuteChain(worker.app.middleware)
         self._chain: ExecuteChain | None = chain if chain else None
         self.settler: Settler | None = None
+        self.followups = Followups(self)
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
         self.running = 0
@@ -158,6 +162,11 @@ class JobRunner:
             state = transition(state, JobState.CANCELLED)
             await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
             return False
+        if (
+            (delivery.delivery_count > 1 and strategy.holds_lease)
+            or (headers and AGAIN_HEADER in headers)
+        ) and await self.followups.done_already(delivery, message, task):
+            return False
         settler = self.settler
         assert settler is not None
         if strategy.acts_before_run:
@@ -172,9 +181,17 @@ class JobRunner:
             await self._cancelled(delivery, message, task, started=True)
             return False
         if outcome.error is None:
-            failed = self._succeed(delivery, message, task, strategy, outcome, settler)
-            if failed is None:
-                return True
+            flow = headers.get(FLOW_HEADER) if headers else None
+            if flow is not None:
+                failed = await self.followups.succeed(
+                    delivery, message, task, strategy, outcome, flow
+                )
+                if failed is None:
+                    return False
+            else:
+                failed = self._succeed(delivery, message, task, strategy, outcome, settler)
+                if failed is None:
+                    return True
             outcome = failed
         await self._failed_attempt(delivery, message, task, strategy, outcome)
         return False
@@ -276,12 +293,7 @@ class JobRunner:
                 data = self._record(message, task, TaskState.SUCCESS, result=value)
                 limit = task.max_result_bytes
                 if limit is not None and len(data) > limit:
-                    raise ResultTooLargeError(
-                        f"task {task.name!r} returned a result of {len(data)} bytes once "
-                        f"encoded, over its max_result_bytes={limit}: store large data "
-                        "elsewhere and return a reference to it, or raise the limit "
-                        "(@app.task(max_result_bytes=...))"
-                    )
+                    raise too_large(task, len(data))
                 record = StoredResult(task_id=message.id, data=data, final=True)
         except (ResultValidationError, TypeError) as exc:
             return Outcome(error=exc, runtime=outcome.runtime)
@@ -315,6 +327,7 @@ class JobRunner:
             if not await self._store(message, record, final=True) and strategy.holds_lease:
                 await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
+        await self.followups.failed(delivery, message, error)
         self.failed += 1
         self._log.failed(message, delivery.queue, exc, reason)
         letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
@@ -367,8 +380,9 @@ class JobRunner:
         transition(_RUNNING if started else _RECEIVED, JobState.CANCELLED)
         reason = "cancelled while running" if started else "cancelled before it started"
         log.warning("task %s %s %s", task.name, message.id, reason)
+        error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
+        await self.followups.failed(delivery, message, error)
         if not task.ignore_result:
-            error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
             record = self._record(message, task, TaskState.CANCELLED, error=error)
             if not await self._store(message, record, final=True):
                 if STRATEGIES[task.delivery_mode].holds_lease or not started:
@@ -398,6 +412,7 @@ class JobRunner:
                 error=error,
             )
             await self._store(message, encode_record(record), final=True)
+            await self.followups.failed(delivery, message, error)
         await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
         if "chicory_task_dead_lettered" in self._bus.active:
             self._bus.emit(
@@ -490,6 +505,15 @@ class JobRunner:
             at=utcnow(),
             **fields,
         )
+
+
+def too_large(task: Task[..., Any], size: int) -> ResultTooLargeError:
+    """The error of a result record over its task's ``max_result_bytes``."""
+    return ResultTooLargeError(
+        f"task {task.name!r} returned a result of {size} bytes once encoded, over its "
+        f"max_result_bytes={task.max_result_bytes}: store large data elsewhere and return "
+        "a reference to it, or raise the limit (@app.task(max_result_bytes=...))"
+    )
 
 
 def retry_decision(
