@@ -12,6 +12,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -79,6 +80,10 @@ class TestDelayed(DelayedSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
     pass
 
 

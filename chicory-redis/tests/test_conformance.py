@@ -22,6 +22,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -130,4 +131,8 @@ class TestDelayed(DelayedSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
     pass

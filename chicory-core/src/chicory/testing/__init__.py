@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chicory.testing.suite_delayed import DelayedSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_inspection import InspectionSuite
+    from chicory.testing.suite_joins import GroupJoinSuite
     from chicory.testing.suite_results import ResultBackendSuite
     from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
@@ -53,6 +54,7 @@ _WHERE = {
     "DelayedSuite": "suite_delayed",
     "BrokerDeliverySuite": "suite_delivery",
     "InspectionSuite": "suite_inspection",
+    "GroupJoinSuite": "suite_joins",
     "ResultBackendSuite": "suite_results",
     "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
@@ -72,6 +74,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_delayed",
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
+    "chicory.testing.suite_joins",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
     "chicory.testing.suite_worker_redelivery",
@@ -98,6 +101,7 @@ __all__ = [
     "DeadLetterLimitsFactory",
     "DeadLetterSuite",
     "DelayedSuite",
+    "GroupJoinSuite",
     "Guarantee",
     "InspectionSuite",
     "Level",

@@ -62,6 +62,7 @@ _SUITES: Final = (
 _RESULTS: Final = (
     ("TestResults", "ResultBackendSuite"),
     ("TestRevocations", "RevocationSuite"),
+    ("TestGroupJoins", "GroupJoinSuite"),
 )
 
 _REQUIRED: Final = {
