@@ -12,7 +12,15 @@ import orjson
 from chicory.envelope import explain, make_wire_converter, parse_aware, to_json
 from chicory.errors import ResultBackendError
 
-__all__ = ["ErrorInfo", "ResultRecord", "TaskState", "WorkerInfo", "decode_record", "encode_record"]
+__all__ = [
+    "ErrorInfo",
+    "Progress",
+    "ResultRecord",
+    "TaskState",
+    "WorkerInfo",
+    "decode_record",
+    "encode_record",
+]
 
 
 class TaskState(enum.StrEnum):
@@ -54,6 +62,19 @@ class ErrorInfo:
 
 
 @attrs.frozen(kw_only=True)
+class Progress:
+    """How far a running task says it has got (``ctx.set_progress``).
+
+    Attributes:
+        value: The task's own measure: a fraction, a percentage, items done...
+        meta: JSON details the task added (``None`` if none).
+    """
+
+    value: float
+    meta: Any = None
+
+
+@attrs.frozen(kw_only=True)
 class ResultRecord:
     """The stored record of one task.
 
@@ -61,11 +82,14 @@ class ResultRecord:
         task_id: The task's id.
         task: The task's name.
         state: The state this record reports.
-        attempt: The attempt that wrote it (1-based).
+        attempt: The attempt that wrote it (1-based; 0 for a workflow step a failure left
+            unrun).
         result: The return value (JSON), for ``SUCCESS``.
         error: The exception, for ``FAILURE`` and ``RETRY``; for ``CANCELLED``, why it was
             cancelled (type ``chicory.errors.TaskCancelledError``).
         updated_at: Aware-UTC time of the write.
+        progress: For a ``STARTED`` record written by ``ctx.set_progress``, the progress
+            it reports.
     """
 
     task_id: str
@@ -75,6 +99,7 @@ class ResultRecord:
     updated_at: datetime
     result: Any = None
     error: ErrorInfo | None = None
+    progress: Progress | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -121,7 +146,8 @@ def encode_record(record: ResultRecord | WorkerInfo) -> bytes:
     Raises:
         TypeError: the task result is not JSON-encodable.
     """
-    if type(record) is ResultRecord:  # the hot path: one per task, built without the converter
+    if type(record) is ResultRecord and record.progress is None:  # the hot path: one per
+        # task, built without the converter
         error = record.error
         return to_json(
             {

@@ -12,7 +12,7 @@ from chicory.errors import (
 )
 from chicory.inspection import RecordForgetting
 from chicory.loops import running_loop
-from chicory.records import ResultRecord, TaskState, decode_record
+from chicory.records import Progress, ResultRecord, TaskState, decode_record
 from chicory.revocation import revocations_of
 
 if TYPE_CHECKING:
@@ -93,6 +93,17 @@ class AsyncResult(Generic[T]):
         backend = await self._app.connected_backend()
         data = await backend.get(self.id)
         return None if data is None else decode_record(data, ResultRecord)
+
+    async def progress(self) -> Progress | None:
+        """The progress the running task last reported (``ctx.set_progress``), or ``None``
+        when it reported none, has not started, or has finished (its final record holds
+        its result instead).
+
+        Raises:
+            ResultBackendError: the result backend could not be reached.
+        """
+        record = await self.info()
+        return None if record is None else record.progress
 
     async def state(self) -> TaskState:
         """Return the task's current state (``PENDING`` when no record exists)."""

@@ -74,4 +74,5 @@ def task_info(record: ResultRecord, letter: DeadLetterInfo | None) -> TaskInfo:
         error=record.error,
         dead_letter=letter,
         history=letter.history if letter is not None else [],
+        progress=record.progress,
     )

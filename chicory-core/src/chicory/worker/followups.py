@@ -9,6 +9,12 @@ at-least-once delivery unacked; its redelivery finds the stored result and conti
 flow from there (below). A step that fails for good, is dead-lettered as a poison message
 or is cancelled fails what follows it (:meth:`FlowDriver.fail`) before it is settled.
 
+**Progress** (``ctx.set_progress``): stored as the task's record, state ``STARTED`` with
+its :class:`~chicory.records.Progress`, written at once (not batched: it is rare, and the
+task awaits it). A sync task's call is carried to the worker's event loop and waits there.
+The record is non-final, so it never hides the task's result, and the final record replaces
+it.
+
 **Redelivered, finished already**: when an at-least-once delivery arrives again
 (``delivery_count > 1``), or a step is published again by a redelivered predecessor (the
 ``chicory-again`` header), the worker reads the task's record first. A ``SUCCESS`` record
@@ -21,14 +27,23 @@ a first delivery, so the check costs nothing on the normal path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 from chicory.broker import Delivery
+from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ChicoryError, ResultValidationError
 from chicory.headers import FLOW_HEADER
-from chicory.records import ErrorInfo, ResultRecord, TaskState, decode_record
+from chicory.records import (
+    ErrorInfo,
+    Progress,
+    ResultRecord,
+    TaskState,
+    decode_record,
+    encode_record,
+)
 from chicory.task import Task
 from chicory.worker.ack import AckStrategy
 from chicory.worker.execute import Outcome
@@ -51,6 +66,54 @@ class Followups:
         self._runner = runner
         self._app = runner._app
         self.driver = FlowDriver(runner._app)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The worker's event loop (set when it starts serving), for sync tasks' progress."""
+
+    async def store_progress(self, message: TaskMessage, progress: Progress) -> None:
+        """Store ``progress`` as the record of ``message``'s task (``STARTED``).
+
+        Raises:
+            TypeError: the progress's meta is not JSON-encodable.
+        """
+        task = self._app.tasks.get(message.task)
+        if task is None or task.ignore_result:
+            return
+        data = encode_record(
+            ResultRecord(
+                task_id=message.id,
+                task=message.task,
+                state=TaskState.STARTED,
+                attempt=message.attempt,
+                updated_at=utcnow(),
+                progress=progress,
+            )
+        )
+        try:
+            backend = await self._app.connected_backend()
+            await backend.store(message.id, data, final=False, ttl=task.result_ttl)
+        except ChicoryError as exc:
+            log.warning("task %s %s: progress not stored: %s", message.task, message.id, exc)
+
+    def store_progress_from_thread(self, message: TaskMessage, progress: Progress) -> None:
+        """:meth:`store_progress` from a sync task's thread; blocks until it is stored.
+
+        Raises:
+            RuntimeError: called on the worker's event loop, or the worker is not serving.
+            TypeError: the progress's meta is not JSON-encodable.
+        """
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the worker is not serving: there is no event loop to report to")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError(
+                "set_progress_sync() was called on the worker's event loop; an async task "
+                "awaits ctx.set_progress(...) instead"
+            )
+        asyncio.run_coroutine_threadsafe(self.store_progress(message, progress), loop).result()
 
     async def done_already(
         self, delivery: Delivery, message: TaskMessage, task: Task[..., Any]

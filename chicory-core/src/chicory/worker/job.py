@@ -218,6 +218,7 @@ class JobRunner:
                 self._worker_id,
                 task.retry_policy,
                 CancelToken(),
+                self.followups,
             )
             if task.signature.wants_context or chain is not None
             else None
