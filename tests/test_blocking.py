@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
 
 from callers_app import add_task, build
-from chicory import Chicory, blocking
+from chicory import Chicory, Worker, blocking
 from chicory.errors import BlockingCallError, TaskCancelledError, TaskFailedError
 from chicory.records import TaskState
 from processes import WorkerProcess, delete_keys, worker_process
@@ -239,3 +240,29 @@ print("sent")
             await app.close()
 
     assert asyncio.run(ready()) == 50
+
+
+def test_a_sync_task_enqueues_and_waits_through_the_blocking_face(prefix: str) -> None:
+    """A plain ``def`` task runs in a thread of its own while the worker's loop runs in the
+    worker's thread: its blocking calls are handed to that loop and share its connections."""
+    app = Chicory(url_of(prefix))
+
+    @app.task(name="shop.price")
+    async def price(sku: str) -> int:
+        return len(sku) * 100
+
+    @app.task(name="shop.invoice")
+    def invoice(skus: list[str]) -> int:
+        handles = [price.blocking.delay(sku) for sku in skus]
+        return sum(handle.get(timeout=10) for handle in handles)
+
+    async def main() -> int:
+        worker = Worker(app, concurrency=4)
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker.serve)
+            total = await (await invoice.delay(["ab", "cde"])).get(timeout=20)
+            worker.stop()
+        await app.close()
+        return int(total)
+
+    assert anyio.run(main) == 500

@@ -12,6 +12,7 @@ Screenshots of the main pages are kept under ``test-artifacts/dashboard/`` (or
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -239,8 +240,9 @@ def big_app() -> Chicory:
     return app
 
 
-def test_pages_over_100000_tasks_render_in_under_a_second(browser: WebDriver) -> None:
-    app = big_app()
+@contextlib.contextmanager
+def served(app: Chicory) -> Iterator[str]:
+    """The dashboard of ``app`` (actions on), served in this process; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -256,6 +258,15 @@ def test_pages_over_100000_tasks_render_in_under_a_second(browser: WebDriver) ->
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: answers(base + "/queues"))
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_pages_over_100000_tasks_render_in_under_a_second(browser: WebDriver) -> None:
+    app = big_app()
+    with served(app) as base:
         timings = {}
         for name, path in (
             ("dead-100k", "/dead"),
@@ -279,6 +290,44 @@ def test_pages_over_100000_tasks_render_in_under_a_second(browser: WebDriver) ->
         assert len(browser.find_elements(By.CSS_SELECTOR, "#dead-table tbody tr")) == 50
         assert browser.find_element(By.ID, "next-page")
         print(f"navigation timings over {BIG:,} tasks (ms): {timings}")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+
+
+def test_remove_a_delayed_task_and_cancel_another_from_the_ui(browser: WebDriver) -> None:
+    app = Chicory("memory://")
+
+    @app.task(name="mail.reminder", queue="mail")
+    async def reminder(user: str) -> None:
+        raise AssertionError("a removed or cancelled reminder must never run")
+
+    async def send() -> list[str]:
+        async with app:
+            return [
+                (await reminder.apply_async(args=(user,), countdown=3600)).id
+                for user in ("ann", "bob")
+            ]
+
+    ann, bob = anyio.run(send)
+    with served(app) as base:
+        browser.get(base + "/delayed")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#delayed-table tbody tr")
+        assert len(rows) == 2
+        assert '"ann"' in rows[0].text
+        screenshot(browser, "delayed")
+        rows[0].find_element(By.CSS_SELECTOR, "button.delete").click()
+        alert = wait_for(browser, lambda d: d.switch_to.alert)
+        assert "It will not run" in alert.text
+        alert.accept()
+        wait_for(
+            browser, lambda d: "it will not run" in d.find_element(By.ID, "delayed-table").text
+        )
+
+        browser.get(f"{base}/tasks/{bob}")
+        browser.find_element(By.CSS_SELECTOR, "#cancel button").click()
+        wait_for(browser, lambda d: d.switch_to.alert).accept()
+        result = wait_for(browser, lambda d: d.find_element(By.ID, "cancel-result"))
+        assert "CANCELLED" in result.text
+        screenshot(browser, "cancelled")
+        browser.get(base + "/delayed?queue=mail")
+        assert "no delayed tasks in mail" in browser.find_element(By.ID, "delayed-table").text
+        browser.get(f"{base}/tasks/{ann}")
+        assert browser.find_element(By.ID, "task-state").text == "PENDING", "removed, not run"

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from obs_app import build
 
 from chicory import Chicory, TaskContext, TaskFailedError, Worker
 from chicory.logconfig import make_formatter
-from chicory.worker.startup import log_settings
+from chicory.worker.startup import log_settings, warn_about_lease
 from e2e_support import eventually, serving
 from processes import TESTS, delete_keys
 
@@ -256,3 +257,23 @@ async def test_at_info_a_retry_is_one_line_and_a_failure_has_its_traceback(
     assert "Traceback" not in retry.split("task failed")[0], "at INFO a retry is one line"
     failure = output[output.index("task failed") :]
     assert failure.splitlines()[1] == "Traceback (most recent call last):"
+
+
+def test_a_renewed_lease_of_unknown_length_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Chicory("memory://")
+    declared = app.broker.capabilities
+    assert declared.lease_renewal
+    assert declared.lease_seconds
+    with caplog.at_level(logging.WARNING, logger="chicory.worker"):
+        warn_about_lease(Worker(app))
+        assert not caplog.records, "a declared lease needs no guess"
+        app.broker._capabilities = attrs.evolve(declared, lease_seconds=None)  # type: ignore[attr-defined]
+        warn_about_lease(Worker(app, lease_renew_interval=1.0))
+        assert not caplog.records, "an explicit renewal interval needs no guess"
+        warn_about_lease(Worker(app))
+    (record,) = caplog.records
+    assert "declares lease_renewal but no lease_seconds" in record.getMessage()
+    assert "renews leases every 10 s" in record.getMessage()
+    assert "lease_renew_interval" in record.getMessage()

@@ -35,7 +35,11 @@ def chicory_broker_harness():
 """
 
 
-def test_a_missing_capability_skips_with_its_reason(pytester: pytest.Pytester) -> None:
+def test_a_missing_capability_skips_with_its_reason(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report is cut to the terminal's width, which is narrow under pytest-xdist.
+    monkeypatch.setenv("COLUMNS", "200")
     pytester.makeconftest(
         MEMORY_HARNESS.replace("CAPABILITIES", "Capabilities(delayed_delivery=False)")
     )

@@ -199,3 +199,68 @@ def test_charts_turn_heartbeat_totals_into_rates() -> None:
     assert drawn.peak == 20.0
     assert drawn.last == 5.0
     assert len(drawn.points.split()) == 3
+
+
+def _ids_of_two_delayed_tasks(app: Chicory) -> list[str]:
+    async def send() -> list[str]:
+        async with app:
+            ok = app.tasks["ops.ok"]
+            return [(await ok.apply_async(args=(n,), countdown=3600)).id for n in (1, 2)]
+
+    return anyio.run(send)
+
+
+def test_delayed_tasks_are_listed_removed_and_cancelled(app: Chicory) -> None:
+    first, second = _ids_of_two_delayed_tasks(app)
+    client = TestClient(create_dashboard(app, allow_actions=True))
+    page = client.get("/delayed").text
+    assert "default (2 delayed)" in page, "the queue holding delayed tasks is chosen"
+    assert first in page
+    assert second in page
+    assert page.count('hx-confirm="Remove delayed task') == 2
+    messages = re.findall(r'data-message="([^"]+)"', page)
+    removed = client.post(f"/delayed/default/{messages[0]}/remove", headers=HX)
+    assert f"removed {messages[0]}: it will not run" in removed.text
+    again = client.post(f"/delayed/default/{messages[0]}/remove", headers=HX)
+    assert "was gone already" in again.text
+    left = client.get("/delayed?queue=default").text
+    assert len(re.findall(r'data-message="([^"]+)"', left)) == 1
+    (remaining,) = (task_id for task_id in (first, second) if task_id in left)
+
+    task_page = client.get(f"/tasks/{remaining}").text
+    assert 'hx-confirm="Cancel task' in task_page
+    cancelled = client.post(f"/tasks/{remaining}/cancel", headers=HX)
+    assert "cancel requested; removed from the delayed tasks of default/" in cancelled.text
+    assert ">CANCELLED<" in cancelled.text
+    assert "no delayed tasks in default" in client.get("/delayed?queue=default").text
+    final = client.get(f"/tasks/{remaining}").text
+    assert 'id="task-state">CANCELLED<' in final
+    assert "Cancel task" not in final, "a final task offers no cancel"
+
+
+def test_cancel_and_remove_are_actions(app: Chicory) -> None:
+    (task_id, _) = _ids_of_two_delayed_tasks(app)
+    read_only = TestClient(create_dashboard(app))
+    page = read_only.get("/delayed").text
+    assert task_id in page
+    assert "hx-post" not in page
+    assert "Cancel task" not in read_only.get(f"/tasks/{task_id}").text
+    assert read_only.post(f"/tasks/{task_id}/cancel", headers=HX).status_code == 403
+    message = re.search(r'data-message="([^"]+)"', page)
+    assert message is not None
+    assert (
+        read_only.post(f"/delayed/default/{message.group(1)}/remove", headers=HX).status_code == 403
+    )
+
+    asked: list[str] = []
+
+    def no_cancelling(request: Request, action: str) -> bool:
+        asked.append(action)
+        return action not in ("cancel", "remove")
+
+    guarded = TestClient(create_dashboard(app, allow_actions=True, authorize=no_cancelling))
+    assert guarded.post(f"/tasks/{task_id}/cancel", headers=HX).status_code == 403
+    path = f"/delayed/default/{message.group(1)}/remove"
+    assert guarded.post(path, headers=HX).status_code == 403
+    assert asked == ["cancel", "remove"]
+    assert task_id in guarded.get("/delayed").text, "nothing was removed"

@@ -7,11 +7,11 @@ request, whatever the broker holds).
 
 Safe by default:
 
-* **Read-only** unless ``allow_actions=True``: without it, no replay or delete button is
-  shown and the action endpoints answer 403.
+* **Read-only** unless ``allow_actions=True``: without it, no replay, delete, cancel or
+  remove button is shown and the action endpoints answer 403.
 * **Confirmed actions**: every button that changes something asks first (``hx-confirm``).
 * **An auth hook**: ``authorize(request, action)`` is asked before every request, with
-  ``action`` ``"view"``, ``"replay"`` or ``"delete"``; ``False`` answers 403. Plug in the
+  ``action`` one of :data:`ACTIONS`; ``False`` answers 403. Plug in the
   session, header or network check of the service it is mounted in.
 * **No cross-site forms**: action endpoints accept only ``POST`` requests that carry htmx's
   ``HX-Request`` header, which a form on another site cannot send without the browser's
@@ -42,12 +42,16 @@ from chicory.cli.output import age, moment
 from chicory_dashboard import views
 from chicory_dashboard.charts import Sampler
 
-__all__ = ["Authorize", "Dashboard", "create_dashboard"]
+__all__ = ["ACTIONS", "Authorize", "Dashboard", "create_dashboard"]
 
 HERE = Path(__file__).parent
 
+ACTIONS = ("view", "replay", "delete", "cancel", "remove")
+"""What the auth hook is asked about: looking (``view``), replaying or deleting a dead letter,
+cancelling a task, removing a delayed task."""
+
 Authorize = Callable[[Request, str], bool | Awaitable[bool]]
-"""``authorize(request, action)`` with action ``"view"``, ``"replay"`` or ``"delete"``."""
+"""``authorize(request, action)``, with ``action`` one of :data:`ACTIONS`."""
 
 
 class Dashboard:
@@ -55,7 +59,7 @@ class Dashboard:
 
     Args:
         app: The Chicory app to show.
-        allow_actions: Offer replay and delete.
+        allow_actions: Offer the actions (replay, delete, cancel, remove).
         authorize: The auth hook (see the module docstring); ``None`` allows everything.
         page_size: Dead letters per page.
         refresh: Seconds between htmx refreshes of live fragments and chart readings.
@@ -143,9 +147,10 @@ def create_dashboard(
     Args:
         app: The Chicory app whose broker and result backend to show. It is connected on
             first use; closing it is its owner's job (the standalone server closes it).
-        allow_actions: Offer replaying and deleting dead letters (default: read-only).
+        allow_actions: Offer replaying and deleting dead letters, cancelling tasks and
+            removing delayed tasks (default: read-only).
         authorize: ``authorize(request, action) -> bool`` (or an awaitable of it), asked
-            before every request; ``action`` is ``"view"``, ``"replay"`` or ``"delete"``.
+            before every request; ``action`` is one of :data:`ACTIONS`.
         page_size: Dead letters per page.
         refresh: Seconds between refreshes of the live parts of a page.
         title: Shown in the page header.
@@ -194,8 +199,16 @@ def create_dashboard(
             methods=["POST"],
             name="delete_one",
         ),
+        Route("/delayed", views.delayed, name="delayed"),
+        Route(
+            "/delayed/{queue}/{message_id}/remove",
+            views.remove_delayed,
+            methods=["POST"],
+            name="remove_delayed",
+        ),
         Route("/tasks", views.task_lookup, name="tasks"),
         Route("/tasks/{task_id}", views.task, name="task"),
+        Route("/tasks/{task_id}/cancel", views.cancel_task, methods=["POST"], name="cancel_task"),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)

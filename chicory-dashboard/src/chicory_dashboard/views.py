@@ -9,20 +9,23 @@ from starlette.responses import RedirectResponse, Response
 
 from chicory.admin import DeadLetterFilter, DeadLetterRef
 from chicory.cli.inputs import parse_time
-from chicory.errors import ChicoryError, ConfigurationError
+from chicory.errors import CapabilityError, ChicoryError, ConfigurationError
 from chicory_dashboard.charts import chart
 
 if TYPE_CHECKING:
     from chicory_dashboard.app import Dashboard
 
 __all__ = [
+    "cancel_task",
     "dead_letter",
     "dead_letters",
+    "delayed",
     "delete_one",
     "overview",
     "overview_fragment",
     "queues",
     "queues_fragment",
+    "remove_delayed",
     "replay_one",
     "replay_selected",
     "task",
@@ -212,3 +215,61 @@ async def task(request: Request) -> Response:
     dashboard = await _viewer(request)
     info = await dashboard.admin.task(request.path_params["task_id"])
     return dashboard.render(request, "task.html", task=info)
+
+
+async def cancel_task(request: Request) -> Response:
+    """Cancel a task (``Admin.cancel``); answer with what that did."""
+    dashboard = _dashboard(request)
+    await dashboard.check(request, "cancel")
+    task_id = request.path_params["task_id"]
+    try:
+        report = await dashboard.admin.cancel(task_id)
+    except ChicoryError as exc:
+        return dashboard.render(request, "_cancel_result.html", report=None, error=str(exc))
+    return dashboard.render(request, "_cancel_result.html", report=report, error=None)
+
+
+async def delayed(request: Request) -> Response:
+    """A queue's delayed tasks (``eta``/``countdown`` and retries waiting out their backoff),
+    soonest due first, one page at a time."""
+    dashboard = await _viewer(request)
+    queues = await dashboard.admin.queues()
+    queue = request.query_params.get("queue", "").strip()
+    if not queue:  # the first queue holding delayed tasks, else the first queue
+        waiting = [q.name for q in queues if q.delayed] or [q.name for q in queues]
+        queue = waiting[0] if waiting else ""
+    listing, error, next_url = None, None, None
+    if queue:
+        try:
+            listing = await dashboard.admin.delayed(
+                queue,
+                after=request.query_params.get("after") or None,
+                limit=dashboard.page_size,
+            )
+        except CapabilityError as exc:
+            error = str(exc)
+    if listing is not None and listing.next_after:
+        next_url = request.url.include_query_params(queue=queue, after=listing.next_after)
+    return dashboard.render(
+        request,
+        "delayed.html",
+        queues=queues,
+        queue=queue,
+        listing=listing,
+        error=error,
+        next_url=next_url,
+    )
+
+
+async def remove_delayed(request: Request) -> Response:
+    """Remove one delayed message for good; answer with the row's new content."""
+    dashboard = _dashboard(request)
+    await dashboard.check(request, "remove")
+    queue, message_id = request.path_params["queue"], request.path_params["message_id"]
+    try:
+        removed = await dashboard.admin.remove_delayed(queue, message_id)
+    except ChicoryError as exc:
+        return dashboard.render(
+            request, "_removed.html", removed=False, error=str(exc), id=message_id
+        )
+    return dashboard.render(request, "_removed.html", removed=removed, error=None, id=message_id)

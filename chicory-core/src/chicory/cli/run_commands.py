@@ -185,7 +185,10 @@ def register(tree: Tree) -> None:
     dashboard.add_argument(
         "--allow-actions",
         action="store_true",
-        help="let the dashboard replay and delete dead letters (default: off, read-only)",
+        help=(
+            "let the dashboard replay and delete dead letters, cancel tasks and remove"
+            " delayed ones (default: off, read-only)"
+        ),
     )
 
 

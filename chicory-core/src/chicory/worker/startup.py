@@ -12,9 +12,18 @@ from chicory.middleware import overrides
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
 
-__all__ = ["log_settings", "middleware_lifecycle", "settings_of"]
+__all__ = [
+    "GUESSED_RENEW_INTERVAL",
+    "log_settings",
+    "middleware_lifecycle",
+    "settings_of",
+    "warn_about_lease",
+]
 
 log = logging.getLogger("chicory.worker")
+
+GUESSED_RENEW_INTERVAL = 10.0
+"""Seconds between lease renewals when the broker renews leases but declares no length."""
 
 
 def settings_of(worker: Worker) -> dict[str, Any]:
@@ -66,6 +75,26 @@ def log_settings(worker: Worker) -> None:
         f"middleware={','.join(settings['middleware']) or 'none'}"
     )
     log.info(text, extra={"event": "worker_settings", **settings})
+
+
+def warn_about_lease(worker: Worker) -> None:
+    """Warn when the broker renews leases but declares no ``lease_seconds``: the worker then
+    renews on a guess, and a lease shorter than the guess lets running tasks be redelivered."""
+    capabilities = worker.app.broker.capabilities
+    if not capabilities.lease_renewal or capabilities.lease_seconds:
+        return
+    if worker.lease_renew_interval is not None:
+        return
+    log.warning(
+        "the broker %s declares lease_renewal but no lease_seconds, so this worker renews "
+        "leases every %g s, a guess: if the broker's lease is shorter, a task running "
+        "longer than it is delivered again while it runs. Pass Worker(lease_renew_interval=S) "
+        "with S under a third of the broker's lease, or have the broker declare "
+        "Capabilities.lease_seconds (its conformance run fails 'lease.declared' until it does)",
+        worker.app.broker_description,
+        GUESSED_RENEW_INTERVAL,
+        extra={"event": "lease_undeclared"},
+    )
 
 
 @asynccontextmanager

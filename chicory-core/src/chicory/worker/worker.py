@@ -59,7 +59,13 @@ from chicory.worker.observers import ObserverBus
 from chicory.worker.revocations import RevocationFeed
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
-from chicory.worker.startup import log_settings, middleware_lifecycle, settings_of
+from chicory.worker.startup import (
+    GUESSED_RENEW_INTERVAL,
+    log_settings,
+    middleware_lifecycle,
+    settings_of,
+    warn_about_lease,
+)
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -226,6 +232,7 @@ class Worker:
         broker = await self.app.connected_broker()
         await self.app.connected_backend()
         log_settings(self)
+        warn_about_lease(self)
         async with middleware_lifecycle(self):
             await self._serve_connected(broker)
 
@@ -355,7 +362,8 @@ class Worker:
         capabilities = broker.capabilities
         interval = self.lease_renew_interval
         if interval is None:
-            interval = capabilities.lease_seconds / 3 if capabilities.lease_seconds else 10.0
+            lease = capabilities.lease_seconds
+            interval = lease / 3 if lease else GUESSED_RENEW_INTERVAL
         if not capabilities.lease_renewal or interval <= 0:
             return
         while True:

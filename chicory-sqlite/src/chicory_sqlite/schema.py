@@ -1,0 +1,93 @@
+"""The tables of a ``sqlite://`` database, created on first connect.
+
+Every table is prefixed ``chicory_``, so the queue can live in an application's own database
+file. ``chicory_meta`` records the schema version; a database written by a newer version of
+this package is refused rather than misread.
+
+Messages (``chicory_messages``): one row per live message, ready, delayed or held. One time
+column, ``available_at`` (seconds since the epoch, this host's clock), says when it may be
+handed out: the publish time or ``not_before`` for a message nobody holds, the lease's end
+for a held one. ``token`` is set by each claim (and cleared when the message is given back):
+
+* **ready**: ``available_at <= now`` (held or not: a lapsed lease makes it ready again);
+* **delayed**: ``token IS NULL AND available_at > now``;
+* **in flight**: ``token IS NOT NULL AND available_at > now``.
+
+Ready messages are handed out by ``(available_at, id)``: in the order they became ready. The
+index on ``(queue, available_at, id)`` serves the claim, the next-due query and the counts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION: Final = 1
+"""The version this package writes and reads."""
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS chicory_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS chicory_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    available_at REAL NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    token TEXT
+);
+CREATE INDEX IF NOT EXISTS chicory_messages_due
+    ON chicory_messages (queue, available_at, id);
+
+CREATE TABLE IF NOT EXISTS chicory_dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    delivery_count INTEGER NOT NULL,
+    dead_at INTEGER NOT NULL -- microseconds since the epoch
+);
+CREATE INDEX IF NOT EXISTS chicory_dead_letters_by_queue
+    ON chicory_dead_letters (queue, id);
+CREATE INDEX IF NOT EXISTS chicory_dead_letters_by_age
+    ON chicory_dead_letters (queue, dead_at);
+
+CREATE TABLE IF NOT EXISTS chicory_queues (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS chicory_consumers (
+    consumer TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (consumer, queue)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS chicory_results (
+    task_id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    final INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chicory_results_expiry ON chicory_results (expires_at);
+
+CREATE TABLE IF NOT EXISTS chicory_workers (
+    worker_id TEXT PRIMARY KEY,
+    data BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS chicory_revocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL UNIQUE,
+    expires_at REAL NOT NULL
+);
+"""
+"""Every table and index, idempotent (``IF NOT EXISTS``)."""

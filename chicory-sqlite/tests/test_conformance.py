@@ -1,0 +1,64 @@
+"""Chicory's conformance suite, run against the SQLite broker and result backend: every area,
+on a database file of the test's own (see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chicory.testing import (
+    BrokerBasicsSuite,
+    BrokerDeliverySuite,
+    BrokerHarness,
+    BrokerSettlementSuite,
+    BrokerStatefulSuite,
+    DeadLetterSuite,
+    DelayedSuite,
+    InspectionSuite,
+    ResultBackendSuite,
+    RevocationSuite,
+    WorkerSuite,
+)
+
+
+class TestBasics(BrokerBasicsSuite):
+    pass
+
+
+class TestSettlement(BrokerSettlementSuite):
+    pass
+
+
+class TestDelivery(BrokerDeliverySuite):
+    pass
+
+
+class TestDeadLetters(DeadLetterSuite):
+    pass
+
+
+class TestInspection(InspectionSuite):
+    pass
+
+
+class TestStateful(BrokerStatefulSuite):
+    @pytest.fixture
+    def chicory_broker_harness(self, chicory_broker_harness: BrokerHarness) -> BrokerHarness:
+        """Hundreds of operations, each a transaction: more than the default 30 s on a
+        loaded machine."""
+        return BrokerHarness(factory=chicory_broker_harness.factory, name="sqlite", timeout=120.0)
+
+
+class TestResults(ResultBackendSuite):
+    pass
+
+
+class TestWorker(WorkerSuite):
+    pass
+
+
+class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestRevocations(RevocationSuite):
+    pass
