@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import anyio.lowlevel
 import pytest
@@ -184,3 +186,22 @@ async def test_steps_run_where_no_slot_is_held() -> None:
         flow = await chain(add.s(0, 0), *[count.s() for _ in range(20)]).apply_async()
         assert await flow.get(timeout=10) == 20
     assert seen == [1] * 20
+
+
+async def test_a_chord_on_sqlite(tmp_path: Path) -> None:
+    """The SQLite result backend joins groups too (one transaction per join)."""
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    app = Chicory(broker=url, backend=url)
+
+    @app.task(name="wf.sq")
+    async def square(x: int) -> int:
+        return x * x
+
+    @app.task(name="wf.sqsum")
+    async def total(values: list[int]) -> int:
+        return sum(values)
+
+    async with serving(app, concurrency=2):
+        flow = await chord([square.s(i) for i in range(20)], total.s()).apply_async()
+        assert await flow.get(timeout=30) == sum(i * i for i in range(20))
+    await app.close()

@@ -13,6 +13,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
     ResultBackendSuite,
     RevocationSuite,
@@ -61,4 +62,8 @@ class TestDelayed(DelayedSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
     pass
