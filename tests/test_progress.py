@@ -1,4 +1,4 @@
-"""Progress reported from inside tasks, read from their result handles; idempotency keys."""
+"""TaskProgress reported from inside tasks, read from their result handles; idempotency keys."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from chicory import Chicory, TaskContext
-from chicory.records import Progress, TaskState
+from chicory.records import TaskProgress, TaskState
 from e2e_support import eventually, serving
 
 
@@ -25,7 +25,7 @@ async def test_an_async_task_reports_progress_a_waiter_sees() -> None:
     async with serving(app):
         result = await crunch.delay(100)
         await eventually(lambda: result.progress())
-        assert await result.progress() == Progress(value=0.4, meta={"done": 40, "total": 100})
+        assert await result.progress() == TaskProgress(value=0.4, meta={"done": 40, "total": 100})
         assert await result.state() is TaskState.STARTED
         go_on.set()
         assert await result.get(timeout=10) == 100
@@ -45,7 +45,7 @@ async def test_a_sync_task_reports_progress_from_its_thread() -> None:
     async with serving(app):
         result = await crunch.delay()
         await eventually(lambda: result.progress())
-        assert await result.progress() == Progress(value=3.0, meta={"stage": "parse"})
+        assert await result.progress() == TaskProgress(value=3.0, meta={"stage": "parse"})
         go_on.set()
         assert await result.get(timeout=10) == "done"
 
@@ -80,7 +80,7 @@ async def test_bad_progress_is_refused_in_the_task() -> None:
 def test_progress_on_a_context_built_in_a_unit_test_stays_on_it() -> None:
     ctx = TaskContext(task_id="t1", task_name="p.unit")
     ctx.set_progress_sync(0.5, {"k": 1})
-    assert ctx.progress == Progress(value=0.5, meta={"k": 1})
+    assert ctx.progress == TaskProgress(value=0.5, meta={"k": 1})
 
 
 def test_idempotency_keys_are_stable_per_task_id_and_step() -> None:
@@ -110,7 +110,7 @@ def test_chicory_result_shows_progress(capsys: pytest.CaptureFixture[str]) -> No
         state=TaskState.STARTED,
         attempt=1,
         updated_at=utcnow(),
-        progress=Progress(value=0.25, meta={"rows": 10}),
+        progress=TaskProgress(value=0.25, meta={"rows": 10}),
     )
 
     async def store() -> None:

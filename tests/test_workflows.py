@@ -13,7 +13,7 @@ from chicory.errors import WorkflowError
 from chicory.records import TaskState
 from chicory.result import AsyncResult
 from chicory.workflow import GroupResult, chain, chord, group
-from e2e_support import serving
+from e2e_support import eventually, serving
 
 MODES = [DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE]
 
@@ -205,3 +205,33 @@ async def test_a_chord_on_sqlite(tmp_path: Path) -> None:
         flow = await chord([square.s(i) for i in range(20)], total.s()).apply_async()
         assert await flow.get(timeout=30) == sum(i * i for i in range(20))
     await app.close()
+
+
+async def test_replaying_a_failed_step_resumes_its_flow() -> None:
+    """A failed step's dead letter keeps its flow: replayed and successful, it publishes the
+    rest under the same ids, replacing the records its failure wrote."""
+    from chicory.admin import Admin
+
+    app = make_app()
+    add = app.tasks["wf.add"]
+    broken = [True]
+
+    @app.task(name="wf.flaky")
+    async def flaky(x: int) -> int:
+        if broken[0]:
+            raise ConnectionError("the service is down")
+        return x * 2
+
+    async with serving(app):
+        flow = await chain(add.s(1, 2), flaky.s(), add.s(1)).apply_async()
+        with pytest.raises(TaskFailedError):
+            await flow.get(timeout=10)
+        broken[0] = False
+        admin = Admin(app)
+        await admin.replay(await admin.select())
+
+        async def succeeded() -> bool:
+            return await flow.state() is TaskState.SUCCESS
+
+        await eventually(succeeded)
+        assert await flow.get(timeout=10) == 3 * 2 + 1

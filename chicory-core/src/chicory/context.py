@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
-from chicory.records import Progress
+from chicory.records import TaskProgress
 
 if TYPE_CHECKING:
     from chicory.retry import RetryPolicy
@@ -63,21 +63,21 @@ class ProgressReporter(Protocol):
     """Where a run's progress goes: the worker's result backend (see
     :mod:`chicory.worker.followups`)."""
 
-    async def store_progress(self, message: TaskMessage, progress: Progress) -> None:
+    async def store_progress(self, message: TaskMessage, progress: TaskProgress) -> None:
         """Store ``progress`` as the record of ``message``'s task (from the event loop)."""
         ...
 
-    def store_progress_from_thread(self, message: TaskMessage, progress: Progress) -> None:
+    def store_progress_from_thread(self, message: TaskMessage, progress: TaskProgress) -> None:
         """The same from a sync task's thread: blocks until it is stored."""
         ...
 
 
-def _progress(value: float, meta: Mapping[str, Any] | None) -> Progress:
+def _progress(value: float, meta: Mapping[str, Any] | None) -> TaskProgress:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"progress must be a finite number, got {value!r}")
     if meta is not None and not isinstance(meta, Mapping):
         raise TypeError(f"progress meta must be a mapping (or None), got {type(meta).__name__}")
-    return Progress(value=float(value), meta=None if meta is None else dict(meta))
+    return TaskProgress(value=float(value), meta=None if meta is None else dict(meta))
 
 
 class TaskContext:
@@ -129,7 +129,7 @@ class TaskContext:
     _policy: RetryPolicy
     _cancel_token: CancelToken
     _reporter: ProgressReporter | None
-    _progress: Progress | None
+    _progress: TaskProgress | None
 
     def __init__(
         self,
@@ -339,7 +339,7 @@ class TaskContext:
             reporter.store_progress_from_thread(self._message, progress)
 
     @property
-    def progress(self) -> Progress | None:
+    def progress(self) -> TaskProgress | None:
         """The last progress this run reported, or ``None``."""
         return getattr(self, "_progress", None)
 

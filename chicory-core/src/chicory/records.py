@@ -14,8 +14,8 @@ from chicory.errors import ResultBackendError
 
 __all__ = [
     "ErrorInfo",
-    "Progress",
     "ResultRecord",
+    "TaskProgress",
     "TaskState",
     "WorkerInfo",
     "decode_record",
@@ -62,7 +62,7 @@ class ErrorInfo:
 
 
 @attrs.frozen(kw_only=True)
-class Progress:
+class TaskProgress:
     """How far a running task says it has got (``ctx.set_progress``).
 
     Attributes:
@@ -99,7 +99,7 @@ class ResultRecord:
     updated_at: datetime
     result: Any = None
     error: ErrorInfo | None = None
-    progress: Progress | None = None
+    progress: TaskProgress | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -12,7 +12,7 @@ from chicory.errors import (
 )
 from chicory.inspection import RecordForgetting
 from chicory.loops import running_loop
-from chicory.records import Progress, ResultRecord, TaskState, decode_record
+from chicory.records import ResultRecord, TaskProgress, TaskState, decode_record
 from chicory.revocation import revocations_of
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class AsyncResult(Generic[T]):
         data = await backend.get(self.id)
         return None if data is None else decode_record(data, ResultRecord)
 
-    async def progress(self) -> Progress | None:
+    async def progress(self) -> TaskProgress | None:
         """The progress the running task last reported (``ctx.set_progress``), or ``None``
         when it reported none, has not started, or has finished (its final record holds
         its result instead).

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from chicory.history import HistoryEntry
-from chicory.records import ErrorInfo, Progress, TaskState
+from chicory.records import ErrorInfo, TaskProgress, TaskState
 
 __all__ = [
     "ActionReport",
@@ -270,4 +270,4 @@ class TaskInfo(_JSON):
     error: ErrorInfo | None = None
     dead_letter: DeadLetterInfo | None = None
     history: list[HistoryEntry] = attrs.field(factory=list)
-    progress: Progress | None = None
+    progress: TaskProgress | None = None

@@ -9,8 +9,8 @@ at-least-once delivery unacked; its redelivery finds the stored result and conti
 flow from there (below). A step that fails for good, is dead-lettered as a poison message
 or is cancelled fails what follows it (:meth:`FlowDriver.fail`) before it is settled.
 
-**Progress** (``ctx.set_progress``): stored as the task's record, state ``STARTED`` with
-its :class:`~chicory.records.Progress`, written at once (not batched: it is rare, and the
+**TaskProgress** (``ctx.set_progress``): stored as the task's record, state ``STARTED`` with
+its :class:`~chicory.records.TaskProgress`, written at once (not batched: it is rare, and the
 task awaits it). A sync task's call is carried to the worker's event loop and waits there.
 The record is non-final, so it never hides the task's result, and the final record replaces
 it.
@@ -38,8 +38,8 @@ from chicory.errors import ChicoryError, ResultValidationError
 from chicory.headers import FLOW_HEADER
 from chicory.records import (
     ErrorInfo,
-    Progress,
     ResultRecord,
+    TaskProgress,
     TaskState,
     decode_record,
     encode_record,
@@ -69,7 +69,7 @@ class Followups:
         self.loop: asyncio.AbstractEventLoop | None = None
         """The worker's event loop (set when it starts serving), for sync tasks' progress."""
 
-    async def store_progress(self, message: TaskMessage, progress: Progress) -> None:
+    async def store_progress(self, message: TaskMessage, progress: TaskProgress) -> None:
         """Store ``progress`` as the record of ``message``'s task (``STARTED``).
 
         Raises:
@@ -94,7 +94,7 @@ class Followups:
         except ChicoryError as exc:
             log.warning("task %s %s: progress not stored: %s", message.task, message.id, exc)
 
-    def store_progress_from_thread(self, message: TaskMessage, progress: Progress) -> None:
+    def store_progress_from_thread(self, message: TaskMessage, progress: TaskProgress) -> None:
         """:meth:`store_progress` from a sync task's thread; blocks until it is stored.
 
         Raises:
