@@ -235,3 +235,53 @@ async def test_replaying_a_failed_step_resumes_its_flow() -> None:
 
         await eventually(succeeded)
         assert await flow.get(timeout=10) == 3 * 2 + 1
+
+
+async def test_a_malformed_flow_header_drops_the_rest_and_the_worker_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from chicory.envelope import TaskMessage
+    from chicory.headers import FLOW_HEADER
+
+    app = make_app()
+    add = app.tasks["wf.add"]
+    message = TaskMessage(id="bad-flow", task="wf.add", args=[1, 2], created_at=app.utcnow())
+    body, headers = app.codec.encode(message, {FLOW_HEADER: '{"next": "nope"}'})
+    broker = await app.connected_broker()
+    await broker.publish("default", body, headers)
+    async with serving(app):
+        assert await AsyncResult(app, "bad-flow", add).get(timeout=10) == 3
+        assert await (await add.delay(2, 2)).get(timeout=10) == 4  # the worker goes on
+    assert "malformed chicory-flow header" in caplog.text
+    counts = await broker.counts("default")
+    assert (counts.ready, counts.in_flight, counts.dead) == (0, 0, 0)
+
+
+async def test_a_signed_flow_runs_and_a_tampered_one_is_refused() -> None:
+    from chicory.headers import FLOW_HEADER
+    from chicory.workflow.links import Continuation, StepNode, encode_continuation
+
+    app = Chicory(broker="memory://", signing_key="k" * 32, retry_policy=RetryPolicy.never())
+
+    @app.task(name="wf.inc")
+    async def inc(x: int) -> int:
+        return x + 1
+
+    async with serving(app):
+        flow = await chain(inc.s(0), inc.s(), inc.s()).apply_async()
+        assert await flow.get(timeout=10) == 3
+        # Someone who can write to the broker but lacks the key swaps the rest of a flow.
+        broker = await app.connected_broker()
+        body, headers = app.codec.encode(
+            inc.message([10], task_id="tampered"),
+            {FLOW_HEADER: '{"next": [], "join": null}'},
+        )
+        evil = StepNode(task="wf.inc", id="evil", args=(), kwargs={}, queue="default")
+        headers[FLOW_HEADER] = encode_continuation(Continuation(next=(evil,)))
+        await broker.publish("default", body, headers)
+
+        async def dead() -> bool:
+            return (await broker.counts("default")).dead == 1
+
+        await eventually(dead)
+    assert await AsyncResult(app, "evil").state() is TaskState.PENDING

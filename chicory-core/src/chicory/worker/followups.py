@@ -194,6 +194,8 @@ class Followups:
         except (ResultValidationError, TypeError) as exc:
             return Outcome(error=exc, runtime=outcome.runtime)
         transition(JobState.RUNNING, JobState.SUCCEEDED)
+        if runner._debug:
+            runner._log.succeeded(message, delivery.queue, outcome.runtime)
         runner._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
         held = strategy.holds_lease
         if record is not None and not await runner._store(message, record, final=True):
