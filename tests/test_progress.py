@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
 
 from chicory import Chicory, TaskContext
+from chicory.errors import CapabilityError
 from chicory.records import TaskProgress, TaskState
 from e2e_support import eventually, serving
+from processes import own_redis
 
 
 async def test_an_async_task_reports_progress_a_waiter_sees() -> None:
@@ -125,3 +128,52 @@ def test_chicory_result_shows_progress(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     assert "progress" in out
     assert '0.25 {"rows":10}' in out
+
+
+async def _pushed_reports(app: Chicory) -> list[float]:
+    """Run a task reporting three steps against ``app``; the reports its waiter was given."""
+    steps: list[anyio.Event] = [anyio.Event() for _ in range(3)]
+    seen: list[float] = []
+
+    @app.task(name="p.steps")
+    async def three_steps(ctx: TaskContext) -> str:
+        for index, step in enumerate(steps):
+            await ctx.set_progress(index + 1, {"step": index + 1})
+            await step.wait()
+        return "done"
+
+    async def report(progress: TaskProgress) -> None:
+        seen.append(progress.value)
+        steps[int(progress.value) - 1].set()  # the task goes on once its report arrived
+
+    async with serving(app):
+        result = await three_steps.delay()
+        assert await result.get(timeout=20, on_progress=report) == "done"
+    return seen
+
+
+async def test_get_is_pushed_every_progress_report_on_memory() -> None:
+    assert await _pushed_reports(Chicory(broker="memory://")) == [1.0, 2.0, 3.0]
+
+
+async def test_get_is_pushed_every_progress_report_on_redis(tmp_path: Path) -> None:
+    with own_redis(tmp_path) as server:
+        app = Chicory(broker=server.url)
+        try:
+            assert await _pushed_reports(app) == [1.0, 2.0, 3.0]
+        finally:
+            await app.close()
+
+
+async def test_get_with_on_progress_needs_a_backend_that_pushes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    app = Chicory(broker=url, backend=url)
+
+    @app.task(name="p.plain")
+    async def plain() -> int:
+        return 1
+
+    result = await plain.delay()
+    with pytest.raises(CapabilityError, match=r"result\.progress"):
+        await result.get(timeout=1, on_progress=print)
+    await app.close()

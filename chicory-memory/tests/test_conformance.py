@@ -14,6 +14,7 @@ from chicory.testing import (
     DelayedSuite,
     GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -84,6 +85,10 @@ class TestRevocations(RevocationSuite):
 
 
 class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass
 
 

@@ -24,6 +24,7 @@ from chicory.testing import (
     DelayedSuite,
     GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -135,4 +136,8 @@ class TestRevocations(RevocationSuite):
 
 
 class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

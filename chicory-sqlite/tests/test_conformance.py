@@ -15,6 +15,7 @@ from chicory.testing import (
     DelayedSuite,
     GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendSuite,
     RevocationSuite,
     WorkerSuite,
@@ -66,4 +67,8 @@ class TestRevocations(RevocationSuite):
 
 
 class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

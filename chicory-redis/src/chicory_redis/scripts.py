@@ -48,6 +48,7 @@ __all__ = [
     "REPLAY",
     "REQUEUE",
     "REQUEUE_DEAD",
+    "STORE_PROGRESS",
     "STORE_RESULT",
     "STORE_RESULTS",
     "TRIM_DEAD",
@@ -390,6 +391,20 @@ return 1
 """,
 )
 """Write a result record with a TTL unless it would hide a final one; announce finals."""
+
+STORE_PROGRESS: Final = Script(
+    "store_progress",
+    """
+-- KEYS: result key. ARGV: marked record ('P' first), ttl ms, the task's progress channel.
+-- Writes a progress record unless a final record is there, and publishes it (marked) on
+-- the task's channel. Returns 1 if written.
+if redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+""",
+)
+"""Write a task's progress record unless it has a final one, and push it to its watchers."""
 
 JOIN_GROUP: Final = Script(
     "join_group",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_inspection import InspectionSuite
     from chicory.testing.suite_joins import GroupJoinSuite
+    from chicory.testing.suite_progress import ProgressFeedSuite
     from chicory.testing.suite_results import ResultBackendSuite
     from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
@@ -55,6 +56,7 @@ _WHERE = {
     "BrokerDeliverySuite": "suite_delivery",
     "InspectionSuite": "suite_inspection",
     "GroupJoinSuite": "suite_joins",
+    "ProgressFeedSuite": "suite_progress",
     "ResultBackendSuite": "suite_results",
     "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
@@ -75,6 +77,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
     "chicory.testing.suite_joins",
+    "chicory.testing.suite_progress",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
     "chicory.testing.suite_worker_redelivery",
@@ -105,6 +108,7 @@ __all__ = [
     "Guarantee",
     "InspectionSuite",
     "Level",
+    "ProgressFeedSuite",
     "ResultBackendHarness",
     "ResultBackendSuite",
     "RevocationSuite",

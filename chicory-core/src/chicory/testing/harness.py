@@ -433,7 +433,8 @@ class ResultsEnvFactory(EnvFactory):
         """Result backends declare their optional powers by implementing their protocols:
         a test requiring ``revocations`` skips a backend that is no
         :class:`~chicory.revocation.Revocations`, one requiring ``group_joins`` one that is
-        no :class:`~chicory.workflow.joins.GroupJoins`."""
+        no :class:`~chicory.workflow.joins.GroupJoins`, one requiring ``progress_feed`` one
+        that is no :class:`~chicory.progress.ProgressFeed`."""
         if "revocations" in requires:
             from chicory.revocation import Revocations
 
@@ -449,6 +450,15 @@ class ResultsEnvFactory(EnvFactory):
             backend = harness.factory()
             if not isinstance(backend, GroupJoins):
                 return f"the result backend {backend!r} cannot join groups (it lacks join)"
+        if "progress_feed" in requires:
+            from chicory.progress import ProgressFeed
+
+            backend = harness.factory()
+            if not isinstance(backend, ProgressFeed):
+                return (
+                    f"the result backend {backend!r} pushes no progress (it lacks "
+                    "store_progress and watch_progress)"
+                )
         return None
 
     def timeout(self, harness: Any) -> float:

@@ -63,6 +63,7 @@ _RESULTS: Final = (
     ("TestResults", "ResultBackendSuite"),
     ("TestRevocations", "RevocationSuite"),
     ("TestGroupJoins", "GroupJoinSuite"),
+    ("TestProgressFeed", "ProgressFeedSuite"),
 )
 
 _REQUIRED: Final = {

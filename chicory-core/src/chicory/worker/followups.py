@@ -36,6 +36,7 @@ from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ChicoryError, ResultValidationError
 from chicory.headers import FLOW_HEADER
+from chicory.progress import ProgressFeed
 from chicory.records import (
     ErrorInfo,
     ResultRecord,
@@ -90,7 +91,10 @@ class Followups:
         )
         try:
             backend = await self._app.connected_backend()
-            await backend.store(message.id, data, final=False, ttl=task.result_ttl)
+            if isinstance(backend, ProgressFeed):
+                await backend.store_progress(message.id, data, ttl=task.result_ttl)
+            else:
+                await backend.store(message.id, data, final=False, ttl=task.result_ttl)
         except ChicoryError as exc:
             log.warning("task %s %s: progress not stored: %s", message.task, message.id, exc)
 
