@@ -285,3 +285,14 @@ async def test_a_signed_flow_runs_and_a_tampered_one_is_refused() -> None:
 
         await eventually(dead)
     assert await AsyncResult(app, "evil").state() is TaskState.PENDING
+
+
+async def test_a_flow_runs_whole_under_the_test_kit() -> None:
+    """An eager LocalWorker runs every step of a flow before apply_async returns."""
+    from chicory.testkit import LocalWorker
+
+    app = make_app()
+    add, total = app.tasks["wf.add"], app.tasks["wf.total"]
+    async with LocalWorker(app, eager=True):
+        flow = await chord([add.s(i, 1) for i in range(5)], total.s()).apply_async()
+        assert await flow.get(timeout=0) == 15
