@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chicory import Chicory, DeliveryMode
+from chicory_sqlite.broker import SqliteBroker
 from e2e_support import eventually
 from processes import run_counts, worker_process
 
@@ -47,6 +48,20 @@ def mid_batch(runs: Path) -> bool:
     return len(ended) >= 30 and len(started) > len(ended)
 
 
+async def both_consuming(app: Chicory) -> None:
+    """Wait until both worker processes fetched (each registers at its first fetch, which
+    claims work when any is ready): on a loaded machine one may start seconds after the
+    other, and a kill before it did would prove nothing about sharing the file."""
+    broker = await app.connected_broker()
+    assert isinstance(broker, SqliteBroker)
+
+    async def two() -> bool:
+        (stats,) = await broker.queue_stats(["default"])
+        return stats.consumers == 2
+
+    await eventually(two, timeout=60)
+
+
 async def test_sigkill_mid_batch_loses_no_at_least_once_task(tmp_path: Path) -> None:
     url, runs = database_url(tmp_path), tmp_path / "runs.txt"
     app = producer(url)
@@ -55,6 +70,7 @@ async def test_sigkill_mid_batch_loses_no_at_least_once_task(tmp_path: Path) -> 
         worker_process(url, runs, "--concurrency", "10") as doomed,
         worker_process(url, runs, "--concurrency", "10") as survivor,
     ):
+        await both_consuming(app)
         await eventually(lambda: mid_batch(runs), timeout=60)
         doomed.signal(signal.SIGKILL)
         doomed.wait(10)
@@ -80,6 +96,7 @@ async def test_sigkill_mid_batch_runs_no_at_most_once_task_twice(tmp_path: Path)
         worker_process(url, runs, "--concurrency", "10") as doomed,
         worker_process(url, runs, "--concurrency", "10") as survivor,
     ):
+        await both_consuming(app)
         await eventually(lambda: mid_batch(runs), timeout=60)
         doomed.signal(signal.SIGKILL)
         doomed.wait(10)

@@ -223,7 +223,7 @@ async def test_replaying_a_failed_step_resumes_its_flow() -> None:
         return x * 2
 
     async with serving(app):
-        flow = await chain(add.s(1, 2), flaky.s(), add.s(1)).apply_async()
+        flow = await chain(add.s(1, 2), flaky.s(), add.s(1), add.s(10)).apply_async()
         with pytest.raises(TaskFailedError):
             await flow.get(timeout=10)
         broken[0] = False
@@ -234,7 +234,7 @@ async def test_replaying_a_failed_step_resumes_its_flow() -> None:
             return await flow.state() is TaskState.SUCCESS
 
         await eventually(succeeded)
-        assert await flow.get(timeout=10) == 3 * 2 + 1
+        assert await flow.get(timeout=10) == 3 * 2 + 1 + 10
 
 
 async def test_a_malformed_flow_header_drops_the_rest_and_the_worker_goes_on(

@@ -9,7 +9,8 @@ import attrs
 import orjson
 import pytest
 
-from chicory.envelope import SIGNATURE_HEADER, Codec, TaskMessage, to_json
+from chicory.codec import Codec
+from chicory.envelope import SIGNATURE_HEADER, TaskMessage, to_json
 from chicory.errors import MessageDecodeError, MessageTooLargeError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

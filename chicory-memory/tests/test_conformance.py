@@ -18,6 +18,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 from chicory_memory.broker import MemoryBroker
@@ -77,6 +78,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 

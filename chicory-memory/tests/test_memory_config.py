@@ -33,6 +33,7 @@ def test_capabilities_declare_everything_but_priorities_and_sharing() -> None:
         delete_queue=True,
         inspection=True,
         delayed_listing=True,
+        unique_enqueue=True,
     )
 
 

@@ -48,8 +48,16 @@ async def test_a_non_final_record_never_replaces_a_final_one(
     assert await backend.get("t1") == b"done"
 
 
-async def test_a_final_record_replaces_a_final_one(backend: MemoryResultBackend) -> None:
+async def test_the_first_final_record_wins(backend: MemoryResultBackend) -> None:
     await backend.store("t1", b"failure", final=True, ttl=60)
+    await backend.store("t1", b"success", final=True, ttl=60)
+    assert await backend.get("t1") == b"failure"
+
+
+async def test_forget_makes_room_for_a_new_final_record(backend: MemoryResultBackend) -> None:
+    """What a replay does: forget the old result, so the new run's result is stored."""
+    await backend.store("t1", b"failure", final=True, ttl=60)
+    await backend.forget("t1")
     await backend.store("t1", b"success", final=True, ttl=60)
     assert await backend.get("t1") == b"success"
 

@@ -28,6 +28,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    UniqueSuite,
     WorkerSuite,
 )
 from chicory_redis.broker import RedisBroker
@@ -128,6 +129,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestUnique(UniqueSuite):
     pass
 
 

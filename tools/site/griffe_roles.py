@@ -37,6 +37,7 @@ OWN_PACKAGES = (
     "chicory_prometheus",
     "chicory_opentelemetry",
     "chicory_sentry",
+    "chicory_sqlite",
 )
 
 

@@ -8,15 +8,16 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
 import anyio
 
 from chicory.backend import ResultBackend
 from chicory.broker import Broker, OutgoingMessage
 from chicory.clock import utcnow
+from chicory.codec import Codec
 from chicory.context import TaskContext
-from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, Codec, TaskMessage
+from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, TaskMessage
 from chicory.errors import ConfigurationError, EventLoopMismatchError, TaskRegistrationError
 from chicory.loops import LoopHome, alive_elsewhere, running_loop
 from chicory.middleware import Middleware, OutgoingTask, overrides, prepare
@@ -25,8 +26,12 @@ from chicory.plugins import BackendKind, PluginHost
 from chicory.producer import Producer
 from chicory.redact import redact_url
 from chicory.retry import RetryPolicy
+from chicory.scheduling.declaring import PeriodicTasks
 from chicory.task import Task
 from chicory.validation import make_value_converter
+
+if TYPE_CHECKING:
+    from chicory.scheduling.schedule import Schedule
 
 __all__ = ["Chicory"]
 
@@ -42,7 +47,7 @@ DEFAULT_MAX_RESULT_BYTES: Final = 1024 * 1024
 """Largest result record stored by default (see ``docs/reliability.md``, sizing)."""
 
 
-class Chicory:
+class Chicory(PeriodicTasks):
     """A Chicory application: declare tasks on it, enqueue them, run workers for it.
 
     Args:
@@ -63,8 +68,12 @@ class Chicory:
             task's own ``max_result_bytes`` overrides it): a task returning more fails with
             :class:`~chicory.errors.ResultTooLargeError`. ``None`` stores results of any
             size.
-        max_message_bytes: Largest encoded message ``delay()`` accepts.
-        signing_key: Sign messages with HMAC-SHA256 and reject unsigned ones.
+        max_message_bytes: Largest encoded message ``delay()`` accepts, and a worker reads
+            (a larger one is dead-lettered unread).
+        signing_key: Sign messages with HMAC-SHA256 and reject unsigned ones (what that
+            protects against and what not: :mod:`chicory.signing`).
+        verification_keys: More keys whose signatures a worker accepts, beside
+            ``signing_key``: for rotating keys without a stop (see :mod:`chicory.signing`).
         track_started: Record a ``STARTED`` state when a run begins (default off: it costs
             one more result write per run).
         broker_options: Keyword options for the broker factory.
@@ -92,6 +101,7 @@ class Chicory:
         max_result_bytes: int | None = DEFAULT_MAX_RESULT_BYTES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         signing_key: bytes | str | None = None,
+        verification_keys: Iterable[bytes | str] = (),
         track_started: bool = False,
         broker_options: Mapping[str, Any] | None = None,
         backend_options: Mapping[str, Any] | None = None,
@@ -111,9 +121,17 @@ class Chicory:
         self.max_result_bytes = max_result_bytes
         self.track_started = track_started
         key = signing_key.encode() if isinstance(signing_key, str) else signing_key
-        self.codec = Codec(max_message_bytes=max_message_bytes, signing_key=key)
+        others = [k.encode() if isinstance(k, str) else k for k in verification_keys]
+        try:
+            self.codec = Codec(
+                max_message_bytes=max_message_bytes, signing_key=key, verification_keys=others
+            )
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         self.value_converter = make_value_converter()
         self.tasks: dict[str, Task[..., Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
+        """The app's periodic tasks by name (see :meth:`periodic`)."""
         self.utcnow: Callable[[], datetime] = utcnow
         self._targets = (broker, backend, dict(broker_options or {}), dict(backend_options or {}))
         self.broker: Broker = self._build_broker(broker, self._targets[2])
@@ -271,8 +289,11 @@ class Chicory:
         )
         return middleware
 
-    def prepare(self, message: OutgoingTask) -> tuple[str, OutgoingMessage]:
-        """Run the publish middleware on ``message``, check its headers and encode it.
+    def prepare(
+        self, message: OutgoingTask, extra: Mapping[str, str] | None = None
+    ) -> tuple[str, OutgoingMessage]:
+        """Run the publish middleware on ``message``, check its headers and encode it
+        (with Chicory's own ``extra`` headers, signed with the others).
 
         Returns:
             The queue it goes to and the encoded message.
@@ -283,7 +304,7 @@ class Chicory:
             MessageTooLargeError: the encoded message is over ``max_message_bytes``.
             Exception: whatever a middleware raised to refuse the message.
         """
-        return prepare(self.codec, self.publish_hooks, message)
+        return prepare(self.codec, self.publish_hooks, message, extra)
 
     async def publish_prepared(self, prepared: Iterable[tuple[str, OutgoingMessage]]) -> None:
         """Publish messages from :meth:`prepare`, one batch per queue."""

@@ -61,10 +61,14 @@ class ResultBackend(Protocol):
     ) -> None: ...
 
     async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
-        """Write the record of ``task_id``, replacing any earlier one, expiring after ``ttl``s.
+        """Write the record of ``task_id``, replacing an earlier non-final one, expiring
+        after ``ttl``s.
 
-        A non-final record never replaces a final one (a late "started" must not hide a
-        result).
+        A final record is written once: nothing replaces it until it expires or is
+        forgotten, neither a late non-final record (a late "started" must not hide a
+        result) nor another final one (a redelivered run storing its result again, or a
+        message that claims another task's id, must not change a result already read).
+        Such a write is dropped without an error.
         """
         ...
 

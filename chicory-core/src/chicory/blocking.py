@@ -43,7 +43,7 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
@@ -222,6 +222,11 @@ class BlockingResult(Generic[T]):
         """The task's id."""
         return self.async_result.id
 
+    @property
+    def duplicate(self) -> bool:
+        """Whether its unique enqueue found the key held (``id`` is the holder's run)."""
+        return self.async_result.duplicate
+
     def get(self, timeout: float | None = None) -> T:
         """Block until the task finished and return its value.
 
@@ -308,9 +313,16 @@ class BlockingTask(Generic[P, R]):
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        unique: bool = False,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> BlockingResult[R]:
         """Enqueue one run with per-call options; see :meth:`Task.apply_async
-        <chicory.task.Task.apply_async>`."""
+        <chicory.task.Task.apply_async>` (its ``duplicate`` tells a unique enqueue that
+        found its key held)."""
         result = call(
             self.task.app,
             self.task.apply_async,
@@ -320,6 +332,12 @@ class BlockingTask(Generic[P, R]):
             eta=eta,
             queue=queue,
             task_id=task_id,
+            timeout=timeout,
+            soft_timeout=soft_timeout,
+            headers=headers,
+            unique=unique,
+            unique_key=unique_key,
+            unique_for=unique_for,
         )
         return BlockingResult(result)
 

@@ -119,6 +119,8 @@ class Capabilities:
             letters by page, one dead letter, requeue a dead letter with a new body).
         delayed_listing: the broker implements :class:`chicory.delayed.DelayedListing`
             (list a queue's delayed messages by page, remove one by id).
+        unique_enqueue: the broker implements :class:`chicory.unique.UniqueEnqueue`
+            (publish a message unless its key is held, atomically; release a key).
     """
 
     delayed_delivery: bool = True
@@ -138,6 +140,7 @@ class Capabilities:
     dead_letter_max_age: float | None = None
     inspection: bool = False
     delayed_listing: bool = False
+    unique_enqueue: bool = False
 
 
 @attrs.frozen(kw_only=True)

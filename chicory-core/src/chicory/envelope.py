@@ -3,25 +3,14 @@
 A message body is the JSON object of :class:`TaskMessage` (``"v": 1``); arguments are plain
 JSON values. Anyone who can write to the broker can at worst make a task run with bad
 arguments (rejected by validation) or be dead-lettered as undecodable, never run code of
-their choosing. With a ``signing_key``, every body carries an HMAC-SHA256 in the
-``chicory-sig`` header and unsigned or tampered bodies are rejected as undecodable.
-
-The signature covers the body and the message's headers that are not reserved for Chicory
-(:mod:`chicory.headers`): a message without such headers is signed over its body alone;
-one with them over ``chicory-headers-v1``, the headers as a JSON array of ``[name, value]``
-pairs sorted by name, and the body, each on its own line. The first line keeps the two forms
-apart (a body is a JSON object, so never starts with it). Chicory's own ``chicory-*``
-headers (the signature itself, a task's history) are not signed: they never change what
-runs, and tools that replay a dead letter may add to them. The one exception is
-``chicory-flow``, the rest of a workflow (what the worker publishes after the task): it is
-signed like a header of the producer's.
+their choosing. The decoder checks every field instead of coercing it (the rules are in
+:mod:`chicory.wire_rules`). With a signing key, every body carries an HMAC-SHA256 in the
+``chicory-sig`` header and unsigned or tampered bodies are rejected as undecodable (what
+is signed, and what a signature does not promise: :mod:`chicory.signing`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -30,23 +19,22 @@ import cattrs
 import orjson
 from cattrs.preconf.orjson import make_converter
 
-from chicory.errors import MessageDecodeError, MessageTooLargeError
-from chicory.headers import FLOW_HEADER, is_reserved
+from chicory.signing import SIGNATURE_HEADER
+from chicory.wire_rules import MAX_ATTEMPT, MAX_ID_LENGTH
 
 __all__ = [
     "ENVELOPE_VERSION",
     "SIGNATURE_HEADER",
-    "Codec",
+    "LastMoment",
     "TaskMessage",
     "explain",
     "make_wire_converter",
     "parse_aware",
+    "structure_fast",
     "to_json",
 ]
 
 ENVELOPE_VERSION: Final = 1
-SIGNATURE_HEADER: Final = "chicory-sig"
-_SIGNED_HEADERS_MARK: Final = b"chicory-headers-v1\n"
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 
 
@@ -73,7 +61,7 @@ class TaskMessage:
     """One task invocation on the wire.
 
     Not slotted: the worker builds each decoded message by adopting the parsed JSON object
-    as the instance's ``__dict__`` (see :func:`_structure_fast`), which costs a fraction of
+    as the instance's ``__dict__`` (see :func:`structure_fast`), which costs a fraction of
     nine frozen-attribute assignments on a path every task takes.
 
     Attributes:
@@ -136,14 +124,21 @@ def make_wire_converter() -> cattrs.Converter:
 
     converter.register_structure_hook(datetime, structure_datetime)
     converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_structure_hook_func(lambda kind: kind == list[Any], _strict_array)
+    converter.register_structure_hook_func(lambda kind: kind == dict[str, Any], _strict_object)
     return converter
 
 
-def _not_json(task: str, exc: TypeError) -> TypeError:
-    return TypeError(
-        f"arguments of task {task!r} are not JSON-encodable ({exc}); pass "
-        "JSON values, attrs classes or dataclasses"
-    )
+def _strict_array(value: Any, _: type) -> list[Any]:
+    if type(value) is not list:  # never list("ab") or list({"x": 1})
+        raise TypeError(f"expected a JSON array, got {type(value).__name__}")
+    return value
+
+
+def _strict_object(value: Any, _: type) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def explain(exc: BaseException) -> str:
@@ -172,7 +167,7 @@ _new = object.__new__
 _set = object.__setattr__
 
 
-class _LastMoment:
+class LastMoment:
     """The last ``created_at`` text parsed, and its datetime.
 
     A batch enqueued with ``delay_many`` shares one creation time, so consecutive messages
@@ -197,7 +192,7 @@ class _LastMoment:
         return moment
 
 
-def _structure_fast(raw: dict[str, Any], last: _LastMoment) -> TaskMessage | None:
+def structure_fast(raw: dict[str, Any], last: LastMoment) -> TaskMessage | None:
     """Build a well-formed envelope without the converter; ``None`` if anything is off.
 
     Chicory writes every field, so a missing one also takes the careful path (which applies
@@ -224,6 +219,11 @@ def _structure_fast(raw: dict[str, Any], last: _LastMoment) -> TaskMessage | Non
         and type(kwargs) is dict
         and type(attempt) is int
         and type(queue) is str
+        and 0 < attempt <= MAX_ATTEMPT
+        and 0 < len(task_id) <= MAX_ID_LENGTH
+        and task
+        and queue
+        and task_id.isprintable()
     ):
         return None
     created_at = last.parse(created_text)
@@ -235,208 +235,3 @@ def _structure_fast(raw: dict[str, Any], last: _LastMoment) -> TaskMessage | Non
     message: TaskMessage = _new(TaskMessage)
     _set(message, "__dict__", raw)  # the nine fields, checked above (v by the caller)
     return message
-
-
-class Codec:
-    """Encodes and decodes :class:`TaskMessage` bodies, enforcing size and signatures.
-
-    Args:
-        max_message_bytes: Largest encoded body accepted at publish time.
-        signing_key: When set, bodies are signed and unsigned bodies rejected.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        signing_key: bytes | None = None,
-    ) -> None:
-        self.max_message_bytes = max_message_bytes
-        self._key = signing_key
-        self._converter = make_wire_converter()
-        self._last_created = _LastMoment()
-
-    def __repr__(self) -> str:
-        signed = "signed" if self._key else "unsigned"
-        return f"Codec(max_message_bytes={self.max_message_bytes}, {signed})"
-
-    def encode(
-        self, message: TaskMessage, headers: Mapping[str, str] | None = None
-    ) -> tuple[bytes, dict[str, str]]:
-        """Return the body and headers for ``message``.
-
-        ``headers`` (already checked, see :func:`chicory.headers.check_headers`) are copied
-        into the headers returned, beside the signature; any signature among them is
-        replaced.
-
-        Raises:
-            MessageTooLargeError: the body is larger than ``max_message_bytes``.
-            TypeError: an argument is not JSON-encodable.
-        """
-        return self.encode_fields(
-            message.id,
-            message.task,
-            message.args,
-            message.kwargs,
-            queue=message.queue,
-            created_at=message.created_at,
-            eta=message.eta,
-            attempt=message.attempt,
-            version=message.v,
-            headers=headers,
-        )
-
-    def encode_fields(
-        self,
-        task_id: str,
-        task: str,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        *,
-        queue: str,
-        created_at: datetime,
-        eta: datetime | None = None,
-        attempt: int = 1,
-        version: int = ENVELOPE_VERSION,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[bytes, dict[str, str]]:
-        """Like :meth:`encode`, from the fields of a :class:`TaskMessage` (no instance built).
-
-        Raises:
-            MessageTooLargeError: the body is larger than ``max_message_bytes``.
-            TypeError: an argument is not JSON-encodable.
-        """
-        payload = {
-            "v": version,
-            "id": task_id,
-            "task": task,
-            "args": args,
-            "kwargs": kwargs,
-            "attempt": attempt,
-            "queue": queue,
-            "created_at": created_at,
-            "eta": eta,
-        }
-        return self._seal(task, payload, headers)
-
-    def encode_many(
-        self,
-        task: str,
-        calls: Iterable[tuple[str, list[Any], dict[str, Any]]],
-        *,
-        queue: str,
-        created_at: datetime,
-    ) -> list[tuple[bytes, dict[str, str]]]:
-        """Encode a batch of first attempts of ``task``: one body and headers per
-        ``(task_id, args, kwargs)``, all created at ``created_at`` and ready now.
-
-        The same as calling :meth:`encode_fields` for each, at a fraction of the cost per
-        message (one payload object is filled in and serialized again for each).
-
-        Raises:
-            MessageTooLargeError: a body is larger than ``max_message_bytes``.
-            TypeError: an argument is not JSON-encodable.
-        """
-        payload: dict[str, Any] = {
-            "v": ENVELOPE_VERSION,
-            "id": "",
-            "task": task,
-            "args": [],
-            "kwargs": {},
-            "attempt": 1,
-            "queue": queue,
-            "created_at": created_at,
-            "eta": None,
-        }
-        if self._key is not None:  # signing dominates: no need to be clever
-            out = []
-            for task_id, args, kwargs in calls:
-                payload.update(id=task_id, args=args, kwargs=kwargs)
-                out.append(self._seal(task, payload))
-            return out
-        dumps, limit = orjson.dumps, self.max_message_bytes
-        encoded: list[tuple[bytes, dict[str, str]]] = []
-        for task_id, args, kwargs in calls:
-            payload["id"] = task_id
-            payload["args"] = args
-            payload["kwargs"] = kwargs
-            try:
-                body = b"%s" % dumps(payload)  # to_json, inlined: see its docstring
-            except TypeError as exc:
-                raise _not_json(task, exc) from exc
-            if len(body) > limit:
-                raise self._too_large(task, body)
-            encoded.append((body, {}))
-        return encoded
-
-    def _seal(
-        self, task: str, payload: dict[str, Any], headers: Mapping[str, str] | None = None
-    ) -> tuple[bytes, dict[str, str]]:
-        """Serialize ``payload``, check its size, sign it (and ``headers``) if the codec
-        signs; return the body and its headers."""
-        try:
-            body = to_json(payload)
-        except TypeError as exc:
-            raise _not_json(task, exc) from exc
-        if len(body) > self.max_message_bytes:
-            raise self._too_large(task, body)
-        if self._key is None:
-            if not headers:
-                return body, {}
-            return body, {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
-        out = dict(headers) if headers else {}
-        out[SIGNATURE_HEADER] = self._sign(body, out)
-        return body, out
-
-    def _too_large(self, task: str, body: bytes) -> MessageTooLargeError:
-        return MessageTooLargeError(
-            f"message for task {task!r} is {len(body)} bytes, over the limit of "
-            f"{self.max_message_bytes}; pass a reference (a key or URL) instead of the data, "
-            "or raise max_message_bytes"
-        )
-
-    def decode(self, body: bytes, headers: Mapping[str, str] | None = None) -> TaskMessage:
-        """Parse and check a body.
-
-        Raises:
-            MessageDecodeError: the body is not a valid, correctly signed envelope.
-        """
-        if self._key is not None:
-            signature = headers.get(SIGNATURE_HEADER) if headers else None
-            if type(signature) is not str or not hmac.compare_digest(
-                signature, self._sign(body, headers)
-            ):
-                raise MessageDecodeError("message signature is missing or wrong; not running it")
-        try:
-            raw = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise MessageDecodeError(f"body is not JSON ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise MessageDecodeError(f"body is JSON {type(raw).__name__}, not an envelope object")
-        version = raw.get("v")
-        if version != ENVELOPE_VERSION:
-            raise MessageDecodeError(
-                f"envelope version {version!r} is not supported (this worker reads "
-                f"v{ENVELOPE_VERSION}); upgrade the worker or the producer"
-            )
-        message = _structure_fast(raw, self._last_created)
-        if message is not None:
-            return message
-        try:  # the careful path: slower, but names every bad field
-            return self._converter.structure(raw, TaskMessage)
-        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-            raise MessageDecodeError(f"malformed envelope: {explain(exc)}") from exc
-
-    def _sign(self, body: bytes, headers: Mapping[str, str] | None) -> str:
-        """The signature of ``body`` and the headers of ``headers`` not reserved for
-        Chicory (see the module docstring)."""
-        assert self._key is not None
-        if headers and (len(headers) > 1 or SIGNATURE_HEADER not in headers):
-            signed = sorted(
-                [name, value]
-                for name, value in headers.items()
-                if not is_reserved(name) or name == FLOW_HEADER
-            )
-            if signed:
-                body = b"%s%s\n%s" % (_SIGNED_HEADERS_MARK, orjson.dumps(signed), body)
-        return hmac.new(self._key, body, hashlib.sha256).hexdigest()

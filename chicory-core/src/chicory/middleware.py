@@ -41,15 +41,16 @@ middleware on by itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from chicory.broker import OutgoingMessage
+from chicory.codec import Codec
 from chicory.context import TaskContext
-from chicory.envelope import Codec, TaskMessage
+from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError
 from chicory.headers import check_headers
 
@@ -132,8 +133,12 @@ def prepare(
     codec: Codec,
     hooks: Sequence[Callable[[OutgoingTask], None]],
     message: OutgoingTask,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[str, OutgoingMessage]:
     """Run the publish ``hooks`` on ``message``, check its headers and eta, encode it.
+
+    ``extra`` are Chicory's own headers for it (a call's time limits): added after the
+    check, before the message is signed.
 
     Returns:
         The queue it goes to and the encoded message.
@@ -147,6 +152,8 @@ def prepare(
     for hook in hooks:
         hook(message)
     headers = check_headers(message.headers)
+    if extra:
+        headers.update(extra)
     eta = message.eta
     if eta is not None and (not isinstance(eta, datetime) or eta.tzinfo is None):
         raise ConfigurationError(

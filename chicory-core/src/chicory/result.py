@@ -40,18 +40,33 @@ class AsyncResult(Generic[T]):
         app: The app whose result backend holds the record.
         task_id: The task's id.
         task: The task object, when known (used to rebuild typed results).
+        duplicate: Whether the enqueue that returned it enqueued nothing because its unique
+            key was held (:mod:`chicory.unique`); ``id`` is then the holding run's id.
+
+    Attributes:
+        id: The task id.
+        duplicate: See ``duplicate`` above (False for any other handle).
     """
 
-    __slots__ = ("_app", "_task", "id")
+    __slots__ = ("_app", "_task", "duplicate", "id")
 
-    def __init__(self, app: Chicory, task_id: str, task: Task[..., T] | None = None) -> None:
+    def __init__(
+        self,
+        app: Chicory,
+        task_id: str,
+        task: Task[..., T] | None = None,
+        *,
+        duplicate: bool = False,
+    ) -> None:
         self._app = app
         self._task = task
         self.id = task_id
+        self.duplicate = duplicate
 
     def __repr__(self) -> str:
         name = self._task.name if self._task is not None else "?"
-        return f"<AsyncResult {name} {self.id}>"
+        extra = " duplicate" if self.duplicate else ""
+        return f"<AsyncResult {name} {self.id}{extra}>"
 
     async def get(
         self,

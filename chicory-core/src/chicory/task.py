@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar
 
 from chicory.broker import OutgoingMessage
 from chicory.envelope import TaskMessage
@@ -19,7 +18,9 @@ from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
+from chicory.unique import enqueue_unique
 from chicory.validation import Signature
+from chicory.wire_rules import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -65,6 +66,29 @@ _SPARE_IDS: list[str] = []
 """Ids drawn ahead for single calls: one ``urandom`` call per 256 ids instead of per id."""
 
 os.register_at_fork(after_in_child=_SPARE_IDS.clear)  # a child must never reuse them
+
+
+MAX_DELAY: Final = timedelta(days=36525)
+"""Furthest ahead a ``countdown`` or ``eta`` may put a run (a century)."""
+
+_MAX_DELAY_SECONDS: Final = MAX_DELAY.total_seconds()
+
+
+def check_task_id(task_id: object) -> None:
+    """Check a task id a caller chose (``apply_async(task_id=...)``).
+
+    Raises:
+        ValueError: it is not 1 to 255 printable characters (what a worker accepts).
+    """
+    if (
+        type(task_id) is not str
+        or not 0 < len(task_id) <= MAX_ID_LENGTH
+        or not task_id.isprintable()
+    ):
+        raise ValueError(
+            f"task_id must be a string of 1 to {MAX_ID_LENGTH} printable characters, got "
+            f"{task_id!r:.100}"
+        )
 
 
 def new_task_id() -> str:
@@ -193,6 +217,9 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         soft_timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        unique: bool = False,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> AsyncResult[R]:
         """Enqueue one run with per-call options.
 
@@ -208,11 +235,21 @@ class Task(Generic[P, R]):
             soft_timeout: This call's soft time limit in seconds, instead of the task's.
             headers: Message headers, readable in the task as ``ctx.headers`` (see
                 :mod:`chicory.headers` for what names and values may be).
+            unique: Enqueue only if no run holds the key ``task_id`` in the queue (see
+                :mod:`chicory.unique`); the result's ``duplicate`` says whether one did.
+            unique_key: Like ``unique``, with this key instead of the task id.
+            unique_for: Hold the key at least this long after the enqueue (seconds or a
+                ``timedelta``), even if the run finished sooner; implies ``unique``.
+
+        Returns:
+            The run's result handle. After a unique enqueue that found the key held, its
+            ``duplicate`` is true and its ``id`` is the task id of the run holding the key.
 
         Raises:
             ArgumentValidationError: the arguments do not fit the signature or its types.
             ConfigurationError: a time limit is not a positive number, or the soft one is
-                not below the hard one.
+                not below the hard one; ``unique`` without ``task_id`` or ``unique_key``.
+            CapabilityError: a unique enqueue on a broker without ``unique_enqueue``.
             InvalidHeaderError: a header cannot be sent.
             MessageTooLargeError: the encoded message is over the app's size limit.
             BrokerConnectionError: the broker could not be reached; the task was not
@@ -223,7 +260,18 @@ class Task(Generic[P, R]):
         now = self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
-        task_id = task_id or new_task_id()
+        key = None
+        if unique or unique_key is not None or unique_for is not None:
+            key = unique_key if unique_key is not None else task_id
+            if not key:
+                raise ConfigurationError(
+                    f"task {self.name!r}: unique=True needs the key: pass task_id=... (the "
+                    "id is the key) or unique_key=..."
+                )
+        if task_id is None:
+            task_id = new_task_id()
+        else:
+            check_task_id(task_id)
         queue = queue or self.queue
         limits: dict[str, str] | None = None
         if timeout is not None or soft_timeout is not None:
@@ -233,6 +281,18 @@ class Task(Generic[P, R]):
                 soft_timeout,
             )
             limits = limit_headers(timeout, soft_timeout)
+        if key is not None:
+            message = OutgoingTask(
+                task=self.name,
+                id=task_id,
+                args=wire_args,
+                kwargs=wire_kwargs,
+                queue=queue,
+                eta=eta,
+                headers=dict(headers or {}),
+                created_at=now,
+            )
+            return await enqueue_unique(self, message, key, unique_for, limits)
         app = self.app
         if app.publish_hooks or headers:
             message = OutgoingTask(
@@ -245,16 +305,19 @@ class Task(Generic[P, R]):
                 headers=dict(headers or {}),
                 created_at=now,
             )
-            queue, outgoing = app.prepare(message)
-            if limits:
-                outgoing = attrs.evolve(outgoing, headers={**outgoing.headers, **limits})
+            queue, outgoing = app.prepare(message, limits)
             await self._publish_one(queue, outgoing, message.id)
             return AsyncResult(app, message.id, self)
         body, sent = app.codec.encode_fields(
-            task_id, self.name, wire_args, wire_kwargs, queue=queue, created_at=now, eta=eta
+            task_id,
+            self.name,
+            wire_args,
+            wire_kwargs,
+            queue=queue,
+            created_at=now,
+            eta=eta,
+            headers=limits,
         )
-        if limits:
-            sent = {**sent, **limits}
         outgoing = OutgoingMessage(body=body, headers=sent, not_before=eta)
         await self._publish_one(queue, outgoing, task_id)
         return AsyncResult(app, task_id, self)
@@ -348,6 +411,8 @@ class Task(Generic[P, R]):
         now = now or self.app.utcnow()
         eta = self._due(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
+        if task_id is not None:
+            check_task_id(task_id)
         return TaskMessage(
             id=task_id or new_task_id(),
             task=self.name,
@@ -360,15 +425,33 @@ class Task(Generic[P, R]):
 
     @staticmethod
     def _due(countdown: float | None, eta: datetime | None, now: datetime) -> datetime | None:
-        """The ``eta`` a message gets from the call options (``None``: ready now)."""
+        """The ``eta`` a message gets from the call options (``None``: ready now).
+
+        Raises:
+            ConfigurationError: both are given, or ``eta`` is naive.
+            ValueError: ``countdown`` is not a finite number, or either is further ahead
+                than :data:`MAX_DELAY`.
+        """
         if countdown is not None:
             if eta is not None:
                 raise ConfigurationError("pass countdown or eta, not both")
-            eta = now + timedelta(seconds=countdown)
+            if not isinstance(countdown, int | float) or not math.isfinite(countdown):
+                raise ValueError(f"countdown must be a finite number of seconds, got {countdown!r}")
+            if countdown > _MAX_DELAY_SECONDS:
+                raise ValueError(
+                    f"countdown={countdown!r} is more than {MAX_DELAY.days} days ahead; "
+                    "schedule such work nearer its time"
+                )
+            eta = now + timedelta(seconds=max(countdown, 0.0))
         elif eta is None:
             return None
         elif eta.tzinfo is None:
             raise ConfigurationError(
                 "eta must be an aware datetime; use datetime.now(UTC) + timedelta(...)"
+            )
+        elif eta - now > MAX_DELAY:
+            raise ValueError(
+                f"eta={eta.isoformat()} is more than {MAX_DELAY.days} days ahead; schedule "
+                "such work nearer its time"
             )
         return eta if eta > now else None

@@ -54,6 +54,7 @@ from chicory.broker import Broker, OutgoingMessage
 from chicory.clock import VirtualClock
 from chicory.errors import ConfigurationError
 from chicory.plugins import BackendKind
+from chicory.unique import UniqueClaim
 from chicory.worker import Worker
 
 if TYPE_CHECKING:
@@ -251,6 +252,14 @@ class _EagerBroker:
         if not _IN_WORKER.get():
             await self._local.run_until_idle()
         return ids
+
+    async def publish_unique(
+        self, queue: str, message: OutgoingMessage, **claim: Any
+    ) -> UniqueClaim:
+        result: UniqueClaim = await self._inner.publish_unique(queue, message, **claim)
+        if result.published and not _IN_WORKER.get():
+            await self._local.run_until_idle()
+        return result
 
 
 class BlockingLocalWorker:

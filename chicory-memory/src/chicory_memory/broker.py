@@ -30,7 +30,8 @@ from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, ConfigurationError
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_memory import inspect
+from chicory.unique import UniqueClaim, check_claim
+from chicory_memory import inspect, unique
 from chicory_memory.consumer import MemoryConsumer
 from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT
 from chicory_memory.model import QueueState
@@ -129,6 +130,7 @@ class MemoryBroker:
             dead_letter_max_age=dead_letter_max_age,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
         )
         self._connected = False
 
@@ -419,3 +421,46 @@ class MemoryBroker:
             return False
         self._store.promote(state, self._clock.time())  # a due one is not delayed any more
         return inspect.remove_delayed(state, message_id)
+
+    # -- the unique_enqueue capability -----------------------------------------------------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue`` (see
+        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
+
+        Raises:
+            BrokerError: the broker is not connected.
+            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
+            MessageTooLargeError: the body is over ``max_body_bytes``.
+        """
+        self._check_connected()
+        check_claim(hold, keep)
+        store, now = self._store, self._clock.time()
+        store.check_body(message.body)
+        due = None if message.not_before is None else to_epoch(message.not_before)
+        state = store.queue(queue)
+        current = unique.holder(state, key, now)
+        if current is not None:
+            return UniqueClaim(message_id=None, holder=current)
+        unique.claim(state, key, holder, hold, keep, now)
+        message_id = store.enqueue(state, message.body, message.headers, due, now)
+        return UniqueClaim(message_id=message_id, holder=holder)
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
+        self._check_connected()
+        return unique.release(self._store.queues.get(queue), key, holder, self._clock.time())
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        self._check_connected()
+        return unique.holder(self._store.queues.get(queue), key, self._clock.time())

@@ -4,7 +4,7 @@
   exactly one place at a time: a queue's ready deque or delayed heap, a :class:`Held` record,
   or nowhere (settled).
 * :class:`QueueState`: one queue's ready deque, delayed heap, in-flight count, dead letters
-  and waiting fetches.
+  waiting fetches and unique keys' claims.
 * :class:`Held`: one delivery: which message of which queue, which consumer, its token, lease
   deadline and :class:`DeliveryState`. The token is unique per delivery, so a redelivered
   message gets a new ``Held`` and an old one can never settle it.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 import anyio
 
@@ -28,6 +28,7 @@ __all__ = [
     "HEADERS",
     "MESSAGE_ID",
     "SINCE",
+    "Claim",
     "DeliveryState",
     "Headers",
     "Held",
@@ -77,10 +78,18 @@ SINCE: Final = 4
 """The positions of a :data:`Message`'s fields."""
 
 
+class Claim(NamedTuple):
+    """A unique key's claim (:mod:`chicory_memory.unique`)."""
+
+    holder: str
+    keep_until: float
+    expires_at: float
+
+
 class QueueState:
     """Everything stored for one queue (see the module docstring)."""
 
-    __slots__ = ("dead", "delayed", "in_flight", "name", "ready", "waiters")
+    __slots__ = ("claims", "dead", "delayed", "in_flight", "name", "ready", "waiters")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -89,6 +98,7 @@ class QueueState:
         self.in_flight = 0
         self.dead: dict[str, DeadLetter] = {}
         self.waiters: set[anyio.Event] = set()
+        self.claims: dict[str, Claim] = {}
 
     def wake(self) -> None:
         """Wake every fetch waiting on this queue."""

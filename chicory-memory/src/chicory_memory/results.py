@@ -146,8 +146,8 @@ class MemoryResultBackend:
 
     def _put(self, task_id: str, data: bytes, final: bool, ttl: float, now: float) -> None:
         current = self._live(task_id, now)
-        if current is not None and current.final and not final:
-            return  # a late non-final record must not hide a result
+        if current is not None and current.final:
+            return  # the first final record stays (a late one of any kind is not written)
         expires_at = now + ttl
         self._records[task_id] = _Record(data, final, expires_at)
         heapq.heappush(self._expiry, (expires_at, task_id))
@@ -173,7 +173,9 @@ class MemoryResultBackend:
     async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
         """Write the record of ``task_id``, expiring ``ttl`` seconds from now on the clock.
 
-        A non-final record never replaces a live final one. A final record wakes waiters.
+        A live final record is never replaced (the first final record wins; a second
+        one, from a redelivered run or a message claiming this id, is dropped without an
+        error). A final record wakes waiters.
 
         Raises:
             ResultBackendError: the backend is not connected.

@@ -26,7 +26,8 @@ from chicory.clock import Clock, SystemClock, to_epoch
 from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_redis import delayed, inspect, scripts, sending
+from chicory.unique import UniqueClaim
+from chicory_redis import delayed, inspect, scripts, sending, unique
 from chicory_redis.config import RedisSettings, parse_settings
 from chicory_redis.connection import broker_errors
 from chicory_redis.consumer import RedisConsumer
@@ -86,6 +87,7 @@ class RedisBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
         )
 
     @classmethod
@@ -192,7 +194,8 @@ class RedisBroker:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def _check_body(self, body: bytes) -> None:
+    def check_body(self, body: bytes) -> None:
+        """Raise :class:`MessageTooLargeError` if ``body`` is over ``max_body_bytes``."""
         limit = self._settings.max_body_bytes
         if len(body) > limit:
             raise MessageTooLargeError(
@@ -200,7 +203,12 @@ class RedisBroker:
                 "(raise max_body_bytes, up to 512 MiB, or send less data)"
             )
 
-    def _due_ms(self, not_before: datetime | None) -> int | None:
+    def due_ms(self, not_before: datetime | None) -> int | None:
+        """``not_before`` in ms since the epoch, or ``None`` when it is not in the future.
+
+        Raises:
+            ValueError: ``not_before`` is naive.
+        """
         if not_before is None:
             return None
         at = to_epoch(not_before)
@@ -252,10 +260,10 @@ class RedisBroker:
         for message, message_id in zip(messages, ids, strict=True):
             body = message.body
             if len(body) > limit:
-                self._check_body(body)
+                self.check_body(body)
             headers = encode_headers(message.headers).encode() if message.headers else b"{}"
             packed = b"%s\n0\n%s\n%s" % (message_id.encode(), headers, body)
-            if message.not_before is None or (due := self._due_ms(message.not_before)) is None:
+            if message.not_before is None or (due := self.due_ms(message.not_before)) is None:
                 ready.append(packed)
             else:
                 delayed.append((due, packed))
@@ -273,8 +281,8 @@ class RedisBroker:
 
     async def _publish_one(self, k: QueueKeys, message: OutgoingMessage) -> str:
         """One message, one plain command: ``XADD``, or ``ZADD`` when delayed."""
-        self._check_body(message.body)
-        due = self._due_ms(message.not_before)
+        self.check_body(message.body)
+        due = self.due_ms(message.not_before)
         message_id = new_message_id()
         packed = pack_message(message_id, 0, encode_headers(message.headers), message.body)
         command: Command
@@ -422,14 +430,15 @@ class RedisBroker:
 
     async def delete_queue(self, queue: str) -> None:
         """Delete every key of ``queue`` (messages, delayed messages, dead letters, the
-        consumer group, consumers' presence) and take it out of the queue registry (the
-        ``delete_queue`` capability).
+        consumer group, consumers' presence, unique keys' claims) and take it out of the
+        queue registry (the ``delete_queue`` capability).
 
         For tests and tear-down; consumers of the queue must be closed first.
         """
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"delete queue {queue!r}"):
-            await self.client.delete(k.stream, k.delayed, k.dead, k.consumers)
+            claims = await self.client.zrange(k.uniques, 0, -1)
+            await self.client.delete(k.stream, k.delayed, k.dead, k.consumers, k.uniques, *claims)
             await self.client.srem(self._keys.queues, queue)
         self._registered.discard(queue)
 
@@ -507,7 +516,7 @@ class RedisBroker:
             MessageTooLargeError: ``body`` is over ``max_body_bytes`` (the letter stays).
             BrokerConnectionError: Redis could not be reached; nothing happened.
         """
-        self._check_body(body)
+        self.check_body(body)
         if queue not in self._registered:
             await self.register_queues([queue])
         return await inspect.requeue_dead_letter(
@@ -535,3 +544,36 @@ class RedisBroker:
             BrokerConnectionError: Redis could not be reached.
         """
         return await delayed.remove_delayed(self, queue, message_id)
+
+    # -- the unique_enqueue capability (see chicory_redis.unique) ---------------------------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one script (see
+        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
+
+        Raises:
+            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
+            MessageTooLargeError: the body exceeds ``max_body_bytes``.
+            BrokerConnectionError: Redis could not be reached; nothing was written.
+            PublishOutcomeUnknownError: the connection failed after the script was sent.
+        """
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
+        return await unique.release_unique(self, queue, key, holder)
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await unique.holder(self, queue, key)

@@ -6,6 +6,8 @@ Layout (``<p>`` is the key prefix, ``chicory`` by default)::
     <p>:{q:<queue>}:delayed    zset      delayed messages, scored by due time (ms)
     <p>:{q:<queue>}:dead       stream    dead letters of <queue>
     <p>:{q:<queue>}:consumers  zset      live consumers of <queue>, scored by expiry (ms)
+    <p>:{q:<queue>}:unique:<k> string    the claim on unique key <k>: "<keep until ms> <holder>"
+    <p>:{q:<queue>}:uniques    zset      the claim keys of <queue>, scored by expiry (ms)
     <p>:queues                 set       names of every queue published to or consumed
     <p>:result:<task_id>       string    one task's latest record (with a TTL)
     <p>:results:final          channel   pub/sub: task ids whose final record was written
@@ -40,6 +42,8 @@ class QueueKeys:
         consumers: Sorted set of the queue's live consumers, scored by when their presence
             expires (ms since the epoch).
         group: Consumer group name on ``stream``.
+        uniques: Sorted set of the queue's unique-key claims (their key names), scored by
+            when each ends (ms since the epoch), so deleting the queue finds them.
     """
 
     queue: str
@@ -48,6 +52,11 @@ class QueueKeys:
     dead: str
     consumers: str
     group: str
+    uniques: str
+
+    def unique(self, key: str) -> str:
+        """Return the key holding the claim on unique key ``key`` in this queue."""
+        return f"{self.stream[: -len(':stream')]}:unique:{key}"
 
 
 @attrs.frozen
@@ -75,6 +84,7 @@ class KeySpace:
             dead=f"{base}:dead",
             consumers=f"{base}:consumers",
             group=self.group,
+            uniques=f"{base}:uniques",
         )
 
     @property

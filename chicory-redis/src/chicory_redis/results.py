@@ -1,9 +1,10 @@
 """The Redis result backend: one string key per task with a TTL, and pub/sub wake-ups.
 
-* ``store`` runs the ``store_result`` script: ``SET ... PX <ttl>`` unless the record is not
-  final and a final one is already there; a final record is also ``PUBLISH``\\ed, with its
-  task id, on one channel (records over :data:`~chicory_redis.waiters.INLINE_MAX` bytes by
-  task id only). The stored value is ``b"F"`` (final) or ``b"P"`` followed by the record.
+* ``store`` runs the ``store_result`` script: ``SET ... PX <ttl>`` unless a final record is
+  already there (the first final record wins, whatever comes later); a final record is
+  also ``PUBLISH``\\ed, with its task id, on one channel (records
+  over :data:`~chicory_redis.waiters.INLINE_MAX` bytes by task id only). The
+  stored value is ``b"F"`` (final) or ``b"P"`` followed by the record.
 * ``wait`` does not poll and does not hold a connection or a round trip per waiter: see
   :mod:`chicory_redis.waiters` (one pub/sub listener per backend instance, existence checks
   of concurrent waiters batched into one ``MGET``, records delivered in the notification).
@@ -191,8 +192,8 @@ class RedisResultBackend:
     async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
         """Write the record of ``task_id`` with a TTL (one script call, one round trip).
 
-        A non-final record never replaces a final one. A non-positive ``ttl`` uses the
-        ``result_ttl`` setting.
+        A final record is never replaced (the first one wins; a later write is dropped
+        without an error). A non-positive ``ttl`` uses the ``result_ttl`` setting.
 
         Raises:
             ResultBackendError: Redis could not be reached or refused the write.

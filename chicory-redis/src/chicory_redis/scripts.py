@@ -376,11 +376,12 @@ STORE_RESULT: Final = Script(
     """
 -- KEYS: result key. ARGV: marked record, final ('0' no, '1' yes, '2' yes but announce the
 -- task id only), ttl ms, channel, task id.
--- A record starts with 'F' (final) or 'P' (not final). Returns 1 if written.
+-- A record starts with 'F' (final) or 'P' (not final). Returns 1 if written; a final record
+-- is never replaced (the first one wins).
 -- A final record is announced as '<#task id>:<task id>' followed by the marked record
 -- (final '1') or by nothing (final '2').
 local final = ARGV[2]
-if final == '0' and redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
+if redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 if final == '1' then
   redis.call('PUBLISH', ARGV[4], #ARGV[5] .. ':' .. ARGV[5] .. ARGV[1])
@@ -390,7 +391,7 @@ end
 return 1
 """,
 )
-"""Write a result record with a TTL unless it would hide a final one; announce finals."""
+"""Write a result record with a TTL unless a final one is there; announce finals."""
 
 STORE_PROGRESS: Final = Script(
     "store_progress",
@@ -440,7 +441,7 @@ STORE_RESULTS: Final = Script(
 local channel, ttl, written = ARGV[1], ARGV[2], 0
 for i = 1, #KEYS do
   local record, final, id = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-  if final ~= '0' or redis.call('GETRANGE', KEYS[i], 0, 0) ~= 'F' then
+  if redis.call('GETRANGE', KEYS[i], 0, 0) ~= 'F' then
     redis.call('SET', KEYS[i], record, 'PX', ttl)
     written = written + 1
     if final == '1' then
@@ -459,6 +460,58 @@ Its keys are result keys of different tasks, so on Redis Cluster they would span
 Cluster-aware caller would group a batch by slot first (Chicory has no Cluster client).
 """
 
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+PUBLISH_UNIQUE: Final = Script(
+    "publish_unique",
+    _NOW_MS
+    + """
+-- KEYS: claim, uniques, stream, delayed.
+-- ARGV: holder, hold ms, keep ms, due ms ('' = ready now), packed message.
+-- Returns {1, holder} when the key was free (claimed and published), {0, holder} when held.
+local held = redis.call('GET', KEYS[1])
+if held then
+  return {0, string.sub(held, string.find(held, ' ', 1, true) + 1)}
+end
+local hold, keep = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('SET', KEYS[1], (now + keep) .. ' ' .. ARGV[1], 'PX', hold)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + hold, KEYS[1])
+if ARGV[4] == '' then
+  redis.call('XADD', KEYS[3], '*', 'm', ARGV[5])
+else
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
+end
+return {1, ARGV[1]}
+""",
+)
+"""Claim a unique key and publish the message, or do neither if the key is held."""
+
+RELEASE_UNIQUE: Final = Script(
+    "release_unique",
+    _NOW_MS
+    + """
+-- KEYS: claim, uniques. ARGV: holder. Returns 1 if the holder held the key, else 0.
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local sep = string.find(held, ' ', 1, true)
+if string.sub(held, sep + 1) ~= ARGV[1] then return 0 end
+local keep = tonumber(string.sub(held, 1, sep - 1))
+if keep > now then
+  redis.call('PEXPIREAT', KEYS[1], keep)
+  redis.call('ZADD', KEYS[2], keep, KEYS[1])
+else
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+end
+return 1
+""",
+)
+"""End a holder's claim on a unique key (now, or when its keep time ends); safe to repeat."""
+
 ALL_SCRIPTS: Final = (
     ACK,
     ENQUEUE,
@@ -472,6 +525,8 @@ ALL_SCRIPTS: Final = (
     STORE_RESULT,
     STORE_RESULTS,
     TRIM_DEAD,
+    PUBLISH_UNIQUE,
+    RELEASE_UNIQUE,
 )
 
 Arg = str | bytes | int | float

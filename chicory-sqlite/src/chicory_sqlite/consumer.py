@@ -211,8 +211,11 @@ class SqliteConsumer:
             now = time.time()
             room = min(max_count, self._room(now))
             register = anyio.current_time() - self._registered_at >= REGISTER_EVERY
-            with anyio.CancelScope(shield=True):
-                claimed, due = await database.run(self._attempt(room, register))
+            claimed: list[Claimed] = []
+            due: float | None = None
+            if room > 0 or register:  # no room: only a settle or a lapsing lease can help
+                with anyio.CancelScope(shield=True):
+                    claimed, due = await database.run(self._attempt(room, register))
             if register:
                 self._registered_at = anyio.current_time()
             if claimed:

@@ -41,7 +41,8 @@ _UPSERT = (
     "INSERT INTO chicory_results (task_id, data, final, expires_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (task_id) DO UPDATE SET data = excluded.data, final = excluded.final,"
     " expires_at = excluded.expires_at"
-    " WHERE NOT (chicory_results.final AND chicory_results.expires_at > ? AND NOT excluded.final)"
+    # A live final record is written once: no later record, final or not, replaces it.
+    " WHERE NOT (chicory_results.final AND chicory_results.expires_at > ?)"
 )
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-parameter limit
 

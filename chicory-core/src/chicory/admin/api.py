@@ -27,7 +27,8 @@ import getpass
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from chicory.admin.cancel import (
     CancelReport,
@@ -64,6 +65,9 @@ from chicory.inspection import (
     missing_inspection,
 )
 from chicory.records import ResultRecord, TaskState, WorkerInfo, decode_record
+
+if TYPE_CHECKING:
+    from chicory.scheduling.listing import ScheduleInfo
 
 __all__ = ["Admin", "Progress"]
 
@@ -432,6 +436,17 @@ class Admin:
         return await send_task(
             self.app, task_name, args, kwargs, queue=queue, countdown=countdown, task_id=task_id
         )
+
+    async def schedules(self, now: datetime | None = None) -> list[ScheduleInfo]:
+        """The app's periodic tasks, by name, with their last and next fire (as of ``now``,
+        default the current time).
+
+        Raises:
+            ResultBackendError: the result backend could not be reached.
+        """
+        from chicory.scheduling.listing import schedule_infos
+
+        return await schedule_infos(self.app, now or utcnow())
 
     async def task(self, task_id: str, *, wait: float | None = None) -> TaskInfo:
         """What is known of ``task_id``: its record and, when it failed for good, its dead

@@ -28,7 +28,7 @@ import orjson
 
 from chicory.admin.models import DeadLetterFilter, DeadLetterInfo, DeadLetterListing
 from chicory.broker import DeadLetter
-from chicory.envelope import Codec
+from chicory.codec import Codec
 from chicory.errors import ConfigurationError, MessageDecodeError
 from chicory.history import read_history, split_reason
 from chicory.inspection import Inspection

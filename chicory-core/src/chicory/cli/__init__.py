@@ -33,6 +33,7 @@ from chicory.cli import (
     dead_commands,
     look_commands,
     run_commands,
+    schedule_commands,
     task_commands,
 )
 from chicory.cli.inputs import load_app
@@ -44,7 +45,12 @@ from chicory.redact import RedactingFormatter, redact_text
 
 __all__ = ["build_tree", "exit_code", "load_app", "main"]
 
-_CHATTY = ("worker", "dashboard", "demo")  # commands whose INFO lines an operator wants
+_CHATTY = (
+    "worker",
+    "dashboard",
+    "demo",
+    "scheduler",
+)  # commands whose INFO lines an operator wants
 
 
 def build_tree() -> Tree:
@@ -55,6 +61,7 @@ def build_tree() -> Tree:
     dead_commands.register(tree)
     task_commands.register(tree)
     cancel_commands.register(tree)
+    schedule_commands.register(tree)
     return tree
 
 

@@ -91,6 +91,12 @@ def register(tree: Tree) -> None:
         "'chicory-core[reload]')",
     )
     worker.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="also fire the app's periodic tasks from this process, as 'chicory scheduler' "
+        "does (safe on several workers: each fire is enqueued once; default: off)",
+    )
+    worker.add_argument(
         "--no-gc-tuning",
         dest="gc_tuning",
         action="store_false",
@@ -230,6 +236,11 @@ def _worker(args: argparse.Namespace) -> int:
         or args.max_tasks_per_child is not None
         or args.max_memory_per_child is not None
     ):
+        if args.scheduler:
+            raise ConfigurationError(
+                "--scheduler runs in a single worker process: drop it here and run "
+                "'chicory scheduler APP' beside the worker processes"
+            )
         return _supervise(args, app, options)
     if not app.broker.capabilities.shared:
         logging.getLogger("chicory.worker").warning(
@@ -241,6 +252,12 @@ def _worker(args: argparse.Namespace) -> int:
     worker = Worker(app, **options)
     if args.gc_tuning:
         tune_gc()
+    if args.scheduler:
+        from chicory.scheduling.runner import Scheduler, serve_with_worker
+
+        scheduler = Scheduler(app)  # fails now if the app declares no schedules
+        anyio.run(serve_with_worker, worker, scheduler)
+        return 0
     worker.run()
     return 0
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
     from chicory.testing.suite_stateful import BrokerStatefulSuite
+    from chicory.testing.suite_unique import UniqueSuite
     from chicory.testing.suite_worker import WorkerSuite
 
 # Imported on first use, so that the auto-loaded pytest plugin stays cheap.
@@ -61,6 +62,7 @@ _WHERE = {
     "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
     "BrokerStatefulSuite": "suite_stateful",
+    "UniqueSuite": "suite_unique",
     "WorkerSuite": "suite_worker",
 }
 
@@ -74,6 +76,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_dead_letters",
     "chicory.testing.suite_inspection",
     "chicory.testing.suite_delayed",
+    "chicory.testing.suite_unique",
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
     "chicory.testing.suite_joins",
@@ -112,5 +115,6 @@ __all__ = [
     "ResultBackendHarness",
     "ResultBackendSuite",
     "RevocationSuite",
+    "UniqueSuite",
     "WorkerSuite",
 ]

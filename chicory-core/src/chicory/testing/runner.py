@@ -56,6 +56,7 @@ _SUITES: Final = (
     ("TestDeadLetters", "DeadLetterSuite"),
     ("TestInspection", "InspectionSuite"),
     ("TestDelayed", "DelayedSuite"),
+    ("TestUnique", "UniqueSuite"),
     ("TestStateful", "BrokerStatefulSuite"),
     ("TestWorker", "WorkerSuite"),
 )

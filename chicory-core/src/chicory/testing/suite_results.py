@@ -100,6 +100,24 @@ class ResultBackendSuite:
         await backend.store(task_id, _record(task_id, TaskState.STARTED, 3), final=False, ttl=TTL)
         assert await _state(backend, task_id) == TaskState.SUCCESS, "a late STARTED hid SUCCESS"
 
+    @guarantee("results.final_once", MUST, env=RESULTS_ENV)
+    async def test_final_once(self, env: ResultsEnv) -> None:
+        """MUST keep the first final record: a second final one (a redelivered run, or a
+        message claiming the same task id) is dropped without an error, by store and by
+        store_many."""
+        backend = await env.backend()
+        first, second = env.task_id("one"), env.task_id("many")
+        kept = _record(first, TaskState.SUCCESS, result="first")
+        await backend.store(first, kept, final=True, ttl=TTL)
+        await backend.store(first, _record(first, TaskState.FAILURE), final=True, ttl=TTL)
+        assert await backend.get(first) == kept, "a second final store() replaced the first"
+        kept = _record(second, TaskState.SUCCESS, result="first")
+        await backend.store_many([StoredResult(task_id=second, data=kept, final=True)], ttl=TTL)
+        late = _record(second, TaskState.SUCCESS, result="second")
+        await backend.store_many([StoredResult(task_id=second, data=late, final=True)], ttl=TTL)
+        assert await backend.get(second) == kept, "a second final store_many() replaced the first"
+        assert await backend.wait(second, 1) == kept, "wait() did not return the first final"
+
     @guarantee("results.store_many", MUST, env=RESULTS_ENV)
     async def test_store_many(self, env: ResultsEnv) -> None:
         """MUST store every record of store_many under the same rules as store."""

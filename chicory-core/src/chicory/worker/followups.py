@@ -36,6 +36,7 @@ from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
 from chicory.errors import ChicoryError, ResultValidationError
 from chicory.headers import FLOW_HEADER
+from chicory.history import HISTORY_HEADER, read_history
 from chicory.progress import ProgressFeed
 from chicory.records import (
     ErrorInfo,
@@ -142,6 +143,7 @@ class Followups:
             await runner._settle(lambda: delivery.nack(requeue=True), "hand back", message)
             return True
         await runner._settle(delivery.ack, "ack", message)
+        await runner._release(delivery, message)
         return True
 
     async def _stored_success(self, message: TaskMessage) -> ResultRecord | None:
@@ -206,17 +208,25 @@ class Followups:
             if held:
                 await runner._settle(lambda: delivery.nack(requeue=True), "hand back", message)
             return None
-        if not await self._advance(message, flow, value, again=False):
+        history = delivery.headers.get(HISTORY_HEADER)
+        reopen = history is not None and any(
+            entry.event == "replay" for entry in read_history(delivery.headers)
+        )
+        if not await self._advance(message, flow, value, again=False, reopen=reopen):
             if held:  # its redelivery finds the result stored and continues the flow
                 await runner._settle(lambda: delivery.nack(requeue=True), "hand back", message)
             return None
         if held:
             await runner._settle(delivery.ack, "ack", message)
+        await runner._release(delivery, message)
         return None
 
-    async def _advance(self, message: TaskMessage, flow: str, value: Any, *, again: bool) -> bool:
+    async def _advance(
+        self, message: TaskMessage, flow: str, value: Any, *, again: bool, reopen: bool = False
+    ) -> bool:
         """Publish or join what follows a step; whether it went through (``again``: it may
-        have been published already, see :meth:`FlowDriver.advance`)."""
+        have been published already; ``reopen``: the step was replayed; see
+        :meth:`FlowDriver.advance`)."""
         try:
             then = decode_continuation(flow)
         except ChicoryError as exc:
@@ -225,7 +235,9 @@ class Followups:
             )
             return True
         return await self._runner._settle(
-            lambda: self.driver.advance(then, value, again=again), "workflow step", message
+            lambda: self.driver.advance(then, value, again=again, reopen=reopen),
+            "workflow step",
+            message,
         )
 
     async def failed(self, delivery: Delivery, message: TaskMessage, error: ErrorInfo) -> None:

@@ -23,6 +23,7 @@ one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -51,6 +52,7 @@ from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.timelimits import NO_LIMITS, limits_for
+from chicory.unique import UNIQUE_HEADER, UniqueEnqueue
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
@@ -123,10 +125,21 @@ class JobRunner:
     async def handle(self, delivery: Delivery, slot: RunnerSlot | None = None) -> bool:
         """Take one delivery to a terminal state. Never raises except on cancellation.
 
+        Whatever goes wrong on the way from the delivery to its settle (an error in Chicory,
+        a middleware, a broker's reply) ends in a dead letter naming the error: a message
+        never stops the worker, nor comes back to stop the next one.
+
         Returns:
             True if the delivery was handed to the settler, which reports when it is settled;
             False if it is settled already. The caller counts it in ``processed``.
         """
+        try:
+            return await self._handle(delivery, slot)
+        except Exception as exc:  # not a cancellation: those end the worker on purpose
+            await self._broken(delivery, exc)
+            return False
+
+    async def _handle(self, delivery: Delivery, slot: RunnerSlot | None) -> bool:
         state = _RECEIVED
         try:
             headers = delivery.headers
@@ -191,6 +204,8 @@ class JobRunner:
             else:
                 failed = self._succeed(delivery, message, task, strategy, outcome, settler)
                 if failed is None:
+                    if headers and UNIQUE_HEADER in headers:
+                        settler.after_settled(delivery, lambda: self._release(delivery, message))
                     return True
             outcome = failed
         await self._failed_attempt(delivery, message, task, strategy, outcome)
@@ -333,6 +348,7 @@ class JobRunner:
         self._log.failed(message, delivery.queue, exc, reason)
         letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
         await self._settle(lambda: strategy.fail(delivery, letter), "dead-letter", message)
+        await self._release(delivery, message)
         self._emit(
             "chicory_task_failed",
             message,
@@ -353,14 +369,20 @@ class JobRunner:
         delay: float,
         runtime: float,
     ) -> None:
-        transition(JobState.RUNNING, JobState.RETRYING)
         now = self._app.utcnow()
         next_message = attrs.evolve(message, attempt=message.attempt + 1)
         failed = HistoryEntry(
             at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"
         )
         # The next attempt keeps every header (the codec signs it anew), plus its history.
-        body, headers = self._app.codec.encode(next_message, with_history(delivery.headers, failed))
+        try:
+            body, headers = self._app.codec.encode(
+                next_message, with_history(delivery.headers, failed)
+            )
+        except (TypeError, ValueError) as exc:  # MessageTooLargeError is a ValueError
+            await self._unsendable_retry(delivery, message, task, strategy, error, exc)
+            return
+        transition(JobState.RUNNING, JobState.RETRYING)
         self.retried += 1
         not_before = now + timedelta(seconds=delay) if delay > 0 else None
         if not task.ignore_result:
@@ -373,6 +395,59 @@ class JobRunner:
             message,
         )
         self._emit("chicory_task_retried", message, task, error=error, delay=delay, runtime=runtime)
+
+    async def _unsendable_retry(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., Any],
+        strategy: AckStrategy,
+        error: ErrorInfo,
+        exc: Exception,
+    ) -> None:
+        """The next attempt cannot be encoded here (larger than this worker's
+        ``max_message_bytes``, say, when the producer allowed more): the task fails for good
+        instead of being retried, with both errors in its record and dead letter."""
+        transition(JobState.RUNNING, JobState.FAILED)
+        reason = (
+            f"{error.type}: {error.message} (not retried: its next attempt cannot be "
+            f"encoded on this worker: {type(exc).__name__}: {exc})"
+        )
+        log.error("task %s %s failed: %s", task.name, message.id, reason)
+        self.failed += 1
+        if not task.ignore_result:
+            failure = ErrorInfo(type=error.type, message=reason, traceback=error.traceback)
+            record = self._record(message, task, TaskState.FAILURE, error=failure)
+            if not await self._store(message, record, final=True) and strategy.holds_lease:
+                await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
+                return
+        await self._settle(lambda: strategy.fail(delivery, reason), "dead-letter", message)
+        await self._release(delivery, message)
+        self._emit("chicory_task_dead_lettered", message, task, reason=reason)
+
+    async def _broken(self, delivery: Delivery, exc: Exception) -> None:
+        """Dead-letter a delivery whose handling raised ``exc`` (see :meth:`handle`)."""
+        log.error(
+            "handling delivery %s of queue %s failed; dead-lettering it",
+            delivery.message_id,
+            delivery.queue,
+            exc_info=exc,
+        )
+        try:
+            message: TaskMessage | None = self._decode(delivery.body, delivery.headers)
+        except Exception:
+            message = None
+        reason = f"internal error while handling the message: {type(exc).__name__}: {exc}"
+        self.failed += 1
+        await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
+        with contextlib.suppress(Exception):
+            await self._release(delivery, message)
+        if "chicory_task_dead_lettered" in self._bus.active:
+            with contextlib.suppress(Exception):
+                self._bus.emit(
+                    "chicory_task_dead_lettered",
+                    self._event(message, None, reason=reason, queue=delivery.queue),
+                )
 
     async def _cancelled(
         self, delivery: Delivery, message: TaskMessage, task: Task[..., Any], *, started: bool
@@ -390,6 +465,7 @@ class JobRunner:
                     await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
         await self._settle(delivery.ack, "ack", message)  # after an at-most-once ack: nothing
+        await self._release(delivery, message)
 
     async def _dead(
         self,
@@ -415,11 +491,34 @@ class JobRunner:
             await self._store(message, encode_record(record), final=True)
             await self.followups.failed(delivery, message, error)
         await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
+        await self._release(delivery, message)
         if "chicory_task_dead_lettered" in self._bus.active:
             self._bus.emit(
                 "chicory_task_dead_lettered",
                 self._event(message, None, reason=reason, queue=delivery.queue),
             )
+
+    async def _release(self, delivery: Delivery, message: TaskMessage | None) -> None:
+        """Free the unique key a final run held (:mod:`chicory.unique`), if it held one."""
+        headers = delivery.headers
+        key = headers.get(UNIQUE_HEADER) if headers else None
+        if key is None or message is None:
+            return
+        broker = self._app.broker
+        if not broker.capabilities.unique_enqueue or not isinstance(broker, UniqueEnqueue):
+            log.warning(
+                "task %s holds unique key %r, but this worker's broker %r cannot release it "
+                "(no 'unique_enqueue' capability)",
+                message.id,
+                key,
+                broker,
+            )
+            return
+
+        async def release() -> None:
+            await broker.release_unique(delivery.queue, key, message.id)
+
+        await self._settle(release, "unique key release", message)
 
     def _redelivered(self, message: TaskMessage, delivery: Delivery) -> None:
         count = delivery.delivery_count

@@ -117,6 +117,12 @@ class Settler:
         self._resume_at = 0.0  # after a failed flush: nothing is sent before this time
         self._give_up_at = float("inf")  # after close(): when retrying stops
         self._killed = False
+        self._after: dict[Delivery, Callable[[], Awaitable[None]]] = {}
+
+    def after_settled(self, delivery: Delivery, then: Callable[[], Awaitable[None]]) -> None:
+        """Call ``then`` once the finish queued for ``delivery`` is stored and settled (not
+        if it is handed back instead). Called before :meth:`finish`'s batch is flushed."""
+        self._after[delivery] = then
 
     def ack_before_run(self, delivery: Delivery) -> Awaitable[bool]:
         """Ack ``delivery`` in the next batch; the awaitable returned gives whether the ack
@@ -294,6 +300,7 @@ class Settler:
         acks, self._acks = self._acks, AckBatch()
         finishes, self._finishes = self._finishes, []
         acks.settle(False, ())
+        self._after.clear()
         log.error(
             "gave up settling %d delivery(ies) at shutdown after %d failed attempt(s); the "
             "broker delivers them again (at-least-once tasks among them may run twice)",
@@ -357,6 +364,7 @@ class Settler:
             if error is not None:  # never ack work whose result was not stored: hand it back
                 for delivery, record, ack, _ in items:
                     if ack and record is not None:
+                        self._after.pop(delivery, None)
                         await self._bounded(delivery.nack(requeue=True), "hand back", 1)
                 items = [item for item in items if item[1] is None]
         to_ack = [d for d, _, ack, _ in items if ack]
@@ -368,8 +376,17 @@ class Settler:
                 if total > len(to_ack):
                     self._on_settled(total - len(to_ack))
                 return error
+        if self._after:
+            await self._then(items)
         self._on_settled(total)
         return None
+
+    async def _then(self, items: list[Finish]) -> None:
+        """Run the :meth:`after_settled` callbacks of settled ``items``."""
+        for delivery, _, _, _ in items:
+            then = self._after.pop(delivery, None)
+            if then is not None:
+                await self._bounded(then(), "after settling", 1)
 
     async def _store_by_ttl(self, items: list[Finish]) -> BaseException | None:
         """One ``store_many`` per ttl, when tasks with a ``result_ttl`` of their own

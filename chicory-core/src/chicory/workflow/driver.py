@@ -27,9 +27,10 @@ import attrs
 import orjson
 
 from chicory.backend import StoredResult
-from chicory.headers import check_headers
+from chicory.inspection import RecordForgetting
 from chicory.middleware import OutgoingTask
-from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
+from chicory.records import ErrorInfo, ResultRecord, TaskState, decode_record, encode_record
+from chicory.unique import UNIQUE_HEADER, UniqueEnqueue
 from chicory.workflow.joins import joins_of
 from chicory.workflow.links import (
     AGAIN_HEADER,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from chicory.app import Chicory
     from chicory.broker import OutgoingMessage
 
-__all__ = ["NO_INPUT", "FlowDriver", "Launch", "launches"]
+__all__ = ["NO_INPUT", "FlowDriver", "Launch", "launches", "step_key"]
 
 NO_INPUT: Final[Any] = object()
 """The input of a flow's first steps: they get no previous result."""
@@ -75,6 +76,11 @@ def launches(node: Node, value: Any, then: Continuation) -> list[Launch]:
     return out
 
 
+def step_key(task_id: str) -> str:
+    """The unique-enqueue key of a workflow step (:mod:`chicory.unique`)."""
+    return f"chicory-step:{task_id}"
+
+
 def _entry_ok(value: Any) -> bytes:
     return orjson.dumps({"ok": value})
 
@@ -89,7 +95,9 @@ class FlowDriver:
     def __init__(self, app: Chicory) -> None:
         self._app = app
 
-    def prepare(self, launch: Launch, *, again: bool = False) -> tuple[str, OutgoingMessage]:
+    def prepare(
+        self, launch: Launch, *, again: bool = False, unique: bool = False
+    ) -> tuple[str, OutgoingMessage]:
         """Encode one step's message, through the app's publish middleware.
 
         Raises:
@@ -109,41 +117,50 @@ class FlowDriver:
             queue=step.queue,
             created_at=app.utcnow(),
         )
-        for hook in app.publish_hooks:
-            hook(message)
-        headers = check_headers(message.headers)
+        extra: dict[str, str] = {}
         if launch.then:
-            headers[FLOW_HEADER] = encode_continuation(launch.then)
+            extra[FLOW_HEADER] = encode_continuation(launch.then)
         if again:
-            headers[AGAIN_HEADER] = "1"
-        body, sent = app.codec.encode_fields(
-            message.id,
-            message.task,
-            message.args,
-            message.kwargs,
-            queue=message.queue,
-            created_at=message.created_at,
-            eta=None,
-            headers=headers,
-        )
-        from chicory.broker import OutgoingMessage
-
-        return message.queue, OutgoingMessage(body=body, headers=sent)
+            extra[AGAIN_HEADER] = "1"
+        if unique:
+            extra[UNIQUE_HEADER] = step_key(step.id)
+        return app.prepare(message, extra)
 
     async def send(self, steps: Sequence[Launch], *, again: bool = False) -> None:
-        """Publish ``steps`` (one batch per queue)."""
-        await self._app.publish_prepared([self.prepare(s, again=again) for s in steps])
+        """Publish ``steps``: each under a unique key (its task id) on a broker with the
+        ``unique_enqueue`` capability, so a step published again while an earlier copy is
+        queued or running is not enqueued twice; else one batch per queue."""
+        app = self._app
+        broker = await app.connected_broker()
+        if not (broker.capabilities.unique_enqueue and isinstance(broker, UniqueEnqueue)):
+            await app.publish_prepared([self.prepare(s, again=again) for s in steps])
+            return
+        for launch in steps:
+            queue, outgoing = self.prepare(launch, again=again, unique=True)
+            step = launch.step
+            task = app.tasks.get(step.task)
+            hold = task.result_ttl if task is not None else app.result_ttl
+            await broker.publish_unique(
+                queue, outgoing, key=step_key(step.id), holder=step.id, hold=hold
+            )
 
-    async def advance(self, then: Continuation, value: Any, *, again: bool = False) -> None:
+    async def advance(
+        self, then: Continuation, value: Any, *, again: bool = False, reopen: bool = False
+    ) -> None:
         """Continue a flow after a step that returned ``value`` (JSON).
 
         ``again``: the step was redelivered after its result was stored, so what follows may
         have been published already; it is published marked so its worker checks first.
+        ``reopen``: the step is a replayed dead letter, so what follows may carry the records
+        its failure wrote; they are deleted first (:meth:`reopen`), so the new runs' results
+        are stored (a final record is written once).
 
         Raises:
             BrokerError: publishing failed (calling again is safe: the ids are fixed).
             ResultBackendError: the join could not be recorded.
         """
+        if reopen:
+            await self.reopen(then)
         while True:
             if then.next:
                 head, rest = then.next[0], then.next[1:]
@@ -184,6 +201,26 @@ class FlowDriver:
                 return
             _, failed = _outcomes(entries)
             then, culprit = join.then, _group_failed(join, failed)
+
+    async def reopen(self, then: Continuation) -> None:
+        """Delete the records a failure wrote for the steps of ``then`` (and of what follows
+        its joins), where the result backend can delete records; other records stay."""
+        backend = await self._app.connected_backend()
+        if not isinstance(backend, RecordForgetting):
+            return
+        steps: list[StepNode] = []
+        current: Continuation | None = then
+        while current is not None:
+            steps += step_nodes(current.next)
+            current = current.join.then if current.join is not None else None
+        for step in steps:
+            data = await backend.get(step.id)
+            if data is None:
+                continue
+            record = decode_record(data, ResultRecord)
+            error = record.error
+            if record.attempt == 0 and error is not None and error.type == WORKFLOW_ERROR:
+                await backend.forget(step.id)
 
     async def _join(self, join: Join, data: bytes) -> list[bytes] | None:
         backend = await self._app.connected_backend()

@@ -1,0 +1,80 @@
+"""What ``chicory schedules`` (and :meth:`chicory.admin.Admin.schedules`) shows of each
+schedule: when it fires, its last recorded fire and its next one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from chicory.scheduling import records
+
+if TYPE_CHECKING:
+    from chicory.app import Chicory
+
+__all__ = ["ScheduleInfo", "schedule_infos"]
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleInfo:
+    """One schedule as operators see it.
+
+    Attributes:
+        name: The schedule's name.
+        task: The task it runs.
+        when: When it fires, for humans (``cron 0 2 * * * (Europe/Paris)``).
+        queue: The queue its fires go to.
+        missed: Its missed-fire policy.
+        last_fire: Its last recorded fire (aware UTC), or ``None`` if it never fired.
+        last_task_id: The task id of that fire (``None`` if it never fired).
+        next_fire: Its next fire (aware UTC).
+    """
+
+    name: str
+    task: str
+    when: str
+    queue: str
+    missed: str
+    last_fire: datetime | None
+    last_task_id: str | None
+    next_fire: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (times as ISO 8601 text)."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "when": self.when,
+            "queue": self.queue,
+            "missed": self.missed,
+            "last_fire": self.last_fire.isoformat() if self.last_fire else None,
+            "last_task_id": self.last_task_id,
+            "next_fire": self.next_fire.isoformat(),
+        }
+
+
+async def schedule_infos(app: Chicory, now: datetime) -> list[ScheduleInfo]:
+    """Every schedule of ``app``, by name, with its last and next fire as of ``now``.
+
+    Raises:
+        ResultBackendError: the result backend could not be reached.
+    """
+    backend = await app.connected_backend()
+    found = []
+    for name in sorted(app.schedules):
+        schedule = app.schedules[name]
+        last = await records.last_fire(backend, name)
+        found.append(
+            ScheduleInfo(
+                name=name,
+                task=schedule.task,
+                when=schedule.describe(),
+                queue=schedule.queue or app.tasks[schedule.task].queue,
+                missed=schedule.missed,
+                last_fire=last,
+                last_task_id=schedule.fire_id(last) if last is not None else None,
+                next_fire=schedule.next_after(now),
+            )
+        )
+    return found
