@@ -133,83 +133,86 @@ class JobRunner:
             True if the delivery was handed to the settler, which reports when it is settled;
             False if it is settled already. The caller counts it in ``processed``.
         """
-        try:
-            return await self._handle(delivery, slot)
+        try:  # (no coroutine of its own: this runs for every task)
+            state = _RECEIVED
+            try:
+                headers = delivery.headers
+                message = self._decode(delivery.body, headers)
+            except MessageDecodeError as exc:
+                await self._dead(delivery, None, f"undecodable message: {exc}")
+                return False
+            if self._debug:
+                self._log.received(message, delivery.queue)
+            if delivery.delivery_count > 1:
+                self._redelivered(message, delivery)
+            if self._bus.active:
+                self._emit("chicory_task_received", message)
+            task = self._tasks.get(message.task)
+            if task is None:
+                reason = (
+                    f"unknown task {message.task!r}: no task of that name is registered on this "
+                    "worker's app (import the module that defines it, or check the name)"
+                )
+                await self._dead(delivery, message, reason, error_type="UnknownTaskError")
+                return False
+            try:
+                args, kwargs = task.signature.load(
+                    message.args, message.kwargs, task.validation_mode
+                )
+            except ArgumentValidationError as exc:
+                await self._dead(delivery, message, str(exc), error_type="ArgumentValidationError")
+                return False
+            strategy = STRATEGIES[task.delivery_mode]
+            revoked = self.revoked
+            if revoked and message.id in revoked:
+                await self._cancelled(delivery, message, task, started=False)
+                return False
+            if self._worker.stopping:
+                state = transition(state, JobState.CANCELLED)
+                await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
+                return False
+            if (
+                (delivery.delivery_count > 1 and strategy.holds_lease)
+                or (headers and AGAIN_HEADER in headers)
+            ) and await self.followups.done_already(delivery, message, task):
+                return False
+            settler = self.settler
+            assert settler is not None
+            if strategy.acts_before_run:
+                self.fan_out()  # the runners of the other waiting deliveries join this batch
+                if not await strategy.before_run(delivery, settler):
+                    state = transition(state, JobState.CANCELLED)
+                    self._log.not_run(message, delivery.queue)
+                    return False
+            state = transition(state, _RUNNING)
+            outcome = await self._run(
+                delivery, message, task, strategy, args, kwargs, slot, headers
+            )
+            if slot is not None and slot.cancel_requested:
+                await self._cancelled(delivery, message, task, started=True)
+                return False
+            if outcome.error is None:
+                flow = headers.get(FLOW_HEADER) if headers else None
+                if flow is not None:
+                    failed = await self.followups.succeed(
+                        delivery, message, task, strategy, outcome, flow
+                    )
+                    if failed is None:
+                        return False
+                else:
+                    failed = self._succeed(delivery, message, task, strategy, outcome, settler)
+                    if failed is None:
+                        if headers and UNIQUE_HEADER in headers:
+                            settler.after_settled(
+                                delivery, lambda: self._release(delivery, message)
+                            )
+                        return True
+                outcome = failed
+            await self._failed_attempt(delivery, message, task, strategy, outcome)
+            return False
         except Exception as exc:  # not a cancellation: those end the worker on purpose
             await self._broken(delivery, exc)
             return False
-
-    async def _handle(self, delivery: Delivery, slot: RunnerSlot | None) -> bool:
-        state = _RECEIVED
-        try:
-            headers = delivery.headers
-            message = self._decode(delivery.body, headers)
-        except MessageDecodeError as exc:
-            await self._dead(delivery, None, f"undecodable message: {exc}")
-            return False
-        if self._debug:
-            self._log.received(message, delivery.queue)
-        if delivery.delivery_count > 1:
-            self._redelivered(message, delivery)
-        if self._bus.active:
-            self._emit("chicory_task_received", message)
-        task = self._tasks.get(message.task)
-        if task is None:
-            reason = (
-                f"unknown task {message.task!r}: no task of that name is registered on this "
-                "worker's app (import the module that defines it, or check the name)"
-            )
-            await self._dead(delivery, message, reason, error_type="UnknownTaskError")
-            return False
-        try:
-            args, kwargs = task.signature.load(message.args, message.kwargs, task.validation_mode)
-        except ArgumentValidationError as exc:
-            await self._dead(delivery, message, str(exc), error_type="ArgumentValidationError")
-            return False
-        strategy = STRATEGIES[task.delivery_mode]
-        revoked = self.revoked
-        if revoked and message.id in revoked:
-            await self._cancelled(delivery, message, task, started=False)
-            return False
-        if self._worker.stopping:
-            state = transition(state, JobState.CANCELLED)
-            await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
-            return False
-        if (
-            (delivery.delivery_count > 1 and strategy.holds_lease)
-            or (headers and AGAIN_HEADER in headers)
-        ) and await self.followups.done_already(delivery, message, task):
-            return False
-        settler = self.settler
-        assert settler is not None
-        if strategy.acts_before_run:
-            self.fan_out()  # the runners of the other waiting deliveries join this batch
-            if not await strategy.before_run(delivery, settler):
-                state = transition(state, JobState.CANCELLED)
-                self._log.not_run(message, delivery.queue)
-                return False
-        state = transition(state, _RUNNING)
-        outcome = await self._run(delivery, message, task, strategy, args, kwargs, slot, headers)
-        if slot is not None and slot.cancel_requested:
-            await self._cancelled(delivery, message, task, started=True)
-            return False
-        if outcome.error is None:
-            flow = headers.get(FLOW_HEADER) if headers else None
-            if flow is not None:
-                failed = await self.followups.succeed(
-                    delivery, message, task, strategy, outcome, flow
-                )
-                if failed is None:
-                    return False
-            else:
-                failed = self._succeed(delivery, message, task, strategy, outcome, settler)
-                if failed is None:
-                    if headers and UNIQUE_HEADER in headers:
-                        settler.after_settled(delivery, lambda: self._release(delivery, message))
-                    return True
-            outcome = failed
-        await self._failed_attempt(delivery, message, task, strategy, outcome)
-        return False
 
     async def _run(
         self,
@@ -309,7 +312,12 @@ class JobRunner:
                 data = self._record(message, task, TaskState.SUCCESS, result=value)
                 limit = task.max_result_bytes
                 if limit is not None and len(data) > limit:
-                    raise too_large(task, len(data))
+                    raise ResultTooLargeError(
+                        f"task {task.name!r} returned a result of {len(data)} bytes once "
+                        f"encoded, over its max_result_bytes={limit}: store large data "
+                        "elsewhere and return a reference to it, or raise the limit "
+                        "(@app.task(max_result_bytes=...))"
+                    )
                 record = StoredResult(task_id=message.id, data=data, final=True)
         except (ResultValidationError, TypeError) as exc:
             return Outcome(error=exc, runtime=outcome.runtime)
