@@ -113,6 +113,7 @@ def test_the_listing_names_each_schedule_with_its_next_fire(
     assert nightly["queue"] == "default"
     assert nightly["missed"] == "catch_up_last"
     assert nightly["last_fire"] is None
+    assert nightly["last_state"] is None
     assert datetime.fromisoformat(nightly["next_fire"]).tzinfo is not None
     monkeypatch.delitem(sys.modules, "sched_app", raising=False)
     assert main(["schedules", APP]) == 0
@@ -154,3 +155,16 @@ def test_a_worker_with_scheduler_fires_and_runs(
                 return await app.backend.wait(row, 20)
 
         assert b"tick" in anyio.run(result)
+        assert listing(monkeypatch, capsys)["tick"]["last_state"] in ("PENDING", "SUCCESS")
+
+
+def test_the_scheduler_refuses_what_cannot_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHICORY_BROKER_URL", "redis://127.0.0.1:6379/0?key_prefix=t-never")
+    assert main(["worker", APP, "--scheduler", "--processes", "2"]) == 2
+    assert "run 'chicory scheduler APP' beside the worker processes" in capsys.readouterr().err
+    assert main(["scheduler", APP, "--schedule", "hourly"]) == 2
+    assert "no schedule named 'hourly'" in capsys.readouterr().err
+    assert main(["schedules", "cli_app:app"]) == 2
+    assert "declares no schedules" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def test_chicory_result_shows_progress(capsys: pytest.CaptureFixture[str]) -> No
 
     from chicory.cli import main
     from chicory.clock import utcnow
-    from chicory.records import ResultRecord, encode_record
+    from chicory.records import ResultRecord, encode_progress_record
 
     record = ResultRecord(
         task_id="progress-1",
@@ -113,12 +113,12 @@ def test_chicory_result_shows_progress(capsys: pytest.CaptureFixture[str]) -> No
         state=TaskState.STARTED,
         attempt=1,
         updated_at=utcnow(),
-        progress=TaskProgress(value=0.25, meta={"rows": 10}),
     )
+    data = encode_progress_record(record, TaskProgress(value=0.25, meta={"rows": 10}))
 
     async def store() -> None:
         async with cli_app.app as app:
-            await app.backend.store("progress-1", encode_record(record), final=False, ttl=60)
+            await app.backend.store("progress-1", data, final=False, ttl=60)
 
     anyio.run(store)
     assert main(["result", "cli_app:app", "progress-1", "--json"]) == 0

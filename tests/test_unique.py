@@ -151,6 +151,28 @@ async def test_the_key_travels_in_a_reserved_header(local: LocalWorker) -> None:
     assert page.messages[0].headers[UNIQUE_HEADER] == "k"
 
 
+async def test_delay_many_takes_one_unique_key_per_call(local: LocalWorker) -> None:
+    await nightly.apply_async(("held",), unique_key="day-2", countdown=60)
+    results = await nightly.delay_many(
+        [("1",), ("2",), ("3",)], unique_keys=["day-1", "day-2", "day-3"]
+    )
+    assert [r.duplicate for r in results] == [False, True, False]
+    await local.run_until_idle()
+    assert sorted(runs) == ["1", "3", "held"]
+    with pytest.raises(ConfigurationError, match="one non-empty key per call"):
+        await nightly.delay_many([("1",), ("2",)], unique_keys=["only-one"])
+
+
+def test_the_blocking_delay_many_takes_unique_keys() -> None:
+    with BlockingLocalWorker(app) as local:
+        first, again = nightly.blocking.delay_many(
+            [("a",), ("b",)], unique_keys=["same", "same"], unique_for=60
+        )
+        assert (first.duplicate, again.duplicate) == (False, True)
+        local.run_until_idle()
+        assert runs == ["a"]
+
+
 async def test_unique_needs_a_key(local: LocalWorker) -> None:
     with pytest.raises(ConfigurationError, match=r"task_id=\.\.\. .* or unique_key="):
         await nightly.apply_async(("1",), unique=True)

@@ -61,7 +61,9 @@ def chicory_broker_harness():
     return BrokerHarness(
         factory=lambda *, lease_seconds, max_deliveries: Broker(
             MemoryBroker(lease_seconds=lease_seconds, max_deliveries=max_deliveries)
-        )
+        ),
+        # Finding the broken ack takes hypothesis ~20 s of one core: room for a busy machine.
+        timeout=120,
     )
 """
 

@@ -83,6 +83,15 @@ async def test_the_file_is_in_wal_mode(database: str) -> None:
         assert conn.execute("SELECT value FROM chicory_meta").fetchone()[0] == "1"
 
 
+async def test_a_file_that_is_no_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("these are not the tables you are looking for\n" * 100)
+    with pytest.raises(BrokerConnectionError, match="is it a SQLite database"):
+        await SqliteBroker(str(path)).connect()
+    with pytest.raises(BrokerConnectionError, match="check that the directory exists"):
+        await SqliteBroker(str(tmp_path / "missing" / "q.sqlite3")).connect()
+
+
 async def test_a_locked_database_blocks_a_thread_not_the_event_loop(database: str) -> None:
     """Another process holds the write lock: the broker's publish waits for it, and the
     event loop keeps running other tasks (lease renewals, heartbeats) meanwhile."""

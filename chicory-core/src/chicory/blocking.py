@@ -342,11 +342,25 @@ class BlockingTask(Generic[P, R]):
         return BlockingResult(result)
 
     def delay_many(
-        self, calls: Iterable[Sequence[Any] | Mapping[str, Any]], *, queue: str | None = None
+        self,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        unique_keys: Sequence[str] | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> list[BlockingResult[R]]:
         """Enqueue many runs in one batch; see :meth:`Task.delay_many
         <chicory.task.Task.delay_many>`."""
-        results = call(self.task.app, self.task.delay_many, list(calls), queue=queue)
+        results = call(
+            self.task.app,
+            self.task.delay_many,
+            list(calls),
+            queue=queue,
+            headers=headers,
+            unique_keys=unique_keys,
+            unique_for=unique_for,
+        )
         return [BlockingResult(result) for result in results]
 
     def result(self, task_id: str) -> BlockingResult[R]:

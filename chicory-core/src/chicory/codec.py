@@ -23,9 +23,17 @@ from chicory.envelope import (
 )
 from chicory.errors import MessageDecodeError, MessageTooLargeError
 from chicory.signing import SIGNATURE_HEADER, Signer
-from chicory.wire_rules import check_depth, check_header_types, field_problem, non_finite_path
+from chicory.wire_rules import (
+    MAX_DEPTH,
+    check_depth,
+    check_header_types,
+    field_problem,
+    non_finite_path,
+)
 
 __all__ = ["Codec"]
+
+_SHALLOW_BYTES: Final = 2 * MAX_DEPTH
 
 
 def _not_json(task: str, exc: TypeError) -> TypeError:
@@ -276,7 +284,8 @@ class Codec:
                 f"envelope version {version!r} is not supported (this worker reads "
                 f"v{ENVELOPE_VERSION}); upgrade the worker or the producer"
             )
-        check_depth(body, raw)
+        if len(body) > _SHALLOW_BYTES:  # a shorter body cannot nest too deep
+            check_depth(body, raw)
         message = structure_fast(raw, self._last_created)
         if message is not None:
             return message

@@ -19,7 +19,9 @@ __all__ = [
     "TaskState",
     "WorkerInfo",
     "decode_record",
+    "encode_progress_record",
     "encode_record",
+    "progress_of",
 ]
 
 
@@ -88,8 +90,10 @@ class ResultRecord:
         error: The exception, for ``FAILURE`` and ``RETRY``; for ``CANCELLED``, why it was
             cancelled (type ``chicory.errors.TaskCancelledError``).
         updated_at: Aware-UTC time of the write.
-        progress: For a ``STARTED`` record written by ``ctx.set_progress``, the progress
-            it reports.
+
+    A ``STARTED`` record written by ``ctx.set_progress`` also carries a ``progress`` key
+    (:func:`encode_progress_record`, read back with :func:`progress_of`); it is kept out of
+    this class so the record every task writes costs nothing more.
     """
 
     task_id: str
@@ -99,7 +103,6 @@ class ResultRecord:
     updated_at: datetime
     result: Any = None
     error: ErrorInfo | None = None
-    progress: TaskProgress | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -146,8 +149,7 @@ def encode_record(record: ResultRecord | WorkerInfo) -> bytes:
     Raises:
         TypeError: the task result is not JSON-encodable.
     """
-    if type(record) is ResultRecord and record.progress is None:  # the hot path: one per
-        # task, built without the converter
+    if type(record) is ResultRecord:  # the hot path: one per task, built without the converter
         error = record.error
         return to_json(
             {
@@ -208,3 +210,38 @@ def _success_fast(raw: Any) -> ResultRecord | None:
         updated_at=updated_at,
         result=raw.get("result"),
     )
+
+
+def encode_progress_record(record: ResultRecord, progress: TaskProgress) -> bytes:
+    """Encode a (``STARTED``) record carrying ``progress`` under its ``progress`` key.
+
+    Raises:
+        TypeError: the progress's meta is not JSON-encodable.
+    """
+    raw = _converter.unstructure(record)
+    raw["progress"] = {"value": progress.value, "meta": progress.meta}
+    return to_json(raw)
+
+
+def progress_of(data: bytes) -> TaskProgress | None:
+    """The progress a stored record reports: ``None`` for a final record, or one without.
+
+    Raises:
+        ResultBackendError: the stored bytes are not a record.
+    """
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ResultBackendError(f"stored ResultRecord cannot be decoded: {exc}") from exc
+    if type(raw) is not dict or raw.get("state") in _FINAL_NAMES:
+        return None
+    progress = raw.get("progress")
+    if type(progress) is not dict:
+        return None
+    value = progress.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return TaskProgress(value=float(value), meta=progress.get("meta"))
+
+
+_FINAL_NAMES = frozenset(state.value for state in _FINAL)

@@ -17,7 +17,7 @@ from chicory.errors import (
 from chicory.inspection import RecordForgetting
 from chicory.loops import running_loop
 from chicory.progress import feed_of
-from chicory.records import ResultRecord, TaskProgress, TaskState, decode_record
+from chicory.records import ResultRecord, TaskProgress, TaskState, decode_record, progress_of
 from chicory.revocation import revocations_of
 
 if TYPE_CHECKING:
@@ -134,10 +134,15 @@ class AsyncResult(Generic[T]):
         feed = feed_of(backend, needed_for="get(on_progress=...)")
         task_id = self.id
 
+        last: list[bytes | None] = [None]
+
         async def report(data: bytes | None) -> None:
-            record = None if data is None else decode_record(data, ResultRecord)
-            if record is not None and record.progress is not None and not record.state.final:
-                outcome = on_progress(record.progress)
+            if data is None or data == last[0]:  # the record read first may be pushed too
+                return
+            last[0] = data
+            progress = progress_of(data)
+            if progress is not None:
+                outcome = on_progress(progress)
                 if inspect.isawaitable(outcome):
                     await outcome
 
@@ -168,8 +173,9 @@ class AsyncResult(Generic[T]):
         Raises:
             ResultBackendError: the result backend could not be reached.
         """
-        record = await self.info()
-        return None if record is None else record.progress
+        backend = await self._app.connected_backend()
+        data = await backend.get(self.id)
+        return None if data is None else progress_of(data)
 
     async def state(self) -> TaskState:
         """Return the task's current state (``PENDING`` when no record exists)."""

@@ -18,7 +18,7 @@ What a signature promises, and what it does not:
   and a second run can look for it.
 
 The signed text is the body alone for a message without signed headers, or
-``chicory-headers-v2``, the signed headers as a JSON array of ``[name, value]`` pairs
+``chicory-headers-v1``, the signed headers as a JSON array of ``[name, value]`` pairs
 sorted by name, and the body, each on its own line. Every header is signed except the
 signature itself and the task's history (``chicory-history``, which retries and replays
 add to and which never changes what runs); that includes Chicory's time-limit headers.
@@ -47,7 +47,7 @@ SIGNATURE_HEADER: Final = "chicory-sig"
 UNSIGNED_HEADERS: Final = frozenset({SIGNATURE_HEADER, "chicory-history"})
 """Headers a signature does not cover: itself, and the history retries and replays add to."""
 
-_SIGNED_HEADERS_MARK: Final = b"chicory-headers-v2\n"
+_SIGNED_HEADERS_MARK: Final = b"chicory-headers-v1\n"
 _DIGEST_LENGTH: Final = 64  # hex digits of an HMAC-SHA256
 
 

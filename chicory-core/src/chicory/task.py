@@ -335,6 +335,8 @@ class Task(Generic[P, R]):
         *,
         queue: str | None = None,
         headers: Mapping[str, str] | None = None,
+        unique_keys: Sequence[str] | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> list[AsyncResult[R]]:
         """Enqueue many runs in one batch (one round trip per queue where the broker allows).
 
@@ -343,9 +345,15 @@ class Task(Generic[P, R]):
                 keyword arguments.
             queue: Publish to this queue instead of the task's default.
             headers: Headers for every message of the batch (see :meth:`apply_async`).
+            unique_keys: One unique key per call: each run is enqueued only if its key is
+                free, as with ``apply_async(unique_key=...)`` (one atomic step, and one
+                round trip, per run); each result's ``duplicate`` tells.
+            unique_for: With ``unique_keys``: hold each key at least this long.
 
         Raises:
             ArgumentValidationError: one of the calls is invalid; nothing is enqueued.
+            ConfigurationError: ``unique_keys`` does not give one key per call.
+            CapabilityError: ``unique_keys`` on a broker without ``unique_enqueue``.
             InvalidHeaderError: a header cannot be sent; nothing is enqueued.
             BrokerConnectionError: the broker could not be reached; nothing was enqueued.
             PublishOutcomeUnknownError: the connection failed after the messages were sent,
@@ -365,6 +373,8 @@ class Task(Generic[P, R]):
                 wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
             wire.append((task_id, wire_args, wire_kwargs))
         app = self.app
+        if unique_keys is not None or unique_for is not None:
+            return await self._unique_many(wire, unique_keys, unique_for, queue, headers, now)
         if app.publish_hooks or headers:
             given = check_headers(headers or {})
             messages = [
@@ -392,6 +402,36 @@ class Task(Generic[P, R]):
             raise outcome_unknown(exc, self.name, ids) from exc
         app = self.app
         return [AsyncResult(app, task_id, self) for task_id in ids]
+
+    async def _unique_many(
+        self,
+        wire: list[tuple[str, list[Any], dict[str, Any]]],
+        keys: Sequence[str] | None,
+        keep: float | timedelta | None,
+        queue: str,
+        headers: Mapping[str, str] | None,
+        now: datetime,
+    ) -> list[AsyncResult[R]]:
+        """``delay_many`` with one unique key per run (see :mod:`chicory.unique`)."""
+        if keys is None or isinstance(keys, str) or len(keys) != len(wire) or not all(keys):
+            raise ConfigurationError(
+                f"task {self.name!r}: delay_many(unique_keys=...) needs one non-empty key per "
+                f"call ({len(wire)} calls)"
+            )
+        given = check_headers(headers or {})
+        results = []
+        for key, (task_id, wire_args, wire_kwargs) in zip(keys, wire, strict=True):
+            message = OutgoingTask(
+                task=self.name,
+                id=task_id,
+                args=wire_args,
+                kwargs=wire_kwargs,
+                queue=queue,
+                headers=dict(given),
+                created_at=now,
+            )
+            results.append(await enqueue_unique(self, message, key, keep, None))
+        return results
 
     def message(
         self,

@@ -225,11 +225,13 @@ def replay(
 
 
 def delete_queue(conn: sqlite3.Connection, queue: str) -> None:
-    """Delete every message, dead letter and consumer row of ``queue``, and its name."""
+    """Delete every message, dead letter, consumer row and unique-key claim of ``queue``,
+    and its name."""
     for table, column in (
         ("chicory_messages", "queue"),
         ("chicory_dead_letters", "queue"),
         ("chicory_consumers", "queue"),
+        ("chicory_unique_claims", "queue"),
         ("chicory_queues", "name"),
     ):
         conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (queue,))

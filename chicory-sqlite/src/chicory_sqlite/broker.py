@@ -39,7 +39,8 @@ from chicory.errors import (
 )
 from chicory.inspection import DeadLetterPage, QueueStats
 from chicory.redact import redact_url
-from chicory_sqlite import admin
+from chicory.unique import UniqueClaim, check_claim
+from chicory_sqlite import admin, unique
 from chicory_sqlite.consumer import SqliteConsumer
 from chicory_sqlite.database import Database
 from chicory_sqlite.options import ConnectionOptions, parse_sqlite_url
@@ -127,6 +128,7 @@ class SqliteBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
         )
         self._consumers: set[SqliteConsumer] = set()
         self._connected = False
@@ -300,6 +302,43 @@ class SqliteBroker:
                 conn.execute("DELETE FROM chicory_dead_letters WHERE queue = ?", (queue,)).rowcount
             )
         )
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one transaction (see
+        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
+
+        Raises:
+            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
+            MessageTooLargeError: the body is over ``max_body_bytes``.
+            BrokerConnectionError: the database was locked past ``busy_timeout``.
+        """
+        check_claim(hold, keep)
+        self._check_size(message.body)
+        due = to_epoch(message.not_before) if message.not_before is not None else None
+        item = (message.body, json.dumps(dict(message.headers)), due)
+        statements = self.statements
+        return await self._write(
+            lambda conn: unique.claim_and_publish(
+                conn, statements, queue, item, key=key, who=holder, hold=hold, keep=keep
+            )
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
+        return await self._write(lambda conn: unique.release(conn, queue, key, holder))
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await self._read(lambda conn: unique.holder(conn, queue, key))
 
     async def delete_queue(self, queue: str) -> None:
         """Delete ``queue``: its messages, dead letters and name (close its consumers first)."""

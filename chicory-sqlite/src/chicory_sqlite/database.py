@@ -128,6 +128,12 @@ class Database:
                     f"chicory-sqlite's {SCHEMA_VERSION}; upgrade chicory-sqlite"
                 )
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._error(
+                f"the {self._what} cannot use {self.options.path!r} ({exc}); is it a SQLite "
+                "database, on a local filesystem, that this process may write to?"
+            ) from exc
         except BaseException:
             conn.close()
             raise

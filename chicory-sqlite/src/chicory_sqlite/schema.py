@@ -13,6 +13,9 @@ for a held one. ``token`` is set by each claim (and cleared when the message is 
 * **delayed**: ``token IS NULL AND available_at > now``;
 * **in flight**: ``token IS NOT NULL AND available_at > now``.
 
+Unique keys' claims (``chicory_unique_claims``, :mod:`chicory_sqlite.unique`): one row per
+claimed key of a queue.
+
 Ready messages are handed out by ``(available_at, id)``: in the order they became ready. The
 index on ``(queue, available_at, id)`` serves the claim, the next-due query and the counts.
 """
@@ -93,6 +96,15 @@ CREATE TABLE IF NOT EXISTS chicory_group_members (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chicory_group_members_expiry
     ON chicory_group_members (expires_at);
+
+CREATE TABLE IF NOT EXISTS chicory_unique_claims (
+    queue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    keep_until REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue, key)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS chicory_revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

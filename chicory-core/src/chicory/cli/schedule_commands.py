@@ -20,7 +20,7 @@ __all__ = ["register"]
 
 log = logging.getLogger("chicory.scheduler")
 
-HEADERS = ("SCHEDULE", "TASK", "WHEN", "QUEUE", "MISSED", "LAST FIRE", "NEXT FIRE")
+HEADERS = ("SCHEDULE", "TASK", "WHEN", "QUEUE", "MISSED", "LAST FIRE", "LAST STATE", "NEXT FIRE")
 
 
 def register(tree: Tree) -> None:
@@ -118,6 +118,7 @@ async def _schedules_async(args: argparse.Namespace) -> int:
             info.queue,
             info.missed,
             _when(info.last_fire),
+            info.last_state or "-",
             _when(info.next_fire),
         ]
         for info in found

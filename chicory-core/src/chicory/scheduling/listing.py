@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from chicory.records import ResultRecord, decode_record
 from chicory.scheduling import records
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class ScheduleInfo:
         missed: Its missed-fire policy.
         last_fire: Its last recorded fire (aware UTC), or ``None`` if it never fired.
         last_task_id: The task id of that fire (``None`` if it never fired).
+        last_state: The state of that fire's run (``PENDING`` while queued, or once its
+            result expired; ``None`` if it never fired).
         next_fire: Its next fire (aware UTC).
     """
 
@@ -38,6 +41,7 @@ class ScheduleInfo:
     missed: str
     last_fire: datetime | None
     last_task_id: str | None
+    last_state: str | None
     next_fire: datetime
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +54,7 @@ class ScheduleInfo:
             "missed": self.missed,
             "last_fire": self.last_fire.isoformat() if self.last_fire else None,
             "last_task_id": self.last_task_id,
+            "last_state": self.last_state,
             "next_fire": self.next_fire.isoformat(),
         }
 
@@ -65,6 +70,11 @@ async def schedule_infos(app: Chicory, now: datetime) -> list[ScheduleInfo]:
     for name in sorted(app.schedules):
         schedule = app.schedules[name]
         last = await records.last_fire(backend, name)
+        last_id = schedule.fire_id(last) if last is not None else None
+        state = None
+        if last_id is not None:
+            data = await backend.get(last_id)
+            state = "PENDING" if data is None else decode_record(data, ResultRecord).state.value
         found.append(
             ScheduleInfo(
                 name=name,
@@ -73,7 +83,8 @@ async def schedule_infos(app: Chicory, now: datetime) -> list[ScheduleInfo]:
                 queue=schedule.queue or app.tasks[schedule.task].queue,
                 missed=schedule.missed,
                 last_fire=last,
-                last_task_id=schedule.fire_id(last) if last is not None else None,
+                last_task_id=last_id,
+                last_state=state,
                 next_fire=schedule.next_after(now),
             )
         )

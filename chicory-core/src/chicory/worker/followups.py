@@ -44,7 +44,7 @@ from chicory.records import (
     TaskProgress,
     TaskState,
     decode_record,
-    encode_record,
+    encode_progress_record,
 )
 from chicory.task import Task
 from chicory.worker.ack import AckStrategy
@@ -80,15 +80,15 @@ class Followups:
         task = self._app.tasks.get(message.task)
         if task is None or task.ignore_result:
             return
-        data = encode_record(
+        data = encode_progress_record(
             ResultRecord(
                 task_id=message.id,
                 task=message.task,
                 state=TaskState.STARTED,
                 attempt=message.attempt,
                 updated_at=utcnow(),
-                progress=progress,
-            )
+            ),
+            progress,
         )
         try:
             backend = await self._app.connected_backend()
