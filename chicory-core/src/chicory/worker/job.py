@@ -143,7 +143,8 @@ class JobRunner:
                 return False
             if self._debug:
                 self._log.received(message, delivery.queue)
-            if delivery.delivery_count > 1:
+            redelivered = delivery.delivery_count > 1
+            if redelivered:
                 self._redelivered(message, delivery)
             if self._bus.active:
                 self._emit("chicory_task_received", message)
@@ -172,8 +173,7 @@ class JobRunner:
                 await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return False
             if (
-                (delivery.delivery_count > 1 and strategy.holds_lease)
-                or (headers and AGAIN_HEADER in headers)
+                (redelivered and strategy.holds_lease) or (headers and AGAIN_HEADER in headers)
             ) and await self.followups.done_already(delivery, message, task):
                 return False
             settler = self.settler
