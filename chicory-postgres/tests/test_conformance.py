@@ -115,9 +115,9 @@ class TestDelayed(DelayedSuite):
     pass
 
 
-class TestRevocations(RevocationSuite):
+class TestUnique(UniqueSuite):
     pass
 
 
-class TestUnique(UniqueSuite):
+class TestRevocations(RevocationSuite):
     pass

@@ -71,6 +71,7 @@ class PostgresBroker:
             inspection=True,
             delayed_listing=True,
             unique_enqueue=True,
+            transactional_enqueue=True,
         )
 
     @classmethod
@@ -465,11 +466,14 @@ async def _psycopg_connection(connection: object) -> psycopg.AsyncConnection[Any
     """
     if isinstance(connection, psycopg.AsyncConnection):
         return connection
-    get_connection = getattr(connection, "connection", None)
-    if get_connection is not None and callable(get_connection):
-        # SQLAlchemy AsyncSession / AsyncConnection: the DBAPI connection of the session's
-        # current transaction (begun if needed), unwrapped to the driver's own connection.
-        sa_conn = await get_connection()
+    # SQLAlchemy: an AsyncConnection has get_raw_connection(); an AsyncSession gives the
+    # AsyncConnection of its current transaction (begun if needed) through connection().
+    sa_conn: Any = connection
+    if not hasattr(sa_conn, "get_raw_connection") and callable(
+        getattr(sa_conn, "connection", None)
+    ):
+        sa_conn = await sa_conn.connection()
+    if hasattr(sa_conn, "get_raw_connection"):
         raw = await sa_conn.get_raw_connection()
         driver = getattr(raw, "driver_connection", None)
         if isinstance(driver, psycopg.AsyncConnection):
