@@ -18,13 +18,14 @@ from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
-from chicory.unique import enqueue_unique
+from chicory.unique import check_key, enqueue_unique
 from chicory.validation import Signature
 from chicory.wire_rules import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
     from chicory.blocking import BlockingTask
+    from chicory.workflow.canvas import Signature as StepSignature
 
 __all__ = ["Task", "new_task_id", "new_task_ids", "outcome_unknown"]
 
@@ -178,6 +179,19 @@ class Task(Generic[P, R]):
 
         return BlockingTask(self)
 
+    def s(self, *args: Any, **kwargs: Any) -> StepSignature:
+        """A workflow step calling this task (see :mod:`chicory.workflow`): in a chain it
+        gets the previous step's result as its first argument, before ``args``."""
+        from chicory.workflow.canvas import Signature as StepSignature
+
+        return StepSignature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> StepSignature:
+        """An immutable workflow step: it ignores the previous step's result."""
+        from chicory.workflow.canvas import Signature as StepSignature
+
+        return StepSignature(self, args, kwargs, immutable=True)
+
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue one run with these arguments and return its result handle.
 
@@ -254,6 +268,7 @@ class Task(Generic[P, R]):
                     f"task {self.name!r}: unique=True needs the key: pass task_id=... (the "
                     "id is the key) or unique_key=..."
                 )
+            check_key(key)
         if task_id is None:
             task_id = new_task_id()
         else:
@@ -404,6 +419,8 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: delay_many(unique_keys=...) needs one non-empty key per "
                 f"call ({len(wire)} calls)"
             )
+        for key in keys:
+            check_key(key)
         given = check_headers(headers or {})
         results = []
         for key, (task_id, wire_args, wire_kwargs) in zip(keys, wire, strict=True):

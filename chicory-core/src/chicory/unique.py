@@ -34,7 +34,7 @@ import attrs
 from chicory.broker import Broker, OutgoingMessage
 from chicory.errors import CapabilityError, ConfigurationError, PublishOutcomeUnknownError
 from chicory.middleware import OutgoingTask
-from chicory.result import AsyncResult
+from chicory.result import AsyncResult, DuplicateResult
 from chicory.transactions import current_transaction
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     "UniqueClaim",
     "UniqueEnqueue",
     "check_claim",
+    "check_key",
     "enqueue_unique",
     "seconds_of",
     "unique_enqueue",
@@ -149,6 +150,18 @@ def unique_enqueue(broker: Broker, *, needed_for: str) -> UniqueEnqueue:
     return broker
 
 
+def check_key(key: object) -> None:
+    """Check a unique key a caller chose (``unique_key=``).
+
+    Raises:
+        ConfigurationError: it is not a string of 1 to 255 printable characters.
+    """
+    if type(key) is not str or not 0 < len(key) <= 255 or not key.isprintable():
+        raise ConfigurationError(
+            f"a unique key must be a string of 1 to 255 printable characters, got {key!r:.100}"
+        )
+
+
 def seconds_of(value: float | timedelta | None, what: str) -> float | None:
     """``value`` in seconds (``None`` stays ``None``).
 
@@ -210,4 +223,6 @@ async def enqueue_unique(
         )
     except PublishOutcomeUnknownError as exc:
         raise outcome_unknown(exc, task.name, [message.id]) from exc
-    return AsyncResult(app, claim.holder, task, duplicate=not claim.published)
+    if claim.published:
+        return AsyncResult(app, claim.holder, task)
+    return DuplicateResult(app, claim.holder, task)
