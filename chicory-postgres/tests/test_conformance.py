@@ -20,6 +20,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -115,9 +116,13 @@ class TestDelayed(DelayedSuite):
     pass
 
 
+class TestUnique(UniqueSuite):
+    pass
+
+
 class TestRevocations(RevocationSuite):
     pass
 
 
-class TestUnique(UniqueSuite):
+class TestGroupJoins(GroupJoinSuite):
     pass
