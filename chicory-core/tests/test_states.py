@@ -13,6 +13,7 @@ ALLOWED = [
     (JobState.RECEIVED, JobState.RUNNING),
     (JobState.RECEIVED, JobState.DEAD),
     (JobState.RECEIVED, JobState.CANCELLED),
+    (JobState.RECEIVED, JobState.SUCCEEDED),
     (JobState.RUNNING, JobState.SUCCEEDED),
     (JobState.RUNNING, JobState.RETRYING),
     (JobState.RUNNING, JobState.FAILED),

@@ -12,7 +12,9 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -84,6 +86,14 @@ class TestUnique(UniqueSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass
 
 

@@ -22,7 +22,9 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -135,4 +137,12 @@ class TestUnique(UniqueSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

@@ -13,7 +13,9 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendSuite,
     RevocationSuite,
     UniqueSuite,
@@ -66,4 +68,12 @@ class TestUnique(UniqueSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

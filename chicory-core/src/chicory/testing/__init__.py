@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from chicory.testing.suite_delayed import DelayedSuite
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_inspection import InspectionSuite
+    from chicory.testing.suite_joins import GroupJoinSuite
+    from chicory.testing.suite_progress import ProgressFeedSuite
     from chicory.testing.suite_results import ResultBackendSuite
     from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
@@ -54,6 +56,8 @@ _WHERE = {
     "DelayedSuite": "suite_delayed",
     "BrokerDeliverySuite": "suite_delivery",
     "InspectionSuite": "suite_inspection",
+    "GroupJoinSuite": "suite_joins",
+    "ProgressFeedSuite": "suite_progress",
     "ResultBackendSuite": "suite_results",
     "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
@@ -75,8 +79,11 @@ SUITE_MODULES = (
     "chicory.testing.suite_unique",
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
+    "chicory.testing.suite_joins",
+    "chicory.testing.suite_progress",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
+    "chicory.testing.suite_worker_redelivery",
 )
 """Every module defining conformance tests (import them all to fill ``GUARANTEES``)."""
 
@@ -100,9 +107,11 @@ __all__ = [
     "DeadLetterLimitsFactory",
     "DeadLetterSuite",
     "DelayedSuite",
+    "GroupJoinSuite",
     "Guarantee",
     "InspectionSuite",
     "Level",
+    "ProgressFeedSuite",
     "ResultBackendHarness",
     "ResultBackendSuite",
     "RevocationSuite",
