@@ -509,7 +509,7 @@ class JobRunner:
     ) -> None:
         """Free a succeeded run's unique key once its result is stored and it is acked.
 
-        (A method of its own: a closure in ``_handle`` would turn its locals into cells.)
+        (A method of its own: a closure in ``handle`` would turn its locals into cells.)
         """
         settler.after_settled(delivery, lambda: self._release(delivery, message))
 
