@@ -1,51 +1,56 @@
-"""The app that subprocess workers of ``test_flow_control_redis.py`` run.
+"""The app that subprocess workers of the workflow fault tests run (``flow_app:app``).
 
-The broker comes from ``CHICORY_BROKER_URL``. Tasks write what they observe to Redis lists
-named from ``CHICORY_TEST_KEYS`` (a test's own prefix on the shared Redis): every start of
-the rate-limited task pushes the Redis server's time, and every run of the
-concurrency-limited task pushes how many of its runs were inside it at once.
+The broker (and result backend) come from ``CHICORY_BROKER_URL``. Each step appends
+``start <n>`` to the file named by ``CHICORY_TEST_RUNS``. With ``CHICORY_TEST_DIE_AFTER``
+set to a step number, the worker kills itself (SIGKILL) when it is about to publish the
+step after that one: the step's result is stored, the next step is not published and the
+step's delivery is not settled, as when a worker dies between two steps.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
-import anyio
-from redis.asyncio import Redis
-
-from chicory import Chicory, DeliveryMode
-
-app = Chicory()
-KEYS = os.environ.get("CHICORY_TEST_KEYS", "chicory-flow-test")
-REDIS_URL = os.environ.get("CHICORY_TEST_REDIS", "redis://127.0.0.1:6379/0")
-_client: Redis | None = None
+from chicory import Chicory, DeliveryMode, Middleware, RetryPolicy
+from chicory.middleware import OutgoingTask
 
 
-def client() -> Redis:
-    """One client per worker process (made on its event loop)."""
-    global _client
-    if _client is None:
-        _client = Redis.from_url(REDIS_URL)
-    return _client
+def record(event: str) -> None:
+    """Append one line to the runs file."""
+    with open(os.environ.get("CHICORY_TEST_RUNS", os.devnull), "a") as runs:
+        runs.write(event + "\n")
 
 
-@app.task(name="flow.rated", rate_limit="50/s", delivery_mode=DeliveryMode.AT_MOST_ONCE)
-async def rated(n: int) -> None:
-    """Record the server time of this start (microseconds)."""
-    seconds, micros = await client().time()
-    await client().rpush(f"{KEYS}:starts", seconds * 1_000_000 + micros)
+class DieBetweenSteps(Middleware):
+    """SIGKILLs this process as it publishes the step after step ``CHICORY_TEST_DIE_AFTER``."""
+
+    def before_publish(self, message: OutgoingTask) -> None:
+        after = os.environ.get("CHICORY_TEST_DIE_AFTER")
+        if after and message.task.startswith("f.step") and message.args[:1] == [int(after)]:
+            record(f"die {after}")
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
-@app.task(name="flow.capped", concurrency_limit=3)
-async def capped(n: int) -> None:
-    """Record how many runs are inside at once, stay a while, leave."""
-    inside = await client().incr(f"{KEYS}:inside")
-    await client().rpush(f"{KEYS}:seen", inside)
-    await anyio.sleep(0.05)
-    await client().decr(f"{KEYS}:inside")
+app = Chicory(retry_policy=RetryPolicy(max_retries=0), middleware=[DieBetweenSteps()])
 
 
-@app.task(name="flow.free")
-async def free(n: int) -> None:
-    """An unlimited task: counts its runs."""
-    await client().incr(f"{KEYS}:free")
+@app.task(name="f.step.alo", delivery_mode=DeliveryMode.AT_LEAST_ONCE)
+async def step_alo(n: int) -> int:
+    """Step ``n`` of a chain; returns ``n + 1``, the next step's number."""
+    record(f"start {n}")
+    return n + 1
+
+
+@app.task(name="f.step.amo", delivery_mode=DeliveryMode.AT_MOST_ONCE)
+async def step_amo(n: int) -> int:
+    """Step ``n`` of an at-most-once chain; returns ``n + 1``."""
+    record(f"start {n}")
+    return n + 1
+
+
+@app.task(name="f.total")
+async def total(values: list[int]) -> int:
+    """A chord's callback: the sum of its members' results."""
+    record(f"start total{len(values)}")
+    return sum(values)

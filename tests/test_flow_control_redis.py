@@ -1,6 +1,6 @@
 """Flow limits hold across worker processes sharing one Redis.
 
-Two ``chicory worker`` subprocesses run ``tests/flow_app.py``; what the tasks observe goes
+Two ``chicory worker`` subprocesses run ``tests/limits_app.py``; what the tasks observe goes
 to Redis lists (start times by the server's clock, runs inside at once), so the checks count
 events rather than time the test itself.
 """
@@ -32,7 +32,7 @@ def prefix() -> Iterator[str]:
 
 
 def producer(url: str) -> Chicory:
-    """The producer side of ``flow_app.py``, with the same limits."""
+    """The producer side of ``limits_app.py``, with the same limits."""
     app = Chicory(url)
 
     @app.task(name="flow.rated", rate_limit="50/s")
@@ -56,7 +56,7 @@ def workers(stack: ExitStack, url: str, prefix: str, tmp_path: Path, count: int 
                 tmp_path / f"runs{n}",
                 "--concurrency",
                 "8",
-                app="flow_app:app",
+                app="limits_app:app",
                 env=env,
             )
         )

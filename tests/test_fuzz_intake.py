@@ -15,7 +15,7 @@ Invariants, checked after every example:
 * the queue is left empty (nothing ready, in flight or delayed);
 * no stored result of another task changes (forged ids leave the first result alone).
 
-Bounded in the default suite (``CHICORY_FUZZ_EXAMPLES``, 12 examples per test); longer on
+Bounded in the default suite (``CHICORY_FUZZ_EXAMPLES``, 25 examples per test); longer on
 demand with ``./scripts/fuzz`` (2,000 per test, or its first argument).
 """
 
@@ -42,7 +42,7 @@ from processes import delete_keys
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("CHICORY_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("CHICORY_FUZZ_EXAMPLES", "25"))
 LIMIT = 64 * 1024  # the worker's max_message_bytes: oversized bodies stay cheap
 FUZZ = settings(
     max_examples=EXAMPLES,

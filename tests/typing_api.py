@@ -60,3 +60,31 @@ async def with_headers(app: Chicory, add: Task[[int, int], int]) -> None:
     result = await add.apply_async((1, 2), headers={"tenant": "acme"})
     assert_type(result, AsyncResult[int])
     await add.delay_many([(1, 2)], headers={"tenant": "acme"})
+
+
+async def workflows(add: Task[[int, int], int], total: Task[[list[int]], int]) -> None:
+    """Flows are built from signatures; their handles are typed by where the flow ends."""
+    from chicory.records import TaskProgress
+    from chicory.workflow import Chain, GroupResult, Signature, chain, chord, group
+
+    step = add.s(1)
+    assert_type(step, Signature)
+    assert_type(chain(add.s(1, 2), add.s(3)) | add.s(4), Chain)
+    flow = await chord([add.s(i, i) for i in range(3)], total.s()).apply_async()
+    assert_type(flow, AsyncResult[Any] | GroupResult)
+    members = await group(add.s(1, 1), add.s(2, 2)).apply_async()
+    assert_type(members, GroupResult)
+    assert_type(await members.get(timeout=1), list[Any])
+
+    def show(progress: TaskProgress) -> None:
+        print(progress.value, progress.meta)
+
+    result = await add.delay(1, 2)
+    assert_type(await result.get(timeout=1, on_progress=show), int)
+    assert_type(await result.progress(), TaskProgress | None)
+
+
+def context_helpers(ctx: TaskContext) -> None:
+    """Idempotency keys are text; progress from a sync task returns nothing."""
+    assert_type(ctx.idempotency_key("charge"), str)
+    ctx.set_progress_sync(0.5, {"done": 1})

@@ -103,6 +103,7 @@ CASES: dict[str, tuple[str, str, set[str]]] = {
         {"session.stale_settle_reported"},
     ),
     "loop_bound": ("timed", "new_event_loop", {"broker.new_event_loop"}),
+    "count_stuck": ("timed", "redelivered_done_acked", {"worker.redelivered_done_acked"}),
 }
 
 

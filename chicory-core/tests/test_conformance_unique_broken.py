@@ -58,6 +58,12 @@ class Broken(MemoryBroker):
                 return True
         return await super().release_unique(queue, key, holder)
 
+    async def delete_queue(self, queue):
+        kept = dict(self._store.queue(queue).claims)
+        await super().delete_queue(queue)
+        if defect() == "claims_outlive_queue":
+            self._store.queue(queue).claims.update(kept)
+
 
 @pytest.fixture
 def chicory_broker_harness():
@@ -82,11 +88,13 @@ CASES = {
     "release_any_holder": {"unique.release", "unique.per_queue"},
     "release_ignores_keep": {"unique.keep_outlives_release"},
     "no_expiry": {"unique.hold_expires"},
+    "claims_outlive_queue": {"unique.deleted_with_queue"},
     "global_keys": {
         "unique.per_queue",
         "unique.release",
         "unique.hold_expires",
         "unique.keep_outlives_release",
+        "unique.deleted_with_queue",
     },
 }
 
@@ -98,6 +106,7 @@ ALL = {
     "unique.hold_expires",
     "unique.keep_outlives_release",
     "unique.per_queue",
+    "unique.deleted_with_queue",
 }
 
 

@@ -14,6 +14,7 @@ ALLOWED = [
     (JobState.RECEIVED, JobState.DEAD),
     (JobState.RECEIVED, JobState.CANCELLED),
     (JobState.RECEIVED, JobState.DEFERRED),
+    (JobState.RECEIVED, JobState.SUCCEEDED),
     (JobState.RUNNING, JobState.SUCCEEDED),
     (JobState.RUNNING, JobState.RETRYING),
     (JobState.RUNNING, JobState.FAILED),

@@ -20,6 +20,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    GroupJoinSuite,
     InspectionSuite,
     ResultBackendHarness,
     ResultBackendSuite,
@@ -120,4 +121,8 @@ class TestUnique(UniqueSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
     pass

@@ -13,7 +13,7 @@ from psycopg import sql
 from chicory.cli import main
 from chicory.errors import ConfigurationError
 from chicory_postgres.broker import PostgresBroker
-from chicory_postgres.schema import CURRENT_VERSION
+from chicory_postgres.schema import CURRENT_VERSION, MIGRATIONS
 
 
 @pytest.fixture
@@ -46,3 +46,34 @@ async def _publish_one(url: str) -> int:
     async with PostgresBroker.from_url(url, migrate=False) as broker:
         await broker.publish("q", b"x")
         return (await broker.counts("q")).ready
+
+
+async def test_upgrade_keeps_the_messages(postgres_url: str, schema: str) -> None:
+    """A database at version 2 (headers in jsonb) upgrades in place: its messages and dead
+    letters keep their headers, and a header holding NUL then round-trips."""
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        ident = sql.Identifier(schema)
+        await conn.execute(
+            sql.SQL("CREATE TABLE {}.schema_version (version integer)").format(ident)
+        )
+        for number in (1, 2):
+            await conn.execute(sql.SQL(MIGRATIONS[number - 1]).format(s=ident))
+            await conn.execute(
+                sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(ident), (number,)
+            )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.messages (id, queue, body, headers, run_at) "
+                "VALUES (gen_random_uuid(), 'q', 'old', '{{\"h\": \"v\"}}', now())"
+            ).format(ident)
+        )
+    async with PostgresBroker.from_url(f"{postgres_url}?schema={schema}") as broker:
+        await broker.publish("q", b"new", {"nul": "a\x00b"})
+        async with broker.consume(["q"], prefetch=2) as consumer:
+            got = await consumer.fetch(2, timeout=5)
+            assert {bytes(d.body): dict(d.headers) for d in got} == {
+                b"old": {"h": "v"},
+                b"new": {"nul": "a\x00b"},
+            }
+            await consumer.ack_many(got)

@@ -160,3 +160,36 @@ async def test_publish_middleware_runs(app: Chicory, conn: psycopg.AsyncConnecti
         (delivery,) = await consumer.fetch(1, timeout=5)
         assert delivery.headers.get("x-tenant") == "acme", dict(delivery.headers)
         await delivery.ack()
+
+
+async def test_a_sqlalchemy_session_s_transaction(app: Chicory, postgres_url: str) -> None:
+    """An ``AsyncSession`` (``postgresql+psycopg://``) carries the task in its transaction:
+    gone with a rollback, there once after the commit, next to the session's own rows."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    @app.task(name="tx.session")
+    async def shipped(order_id: str) -> None:
+        return None
+
+    engine = create_async_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    broker = await app.connected_broker()
+    try:
+        async with AsyncSession(engine) as session:
+            await session.execute(text("CREATE TABLE IF NOT EXISTS shipments (id text)"))
+            await session.commit()
+            async with app.transaction(session):
+                await shipped.delay("o-1")
+            await session.execute(text("INSERT INTO shipments VALUES ('o-1')"))
+            assert (await broker.counts(app.default_queue)).ready == 0, "seen before commit"
+            await session.rollback()
+            assert (await broker.counts(app.default_queue)).ready == 0, "kept after rollback"
+            async with app.transaction(session):
+                await shipped.delay("o-2")
+            await session.execute(text("INSERT INTO shipments VALUES ('o-2')"))
+            await session.commit()
+            rows = (await session.execute(text("SELECT id FROM shipments"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert rows == ["o-2"]
+    assert (await broker.counts(app.default_queue)).ready == 1, "one task after the commit"

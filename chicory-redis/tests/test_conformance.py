@@ -23,7 +23,9 @@ from chicory.testing import (
     DeadLetterSuite,
     DelayedSuite,
     FlowControlSuite,
+    GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -140,4 +142,12 @@ class TestUnique(UniqueSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

@@ -14,7 +14,9 @@ from chicory.testing import (
     DeadLetterSuite,
     DelayedSuite,
     FlowControlSuite,
+    GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendSuite,
     RevocationSuite,
     UniqueSuite,
@@ -71,4 +73,12 @@ class TestUnique(UniqueSuite):
 
 
 class TestRevocations(RevocationSuite):
+    pass
+
+
+class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
+from chicory.records import TaskProgress
 
 if TYPE_CHECKING:
     from chicory.retry import RetryPolicy
 
-__all__ = ["CancelToken", "Fail", "Retry", "TaskContext"]
+__all__ = ["CancelToken", "Fail", "ProgressReporter", "Retry", "TaskContext"]
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -56,6 +59,27 @@ class CancelToken:
         return f"<CancelToken cancelled={self.cancelled}>"
 
 
+class ProgressReporter(Protocol):
+    """Where a run's progress goes: the worker's result backend (see
+    :mod:`chicory.worker.followups`)."""
+
+    async def store_progress(self, message: TaskMessage, progress: TaskProgress) -> None:
+        """Store ``progress`` as the record of ``message``'s task (from the event loop)."""
+        ...
+
+    def store_progress_from_thread(self, message: TaskMessage, progress: TaskProgress) -> None:
+        """The same from a sync task's thread: blocks until it is stored."""
+        ...
+
+
+def _progress(value: float, meta: Mapping[str, Any] | None) -> TaskProgress:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"progress must be a finite number, got {value!r}")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"progress meta must be a mapping (or None), got {type(meta).__name__}")
+    return TaskProgress(value=float(value), meta=None if meta is None else dict(meta))
+
+
 class TaskContext:
     """What one run of a task can see: declare a first parameter annotated ``TaskContext``
     to receive it. Execute middleware receives it too (see :mod:`chicory.middleware`).
@@ -89,7 +113,9 @@ class TaskContext:
         "_headers",
         "_message",
         "_policy",
+        "_progress",
         "_queue",
+        "_reporter",
         "_resources",
         "_worker_id",
     )
@@ -102,6 +128,8 @@ class TaskContext:
     _worker_id: str
     _policy: RetryPolicy
     _cancel_token: CancelToken
+    _reporter: ProgressReporter | None
+    _progress: TaskProgress | None
 
     def __init__(
         self,
@@ -141,6 +169,8 @@ class TaskContext:
         self._worker_id = worker_id
         self._policy = retry_policy or RetryPolicy(max_retries=max(0, attempt - 1 + retries_left))
         self._cancel_token = cancel_token or CancelToken()
+        self._reporter = None
+        self._progress = None
 
     @classmethod
     def _of(
@@ -153,6 +183,7 @@ class TaskContext:
         worker_id: str,
         policy: RetryPolicy,
         cancel_token: CancelToken,
+        reporter: ProgressReporter | None = None,
     ) -> TaskContext:
         """The worker's constructor: a decoded message and where it came from, no copies."""
         context = cls.__new__(cls)
@@ -164,6 +195,7 @@ class TaskContext:
         context._worker_id = worker_id
         context._policy = policy
         context._cancel_token = cancel_token
+        context._reporter = reporter
         return context
 
     def __repr__(self) -> str:
@@ -253,6 +285,63 @@ class TaskContext:
         it between steps and return early. Either way the run ends ``CANCELLED``.
         """
         return self._cancel_token.cancelled
+
+    def idempotency_key(self, step: str = "") -> str:
+        """A key naming one logical operation of this task: the same on every retry and
+        every redelivery of this task id, different for each ``step`` and each task id.
+
+        Hand it to an external API's idempotency header or store it under a unique
+        constraint, so an operation repeated by an at-least-once rerun takes effect once.
+
+        Args:
+            step: Which operation of the task (``"charge"``, ``"email"``...).
+
+        Returns:
+            32 hex digits (the first 128 bits of a SHA-256 of the task id and ``step``).
+        """
+        return hashlib.sha256(f"{self._message.id}\x00{step}".encode()).hexdigest()[:32]
+
+    async def set_progress(self, value: float, meta: Mapping[str, Any] | None = None) -> None:
+        """Report how far this run has got; the caller reads it with
+        ``await result.progress()`` (and ``chicory result`` shows it).
+
+        Written at once as the task's record (state ``STARTED``), unless the task was
+        declared ``ignore_result=True`` (then it is kept on the context only). A write the
+        result backend refuses is logged, not raised: progress is advisory.
+
+        Args:
+            value: Any finite number, on the task's own scale (a fraction, a count...).
+            meta: JSON details (``{"done": 40, "total": 100}``).
+
+        Raises:
+            ValueError: ``value`` is not a finite number.
+            TypeError: ``meta`` is not a mapping, or is not JSON-encodable.
+        """
+        progress = _progress(value, meta)
+        self._progress = progress
+        reporter = getattr(self, "_reporter", None)
+        if reporter is not None:
+            await reporter.store_progress(self._message, progress)
+
+    def set_progress_sync(self, value: float, meta: Mapping[str, Any] | None = None) -> None:
+        """:meth:`set_progress` for a sync task, called from its thread; returns once the
+        progress is stored. (An async task awaits :meth:`set_progress` instead.)
+
+        Raises:
+            ValueError: ``value`` is not a finite number.
+            TypeError: ``meta`` is not a mapping, or is not JSON-encodable.
+            RuntimeError: called from the worker's event loop (in an async task).
+        """
+        progress = _progress(value, meta)
+        self._progress = progress
+        reporter = getattr(self, "_reporter", None)
+        if reporter is not None:
+            reporter.store_progress_from_thread(self._message, progress)
+
+    @property
+    def progress(self) -> TaskProgress | None:
+        """The last progress this run reported, or ``None``."""
+        return getattr(self, "_progress", None)
 
     def will_retry(self, exc: BaseException) -> bool:
         """Whether the worker retries this task if its run ends with ``exc``, by its retry

@@ -132,6 +132,12 @@ class ResultBackendError(ChicoryError):
     """A result backend operation failed."""
 
 
+class WorkflowError(ChicoryError):
+    """A workflow cannot be built or sent (an empty group, a step that cannot take the
+    previous step's result); also the error type recorded on the steps a failure left
+    unrun (see :mod:`chicory.workflow`)."""
+
+
 class ResultBackendAuthenticationError(ResultBackendError, AuthenticationFailedError):
     """The result backend refused the configured credentials or permissions."""
 

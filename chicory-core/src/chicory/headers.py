@@ -18,9 +18,10 @@ Rules, checked where a message is published (:func:`check_headers`):
 
 Headers other than the signature go with a task from one attempt to the next, into its dead
 letter, and back with a replay. With a signing key, the signature covers the body and every
-header that is not reserved (see :mod:`chicory.envelope`), so a task can trust its headers
-as much as its arguments; Chicory's own ``chicory-*`` headers are not signed and never
-change what runs.
+header but the signature itself and the task's history (see :mod:`chicory.signing`), so a
+task can trust its headers as much as its arguments; that includes Chicory's own that change
+what runs, such as :data:`FLOW_HEADER` (the rest of a workflow: what the worker publishes
+after the task).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Final
 from chicory.errors import InvalidHeaderError
 
 __all__ = [
+    "FLOW_HEADER",
     "MAX_HEADERS_BYTES",
     "MAX_NAME_LENGTH",
     "RESERVED_PREFIX",
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 RESERVED_PREFIX: Final = "chicory-"
+FLOW_HEADER: Final = "chicory-flow"
+"""The reserved header carrying what follows a workflow step (:mod:`chicory.workflow`)."""
 MAX_NAME_LENGTH: Final = 128
 MAX_HEADERS_BYTES: Final = 16 * 1024
 

@@ -12,7 +12,17 @@ import orjson
 from chicory.envelope import explain, make_wire_converter, parse_aware, to_json
 from chicory.errors import ResultBackendError
 
-__all__ = ["ErrorInfo", "ResultRecord", "TaskState", "WorkerInfo", "decode_record", "encode_record"]
+__all__ = [
+    "ErrorInfo",
+    "ResultRecord",
+    "TaskProgress",
+    "TaskState",
+    "WorkerInfo",
+    "decode_record",
+    "encode_progress_record",
+    "encode_record",
+    "progress_of",
+]
 
 
 class TaskState(enum.StrEnum):
@@ -54,6 +64,19 @@ class ErrorInfo:
 
 
 @attrs.frozen(kw_only=True)
+class TaskProgress:
+    """How far a running task says it has got (``ctx.set_progress``).
+
+    Attributes:
+        value: The task's own measure: a fraction, a percentage, items done...
+        meta: JSON details the task added (``None`` if none).
+    """
+
+    value: float
+    meta: Any = None
+
+
+@attrs.frozen(kw_only=True)
 class ResultRecord:
     """The stored record of one task.
 
@@ -61,11 +84,16 @@ class ResultRecord:
         task_id: The task's id.
         task: The task's name.
         state: The state this record reports.
-        attempt: The attempt that wrote it (1-based).
+        attempt: The attempt that wrote it (1-based; 0 for a workflow step a failure left
+            unrun).
         result: The return value (JSON), for ``SUCCESS``.
         error: The exception, for ``FAILURE`` and ``RETRY``; for ``CANCELLED``, why it was
             cancelled (type ``chicory.errors.TaskCancelledError``).
         updated_at: Aware-UTC time of the write.
+
+    A ``STARTED`` record written by ``ctx.set_progress`` also carries a ``progress`` key
+    (:func:`encode_progress_record`, read back with :func:`progress_of`); it is kept out of
+    this class so the record every task writes costs nothing more.
     """
 
     task_id: str
@@ -182,3 +210,38 @@ def _success_fast(raw: Any) -> ResultRecord | None:
         updated_at=updated_at,
         result=raw.get("result"),
     )
+
+
+def encode_progress_record(record: ResultRecord, progress: TaskProgress) -> bytes:
+    """Encode a (``STARTED``) record carrying ``progress`` under its ``progress`` key.
+
+    Raises:
+        TypeError: the progress's meta is not JSON-encodable.
+    """
+    raw = _converter.unstructure(record)
+    raw["progress"] = {"value": progress.value, "meta": progress.meta}
+    return to_json(raw)
+
+
+def progress_of(data: bytes) -> TaskProgress | None:
+    """The progress a stored record reports: ``None`` for a final record, or one without.
+
+    Raises:
+        ResultBackendError: the stored bytes are not a record.
+    """
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ResultBackendError(f"stored ResultRecord cannot be decoded: {exc}") from exc
+    if type(raw) is not dict or raw.get("state") in _FINAL_NAMES:
+        return None
+    progress = raw.get("progress")
+    if type(progress) is not dict:
+        return None
+    value = progress.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return TaskProgress(value=float(value), meta=progress.get("meta"))
+
+
+_FINAL_NAMES = frozenset(state.value for state in _FINAL)

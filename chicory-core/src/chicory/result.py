@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
 
 from chicory.errors import (
     CapabilityError,
@@ -12,11 +16,13 @@ from chicory.errors import (
 )
 from chicory.inspection import RecordForgetting
 from chicory.loops import running_loop
-from chicory.records import ResultRecord, TaskState, decode_record
+from chicory.progress import feed_of
+from chicory.records import ResultRecord, TaskProgress, TaskState, decode_record, progress_of
 from chicory.revocation import revocations_of
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
+    from chicory.backend import ResultBackend
     from chicory.task import Task
 
 __all__ = ["AsyncResult", "DuplicateResult"]
@@ -56,17 +62,28 @@ class AsyncResult(Generic[T]):
         extra = " duplicate" if self.duplicate else ""
         return f"<AsyncResult {name} {self.id}{extra}>"
 
-    async def get(self, timeout: float | None = None) -> T:
+    async def get(
+        self,
+        timeout: float | None = None,
+        *,
+        on_progress: Callable[[TaskProgress], object] | None = None,
+    ) -> T:
         """Wait for the task to finish and return its value.
 
         Args:
             timeout: Seconds to wait; ``None`` waits forever.
+            on_progress: Called with each progress report of the task (``ctx.set_progress``)
+                as the result backend pushes it while waiting, starting with the last one
+                already stored; it may be a coroutine function (awaited). Needs a result
+                backend that pushes progress (:mod:`chicory.progress`).
 
         Raises:
             TaskFailedError: the task failed; carries the remote type, message and traceback.
             TaskCancelledError: the task was cancelled (see :meth:`cancel`).
             TimeoutError: no final result arrived within ``timeout``.
             ConfigurationError: the task was declared with ``ignore_result=True``.
+            CapabilityError: ``on_progress`` was given and the result backend does not push
+                progress.
         """
         if self._task is not None and self._task.ignore_result:
             raise ConfigurationError(
@@ -78,7 +95,10 @@ class AsyncResult(Generic[T]):
             backend = app.backend
         else:
             backend = await app.connected_backend()
-        data = await backend.wait(self.id, timeout)
+        if on_progress is None:
+            data = await backend.wait(self.id, timeout)
+        else:
+            data = await self._wait_reporting(backend, timeout, on_progress)
         if data is None:
             raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
         record = decode_record(data, ResultRecord)
@@ -97,11 +117,59 @@ class AsyncResult(Generic[T]):
             value = self._task.signature.load_result(value)
         return value  # type: ignore[no-any-return]
 
+    async def _wait_reporting(
+        self,
+        backend: ResultBackend,
+        timeout: float | None,
+        on_progress: Callable[[TaskProgress], object],
+    ) -> bytes | None:
+        """``backend.wait``, calling ``on_progress`` with each progress record pushed
+        meanwhile (and the one stored before, if any)."""
+        feed = feed_of(backend, needed_for="get(on_progress=...)")
+        task_id = self.id
+
+        last: list[bytes | None] = [None]
+
+        async def report(data: bytes | None) -> None:
+            if data is None or data == last[0]:  # the record read first may be pushed too
+                return
+            last[0] = data
+            progress = progress_of(data)
+            if progress is not None:
+                outcome = on_progress(progress)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+        async with feed.watch_progress(task_id) as updates:
+            await report(await backend.get(task_id))  # subscribed: nothing is missed after
+
+            async def relay() -> None:
+                async for data in updates:
+                    await report(data)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(relay)
+                final = await backend.wait(task_id, timeout)
+                group.cancel_scope.cancel()
+        return final
+
     async def info(self) -> ResultRecord | None:
         """Return the task's current record, or ``None`` while it is ``PENDING``."""
         backend = await self._app.connected_backend()
         data = await backend.get(self.id)
         return None if data is None else decode_record(data, ResultRecord)
+
+    async def progress(self) -> TaskProgress | None:
+        """The progress the running task last reported (``ctx.set_progress``), or ``None``
+        when it reported none, has not started, or has finished (its final record holds
+        its result instead).
+
+        Raises:
+            ResultBackendError: the result backend could not be reached.
+        """
+        backend = await self._app.connected_backend()
+        data = await backend.get(self.id)
+        return None if data is None else progress_of(data)
 
     async def state(self) -> TaskState:
         """Return the task's current state (``PENDING`` when no record exists)."""

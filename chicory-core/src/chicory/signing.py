@@ -21,7 +21,7 @@ The signed text is the body alone for a message without signed headers, or
 ``chicory-headers-v1``, the signed headers as a JSON array of ``[name, value]`` pairs
 sorted by name, and the body, each on its own line. Every header is signed except the
 signature itself, the task's history (``chicory-history``, which retries and replays add
-to) and its count of waits for a concurrency permit (``chicory-flow-waits``), neither of
+to) and its count of waits for a concurrency permit (``chicory-permit-waits``), neither of
 which changes what runs; that includes Chicory's time-limit and priority headers.
 The first line keeps the two forms apart (a body is a JSON object, so never starts with it).
 
@@ -45,7 +45,7 @@ from chicory.errors import MessageDecodeError
 __all__ = ["SIGNATURE_HEADER", "UNSIGNED_HEADERS", "Signer"]
 
 SIGNATURE_HEADER: Final = "chicory-sig"
-UNSIGNED_HEADERS: Final = frozenset({SIGNATURE_HEADER, "chicory-history", "chicory-flow-waits"})
+UNSIGNED_HEADERS: Final = frozenset({SIGNATURE_HEADER, "chicory-history", "chicory-permit-waits"})
 """Headers a signature does not cover: itself, the history retries and replays add to, and
 the count of waits for a concurrency permit (:mod:`chicory.worker.gate`), which a worker
 adds as it hands a message back and which never changes what runs."""

@@ -27,6 +27,7 @@ from chicory.wire_rules import MAX_ID_LENGTH
 if TYPE_CHECKING:
     from chicory.app import Chicory
     from chicory.blocking import BlockingTask
+    from chicory.workflow.canvas import Signature as StepSignature
 
 __all__ = ["Task", "new_task_id", "new_task_ids", "outcome_unknown"]
 
@@ -191,6 +192,19 @@ class Task(Generic[P, R]):
         from chicory.blocking import BlockingTask
 
         return BlockingTask(self)
+
+    def s(self, *args: Any, **kwargs: Any) -> StepSignature:
+        """A workflow step calling this task (see :mod:`chicory.workflow`): in a chain it
+        gets the previous step's result as its first argument, before ``args``."""
+        from chicory.workflow.canvas import Signature as StepSignature
+
+        return StepSignature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> StepSignature:
+        """An immutable workflow step: it ignores the previous step's result."""
+        from chicory.workflow.canvas import Signature as StepSignature
+
+        return StepSignature(self, args, kwargs, immutable=True)
 
     async def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Enqueue one run with these arguments and return its result handle.

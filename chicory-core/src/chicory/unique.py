@@ -144,7 +144,8 @@ def unique_enqueue(broker: Broker, *, needed_for: str) -> UniqueEnqueue:
         raise CapabilityError(
             f"{needed_for} needs a broker with the 'unique_enqueue' capability, and "
             f"{broker!r} does not declare it (Capabilities.unique_enqueue=False); use the "
-            "memory://, redis:// or postgresql:// broker, or enqueue without unique=/unique_key="
+            "memory://, redis://, postgresql:// or sqlite:// broker, or enqueue without "
+            "unique=/unique_key="
         )
     return broker
 

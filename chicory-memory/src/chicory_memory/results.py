@@ -8,6 +8,10 @@ Where things are stored:
 * ``_workers``: worker id -> ``(data, expires_at)`` heartbeat records, swept when listed.
 * ``_waiters``: task id -> the :class:`anyio.Event` of each ``wait()`` in progress. Storing a
   final record sets them; ``close()`` sets all of them (the waits then return ``None``).
+* ``_progress_watchers``: task id -> the streams of ``watch_progress()`` subscriptions, each
+  sent every progress record of that task as it is stored (:mod:`chicory.progress`).
+* ``_joins``: group id -> ``(member records by index, expires_at)`` for
+  :class:`chicory.workflow.joins.GroupJoins`; a join is one synchronous step, so atomic.
 * ``_revoked``: task id -> expiry of its revocation record (``AsyncResult.cancel()``), and
   ``_watchers``: the streams of ``watch_revocations()`` subscriptions, each sent every new
   revocation at once (see :mod:`chicory.revocation`).
@@ -68,6 +72,8 @@ class MemoryResultBackend:
         self._workers: dict[str, tuple[bytes, float]] = {}
         self._waiters: dict[str, set[anyio.Event]] = {}
         self._revoked: dict[str, float] = {}
+        self._joins: dict[str, tuple[dict[int, bytes], float]] = {}
+        self._progress_watchers: dict[str, set[MemoryObjectSendStream[bytes]]] = {}
         self._watchers: set[MemoryObjectSendStream[tuple[str, float]]] = set()
         self._connected = False
 
@@ -106,6 +112,10 @@ class MemoryResultBackend:
         for watcher in self._watchers:
             watcher.close()
         self._watchers.clear()
+        for streams in self._progress_watchers.values():
+            for stream in streams:
+                stream.close()
+        self._progress_watchers.clear()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -244,6 +254,81 @@ class MemoryResultBackend:
             return None
         record = self._live(task_id, self._clock.time())
         return record.data if record is not None and record.final else None
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def store_progress(self, task_id: str, data: bytes, *, ttl: float) -> None:
+        """Store ``data`` as the non-final record of ``task_id`` (never over a final one)
+        and send it to every ``watch_progress`` subscriber of ``task_id``.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``ttl`` is not positive.
+        """
+        self._check_connected()
+        self._check_ttl(ttl)
+        now = self._clock.time()
+        current = self._live(task_id, now)
+        if current is not None and current.final:
+            return
+        self._sweep(now)
+        self._put(task_id, data, False, ttl, now)
+        for stream in list(self._progress_watchers.get(task_id, ())):
+            try:
+                stream.send_nowait(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._progress_watchers[task_id].discard(stream)
+
+    @asynccontextmanager
+    async def watch_progress(self, task_id: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Subscribe to the progress records of ``task_id`` as they are stored.
+
+        The iterator ends when the backend is closed.
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+        """
+        self._check_connected()
+        send, receive = anyio.create_memory_object_stream[bytes](math.inf)
+        streams = self._progress_watchers.setdefault(task_id, set())
+        streams.add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            streams.discard(send)
+            if not streams and self._progress_watchers.get(task_id) is streams:
+                del self._progress_watchers[task_id]
+            send.close()
+
+    # -- group joins -----------------------------------------------------------------------
+
+    async def join(
+        self, group_id: str, index: int, size: int, data: bytes, *, ttl: float
+    ) -> list[bytes] | None:
+        """Record member ``index`` of the ``size`` members of ``group_id``; every member's
+        record in index order if all are recorded now, else ``None`` (see
+        :class:`chicory.workflow.joins.GroupJoins`).
+
+        Raises:
+            ResultBackendError: the backend is not connected.
+            ValueError: ``index`` is not in ``range(size)``, or ``ttl`` is not positive.
+        """
+        self._check_connected()
+        self._check_ttl(ttl)
+        if not 0 <= index < size:
+            raise ValueError(f"member index {index} is not in range({size})")
+        now = self._clock.time()
+        if len(self._joins) > 1000:  # expired groups go now and then, not on every call
+            self._joins = {g: entry for g, entry in self._joins.items() if entry[1] > now}
+        members, expires_at = self._joins.get(group_id, ({}, 0.0))
+        if expires_at <= now:
+            members = {}
+        members[index] = data
+        self._joins[group_id] = (members, now + ttl)
+        if len(members) < size or any(i not in members for i in range(size)):
+            return None
+        return [members[i] for i in range(size)]
 
     # -- heartbeats ------------------------------------------------------------------------
 

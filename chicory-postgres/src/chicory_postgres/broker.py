@@ -251,9 +251,7 @@ class PostgresBroker:
             "channel": self._wake_channel,
             "ids": ids,
             "bodies": [m.body for m in messages],
-            "headers": [
-                orjson.dumps(dict(m.headers)).decode() if m.headers else "{}" for m in messages
-            ],
+            "headers": [_headers_json(m.headers) for m in messages],
             "run_at": [m.not_before for m in messages],
         }
         return ids, params
@@ -454,8 +452,9 @@ class PostgresBroker:
         return await unique.unique_holder(self, queue, key)
 
 
-def _headers_json(headers: Mapping[str, str]) -> str:
-    return orjson.dumps(dict(headers)).decode() if headers else "{}"
+def _headers_json(headers: Mapping[str, str]) -> bytes:
+    """Headers as stored: JSON bytes (any string survives, NUL included, unlike jsonb)."""
+    return orjson.dumps(dict(headers)) if headers else b"{}"
 
 
 async def _psycopg_connection(connection: object) -> psycopg.AsyncConnection[Any]:

@@ -37,7 +37,7 @@ __all__ = [
     "trim_dead_letters",
 ]
 
-_DEAD_COLUMNS = "id, queue, body, headers::text, reason, delivery_count, dead_at"
+_DEAD_COLUMNS = "id, queue, body, headers, reason, delivery_count, dead_at"
 
 _REPLAY = """
 WITH gone AS (
@@ -46,7 +46,7 @@ WITH gone AS (
 ), ins AS (
     INSERT INTO {s}.messages (id, queue, body, headers, run_at)
     SELECT %(new_id)s, %(queue)s, coalesce(%(body)s, gone.body),
-           coalesce(%(headers)s::jsonb, gone.headers), statement_timestamp()
+           coalesce(%(headers)s::bytea, gone.headers), statement_timestamp()
     FROM gone
     RETURNING 1
 )
@@ -215,7 +215,7 @@ async def replay(
             "dead_id": dead_id,
             "new_id": uuid.uuid4(),
             "body": body,
-            "headers": None if headers is None else orjson.dumps(dict(headers)).decode(),
+            "headers": None if headers is None else orjson.dumps(dict(headers)),
             "channel": channel,
         },
         doing="replaying a dead letter",
@@ -295,7 +295,7 @@ async def delayed_page(
         params["due"], params["id"] = _parse_cursor(after)
         where += " AND (run_at, id) > (%(due)s, %(id)s)"
     statement = broker.sql.fill(
-        f"SELECT id, body, headers::text, run_at FROM {{s}}.messages WHERE {where} "
+        f"SELECT id, body, headers, run_at FROM {{s}}.messages WHERE {where} "
         "ORDER BY run_at, id LIMIT %(limit)s"
     )
     rows = await broker.fetch_rows(statement, params, doing="listing delayed messages")

@@ -394,12 +394,74 @@ class PostgresResultBackend:
                     yield task_id, expires
             seen = now
 
+    # -- group joins -----------------------------------------------------------------------
+
+    async def join(
+        self, group_id: str, index: int, size: int, data: bytes, *, ttl: float
+    ) -> list[bytes] | None:
+        """Record member ``index`` of the ``size`` members of ``group_id``; every member's
+        record in index order if all are recorded now, else ``None`` (see
+        :class:`chicory.workflow.joins.GroupJoins`).
+
+        One transaction holding an advisory lock on the group, so concurrent joins of one
+        group are taken one at a time and exactly one sees it complete.
+
+        Raises:
+            ResultBackendError: PostgreSQL could not be reached.
+            ValueError: ``index`` is not in ``range(size)``, or ``ttl`` is not positive.
+        """
+        if not 0 <= index < size:
+            raise ValueError(f"member index {index} is not in range({size})")
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        params = {"group": group_id, "member": index, "data": data, "ttl": ttl, "size": size}
+        with results_errors(self._settings, f"joining member {index} of group {group_id}"):
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%(lock)s))",
+                    {"lock": f"chicory-group:{group_id}"},
+                )
+                await conn.execute(
+                    self._fill(
+                        "DELETE FROM {s}.group_members WHERE group_id = %(group)s "
+                        "AND expires_at <= statement_timestamp()"
+                    ),
+                    params,
+                )
+                await conn.execute(
+                    self._fill(
+                        "INSERT INTO {s}.group_members (group_id, member, data, expires_at) "
+                        "VALUES (%(group)s, %(member)s, %(data)s, statement_timestamp() "
+                        "+ make_interval(secs => %(ttl)s)) ON CONFLICT (group_id, member) "
+                        "DO UPDATE SET data = excluded.data"
+                    ),
+                    params,
+                    binary=True,
+                )
+                await conn.execute(
+                    self._fill(
+                        "UPDATE {s}.group_members SET expires_at = statement_timestamp() "
+                        "+ make_interval(secs => %(ttl)s) WHERE group_id = %(group)s"
+                    ),
+                    params,
+                )
+                cur = await conn.execute(
+                    self._fill(
+                        "SELECT data FROM {s}.group_members WHERE group_id = %(group)s "
+                        "AND member < %(size)s ORDER BY member"
+                    ),
+                    params,
+                    binary=True,
+                )
+                rows = await cur.fetchall()
+        return [bytes(row[0]) for row in rows] if len(rows) == size else None
+
     # -- pruning ---------------------------------------------------------------------------
 
     async def prune(self) -> int:
         """Delete expired results, heartbeats and revocations (in batches); return how many."""
         total = 0
-        for table in ("results", "workers", "revocations"):
+        for table in ("results", "workers", "revocations", "group_members"):
             while True:
                 rows = await self._rows(
                     self._fill(

@@ -15,6 +15,8 @@ Everything lives in one PostgreSQL schema (``chicory`` unless the URL says ``?sc
   final (and its ``keep_until``), or until ``held_until`` at the latest.
 * ``results``, ``workers``, ``revocations``: the result backend's records, each with an
   ``expires_at``; expired rows are invisible at once and deleted by a periodic prune.
+* ``group_members``: one row per recorded member of a workflow group (the result backend's
+  group joins), with the group's ``expires_at``; pruned like the others.
 
 Migrations are numbered SQL scripts applied in order under a transaction-scoped advisory
 lock (concurrent workers starting at once apply each script once); the version reached is
@@ -126,6 +128,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (queue, key)
     );
     CREATE INDEX unique_keys_expiry ON {s}.unique_keys (held_until);
+    """,
+    # 3: the members of workflow groups (chicory.workflow.joins).
+    """
+    CREATE TABLE {s}.group_members (
+        group_id text NOT NULL,
+        member integer NOT NULL,
+        data bytea NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (group_id, member)
+    );
+    CREATE INDEX group_members_expiry ON {s}.group_members (expires_at);
+    """,
+    # 4: headers as JSON bytes: jsonb refuses a NUL character, which a header may hold.
+    """
+    ALTER TABLE {s}.messages
+        ALTER COLUMN headers TYPE bytea USING convert_to(headers::text, 'UTF8');
+    ALTER TABLE {s}.dead_letters
+        ALTER COLUMN headers TYPE bytea USING convert_to(headers::text, 'UTF8');
     """,
 )
 """Migration scripts; ``MIGRATIONS[n - 1]`` brings a schema from version ``n - 1`` to ``n``."""

@@ -16,8 +16,8 @@ _LEASE = "statement_timestamp() + %(lease)s * interval '1 second'"
 PUBLISH: Final = """
 WITH ins AS (
     INSERT INTO {s}.messages (id, queue, body, headers, run_at)
-    SELECT t.id, %(queue)s, t.body, t.headers::jsonb, coalesce(t.run_at, statement_timestamp())
-    FROM unnest(%(ids)s::uuid[], %(bodies)s::bytea[], %(headers)s::text[],
+    SELECT t.id, %(queue)s, t.body, t.headers, coalesce(t.run_at, statement_timestamp())
+    FROM unnest(%(ids)s::uuid[], %(bodies)s::bytea[], %(headers)s::bytea[],
                 %(run_at)s::timestamptz[]) WITH ORDINALITY AS t(id, body, headers, run_at, n)
     ORDER BY t.n
     RETURNING 1
@@ -54,7 +54,7 @@ SET locked_until = """
     delivery_count = m.delivery_count + 1
 FROM picked p
 WHERE m.id = p.id AND p.delivery_count < coalesce(%(max_deliveries)s, 2147483647)
-RETURNING m.id, m.queue, m.body, m.headers::text, m.delivery_count, m.token, m.run_at, m.seq
+RETURNING m.id, m.queue, m.body, m.headers, m.delivery_count, m.token, m.run_at, m.seq
 """
 )
 
@@ -126,7 +126,7 @@ WITH gone AS (
     DELETE FROM {s}.messages WHERE id = %(id)s AND token = %(token)s RETURNING queue
 )
 INSERT INTO {s}.messages (id, queue, body, headers, run_at)
-SELECT %(new_id)s, gone.queue, %(body)s, %(headers)s::jsonb,
+SELECT %(new_id)s, gone.queue, %(body)s, %(headers)s,
        coalesce(%(run_at)s, statement_timestamp())
 FROM gone
 """
@@ -144,7 +144,7 @@ SELECT queue, id, body, headers, %(reason)s, delivery_count FROM gone
 
 DEAD_LETTER_COPY: Final = """
 INSERT INTO {s}.dead_letters (queue, message_id, body, headers, reason, delivery_count)
-VALUES (%(queue)s, %(id)s, %(body)s, %(headers)s::jsonb, %(reason)s, %(count)s)
+VALUES (%(queue)s, %(id)s, %(body)s, %(headers)s, %(reason)s, %(count)s)
 """
 """Record a copy of a message acked already (at-most-once work that failed)."""
 

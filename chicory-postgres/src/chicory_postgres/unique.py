@@ -35,7 +35,7 @@ WITH claim AS (
     RETURNING 1
 ), ins AS (
     INSERT INTO {s}.messages (id, queue, body, headers, run_at)
-    SELECT %(id)s, %(queue)s, %(body)s, %(headers)s::jsonb,
+    SELECT %(id)s, %(queue)s, %(body)s, %(headers)s,
            coalesce(%(run_at)s, statement_timestamp())
     FROM claim
     RETURNING 1
@@ -92,7 +92,7 @@ async def publish_unique(
         "keep": keep,
         "id": message_id,
         "body": message.body,
-        "headers": orjson.dumps(dict(message.headers)).decode(),
+        "headers": orjson.dumps(dict(message.headers)),
         "run_at": due,
         "channel": channel,
     }

@@ -127,6 +127,14 @@ class KeySpace:
         """Return the key holding the record of ``task_id``."""
         return f"{self.prefix}:result:{task_id}"
 
+    def flow_group(self, group_id: str) -> str:
+        """Return the hash of the members' records of workflow group ``group_id``."""
+        return f"{self.prefix}:group:{group_id}"
+
+    def progress_channel(self, task_id: str) -> str:
+        """Pub/sub channel on which the progress records of ``task_id`` are published."""
+        return f"{self.prefix}:progress:{task_id}"
+
     @property
     def result_channel(self) -> str:
         """Pub/sub channel on which the ids of tasks with a new final record are published."""

@@ -10,6 +10,12 @@
   of concurrent waiters batched into one ``MGET``, records delivered in the notification).
 * Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
   expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
+* Progress (:mod:`chicory.progress`): ``store_progress`` writes the non-final record and
+  publishes it on ``<p>:progress:<task id>`` in one script; ``watch_progress`` subscribes to
+  that channel on a connection of its own.
+* Group joins (:mod:`chicory.workflow.joins`) are one hash per group, ``<p>:group:<id>``,
+  member index -> record, with the group's TTL; the ``join_group`` script records a member
+  and returns the whole group when complete, atomically.
 * Revocation records (:mod:`chicory.revocation`) are members of one sorted set scored by
   expiry, pruned on every write and read; each ``revoke`` also publishes
   ``<expiry ms> <task id>`` on one channel, which every worker subscribes to.
@@ -124,7 +130,12 @@ class RedisResultBackend:
         """
         if self._client is not None:
             return
-        needed = (scripts.STORE_RESULT, scripts.STORE_RESULTS)
+        needed = (
+            scripts.STORE_RESULT,
+            scripts.STORE_RESULTS,
+            scripts.STORE_PROGRESS,
+            scripts.JOIN_GROUP,
+        )
         client = await scripts.open_client(self._settings, needed, results_errors)
         self._waiters.open()
         self._client = client
@@ -252,6 +263,74 @@ class RedisResultBackend:
             return await self._get_final(task_id)
         _ = self.client  # not connected: fail now, like every other call
         return await self._waiters.wait(task_id, timeout)
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def store_progress(self, task_id: str, data: bytes, *, ttl: float) -> None:
+        """Write the progress record of ``task_id`` (never over a final one) and publish it
+        to its watchers (one script call).
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+        """
+        seconds = ttl if ttl > 0 else self._settings.result_ttl
+        args = (PENDING + data, max(1, int(seconds * 1000)), self._keys.progress_channel(task_id))
+        key = self._keys.result(task_id)
+        with results_errors(self.display_url, f"store the progress of {task_id}"):
+            await scripts.run(self.client, scripts.STORE_PROGRESS, (key,), args)
+
+    @asynccontextmanager
+    async def watch_progress(self, task_id: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Subscribe (on a connection of its own) to the progress records of ``task_id``.
+
+        The iterator raises :class:`~chicory.errors.ResultBackendError` when the connection
+        drops.
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+        """
+        pubsub = self.client.pubsub()
+        try:
+            with results_errors(self.display_url, f"subscribe to the progress of {task_id}"):
+                await pubsub.subscribe(self._keys.progress_channel(task_id))
+            yield self._progress_from(pubsub, task_id)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _progress_from(self, pubsub: Any, task_id: str) -> AsyncIterator[bytes]:
+        while True:
+            with results_errors(self.display_url, f"receive the progress of {task_id}"):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+            if message is None or message.get("type") != "message":
+                continue
+            data = message.get("data")
+            if isinstance(data, str):
+                data = data.encode()
+            if isinstance(data, bytes) and data[:1] == PENDING:
+                yield data[1:]
+
+    # -- group joins -----------------------------------------------------------------------
+
+    async def join(
+        self, group_id: str, index: int, size: int, data: bytes, *, ttl: float
+    ) -> list[bytes] | None:
+        """Record member ``index`` of the ``size`` members of ``group_id`` and return every
+        member's record in index order if all are recorded now, else ``None`` (one script
+        call; see :class:`chicory.workflow.joins.GroupJoins`).
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+            ValueError: ``index`` is not in ``range(size)``, or ``ttl`` is not positive.
+        """
+        if not 0 <= index < size:
+            raise ValueError(f"member index {index} is not in range({size})")
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        key = self._keys.flow_group(group_id)
+        args = (index, size, data, max(1, int(ttl * 1000)))
+        with results_errors(self.display_url, f"join member {index} of group {group_id}"):
+            found = await scripts.run(self.client, scripts.JOIN_GROUP, (key,), args)
+        return None if not found else [bytes(record) for record in found]
 
     # -- heartbeats ------------------------------------------------------------------------
 

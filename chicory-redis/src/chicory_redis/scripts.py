@@ -42,11 +42,13 @@ __all__ = [
     "DEAD_LETTER",
     "ENQUEUE",
     "FORGET_IDLE",
+    "JOIN_GROUP",
     "MOVE_DUE",
     "RENEW",
     "REPLAY",
     "REQUEUE",
     "REQUEUE_DEAD",
+    "STORE_PROGRESS",
     "STORE_RESULT",
     "STORE_RESULTS",
     "TRIM_DEAD",
@@ -390,6 +392,45 @@ return 1
 """,
 )
 """Write a result record with a TTL unless a final one is there; announce finals."""
+
+STORE_PROGRESS: Final = Script(
+    "store_progress",
+    """
+-- KEYS: result key. ARGV: marked record ('P' first), ttl ms, the task's progress channel.
+-- Writes a progress record unless a final record is there, and publishes it (marked) on
+-- the task's channel. Returns 1 if written.
+if redis.call('GETRANGE', KEYS[1], 0, 0) == 'F' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+""",
+)
+"""Write a task's progress record unless it has a final one, and push it to its watchers."""
+
+JOIN_GROUP: Final = Script(
+    "join_group",
+    """
+-- KEYS: the group's hash. ARGV: member index, member count, member record, ttl ms.
+-- Records the member (replacing an earlier record of that index, so a member joined twice
+-- counts once) and, if every member is recorded now, returns all records in index order
+-- (fetched in slices, as Lua's unpack has a limit); otherwise nil.
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local size = tonumber(ARGV[2])
+if redis.call('HLEN', KEYS[1]) < size then return false end
+local all = {}
+for first = 0, size - 1, 1000 do
+  local fields = {}
+  for i = first, math.min(first + 999, size - 1) do fields[#fields + 1] = tostring(i) end
+  for _, record in ipairs(redis.call('HMGET', KEYS[1], unpack(fields))) do
+    if not record then return false end
+    all[#all + 1] = record
+  end
+end
+return all
+""",
+)
+"""Record one member of a group and, atomically, return the group if it is complete."""
 
 STORE_RESULTS: Final = Script(
     "store_results",

@@ -2,7 +2,9 @@
 
 Tables (:mod:`chicory_sqlite.schema`): ``chicory_results`` (task id, record, final flag,
 expiry), ``chicory_workers`` (heartbeats), ``chicory_revocations`` (cancelled task ids; each
-revoke takes a new ``seq``, which is how watchers see what is new).
+revoke takes a new ``seq``, which is how watchers see what is new), ``chicory_group_members``
+(workflow group joins, :mod:`chicory.workflow.joins`: one row per member, written and counted
+in one ``BEGIN IMMEDIATE`` transaction, so atomic across processes).
 
 * A write is one upsert per record in one transaction; its ``WHERE`` keeps a live final record
   from being replaced by a late non-final one.
@@ -153,7 +155,12 @@ class SqliteResultBackend:
         if time.monotonic() - self._pruned_at < self._prune_interval:
             return
         self._pruned_at = time.monotonic()
-        for table in ("chicory_results", "chicory_workers", "chicory_revocations"):
+        for table in (
+            "chicory_results",
+            "chicory_workers",
+            "chicory_revocations",
+            "chicory_group_members",
+        ):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
 
     async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
@@ -313,6 +320,47 @@ class SqliteResultBackend:
             ).fetchall()
         )
         return {worker_id: bytes(data) for worker_id, data in rows}
+
+    # -- group joins -----------------------------------------------------------------------
+
+    async def join(
+        self, group_id: str, index: int, size: int, data: bytes, *, ttl: float
+    ) -> list[bytes] | None:
+        """Record member ``index`` of the ``size`` members of ``group_id``; every member's
+        record in index order if all are recorded now, else ``None`` (one transaction; see
+        :class:`chicory.workflow.joins.GroupJoins`).
+
+        Raises:
+            ResultBackendError: not connected, or the database failed.
+            ValueError: ``index`` is not in ``range(size)``, or ``ttl`` is not positive.
+        """
+        self._check_ttl(ttl)
+        if not 0 <= index < size:
+            raise ValueError(f"member index {index} is not in range({size})")
+
+        def write(conn: sqlite3.Connection) -> list[bytes] | None:
+            now = time.time()
+            conn.execute(
+                "DELETE FROM chicory_group_members WHERE group_id = ? AND expires_at <= ?",
+                (group_id, now),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO chicory_group_members (group_id, member, data, "
+                "expires_at) VALUES (?, ?, ?, ?)",
+                (group_id, index, data, now + ttl),
+            )
+            conn.execute(
+                "UPDATE chicory_group_members SET expires_at = ? WHERE group_id = ?",
+                (now + ttl, group_id),
+            )
+            rows = conn.execute(
+                "SELECT data FROM chicory_group_members WHERE group_id = ? AND member < ? "
+                "ORDER BY member",
+                (group_id, size),
+            ).fetchall()
+            return [bytes(row[0]) for row in rows] if len(rows) == size else None
+
+        return await self._write(write)
 
     # -- revocation records ----------------------------------------------------------------
 

@@ -87,6 +87,16 @@ CREATE TABLE IF NOT EXISTS chicory_workers (
     expires_at REAL NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS chicory_group_members (
+    group_id TEXT NOT NULL,
+    member INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (group_id, member)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chicory_group_members_expiry
+    ON chicory_group_members (expires_at);
+
 CREATE TABLE IF NOT EXISTS chicory_unique_claims (
     queue TEXT NOT NULL,
     key TEXT NOT NULL,

@@ -49,7 +49,7 @@ from chicory.admin.models import (
     WorkerStatus,
 )
 from chicory.admin.replay import replay_fresh
-from chicory.admin.tasks import near_failure, read_record, send_task, task_info
+from chicory.admin.tasks import near_failure, read_stored, send_task, task_info
 from chicory.app import Chicory
 from chicory.broker import DeadLetter
 from chicory.clock import utcnow
@@ -456,13 +456,14 @@ class Admin:
             task_id: The task id.
             wait: Seconds to wait for a final record first (``None``: do not wait).
         """
-        record = await read_record(self.app, task_id, wait=wait)
-        if record is None:
+        stored = await read_stored(self.app, task_id, wait=wait)
+        if stored is None:
             return TaskInfo(task_id=task_id, state=TaskState.PENDING)
+        record, progress = stored
         letter = None
         if record.state is TaskState.FAILURE:
             letter = await self._dead_letter_of(record)
-        return task_info(record, letter)
+        return task_info(record, letter, progress)
 
     async def _dead_letter_of(self, record: ResultRecord) -> DeadLetterInfo | None:
         """The dead letter written right after a FAILURE record, looked for near its time."""

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from chicory.history import HistoryEntry
-from chicory.records import ErrorInfo, TaskState
+from chicory.records import ErrorInfo, TaskProgress, TaskState
 
 __all__ = [
     "ActionReport",
@@ -258,6 +258,7 @@ class TaskInfo(_JSON):
         error: The error (``RETRY``, ``FAILURE``), with its traceback.
         dead_letter: The task's dead letter, when it failed for good and is still one.
         history: The task's past, from its dead letter's history header.
+        progress: What the running task last reported with ``ctx.set_progress``.
     """
 
     task_id: str
@@ -269,3 +270,4 @@ class TaskInfo(_JSON):
     error: ErrorInfo | None = None
     dead_letter: DeadLetterInfo | None = None
     history: list[HistoryEntry] = attrs.field(factory=list)
+    progress: TaskProgress | None = None

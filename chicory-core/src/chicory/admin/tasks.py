@@ -9,7 +9,7 @@ from typing import Any, Final
 from chicory.admin.models import DeadLetterFilter, DeadLetterInfo, TaskInfo
 from chicory.app import Chicory
 from chicory.errors import ConfigurationError
-from chicory.records import ResultRecord, decode_record
+from chicory.records import ResultRecord, TaskProgress, decode_record, progress_of
 
 __all__ = ["DEAD_LETTER_WINDOW", "near_failure", "read_record", "send_task", "task_info"]
 
@@ -47,11 +47,21 @@ async def send_task(
 
 async def read_record(app: Chicory, task_id: str, *, wait: float | None) -> ResultRecord | None:
     """The record of ``task_id`` (after waiting up to ``wait`` s for a final one), if any."""
+    stored = await read_stored(app, task_id, wait=wait)
+    return None if stored is None else stored[0]
+
+
+async def read_stored(
+    app: Chicory, task_id: str, *, wait: float | None
+) -> tuple[ResultRecord, TaskProgress | None] | None:
+    """:func:`read_record`, with the progress the record reports (if it does)."""
     backend = await app.connected_backend()
     if wait is not None:
         await backend.wait(task_id, wait)
     data = await backend.get(task_id)
-    return None if data is None else decode_record(data, ResultRecord)
+    if data is None:
+        return None
+    return decode_record(data, ResultRecord), progress_of(data)
 
 
 def near_failure(record: ResultRecord) -> DeadLetterFilter:
@@ -62,8 +72,11 @@ def near_failure(record: ResultRecord) -> DeadLetterFilter:
     )
 
 
-def task_info(record: ResultRecord, letter: DeadLetterInfo | None) -> TaskInfo:
-    """What the admin API reports of a task with ``record``, dead-lettered as ``letter``."""
+def task_info(
+    record: ResultRecord, letter: DeadLetterInfo | None, progress: TaskProgress | None = None
+) -> TaskInfo:
+    """What the admin API reports of a task with ``record`` (reporting ``progress``),
+    dead-lettered as ``letter``."""
     return TaskInfo(
         task_id=record.task_id,
         state=record.state,
@@ -74,4 +87,5 @@ def task_info(record: ResultRecord, letter: DeadLetterInfo | None) -> TaskInfo:
         error=record.error,
         dead_letter=letter,
         history=letter.history if letter is not None else [],
+        progress=progress,
     )

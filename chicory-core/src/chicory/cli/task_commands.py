@@ -120,6 +120,11 @@ def _print_task(out: Out, info: TaskInfo) -> None:
         ("attempt", info.attempt),
         ("updated at", moment(info.updated_at)),
     ]
+    if info.progress is not None:
+        shown = f"{info.progress.value:g}"
+        if info.progress.meta is not None:
+            shown += f" {_value(info.progress.meta)}"
+        rows.append(("progress", shown))
     if info.state is TaskState.SUCCESS:
         rows.append(("result", _value(info.result)))
     if info.error is not None:

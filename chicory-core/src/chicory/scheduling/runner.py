@@ -9,14 +9,15 @@ on two machines; no leader election, no lock to renew.
 
 At start, a scheduler reads each schedule's last-fire record
 (:mod:`chicory.scheduling.records`). Fires due after it and before the start fell due while
-no scheduler ran: the schedule's ``missed`` policy decides, ``"catch_up_last"`` (the
-default) fires the latest of them once, ``"skip"`` drops them. A schedule with no record yet
-(never fired) starts with the next fire. While running, a scheduler that falls behind (a
-suspended machine, a long broker outage) fires the latest due fire once, never a backlog.
+no scheduler ran: the schedule's ``missed`` policy decides, ``"catch_up_last"`` (the default)
+fires the latest of them once, ``"skip"`` drops them. A schedule with no record yet (never
+fired) starts with the next fire. While running, a scheduler that falls behind (a suspended
+machine, a long broker outage) fires the latest due fire once, never a backlog.
 
 Time comes from an injectable clock (:class:`~chicory.clock.Clock`): tests move a
 :class:`~chicory.clock.VirtualClock` across a daylight-saving change and call
-:meth:`Scheduler.tick`.
+:meth:`Scheduler.tick`. Between fires a scheduler only compares the clock with each
+schedule's next fire, computed once per fire.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Scheduler:
         self.poll = poll
         self.started_at: datetime | None = None
         self._cursor: dict[str, datetime] = {}
+        self._next: dict[str, datetime] = {}  # each schedule's next fire after its cursor
         self._stop = anyio.Event()
 
     def __repr__(self) -> str:
@@ -131,8 +133,13 @@ class Scheduler:
         now = self.now()
         for schedule in self.schedules:
             last = await records.last_fire(backend, schedule.name)
-            self._cursor[schedule.name] = last if last is not None else now
+            self._advance(schedule, last if last is not None else now)
         self.started_at = now
+
+    def _advance(self, schedule: Schedule, cursor: datetime) -> None:
+        """Mark every fire of ``schedule`` up to ``cursor`` as handled."""
+        self._cursor[schedule.name] = cursor
+        self._next[schedule.name] = schedule.next_after(cursor)
 
     async def tick(self) -> list[Fire]:
         """Fire every schedule whose next fire is due now, once; return the fires made.
@@ -148,6 +155,8 @@ class Scheduler:
         now = self.now()
         fired: list[Fire] = []
         for schedule in self.schedules:
+            if now < self._next[schedule.name]:
+                continue
             due = schedule.last_at_or_before(now)
             if due is None or due <= self._cursor[schedule.name]:
                 continue
@@ -159,10 +168,10 @@ class Scheduler:
                     schedule.name,
                     due.isoformat(),
                 )
-                self._cursor[schedule.name] = due
+                self._advance(schedule, due)
                 continue
             fired.append(await self._fire(schedule, due, caught_up=missed))
-            self._cursor[schedule.name] = due
+            self._advance(schedule, due)
         return fired
 
     async def _fire(self, schedule: Schedule, at: datetime, *, caught_up: bool) -> Fire:
@@ -205,10 +214,7 @@ class Scheduler:
     def _wait(self) -> float:
         """Seconds until the soonest next fire, at most ``poll``."""
         now = self.now()
-        soonest = min(
-            schedule.next_after(max(now, self._cursor.get(schedule.name, now)))
-            for schedule in self.schedules
-        )
+        soonest = min(self._next.values(), default=now)
         return max(0.0, min(self.poll, (soonest - now).total_seconds()))
 
     async def run(self) -> None:

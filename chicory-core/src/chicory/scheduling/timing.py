@@ -110,8 +110,8 @@ def cron_after(expression: str, where: tzinfo, after: datetime) -> datetime:
         instant = _instant(wall, where)
         if instant > after and (best is None or instant < best):
             best = instant
-            if stop is None:
-                stop = wall + 2 * _SHIFT
+            if stop is None:  # a later wall-clock time lands at most a jump earlier
+                stop = wall + _SHIFT
     assert best is not None  # CronSim iterates forever or raises
     return best
 
@@ -133,7 +133,7 @@ def cron_before(expression: str, where: tzinfo, moment: datetime) -> datetime | 
         if instant <= moment and (best is None or instant > best):
             best = instant
             if stop is None:
-                stop = wall - 2 * _SHIFT
+                stop = wall - _SHIFT
     return best
 
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from chicory.testing.suite_delivery import BrokerDeliverySuite
     from chicory.testing.suite_flow import FlowControlSuite
     from chicory.testing.suite_inspection import InspectionSuite
+    from chicory.testing.suite_joins import GroupJoinSuite
+    from chicory.testing.suite_progress import ProgressFeedSuite
     from chicory.testing.suite_results import ResultBackendSuite
     from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
@@ -56,6 +58,8 @@ _WHERE = {
     "BrokerDeliverySuite": "suite_delivery",
     "FlowControlSuite": "suite_flow",
     "InspectionSuite": "suite_inspection",
+    "GroupJoinSuite": "suite_joins",
+    "ProgressFeedSuite": "suite_progress",
     "ResultBackendSuite": "suite_results",
     "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
@@ -78,8 +82,11 @@ SUITE_MODULES = (
     "chicory.testing.suite_unique",
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
+    "chicory.testing.suite_joins",
+    "chicory.testing.suite_progress",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
+    "chicory.testing.suite_worker_redelivery",
 )
 """Every module defining conformance tests (import them all to fill ``GUARANTEES``)."""
 
@@ -104,9 +111,11 @@ __all__ = [
     "DeadLetterSuite",
     "DelayedSuite",
     "FlowControlSuite",
+    "GroupJoinSuite",
     "Guarantee",
     "InspectionSuite",
     "Level",
+    "ProgressFeedSuite",
     "ResultBackendHarness",
     "ResultBackendSuite",
     "RevocationSuite",

@@ -432,7 +432,9 @@ class ResultsEnvFactory(EnvFactory):
     def skip_reason(self, harness: Any, requires: Sequence[str]) -> str | None:
         """Result backends declare their optional powers by implementing their protocols:
         a test requiring ``revocations`` skips a backend that is no
-        :class:`~chicory.revocation.Revocations`."""
+        :class:`~chicory.revocation.Revocations`, one requiring ``group_joins`` one that is
+        no :class:`~chicory.workflow.joins.GroupJoins`, one requiring ``progress_feed`` one
+        that is no :class:`~chicory.progress.ProgressFeed`."""
         if "revocations" in requires:
             from chicory.revocation import Revocations
 
@@ -441,6 +443,21 @@ class ResultsEnvFactory(EnvFactory):
                 return (
                     f"the result backend {backend!r} keeps no revocation records (it lacks "
                     "revoke, revocations and watch_revocations)"
+                )
+        if "group_joins" in requires:
+            from chicory.workflow.joins import GroupJoins
+
+            backend = harness.factory()
+            if not isinstance(backend, GroupJoins):
+                return f"the result backend {backend!r} cannot join groups (it lacks join)"
+        if "progress_feed" in requires:
+            from chicory.progress import ProgressFeed
+
+            backend = harness.factory()
+            if not isinstance(backend, ProgressFeed):
+                return (
+                    f"the result backend {backend!r} pushes no progress (it lacks "
+                    "store_progress and watch_progress)"
                 )
         return None
 

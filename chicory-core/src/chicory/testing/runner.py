@@ -63,6 +63,8 @@ _SUITES: Final = (
 _RESULTS: Final = (
     ("TestResults", "ResultBackendSuite"),
     ("TestRevocations", "RevocationSuite"),
+    ("TestGroupJoins", "GroupJoinSuite"),
+    ("TestProgressFeed", "ProgressFeedSuite"),
 )
 
 _REQUIRED: Final = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import anyio
 
-from chicory.broker import Broker, OutgoingMessage
+from chicory.broker import Broker, OutgoingMessage, delete_queue
 from chicory.testing.guarantees import Level, guarantee
 from chicory.testing.harness import BROKER_ENV, BrokerEnv
 from chicory.testing.helpers import expect_counts, fetch_exactly, in_seconds
@@ -169,3 +169,16 @@ class UniqueSuite:
         assert claim.published, "a key held in one queue blocked another queue"
         assert await unique.release_unique(two, "same", "a") is False
         assert await unique.unique_holder(one, "same") == "a"
+
+    @guarantee(
+        "unique.deleted_with_queue", MUST, env=BROKER_ENV, requires=(*UNIQUE, "delete_queue")
+    )
+    async def test_deleted_with_queue(self, env: BrokerEnv) -> None:
+        """MUST free a queue's keys when delete_queue deletes the queue."""
+        unique, broker = await _unique(env)
+        queue = env.queue()
+        await unique.publish_unique(queue, _message(b"1"), key="d", holder="a", hold=HOUR)
+        await delete_queue(broker, queue)
+        assert await unique.unique_holder(queue, "d") is None, "delete_queue left the key held"
+        claim = await unique.publish_unique(queue, _message(b"2"), key="d", holder="b", hold=HOUR)
+        assert claim.published, f"a deleted queue's key stayed held: {claim}"

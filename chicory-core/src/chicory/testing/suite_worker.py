@@ -24,6 +24,7 @@ from chicory.retry import RetryPolicy
 from chicory.testing.guarantees import Level, guarantee
 from chicory.testing.harness import BROKER_ENV, BrokerEnv
 from chicory.testing.helpers import expect_counts
+from chicory.testing.suite_worker_redelivery import RedeliveredWork
 from chicory.testing.worker_rig import RigBroker, open_app, running, start_worker
 from chicory.worker import Worker
 
@@ -63,7 +64,7 @@ def _stop_now(workers: tuple[Worker, ...]) -> None:
         worker.stop(now=True)
 
 
-class WorkerSuite:
+class WorkerSuite(RedeliveredWork):
     """Subclass with an empty body (``class TestWorker(WorkerSuite): pass``)."""
 
     @guarantee("worker.round_trip", MUST, env=BROKER_ENV, needs=RESULTS, rests_on=WORKS)

@@ -7,7 +7,7 @@ limit is never acked and left unrun:
 
 1. **Concurrency**: take a permit (``acquire_permit``). None free: hand the message back to
    wait :func:`permit_wait` seconds (growing with each wait, counted in the
-   ``chicory-flow-waits`` header, up to :data:`MAX_PERMIT_WAIT`).
+   ``chicory-permit-waits`` header, up to :data:`MAX_PERMIT_WAIT`).
 2. **Rate**: take a turn (``take_turn``). Not this task's turn yet: give the permit back at
    once, and hand the message back until its turn.
 
@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger("chicory.worker")
 
-WAITS_HEADER: Final = "chicory-flow-waits"
+WAITS_HEADER: Final = "chicory-permit-waits"
 """How many times a message waited for a concurrency permit (sets its next wait)."""
 
 DEFAULT_PERMIT_TTL: Final = 30.0

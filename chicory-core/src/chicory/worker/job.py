@@ -44,6 +44,7 @@ from chicory.errors import (
     ResultValidationError,
     TaskCancelledError,
 )
+from chicory.headers import FLOW_HEADER
 from chicory.history import HistoryEntry, with_history, with_traceback
 from chicory.middleware import ExecuteChain
 from chicory.plugins.events import TaskEvent
@@ -55,17 +56,19 @@ from chicory.unique import UNIQUE_HEADER, UniqueEnqueue
 from chicory.worker import resend
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
+from chicory.worker.followups import Followups
 from chicory.worker.gate import FlowGate
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
 from chicory.worker.tasklog import TaskLog
 from chicory.worker.threads import SyncThreads
+from chicory.workflow.links import AGAIN_HEADER
 
 if TYPE_CHECKING:
     from chicory.worker.worker import Worker
 
-__all__ = ["JobRunner", "retry_decision"]
+__all__ = ["JobRunner", "retry_decision", "too_large"]
 
 log = logging.getLogger("chicory.worker")
 
@@ -103,6 +106,7 @@ class JobRunner:
         self._chain: ExecuteChain | None = chain if chain else None
         self.gate = FlowGate(worker)
         self.settler: Settler | None = None
+        self.followups = Followups(self)
         self.fan_out: Callable[[], None] = lambda: None
         self.processed = 0
         self.running = 0
@@ -141,7 +145,8 @@ class JobRunner:
                 return False
             if self._debug:
                 self._log.received(message, delivery.queue)
-            if delivery.delivery_count > 1:
+            redelivered = delivery.delivery_count > 1
+            if redelivered:
                 self._redelivered(message, delivery)
             if self._bus.active:
                 self._emit("chicory_task_received", message)
@@ -169,6 +174,10 @@ class JobRunner:
                 state = transition(state, JobState.CANCELLED)
                 await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return False
+            if (
+                (redelivered and strategy.holds_lease) or (headers and AGAIN_HEADER in headers)
+            ) and await self.followups.done_already(delivery, message, task):
+                return False
             permit: str | None = ""
             if task.flow is not None:
                 permit = await self._admit(delivery, message, task)
@@ -194,11 +203,19 @@ class JobRunner:
                 await self._cancelled(delivery, message, task, started=True)
                 return False
             if outcome.error is None:
-                failed = self._succeed(delivery, message, task, strategy, outcome, settler)
-                if failed is None:
-                    if headers and UNIQUE_HEADER in headers:
-                        self._release_once_settled(settler, delivery, message)
-                    return True
+                flow = headers.get(FLOW_HEADER) if headers else None
+                if flow is not None:
+                    failed = await self.followups.succeed(
+                        delivery, message, task, strategy, outcome, flow
+                    )
+                    if failed is None:
+                        return False
+                else:
+                    failed = self._succeed(delivery, message, task, strategy, outcome, settler)
+                    if failed is None:
+                        if headers and UNIQUE_HEADER in headers:
+                            self._release_once_settled(settler, delivery, message)
+                        return True
                 outcome = failed
             await self._failed_attempt(delivery, message, task, strategy, outcome)
             return False
@@ -264,6 +281,7 @@ class JobRunner:
                 self._worker_id,
                 task.retry_policy,
                 CancelToken(),
+                self.followups,
             )
             if task.signature.wants_context or chain is not None
             else None
@@ -378,6 +396,7 @@ class JobRunner:
             if not await self._store(message, record, final=True) and strategy.holds_lease:
                 await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
                 return
+        await self.followups.failed(delivery, message, error)
         self.failed += 1
         self._log.failed(message, delivery.queue, exc, reason)
         letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
@@ -490,8 +509,9 @@ class JobRunner:
         transition(_RUNNING if started else _RECEIVED, JobState.CANCELLED)
         reason = "cancelled while running" if started else "cancelled before it started"
         log.warning("task %s %s %s", task.name, message.id, reason)
+        error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
+        await self.followups.failed(delivery, message, error)
         if not task.ignore_result:
-            error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
             record = self._record(message, task, TaskState.CANCELLED, error=error)
             if not await self._store(message, record, final=True):
                 if STRATEGIES[task.delivery_mode].holds_lease or not started:
@@ -522,6 +542,7 @@ class JobRunner:
                 error=error,
             )
             await self._store(message, encode_record(record), final=True)
+            await self.followups.failed(delivery, message, error)
         await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
         await self._release(delivery, message)
         if "chicory_task_dead_lettered" in self._bus.active:
@@ -535,7 +556,7 @@ class JobRunner:
     ) -> None:
         """Free a succeeded run's unique key once its result is stored and it is acked.
 
-        (A method of its own: a closure in ``_handle`` would turn its locals into cells.)
+        (A method of its own: a closure in ``handle`` would turn its locals into cells.)
         """
         settler.after_settled(delivery, lambda: self._release(delivery, message))
 
@@ -646,6 +667,15 @@ class JobRunner:
             at=utcnow(),
             **fields,
         )
+
+
+def too_large(task: Task[..., Any], size: int) -> ResultTooLargeError:
+    """The error of a result record over its task's ``max_result_bytes``."""
+    return ResultTooLargeError(
+        f"task {task.name!r} returned a result of {size} bytes once encoded, over its "
+        f"max_result_bytes={task.max_result_bytes}: store large data elsewhere and return "
+        "a reference to it, or raise the limit (@app.task(max_result_bytes=...))"
+    )
 
 
 def retry_decision(

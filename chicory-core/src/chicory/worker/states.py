@@ -7,6 +7,8 @@ Every delivery a worker takes becomes a job that moves through these states::
        │            ├──────> FAILED      (retries exhausted, ctx.fail(), timeout at the limit)
        │            └──────> CANCELLED   (drain timeout: handed back or lost, by mode;
        │                                  or a cancel request: recorded CANCELLED, acked)
+       ├──────────────────> SUCCEEDED   (delivered again with its result stored already:
+       │                                  acked unrun, see chicory.worker.followups)
        ├──────────────────> DEAD        (undecodable, unknown task, bad arguments)
        ├──────────────────> DEFERRED    (over a rate or concurrency limit: handed back
        │                                 delayed, to wait in the broker, chicory.flow)
@@ -48,7 +50,13 @@ class JobState(enum.Enum):
 
 TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
     JobState.RECEIVED: frozenset(
-        {JobState.RUNNING, JobState.DEAD, JobState.CANCELLED, JobState.DEFERRED}
+        {
+            JobState.RUNNING,
+            JobState.SUCCEEDED,
+            JobState.DEAD,
+            JobState.CANCELLED,
+            JobState.DEFERRED,
+        }
     ),
     JobState.RUNNING: frozenset(
         {JobState.SUCCEEDED, JobState.RETRYING, JobState.FAILED, JobState.CANCELLED}

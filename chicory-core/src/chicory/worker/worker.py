@@ -251,6 +251,7 @@ class Worker:
             on_lost=self._jobs.lease_lost,
         )
         self._jobs.settler = settler
+        self._jobs.followups.loop = asyncio.get_running_loop()
         self._jobs.fan_out = self._inbox.fan_out
         try:
             with anyio.CancelScope() as self._outer_scope:
