@@ -56,10 +56,9 @@ FUZZ = settings(
 Entry = tuple[str, Any]
 """``("body", (bytes, headers))``, ``("forged", args)`` or ``("fields", {bytes: bytes})``."""
 
+_int64 = st.integers(-(2**63), 2**63 - 1)  # what orjson writes (the tests write bodies with it)
 _not_aware = st.text(max_size=30).filter(lambda t: parse_aware(t) is None)
-_json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=20)
-)
+_json_scalars = st.one_of(st.none(), st.booleans(), _int64, st.text(max_size=20))
 _json = st.recursive(
     _json_scalars,
     lambda inner: st.one_of(
@@ -71,23 +70,23 @@ _bad_ids = st.one_of(
     st.just(""),
     st.text(min_size=MAX_ID_LENGTH + 1, max_size=MAX_ID_LENGTH + 40),
     st.tuples(st.text(max_size=10), st.sampled_from("\n\r\t\x00\x7f\u2028")).map("".join),
-    st.integers(),
+    _int64,
     st.none(),
-    st.lists(st.integers(), max_size=2),
+    st.lists(_int64, max_size=2),
 )
 MUTATIONS: dict[str, st.SearchStrategy[Any]] = {
-    "v": st.one_of(st.sampled_from([True, False, 0, 2, "1", 1.5, None]), st.integers(2)),
+    "v": st.one_of(st.sampled_from([True, False, 0, 2, "1", 1.5, None]), st.integers(2, 2**63 - 1)),
     "id": _bad_ids,
-    "task": st.one_of(st.just(""), st.integers(), st.none(), st.lists(st.text(), max_size=2)),
+    "task": st.one_of(st.just(""), _int64, st.none(), st.lists(st.text(), max_size=2)),
     "args": st.one_of(
         st.text(max_size=10),
         st.dictionaries(st.text(max_size=5), _json_scalars, max_size=3),
-        st.integers(),
+        _int64,
         st.none(),
         st.booleans(),
     ),
     "kwargs": st.one_of(
-        st.lists(_json_scalars, max_size=3), st.text(max_size=10), st.integers(), st.none()
+        st.lists(_json_scalars, max_size=3), st.text(max_size=10), _int64, st.none()
     ),
     "attempt": st.one_of(
         st.integers(max_value=0),
@@ -97,9 +96,9 @@ MUTATIONS: dict[str, st.SearchStrategy[Any]] = {
         st.text(max_size=5),
         st.none(),
     ),
-    "queue": st.one_of(st.just(""), st.integers(), st.none()),
-    "created_at": st.one_of(_not_aware, st.just("2026-01-01T00:00:00"), st.integers()),
-    "eta": st.one_of(_not_aware.filter(bool), st.integers(), st.lists(st.integers(), max_size=1)),
+    "queue": st.one_of(st.just(""), _int64, st.none()),
+    "created_at": st.one_of(_not_aware, st.just("2026-01-01T00:00:00"), _int64),
+    "eta": st.one_of(_not_aware.filter(bool), _int64, st.lists(_int64, max_size=1)),
 }
 
 

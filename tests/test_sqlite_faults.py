@@ -141,6 +141,7 @@ async def test_task_longer_than_the_lease_runs_once_while_its_worker_lives(
         worker_process(url, runs, "--concurrency", "2") as one,
         worker_process(url, runs, "--concurrency", "2") as two,
     ):
+        await both_consuming(app)  # the other worker stands ready to take a lapsed lease
         result = await app.tasks["w.alo"].delay(7, 3.5)  # three and a half leases
         assert await result.get(timeout=60) == 7
         for worker in (one, two):

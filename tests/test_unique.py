@@ -176,6 +176,8 @@ def test_the_blocking_delay_many_takes_unique_keys() -> None:
 async def test_unique_needs_a_key(local: LocalWorker) -> None:
     with pytest.raises(ConfigurationError, match=r"task_id=\.\.\. .* or unique_key="):
         await nightly.apply_async(("1",), unique=True)
+    with pytest.raises(ConfigurationError, match="1 to 255 printable characters"):
+        await nightly.apply_async(("1",), unique_key="line\nbreak")
     with pytest.raises(ConfigurationError, match="unique_for must not be negative"):
         await nightly.apply_async(("1",), unique_key="k", unique_for=-1)
 

@@ -61,7 +61,7 @@ def test_every_hook_is_documented_with_its_signature(hook: str) -> None:
 
 
 def test_the_hooks_are_the_ones_expected() -> None:
-    assert len(HOOKS) == 13
+    assert len(HOOKS) == 14
 
 
 @pytest.mark.parametrize("page", ["conformance.md", "plugins.md"])

@@ -62,8 +62,6 @@ def chicory_broker_harness():
         factory=lambda *, lease_seconds, max_deliveries: Broker(
             MemoryBroker(lease_seconds=lease_seconds, max_deliveries=max_deliveries)
         ),
-        # Finding the broken ack takes hypothesis ~20 s of one core: room for a busy machine.
-        timeout=120,
     )
 """
 
@@ -76,6 +74,7 @@ class TestStateful(BrokerStatefulSuite):
 """
 
 
+@pytest.mark.timeout(600)  # the inner run may take the stateful guarantee's 120 s, and shrink
 @pytest.mark.parametrize("broken", [True, False])
 def test_the_oracle_tells_a_broken_ack_apart(pytester: pytest.Pytester, broken: bool) -> None:
     pytester.makeconftest(CONFTEST.replace("BROKEN", str(broken)))

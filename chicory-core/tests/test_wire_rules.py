@@ -201,3 +201,20 @@ def test_a_datetime_argument_is_refused_not_turned_into_text() -> None:
     eta = NOW + timedelta(seconds=5)
     body, _ = codec.encode(TaskMessage(id="d", task="t", created_at=NOW, eta=eta))
     assert codec.decode(body).eta == eta
+
+
+@pytest.mark.parametrize("task_id", ["a\\u0000b", "a\\nb", "a\x7fb", "a\\u007fb", "a\\u2028b"])
+def test_an_id_that_is_not_printable_is_refused_however_it_is_written(task_id: str) -> None:
+    """Escaped control characters, a raw DEL byte, a non-ASCII separator: none is an id."""
+    body = orjson.dumps(envelope(id="@")).replace(b'"@"', b'"%s"' % task_id.encode())
+    with pytest.raises(MessageDecodeError, match=r"\$\.id"):
+        Codec().decode(body)
+
+
+def test_the_size_limit_follows_a_changed_max_message_bytes() -> None:
+    codec = Codec()
+    body = orjson.dumps(envelope(args=["x" * 100]))
+    codec.decode(body)
+    codec.max_message_bytes = 100
+    with pytest.raises(MessageDecodeError, match="max_message_bytes of 100"):
+        codec.decode(body)

@@ -15,6 +15,7 @@ from chicory.plugins import BackendKind, PluginHost
 from chicory_sqlite.broker import SqliteBroker
 from chicory_sqlite.options import parse_sqlite_url
 from chicory_sqlite.results import SqliteResultBackend
+from e2e_support import eventually, serving
 
 
 def test_urls_follow_sqlalchemy() -> None:
@@ -161,3 +162,62 @@ def test_the_plugin_module_imports_no_sqlite(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.strip() == "False"
+
+
+async def test_producers_on_two_connections_enqueue_a_key_once_and_the_worker_frees_it(
+    database: str,
+) -> None:
+    """Two apps on the file (two connections, as two processes would have) race to enqueue
+    one key: one run is enqueued, every caller gets its handle, and the worker frees the key
+    once the run succeeded."""
+    url = f"sqlite:///{database}"
+    apps = [Chicory(url, load_entry_points=True) for _ in range(2)]
+    ran: list[int] = []
+    for one in apps:
+
+        @one.task(name="sqlite.unique")
+        async def job(n: int) -> int:
+            ran.append(n)
+            return n
+
+    results = []
+
+    async def produce(n: int) -> None:
+        results.append(await apps[n % 2].tasks["sqlite.unique"].apply_async((n,), unique_key="k"))
+
+    async with anyio.create_task_group() as group:
+        for n in range(10):
+            group.start_soon(produce, n)
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({r.id for r in results}) == 1
+    broker = await apps[0].connected_broker()
+    assert isinstance(broker, SqliteBroker)
+    assert await broker.unique_holder("default", "k") == results[0].id
+
+    async def freed() -> bool:
+        return await broker.unique_holder("default", "k") is None
+
+    async with serving(apps[1]):
+        assert await results[0].get(timeout=20) in range(10)
+        await eventually(freed, timeout=20)
+    assert len(ran) == 1
+    assert not (await apps[0].tasks["sqlite.unique"].apply_async((99,), unique_key="k")).duplicate
+    for one in apps:
+        await one.close()
+
+
+async def test_closing_the_result_backend_wakes_its_waiters_with_none(database: str) -> None:
+    backend = SqliteResultBackend(database)
+    await backend.connect()
+    got: list[bytes | None] = []
+
+    async def waiter() -> None:
+        got.append(await backend.wait("never", timeout=60))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(waiter)
+            await anyio.sleep(0.2)
+            await backend.close()
+    assert got == [None] * 5

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
@@ -28,6 +29,12 @@ from chicory.redact import redact_url
 from chicory.retry import RetryPolicy
 from chicory.scheduling.declaring import PeriodicTasks
 from chicory.task import Task
+from chicory.transactions import (
+    current_transaction,
+    enter_transaction,
+    leave_transaction,
+    transactional_publisher,
+)
 from chicory.validation import make_value_converter
 
 if TYPE_CHECKING:
@@ -138,6 +145,7 @@ class Chicory(PeriodicTasks):
         self.backend: ResultBackend = self._build_backend(backend, broker, self._targets[3])
         self._home = LoopHome()
         self._producer = Producer(self._publish_now)
+        self._transactions = 0  # open app.transaction() blocks (none: nothing checked)
         self._broker_ready = False
         self._backend_ready = False
         self.middleware: list[Middleware] = []
@@ -381,10 +389,44 @@ class Chicory(PeriodicTasks):
         single publishes of this event-loop iteration, sent together (see
         :mod:`chicory.producer`).
         """
+        if self._transactions and (within := current_transaction(self)) is not None:
+            if messages:
+                broker = transactional_publisher(await self.connected_broker())
+                await broker.publish_within(within, queue, messages)
+            return
         if len(messages) == 1:
             await self._producer.publish(queue, messages[0])
         elif messages:
             await self._publish_now(queue, messages)
+
+    @asynccontextmanager
+    async def transaction(self, connection: object) -> AsyncIterator[None]:
+        """Publish every task of the block inside ``connection``'s open transaction.
+
+        The tasks exist only if the caller's transaction commits (see
+        :mod:`chicory.transactions`); this neither begins nor commits it::
+
+            async with conn.transaction():
+                await conn.execute("INSERT INTO orders ...")
+                async with app.transaction(conn):
+                    await send_receipt.delay(order_id)
+
+        Args:
+            connection: The caller's connection or session, of a kind the broker accepts
+                (for ``postgresql://``: a psycopg ``AsyncConnection``, or a SQLAlchemy
+                ``AsyncSession`` / ``AsyncConnection`` on psycopg).
+
+        Raises:
+            CapabilityError: the broker cannot enqueue inside a transaction (on entering).
+        """
+        transactional_publisher(await self.connected_broker())
+        token = enter_transaction(self, connection)
+        self._transactions += 1
+        try:
+            yield
+        finally:
+            self._transactions -= 1
+            leave_transaction(token)
 
     async def _publish_now(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
         """One ``publish`` for one message, one ``publish_many`` for more."""

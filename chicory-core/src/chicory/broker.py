@@ -121,6 +121,10 @@ class Capabilities:
             (list a queue's delayed messages by page, remove one by id).
         unique_enqueue: the broker implements :class:`chicory.unique.UniqueEnqueue`
             (publish a message unless its key is held, atomically; release a key).
+        transactional_enqueue: the broker implements
+            :class:`chicory.transactions.TransactionalPublisher`: it writes messages on the
+            caller's own database connection, inside its open transaction
+            (``async with app.transaction(conn):``).
     """
 
     delayed_delivery: bool = True
@@ -141,6 +145,7 @@ class Capabilities:
     inspection: bool = False
     delayed_listing: bool = False
     unique_enqueue: bool = False
+    transactional_enqueue: bool = False
 
 
 @attrs.frozen(kw_only=True)

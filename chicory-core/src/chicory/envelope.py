@@ -192,13 +192,19 @@ class LastMoment:
         return moment
 
 
-def structure_fast(raw: dict[str, Any], last: LastMoment) -> TaskMessage | None:
+def structure_fast(
+    raw: dict[str, Any], last: LastMoment, plain: bool = False
+) -> TaskMessage | None:
     """Build a well-formed envelope without the converter; ``None`` if anything is off.
 
     Chicory writes every field, so a missing one also takes the careful path (which applies
     the defaults and names what is wrong); so does an unknown extra field (which the careful
     path ignores). On success ``raw`` becomes the message's ``__dict__``, its two times
     replaced by datetimes.
+
+    ``plain`` says that the body held no backslash and no DEL byte: then an ASCII id cannot
+    hold a character that is not printable (JSON writes control characters as escapes), and
+    the per-character check is skipped for it.
     """
     if len(raw) != _FIELD_COUNT:
         return None
@@ -220,10 +226,11 @@ def structure_fast(raw: dict[str, Any], last: LastMoment) -> TaskMessage | None:
         and type(attempt) is int
         and type(queue) is str
         and 0 < attempt <= MAX_ATTEMPT
-        and 0 < len(task_id) <= MAX_ID_LENGTH
+        and task_id
+        and len(task_id) <= MAX_ID_LENGTH
         and task
         and queue
-        and task_id.isprintable()
+        and ((plain and task_id.isascii()) or task_id.isprintable())
     ):
         return None
     created_at = last.parse(created_text)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from chicory.backend import ResultBackend
     from chicory.task import Task
 
-__all__ = ["AsyncResult"]
+__all__ = ["AsyncResult", "DuplicateResult"]
 
 T = TypeVar("T")
 
@@ -40,28 +40,22 @@ class AsyncResult(Generic[T]):
         app: The app whose result backend holds the record.
         task_id: The task's id.
         task: The task object, when known (used to rebuild typed results).
-        duplicate: Whether the enqueue that returned it enqueued nothing because its unique
-            key was held (:mod:`chicory.unique`); ``id`` is then the holding run's id.
 
     Attributes:
         id: The task id.
-        duplicate: See ``duplicate`` above (False for any other handle).
+        duplicate: True when the unique enqueue that returned this handle enqueued nothing
+            because its key was held (:mod:`chicory.unique`): ``id`` is then the task id of
+            the run holding the key. False for every other handle.
     """
 
-    __slots__ = ("_app", "_task", "duplicate", "id")
+    __slots__ = ("_app", "_task", "id")
 
-    def __init__(
-        self,
-        app: Chicory,
-        task_id: str,
-        task: Task[..., T] | None = None,
-        *,
-        duplicate: bool = False,
-    ) -> None:
+    duplicate: bool = False  # a class attribute: nothing per handle (see DuplicateResult)
+
+    def __init__(self, app: Chicory, task_id: str, task: Task[..., T] | None = None) -> None:
         self._app = app
         self._task = task
         self.id = task_id
-        self.duplicate = duplicate
 
     def __repr__(self) -> str:
         name = self._task.name if self._task is not None else "?"
@@ -231,3 +225,12 @@ class AsyncResult(Generic[T]):
                 f"{backend!r} cannot (it has no forget method)"
             )
         return await backend.forget(self.id)
+
+
+class DuplicateResult(AsyncResult[T]):
+    """What a unique enqueue returns when its key was held: the handle of the run holding
+    it, with ``duplicate`` True (:mod:`chicory.unique`)."""
+
+    __slots__ = ()
+
+    duplicate = True

@@ -18,7 +18,7 @@ from chicory.modes import DeliveryMode, ValidationMode
 from chicory.result import AsyncResult
 from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
-from chicory.unique import enqueue_unique
+from chicory.unique import check_key, enqueue_unique
 from chicory.validation import Signature
 from chicory.wire_rules import MAX_ID_LENGTH
 
@@ -268,6 +268,7 @@ class Task(Generic[P, R]):
                     f"task {self.name!r}: unique=True needs the key: pass task_id=... (the "
                     "id is the key) or unique_key=..."
                 )
+            check_key(key)
         if task_id is None:
             task_id = new_task_id()
         else:
@@ -418,6 +419,8 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: delay_many(unique_keys=...) needs one non-empty key per "
                 f"call ({len(wire)} calls)"
             )
+        for key in keys:
+            check_key(key)
         given = check_headers(headers or {})
         results = []
         for key, (task_id, wire_args, wire_kwargs) in zip(keys, wire, strict=True):

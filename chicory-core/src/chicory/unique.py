@@ -34,7 +34,8 @@ import attrs
 from chicory.broker import Broker, OutgoingMessage
 from chicory.errors import CapabilityError, ConfigurationError, PublishOutcomeUnknownError
 from chicory.middleware import OutgoingTask
-from chicory.result import AsyncResult
+from chicory.result import AsyncResult, DuplicateResult
+from chicory.transactions import current_transaction
 
 if TYPE_CHECKING:
     from chicory.task import Task
@@ -46,6 +47,7 @@ __all__ = [
     "UniqueClaim",
     "UniqueEnqueue",
     "check_claim",
+    "check_key",
     "enqueue_unique",
     "seconds_of",
     "unique_enqueue",
@@ -142,9 +144,21 @@ def unique_enqueue(broker: Broker, *, needed_for: str) -> UniqueEnqueue:
         raise CapabilityError(
             f"{needed_for} needs a broker with the 'unique_enqueue' capability, and "
             f"{broker!r} does not declare it (Capabilities.unique_enqueue=False); use the "
-            "memory:// or redis:// broker, or enqueue without unique=/unique_key="
+            "memory://, redis:// or postgresql:// broker, or enqueue without unique=/unique_key="
         )
     return broker
+
+
+def check_key(key: object) -> None:
+    """Check a unique key a caller chose (``unique_key=``).
+
+    Raises:
+        ConfigurationError: it is not a string of 1 to 255 printable characters.
+    """
+    if type(key) is not str or not 0 < len(key) <= 255 or not key.isprintable():
+        raise ConfigurationError(
+            f"a unique key must be a string of 1 to 255 printable characters, got {key!r:.100}"
+        )
 
 
 def seconds_of(value: float | timedelta | None, what: str) -> float | None:
@@ -188,6 +202,12 @@ async def enqueue_unique(
     from chicory.task import outcome_unknown
 
     app = task.app
+    if current_transaction(app) is not None:
+        raise CapabilityError(
+            f"a unique enqueue of task {task.name!r} cannot join a database transaction "
+            "(app.transaction): its key is claimed at once, whether the transaction commits "
+            "or not; enqueue it after the commit, or without unique=/unique_key="
+        )
     keep_seconds = seconds_of(keep, "unique_for") or 0.0
     queue, outgoing = app.prepare(message, {UNIQUE_HEADER: key, **(limits or {})})
     due = outgoing.not_before
@@ -202,4 +222,6 @@ async def enqueue_unique(
         )
     except PublishOutcomeUnknownError as exc:
         raise outcome_unknown(exc, task.name, [message.id]) from exc
-    return AsyncResult(app, claim.holder, task, duplicate=not claim.published)
+    if claim.published:
+        return AsyncResult(app, claim.holder, task)
+    return DuplicateResult(app, claim.holder, task)

@@ -1,7 +1,7 @@
 """What a well-formed envelope is: the limits the decoder enforces beyond JSON types.
 
 A worker reads a message only if a Chicory producer could have written it: the decoder
-(:meth:`chicory.envelope.Codec.decode`) checks each field's type and range instead of
+(:meth:`chicory.codec.Codec.decode`) checks each field's type and range instead of
 coercing, so a malformed message is dead-lettered once, with the field named, rather than
 run with arguments it never had or retried without end. The rules:
 

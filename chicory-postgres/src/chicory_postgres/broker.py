@@ -25,7 +25,8 @@ from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCount
 from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, CapabilityError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
-from chicory_postgres import inspect
+from chicory.unique import UniqueClaim
+from chicory_postgres import inspect, unique
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, broker_errors, open_pool
 from chicory_postgres.consumer import PostgresConsumer
@@ -69,6 +70,8 @@ class PostgresBroker:
             delete_queue=True,
             inspection=True,
             delayed_listing=True,
+            unique_enqueue=True,
+            transactional_enqueue=True,
         )
 
     @classmethod
@@ -425,6 +428,31 @@ class PostgresBroker:
         """Remove a delayed message so it is never delivered; False if not delayed."""
         return await inspect.remove_delayed(self, queue, message_id)
 
+    # -- unique enqueue (Capabilities.unique_enqueue) ------------------------------------------
+
+    async def publish_unique(
+        self,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """Publish ``message`` unless ``key`` is held in ``queue``, in one statement."""
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep
+        )
+
+    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
+        """End ``holder``'s claim on ``key`` (at once, or when its keep time ends)."""
+        return await unique.release_unique(self, queue, key, holder)
+
+    async def unique_holder(self, queue: str, key: str) -> str | None:
+        """Who holds ``key`` in ``queue`` now, or ``None``."""
+        return await unique.unique_holder(self, queue, key)
+
 
 def _headers_json(headers: Mapping[str, str]) -> str:
     return orjson.dumps(dict(headers)).decode() if headers else "{}"
@@ -438,11 +466,14 @@ async def _psycopg_connection(connection: object) -> psycopg.AsyncConnection[Any
     """
     if isinstance(connection, psycopg.AsyncConnection):
         return connection
-    get_connection = getattr(connection, "connection", None)
-    if get_connection is not None and callable(get_connection):
-        # SQLAlchemy AsyncSession / AsyncConnection: the DBAPI connection of the session's
-        # current transaction (begun if needed), unwrapped to the driver's own connection.
-        sa_conn = await get_connection()
+    # SQLAlchemy: an AsyncConnection has get_raw_connection(); an AsyncSession gives the
+    # AsyncConnection of its current transaction (begun if needed) through connection().
+    sa_conn: Any = connection
+    if not hasattr(sa_conn, "get_raw_connection") and callable(
+        getattr(sa_conn, "connection", None)
+    ):
+        sa_conn = await sa_conn.connection()
+    if hasattr(sa_conn, "get_raw_connection"):
         raw = await sa_conn.get_raw_connection()
         driver = getattr(raw, "driver_connection", None)
         if isinstance(driver, psycopg.AsyncConnection):

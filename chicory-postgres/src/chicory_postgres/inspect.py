@@ -248,12 +248,14 @@ async def purge_dead_letters(broker: PostgresBroker, queue: str) -> int:
 
 
 async def delete_queue(broker: PostgresBroker, queue: str) -> None:
-    """Delete every message, dead letter and the registration of ``queue``."""
+    """Delete every message, dead letter, unique-key claim and the registration of
+    ``queue``."""
     tables = (
         ("messages", "queue"),
         ("dead_letters", "queue"),
         ("queues", "name"),
         ("consumers", "queue"),
+        ("unique_keys", "queue"),
     )
     for table, column in tables:
         statement = broker.sql.fill(f"DELETE FROM {{s}}.{table} WHERE {column} = %(queue)s")

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from chicory.plugins import BackendSpec, hookimpl
 
-__all__ = ["chicory_register_brokers", "chicory_register_result_backends"]
+__all__ = [
+    "chicory_register_brokers",
+    "chicory_register_commands",
+    "chicory_register_result_backends",
+]
 
 _SCHEMES = ("postgresql", "postgres")
 _HINT = "pip install chicory-postgres"
@@ -41,3 +45,11 @@ def chicory_register_result_backends() -> list[BackendSpec]:
             description="PostgreSQL result backend (a table; LISTEN/NOTIFY wake-ups)",
         )
     ]
+
+
+@hookimpl
+def chicory_register_commands(tree: object) -> None:
+    """Add ``chicory postgres migrate|status``."""
+    from chicory_postgres.commands import register
+
+    register(tree)

@@ -1,7 +1,7 @@
 """The PostgreSQL result backend: records, heartbeats and revocations in tables.
 
-* A record is one row of ``results`` (upserted; a non-final record never replaces a live final
-  one). Storing a final record sends ``NOTIFY <schema>_results, '<task id>'`` in the same
+* A record is one row of ``results`` (upserted; nothing replaces a live final record: it is
+  written once). Storing a final record sends ``NOTIFY <schema>_results, '<task id>'`` in the same
   statement, delivered when it commits.
 * Waiters: one LISTEN connection per backend serves every ``wait()`` of the process: a
   notification wakes the waiters of that task id, which read the row once. Nothing polls per
@@ -49,7 +49,7 @@ WITH up AS (
          AS t(task_id, data, final)
     ON CONFLICT (task_id) DO UPDATE
     SET data = EXCLUDED.data, final = EXCLUDED.final, expires_at = EXCLUDED.expires_at
-    WHERE EXCLUDED.final OR NOT r.final OR r.expires_at <= statement_timestamp()
+    WHERE NOT r.final OR r.expires_at <= statement_timestamp()
     RETURNING r.task_id, r.final
 )
 SELECT {notify} FROM up WHERE up.final
@@ -214,7 +214,7 @@ class PostgresResultBackend:
     # -- records ---------------------------------------------------------------------------
 
     async def store(self, task_id: str, data: bytes, *, final: bool, ttl: float) -> None:
-        """Write the record of ``task_id`` (a non-final one never replaces a live final one)."""
+        """Write the record of ``task_id`` (nothing replaces a live final record)."""
         await self.store_many([StoredResult(task_id=task_id, data=data, final=final)], ttl=ttl)
 
     async def store_many(self, records: Sequence[StoredResult], *, ttl: float) -> None:
@@ -222,7 +222,7 @@ class PostgresResultBackend:
         chosen: dict[str, StoredResult] = {}
         for record in records:
             before = chosen.get(record.task_id)
-            if before is None or record.final or not before.final:
+            if before is None or not before.final:  # the first final one stands
                 chosen[record.task_id] = record
         if not chosen:
             return

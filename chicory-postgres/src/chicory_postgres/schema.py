@@ -11,6 +11,8 @@ Everything lives in one PostgreSQL schema (``chicory`` unless the URL says ``?sc
   operator can query, replay (``chicory dead replay``) or delete.
 * ``queues``: the names of the queues in use (for listings); ``consumers``: each open
   consumer's presence on its queues, renewed while it fetches (for counts of consumers).
+* ``unique_keys``: the keys of unique enqueues, each held by a task id until its run is
+  final (and its ``keep_until``), or until ``held_until`` at the latest.
 * ``results``, ``workers``, ``revocations``: the result backend's records, each with an
   ``expires_at``; expired rows are invisible at once and deleted by a periodic prune.
 * ``group_members``: one row per recorded member of a workflow group (the result backend's
@@ -115,7 +117,19 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         expires_at timestamptz NOT NULL
     );
     """,
-    # 2: the members of workflow groups (chicory.workflow.joins).
+    # 2: unique enqueue's keys.
+    """
+    CREATE TABLE {s}.unique_keys (
+        queue text NOT NULL,
+        key text NOT NULL,
+        holder text NOT NULL,
+        held_until timestamptz NOT NULL,
+        keep_until timestamptz NOT NULL,
+        PRIMARY KEY (queue, key)
+    );
+    CREATE INDEX unique_keys_expiry ON {s}.unique_keys (held_until);
+    """,
+    # 3: the members of workflow groups (chicory.workflow.joins).
     """
     CREATE TABLE {s}.group_members (
         group_id text NOT NULL,

@@ -14,15 +14,18 @@ pattern); the loser waits up to ``busy_timeout`` for the lock.
 Change detection (:class:`ChangeWatch`): a fetch with nothing to claim, or a result waiter,
 sleeps on an in-process event that the same :class:`Database` sets after each of its own
 commits. Commits of other connections (other processes, other brokers in this one) are seen
-through ``PRAGMA data_version``, which changes when another connection committed: one look
-every ``poll_interval`` seconds, only while someone waits, and shared by every waiter of the
-connection. It reads a counter in the WAL index in shared memory, so it costs a thread hop,
-not a query.
+through ``PRAGMA data_version``, which changes when another connection committed (it reads
+a counter in the WAL index in shared memory: a thread hop, not a query). Only while someone
+waits, and once for every waiter of the connection, the write-ahead log's ``stat()`` is
+looked at every ``poll_interval`` seconds on the loop (one system call), and
+``data_version`` is read when the log changed, or every ``10 * poll_interval`` (0.1 s at
+least) in case a change did not show in the ``stat()``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,7 +72,7 @@ class Database:
         self._what = what
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
-        self.watch = ChangeWatch(self, options.poll_interval)
+        self.watch = ChangeWatch(self, options.poll_interval, f"{options.path}-wal")
 
     @property
     def is_open(self) -> bool:
@@ -204,20 +207,33 @@ class ChangeWatch:
     before looking at the database and then calls :meth:`wait` with it, so a change between
     the look and the wait is never slept through.
 
+    While anyone waits, one waiter at a time looks every ``poll_interval`` at the write-ahead
+    log's ``stat()`` (inode, size, modification time: one system call, no thread, no SQLite
+    call), and reads ``PRAGMA data_version`` on the connection's thread only when the log
+    changed, or every ``verify_interval`` in case a change left the log's ``stat()`` as it
+    was (a commit that rewrote the log from its start within the filesystem's timestamp
+    granularity). An idle waiter therefore costs a timer and a ``stat()`` per interval.
+
     Args:
         database: The connection to poll.
-        poll_interval: Seconds between two polls while anyone waits.
+        poll_interval: Seconds between two looks while anyone waits.
+        wal_path: The write-ahead log file (the database path + ``-wal``).
     """
 
-    def __init__(self, database: Database, poll_interval: float) -> None:
+    def __init__(self, database: Database, poll_interval: float, wal_path: str) -> None:
         self.version = 0
         self.baseline: int | None = None
         self.polls = 0
+        self.verifies = 0
         self._database = database
         self._interval = poll_interval
+        self._verify_interval = max(10 * poll_interval, 0.1)
+        self._wal_path = wal_path
+        self._stamp: tuple[int, int, int] | None = None
         self._event = anyio.Event()
         self._polling = False
         self._last_poll = -math.inf
+        self._last_verify = -math.inf
 
     def bump(self) -> None:
         """Record a change and wake every waiter."""
@@ -228,8 +244,8 @@ class ChangeWatch:
     async def wait(self, seen: int, timeout: float) -> None:
         """Return once ``version`` differs from ``seen``, or after ``timeout`` seconds.
 
-        While waiting, the connection is polled every ``poll_interval`` by one waiter at a
-        time. Cancellation-safe.
+        While waiting, the file is polled every ``poll_interval`` by one waiter at a time.
+        Cancellation-safe.
         """
         deadline = anyio.current_time() + timeout
         while self.version == seen:
@@ -239,14 +255,28 @@ class ChangeWatch:
                 return
             due = self._last_poll + self._interval
             if not self._polling and now >= due and self._database.is_open:
-                await self._poll()
+                await self._poll(now)
                 continue
             pause = min(left, max(due - now, self._interval / 4))
             event = self._event
             with anyio.move_on_after(pause):
                 await event.wait()
 
-    async def _poll(self) -> None:
+    def _wal_stamp(self) -> tuple[int, int, int] | None:
+        """The log's inode, size and modification time, or ``None`` if it is not there."""
+        try:
+            st = os.stat(self._wal_path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    async def _poll(self, now: float) -> None:
+        self._last_poll = now
+        self.polls += 1
+        stamp = self._wal_stamp()
+        if stamp == self._stamp and now - self._last_verify < self._verify_interval:
+            return
+        self._stamp = stamp
         self._polling = True
         try:
             version = await self._database.run(_data_version)
@@ -254,8 +284,8 @@ class ChangeWatch:
             return  # closed meanwhile, or busy: the next poll tries again
         finally:
             self._polling = False
-            self._last_poll = anyio.current_time()
-        self.polls += 1
+            self._last_verify = anyio.current_time()
+        self.verifies += 1
         if version != self.baseline:
             self.baseline = version
             self.bump()

@@ -273,7 +273,12 @@ class SqliteResultBackend:
                 if not self.is_connected():
                     return None
                 seen = watch.version
-                await self._check_waiting(seen)
+                try:
+                    await self._check_waiting(seen)
+                except ResultBackendError:
+                    if not self.is_connected():
+                        return None  # closed while looking: waiters get None
+                    raise
                 data = self._found.get(task_id)
                 if data is not None:
                     return data

@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS chicory_unique_claims (
     expires_at REAL NOT NULL,
     PRIMARY KEY (queue, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chicory_unique_claims_expiry ON chicory_unique_claims (expires_at);
 
 CREATE TABLE IF NOT EXISTS chicory_revocations (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

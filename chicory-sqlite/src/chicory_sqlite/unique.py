@@ -4,7 +4,8 @@ A claim is a row of ``chicory_unique_claims`` (queue, key, holder, the time it l
 the time it ends; this host's clock). Each operation is one write transaction, so checking
 the key, claiming it and inserting the message happen together: SQLite lets one writer in
 at a time, so concurrent publishers of one key (processes included) claim it once. An
-ended claim is replaced by the next claim of its key, or deleted with its queue.
+ended claim is replaced by the next claim of its key, deleted with its queue, or deleted by
+the broker's next claim once ``PRUNE_EVERY`` seconds passed since it last pruned.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import time
 from chicory.unique import UniqueClaim
 from chicory_sqlite.statements import QueueStatements
 
-__all__ = ["claim_and_publish", "holder", "release"]
+__all__ = ["PRUNE_EVERY", "claim_and_publish", "holder", "release"]
+
+PRUNE_EVERY = 60.0
+"""Seconds between two deletions of ended claims by a broker (keys claimed once and never
+again, and released keys whose keep time ran out, would otherwise stay as rows)."""
 
 
 def holder(conn: sqlite3.Connection, queue: str, key: str, now: float | None = None) -> str | None:
@@ -37,9 +42,13 @@ def claim_and_publish(
     who: str,
     hold: float,
     keep: float,
+    prune: bool = False,
 ) -> UniqueClaim:
-    """Claim ``key`` and insert the message ``item``, or neither when the key is held."""
+    """Claim ``key`` and insert the message ``item``, or neither when the key is held;
+    ``prune`` first deletes every ended claim (an indexed range delete)."""
     now = time.time()
+    if prune:
+        conn.execute("DELETE FROM chicory_unique_claims WHERE expires_at <= ?", (now,))
     current = holder(conn, queue, key, now)
     if current is not None:
         return UniqueClaim(message_id=None, holder=current)

@@ -41,6 +41,7 @@ from chicory.cli.output import rich_available, stderr_console
 from chicory.cli.parsing import Tree
 from chicory.errors import ArgumentValidationError, ChicoryError, ConfigurationError
 from chicory.logconfig import configure_logging, make_formatter
+from chicory.plugins import PluginHost
 from chicory.redact import RedactingFormatter, redact_text
 
 __all__ = ["build_tree", "exit_code", "load_app", "main"]
@@ -62,6 +63,7 @@ def build_tree() -> Tree:
     task_commands.register(tree)
     cancel_commands.register(tree)
     schedule_commands.register(tree)
+    PluginHost().add_commands(tree)  # plugins' own groups (chicory postgres ...)
     return tree
 
 

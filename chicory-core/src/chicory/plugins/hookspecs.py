@@ -50,6 +50,20 @@ def chicory_register_middleware() -> list[MiddlewareSpec]:  # type: ignore[empty
 
 
 @hookspec
+def chicory_register_commands(tree: object) -> None:
+    """Add this plugin's commands to the ``chicory`` command line.
+
+    ``tree`` is a :class:`chicory.cli.parsing.Tree`: add a group with
+    ``tree.group("NAME", help)`` and its actions with ``tree.action("NAME", "ACTION", help,
+    handler)`` (``handler(args) -> exit code``), and give every option a help text.
+
+    Must: name the group after the plugin (``chicory postgres ...``), import nothing heavy
+    (the handler imports the driver when it runs), and leave the core commands alone.
+    Must not: connect or depend on configuration.
+    """
+
+
+@hookspec
 def chicory_task_received(event: TaskEvent) -> None:
     """A worker took a delivery off its broker (before decoding decisions are acted on)."""
 

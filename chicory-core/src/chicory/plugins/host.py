@@ -229,6 +229,17 @@ class PluginHost:
             found.append((name, self._dists.get(name), doc[0] if doc else ""))
         return found
 
+    def add_commands(self, tree: object) -> None:
+        """Let every plugin add its commands to the CLI's ``tree`` (``chicory_register_commands``).
+
+        A plugin whose hook raises is logged and skipped: the other commands still work.
+        """
+        for impl in self._pm.hook.chicory_register_commands.get_hookimpls():
+            try:
+                impl.function(tree=tree)
+            except Exception:
+                log.exception("plugin %s could not add its commands; skipped", impl.plugin_name)
+
     def has_observers(self, hook_name: str) -> bool:
         """Whether any plugin implements the observer hook ``hook_name``."""
         return bool(getattr(self._pm.hook, hook_name).get_hookimpls())

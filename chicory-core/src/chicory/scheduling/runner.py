@@ -7,16 +7,16 @@ Two schedulers (or ten) firing the same schedule enqueue each fire once: the fir
 the key, the others get a duplicate. So high availability is running the scheduler twice,
 on two machines; no leader election, no lock to renew.
 
-At start, a scheduler reads each schedule's last-fire record (:mod:`chicory.scheduling.
-records`). Fires due after it and before the start fell due while no scheduler ran: the
-schedule's ``missed`` policy decides, ``"catch_up_last"`` (the default) fires the latest of
-them once, ``"skip"`` drops them. A schedule with no record yet (never fired) starts with the
-next fire. While running, a scheduler that falls behind (a suspended machine, a long broker
-outage) fires the latest due fire once, never a backlog.
+At start, a scheduler reads each schedule's last-fire record
+(:mod:`chicory.scheduling.records`). Fires due after it and before the start fell due while
+no scheduler ran: the schedule's ``missed`` policy decides, ``"catch_up_last"`` (the
+default) fires the latest of them once, ``"skip"`` drops them. A schedule with no record yet
+(never fired) starts with the next fire. While running, a scheduler that falls behind (a
+suspended machine, a long broker outage) fires the latest due fire once, never a backlog.
 
 Time comes from an injectable clock (:class:`~chicory.clock.Clock`): tests move a
-:class:`~chicory.clock.VirtualClock` across a daylight-saving change and call :meth:`Scheduler.
-tick`.
+:class:`~chicory.clock.VirtualClock` across a daylight-saving change and call
+:meth:`Scheduler.tick`.
 """
 
 from __future__ import annotations

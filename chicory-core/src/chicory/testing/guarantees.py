@@ -188,6 +188,7 @@ def guarantee(
     rests_on: Sequence[str] = (),
     needs: Sequence[str] = (),
     area: str | None = None,
+    time_scale: float = 1.0,
 ) -> Callable[[Callable[[Any, _Env], Awaitable[None]]], Callable[..., None]]:
     """Declare a conformance test for guarantee ``gid``.
 
@@ -205,6 +206,8 @@ def guarantee(
         needs: What the test needs besides the broker (see :attr:`Guarantee.needs`).
         area: The public suite the test belongs to (default: the class defining it; a
             mixin of guarantees names the suite it is mixed into).
+        time_scale: The test may take this many times the harness's timeout (a test that
+            tries many operation sequences, not one behaviour).
 
     Returns:
         A decorator producing the synchronous pytest test function.
@@ -248,7 +251,7 @@ def guarantee(
             known = env.known_failure(harness, gid)
             if known is not None:
                 request.applymarker(pytest.mark.xfail(reason=f"{gid}: {known}", strict=True))
-            limit = env.timeout(harness)
+            limit = env.timeout(harness) * time_scale
 
             async def main() -> None:
                 with anyio.move_on_after(limit + CLEANUP_SECONDS) as outer:

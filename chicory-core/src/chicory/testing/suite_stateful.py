@@ -56,6 +56,7 @@ class BrokerStatefulSuite:
         env=BROKER_ENV,
         needs=("oracle",),
         rests_on=FOUNDATIONS,
+        time_scale=4,  # many operation sequences, each against the broker and the oracle
     )
     async def test_matches_memory_oracle(self, env: BrokerEnv) -> None:
         """MUST behave like the reference memory broker over random operation sequences."""

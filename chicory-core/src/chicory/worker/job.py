@@ -203,9 +203,7 @@ class JobRunner:
                     failed = self._succeed(delivery, message, task, strategy, outcome, settler)
                     if failed is None:
                         if headers and UNIQUE_HEADER in headers:
-                            settler.after_settled(
-                                delivery, lambda: self._release(delivery, message)
-                            )
+                            self._release_once_settled(settler, delivery, message)
                         return True
                 outcome = failed
             await self._failed_attempt(delivery, message, task, strategy, outcome)
@@ -505,6 +503,15 @@ class JobRunner:
                 "chicory_task_dead_lettered",
                 self._event(message, None, reason=reason, queue=delivery.queue),
             )
+
+    def _release_once_settled(
+        self, settler: Settler, delivery: Delivery, message: TaskMessage
+    ) -> None:
+        """Free a succeeded run's unique key once its result is stored and it is acked.
+
+        (A method of its own: a closure in ``_handle`` would turn its locals into cells.)
+        """
+        settler.after_settled(delivery, lambda: self._release(delivery, message))
 
     async def _release(self, delivery: Delivery, message: TaskMessage | None) -> None:
         """Free the unique key a final run held (:mod:`chicory.unique`), if it held one."""

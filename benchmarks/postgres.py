@@ -1,0 +1,198 @@
+"""The PostgreSQL broker's benchmark: drain across two worker processes, round trip, latency.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/postgres.py            # 10,000-task drains
+    .venv/bin/python benchmarks/postgres.py --tasks 2000 --runs 1
+    .venv/bin/python benchmarks/postgres.py --server postgresql://postgres@127.0.0.1:5432/postgres
+
+It creates a database of its own on ``--server`` (``chicory_bench_<random>``) and drops it
+afterwards. The measures are those of ``benchmarks/sqlite.py`` (whose worker app and process
+helpers it uses), on the same task app, so the two brokers compare line for line:
+
+* **drain**: ``--tasks`` no-op tasks (``ignore_result=True``) per delivery mode, enqueued with
+  ``delay_many`` in batches of 1,000 while two ``chicory worker`` processes (concurrency 64,
+  prefetch 192 each) consume; enqueue rate, end-to-end rate, worker CPU per task.
+* **round trip**: one worker process; ``await (await add.delay(1, 2)).get()`` one at a time
+  (results in the PostgreSQL result backend, waiters woken by NOTIFY).
+* **latency**: an open loop of ``--rate`` calls per second for ``--seconds`` seconds.
+
+``--synchronous-commit off`` measures the database with commits that do not wait for the WAL
+fsync (see "Tuning" in docs/postgres.md); the default is the server's setting. The load
+average is printed with the results: rates on a shared machine say as much about the other
+processes as about this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import psycopg
+from psycopg import sql
+from sqlite import _consumers, _cpu_seconds, _reports, _spread, producer, workers
+
+
+def _database_url(server: str, name: str) -> str:
+    parts = urlsplit(server)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+async def drain(url: str, directory: Path, mode: str, tasks: int) -> dict[str, float]:
+    """One drain of ``tasks`` no-ops of ``mode`` across two worker processes."""
+    done = directory / f"done-{mode}"
+    queue_url = f"{url}?schema=drain_{mode}_{directory.name}"
+    app = producer(queue_url)
+    task = app.tasks[f"bench.noop_{mode}"]
+    broker = await app.connected_broker()
+    with workers(queue_url, done, 2, concurrency=64, prefetch=192) as procs:
+        await _consumers(app, 2)
+        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        start = time.time()
+        for offset in range(0, tasks, 1000):
+            await task.delay_many([()] * min(1000, tasks - offset))
+        enqueued = time.time()
+        while True:
+            counts = await broker.counts("default")
+            if counts.ready == counts.in_flight == counts.delayed == 0:
+                break
+            await anyio.sleep(0.05)
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+    reports = _reports(directory, f"done-{mode}.*")
+    ran = sum(int(count) for count, _ in reports)
+    end = max(float(last) for _, last in reports)
+    await app.close()
+    assert ran == tasks, f"{ran} tasks ran, {tasks} were enqueued"
+    return {
+        "enqueue": tasks / (enqueued - start),
+        "end_to_end": tasks / (end - start),
+        "cpu_us": cpu / tasks * 1e6,
+    }
+
+
+async def round_trips(
+    url: str, directory: Path, calls: int, rate: float, seconds: float
+) -> dict[str, float]:
+    """Sequential round trips, then an open loop, on one worker process."""
+    queue_url = f"{url}?schema=calls"
+    app = producer(queue_url)
+    add = app.tasks["bench.add"]
+    out: dict[str, float] = {}
+    with workers(queue_url, directory / "done-calls", 1, concurrency=64, prefetch=64):
+        await _consumers(app, 1)
+        times = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            assert await (await add.delay(1, 2)).get(timeout=60) == 3
+            times.append(time.perf_counter() - began)
+        out["rt_rate"] = calls / sum(times)
+        out["rt_p50_ms"] = statistics.median(times) * 1e3
+        out["rt_p99_ms"] = statistics.quantiles(times, n=100)[98] * 1e3
+        latencies: list[float] = []
+
+        async def one() -> None:
+            began = time.perf_counter()
+            assert await (await add.delay(1, 2)).get(timeout=60) == 3
+            latencies.append(time.perf_counter() - began)
+
+        async with anyio.create_task_group() as tg:
+            opened = time.perf_counter()
+            for n in range(int(rate * seconds)):
+                tg.start_soon(one)
+                await anyio.sleep(max(0.0, opened + (n + 1) / rate - time.perf_counter()))
+        cuts = statistics.quantiles(latencies, n=100)
+        out["lat_p50_ms"] = cuts[49] * 1e3
+        out["lat_p95_ms"] = cuts[94] * 1e3
+        out["lat_p99_ms"] = cuts[98] * 1e3
+        out["lat_max_ms"] = max(latencies) * 1e3
+    await app.close()
+    return out
+
+
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--server",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a server URL; the benchmark creates and drops a database of its own there",
+    )
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks per drain")
+    parser.add_argument("--runs", type=int, default=3, help="drains per delivery mode")
+    parser.add_argument("--calls", type=int, default=300, help="sequential round trips")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop calls per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="open-loop duration")
+    parser.add_argument(
+        "--synchronous-commit", choices=("on", "off"), help="the database's synchronous_commit"
+    )
+    args = parser.parse_args(argv)
+    name = f"chicory_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(args.server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if args.synchronous_commit:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(
+                    sql.Identifier(name), sql.SQL(args.synchronous_commit)
+                )
+            )
+        version = conn.execute("SHOW server_version").fetchone()
+    url = _database_url(args.server, name)
+    load_before = os.getloadavg()
+    results: dict[str, list[float]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="chicory-postgres-bench-") as tmp:
+            for run in range(args.runs):
+                for mode in ("alo", "amo"):
+                    directory = Path(tmp) / f"run{run}_{mode}"
+                    directory.mkdir()
+                    for key, value in (await drain(url, directory, mode, args.tasks)).items():
+                        results.setdefault(f"{mode}_{key}", []).append(value)
+            directory = Path(tmp) / "calls"
+            directory.mkdir()
+            calls = await round_trips(url, directory, args.calls, args.rate, args.seconds)
+    finally:
+        with psycopg.connect(args.server, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    load_after = os.getloadavg()
+    print(
+        f"PostgreSQL {version[0] if version else '?'} (synchronous_commit "
+        f"{args.synchronous_commit or 'as the server says'}), Python "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs; load average (1/5/15 min) "
+        f"before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
+        f"{'/'.join(f'{v:.1f}' for v in load_after)}"
+    )
+    print(
+        f"drain: {args.tasks:,} no-op tasks, two worker processes (64 / 192 each), "
+        f"{args.runs} run(s) per mode: median (min-max)"
+    )
+    print("| measure | at-least-once | at-most-once |")
+    print("|---|---|---|")
+    for key, label in (
+        ("enqueue", "enqueue (`delay_many`), tasks/s"),
+        ("end_to_end", "end to end, tasks/s"),
+        ("cpu_us", "worker CPU per task (both processes), us"),
+    ):
+        print(f"| {label} | {_spread(results[f'alo_{key}'])} | {_spread(results[f'amo_{key}'])} |")
+    print(
+        f"round trip ({args.calls} sequential `delay` + `get`, one worker process): "
+        f"{calls['rt_rate']:,.0f} calls/s, p50 {calls['rt_p50_ms']:.1f} ms, "
+        f"p99 {calls['rt_p99_ms']:.1f} ms"
+    )
+    print(
+        f"latency (open loop {args.rate:.0f}/s for {args.seconds:.0f} s): "
+        f"p50 {calls['lat_p50_ms']:.1f} ms, p95 {calls['lat_p95_ms']:.1f} ms, "
+        f"p99 {calls['lat_p99_ms']:.1f} ms, max {calls['lat_max_ms']:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    anyio.run(main)

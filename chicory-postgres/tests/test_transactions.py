@@ -1,0 +1,162 @@
+"""Enqueue inside the caller's transaction: a task exists if and only if it commits.
+
+Each test runs a real worker on the PostgreSQL broker and result backend and a psycopg
+connection of the test's own, as an application would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+import psycopg
+import pytest
+
+from chicory import Chicory
+from chicory.errors import CapabilityError
+from chicory.middleware import Middleware, OutgoingTask
+from chicory.worker import Worker
+from chicory_postgres.broker import PostgresBroker
+from chicory_postgres.results import PostgresResultBackend
+
+
+@pytest.fixture
+async def app(postgres_url: str) -> AsyncIterator[Chicory]:
+    """An app on the session's database with a private queue, and a table of task runs."""
+    app = Chicory(
+        broker=PostgresBroker.from_url(postgres_url),
+        backend=PostgresResultBackend.from_url(postgres_url),
+        load_entry_points=False,
+        default_queue=f"tx-{uuid.uuid4().hex[:8]}",
+    )
+    yield app
+    await app.close()
+
+
+@pytest.fixture
+async def conn(postgres_url: str) -> AsyncIterator[psycopg.AsyncConnection[object]]:
+    """The application's own connection, with an ``orders`` table."""
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS orders (id text PRIMARY KEY)")
+        await conn.commit()
+        yield conn
+
+
+async def _serve_until(worker: Worker, done: anyio.Event, seconds: float) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.serve)
+        with anyio.move_on_after(seconds):
+            await done.wait()
+        worker.stop()
+
+
+async def test_rolled_back_task_never_runs(
+    app: Chicory, conn: psycopg.AsyncConnection[object]
+) -> None:
+    """A task enqueued in a transaction that rolls back is never delivered; one enqueued in
+    a transaction that commits runs exactly once."""
+    runs: list[str] = []
+    done = anyio.Event()
+
+    @app.task(name="tx.receipt")
+    async def receipt(order_id: str) -> None:
+        runs.append(order_id)
+        if order_id == "committed":
+            done.set()
+
+    async def place_declined_order() -> None:
+        async with conn.transaction():
+            await conn.execute("INSERT INTO orders (id) VALUES ('rolled-back')")
+            async with app.transaction(conn):
+                await receipt.delay("rolled-back")
+            raise RuntimeError("payment declined")
+
+    with pytest.raises(RuntimeError, match="payment declined"):
+        await place_declined_order()
+    async with conn.transaction():
+        await conn.execute("INSERT INTO orders (id) VALUES ('committed')")
+        async with app.transaction(conn):
+            result = await receipt.delay("committed")
+    await _serve_until(Worker(app, concurrency=2, heartbeat_interval=0), done, 20)
+    assert runs == ["committed"], f"expected only the committed task to run, ran {runs}"
+    assert await result.get(timeout=5) is None
+    broker = await app.connected_broker()
+    counts = await broker.counts(app.default_queue)
+    assert (counts.ready, counts.delayed, counts.in_flight) == (0, 0, 0)
+
+
+async def test_not_visible_before_commit(
+    app: Chicory, conn: psycopg.AsyncConnection[object]
+) -> None:
+    """Until the caller commits, workers cannot see the task (nor does it count)."""
+
+    @app.task(name="tx.noop")
+    async def noop() -> None:
+        return None
+
+    broker = await app.connected_broker()
+    async with conn.transaction():
+        async with app.transaction(conn):
+            await noop.delay_many([(), ()])
+        assert (await broker.counts(app.default_queue)).ready == 0, "seen before the commit"
+    assert (await broker.counts(app.default_queue)).ready == 2, "gone after the commit"
+
+
+async def test_refused_on_brokers_that_cannot(conn: psycopg.AsyncConnection[object]) -> None:
+    """A broker without the capability refuses the block instead of publishing outside it."""
+    app = Chicory(broker="memory://", backend="memory://")
+    try:
+        with pytest.raises(CapabilityError, match="transactional_enqueue"):
+            async with app.transaction(conn):
+                pass
+    finally:
+        await app.close()
+
+
+async def test_unique_enqueue_cannot_join(
+    app: Chicory, conn: psycopg.AsyncConnection[object]
+) -> None:
+    """A unique enqueue inside the block is refused: its key would outlive a rollback."""
+
+    @app.task(name="tx.unique")
+    async def once() -> None:
+        return None
+
+    async with conn.transaction(), app.transaction(conn):
+        with pytest.raises(CapabilityError, match="cannot join a database transaction"):
+            await once.apply_async(unique_key="nightly")
+
+
+async def test_other_connections_are_refused(app: Chicory) -> None:
+    """Something that is not a connection the broker can write on is a clear error."""
+
+    @app.task(name="tx.other")
+    async def other() -> None:
+        return None
+
+    with pytest.raises(CapabilityError, match="psycopg"):
+        async with app.transaction(object()):
+            await other.delay()
+
+
+async def test_publish_middleware_runs(app: Chicory, conn: psycopg.AsyncConnection[object]) -> None:
+    """Tasks enqueued in a transaction go through the app's publish middleware."""
+
+    class Tenant(Middleware):
+        def before_publish(self, message: OutgoingTask) -> None:
+            message.headers["x-tenant"] = "acme"
+
+    app.add_middleware(Tenant())
+
+    @app.task(name="tx.tenant")
+    async def tenant() -> None:
+        return None
+
+    async with conn.transaction(), app.transaction(conn):
+        await tenant.delay()
+    broker = await app.connected_broker()
+    async with broker.consume([app.default_queue], prefetch=1) as consumer:
+        (delivery,) = await consumer.fetch(1, timeout=5)
+        assert delivery.headers.get("x-tenant") == "acme", dict(delivery.headers)
+        await delivery.ack()
