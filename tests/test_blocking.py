@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from chicory import Chicory, Worker, blocking
 from chicory.errors import BlockingCallError, TaskCancelledError, TaskFailedError
 from chicory.records import TaskState
 from processes import WorkerProcess, delete_keys, worker_process
+
+SLOW_CALLBACK = re.compile(r"Executing <.*> took \d+\.\d+ seconds$")
 
 
 @pytest.fixture
@@ -229,7 +232,9 @@ print("sent")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "sent"
-    assert done.stderr == ""
+    # -X dev also logs every callback slower than 0.1 s, which a busy machine produces.
+    problems = [line for line in done.stderr.splitlines() if not SLOW_CALLBACK.match(line)]
+    assert problems == [], done.stderr
     assert connections(prefix) == 0
 
     async def ready() -> int:

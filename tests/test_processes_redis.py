@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from chicory import Chicory, DeliveryMode, TaskCancelledError
+from chicory.admin import Admin
 from chicory.records import TaskState
 from e2e_support import eventually
 from processes import RedisServer, own_redis, run_counts, worker_process
@@ -63,6 +64,13 @@ async def test_two_processes_run_tasks_and_a_killed_child_is_replaced(
     app, runs = producer(server.url), tmp_path / "runs.txt"
     pid_task = app.tasks["w.pid"]
     with worker_process(server.url, runs, "--processes", "2", "-c", "4") as supervisor:
+        admin = Admin(app)
+
+        async def both_consuming() -> bool:
+            return len(await admin.workers()) == 2
+
+        # A child that starts seconds before the other (a busy machine) could take all of it.
+        await eventually(both_consuming, timeout=60)
         first = await pid_task.delay_many((i, 0.05) for i in range(60))
         pids = {await r.get(timeout=60) for r in first}
         assert len(pids) == 2, f"tasks ran in {pids}"

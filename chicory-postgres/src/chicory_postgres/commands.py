@@ -12,8 +12,6 @@ from typing import Any
 
 __all__ = ["register"]
 
-ERR: Any = {"file": sys.stderr}
-
 
 def register(tree: Any) -> None:
     """Add the ``postgres`` command group to the CLI's ``tree``."""
@@ -71,7 +69,7 @@ async def _migrate_async(url: str) -> int:
             file=sys.stderr,
         )
     else:
-        print(f"{where} is at version {CURRENT_VERSION} already", **ERR)
+        print(f"{where} is at version {CURRENT_VERSION} already", file=sys.stderr)
     return 0
 
 
