@@ -13,6 +13,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+from selftests import run_broken_suite
 
 from chicory.testing import GUARANTEES, SUITE_MODULES
 
@@ -115,24 +116,9 @@ def run_suites(
     harness: str = "timed",
 ) -> tuple[set[str], set[str], pytest.RunResult]:
     """Run the suites on the wrapper with ``defect``; return the failed and passed ids."""
-    monkeypatch.setenv("CHICORY_TEST_DEFECT", defect)
-    monkeypatch.setenv("CHICORY_TEST_HARNESS", harness)
-    pytester.makeconftest(BROKERS)
-    pytester.makepyfile(test_broken=SUITES)
-    result = pytester.runpytest_inprocess(
-        "-p", "no:asyncio", "-p", "no:cacheprovider", "-k", keyword, "-rfs"
+    return run_broken_suite(
+        pytester, monkeypatch, defect, BROKERS, SUITES, "-k", keyword, harness=harness
     )
-    failed: set[str] = set()
-    passed: set[str] = set()
-    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
-        gid = dict(report.user_properties).get("chicory_guarantee")
-        if gid is None:
-            continue
-        if report.failed:
-            failed.add(gid)
-        elif report.passed and report.when == "call":
-            passed.add(gid)
-    return failed, passed, result
 
 
 @pytest.mark.parametrize("defect", sorted(CASES))

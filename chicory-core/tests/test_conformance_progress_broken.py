@@ -8,6 +8,7 @@ guarantee ids failed. The control, the same subclass without a defect, passes ev
 from __future__ import annotations
 
 import pytest
+from selftests import run_broken_suite
 
 pytest_plugins = ["pytester"]
 
@@ -53,37 +54,17 @@ CASES = {
 ALL = {"progress.pushed", "progress.stored"}
 
 
-def run_suite(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, defect: str
-) -> tuple[set[str], set[str], pytest.RunResult]:
-    monkeypatch.setenv("CHICORY_TEST_DEFECT", defect)
-    pytester.makeconftest(BACKENDS)
-    pytester.makepyfile(test_broken_progress=SUITES)
-    result = pytester.runpytest_inprocess("-p", "no:asyncio", "-p", "no:cacheprovider", "-rfs")
-    failed: set[str] = set()
-    passed: set[str] = set()
-    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
-        gid = dict(report.user_properties).get("chicory_guarantee")
-        if gid is None:
-            continue
-        if report.failed:
-            failed.add(gid)
-        elif report.passed and report.when == "call":
-            passed.add(gid)
-    return failed, passed, result
-
-
 @pytest.mark.parametrize("defect", sorted(CASES))
 def test_a_broken_feed_fails_the_named_guarantees(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, defect: str
 ) -> None:
-    failed, _, result = run_suite(pytester, monkeypatch, defect)
+    failed, _, result = run_broken_suite(pytester, monkeypatch, defect, BACKENDS, SUITES)
     assert failed == CASES[defect], result.stdout.str()
 
 
 def test_the_unbroken_subclass_passes_every_progress_guarantee(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    failed, passed, result = run_suite(pytester, monkeypatch, "none")
+    failed, passed, result = run_broken_suite(pytester, monkeypatch, "none", BACKENDS, SUITES)
     assert not failed, result.stdout.str()
     assert passed == ALL, result.stdout.str()
