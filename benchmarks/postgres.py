@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import psycopg
 from psycopg import sql
-from sqlite import _consumers, _cpu_seconds, _reports, _spread, producer, workers
+from sqlite import _spread, drain_on, round_trips_on
 
 
 def _database_url(server: str, name: str) -> str:
@@ -48,73 +46,14 @@ def _database_url(server: str, name: str) -> str:
 
 async def drain(url: str, directory: Path, mode: str, tasks: int) -> dict[str, float]:
     """One drain of ``tasks`` no-ops of ``mode`` across two worker processes."""
-    done = directory / f"done-{mode}"
-    queue_url = f"{url}?schema=drain_{mode}_{directory.name}"
-    app = producer(queue_url)
-    task = app.tasks[f"bench.noop_{mode}"]
-    broker = await app.connected_broker()
-    with workers(queue_url, done, 2, concurrency=64, prefetch=192) as procs:
-        await _consumers(app, 2)
-        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
-        start = time.time()
-        for offset in range(0, tasks, 1000):
-            await task.delay_many([()] * min(1000, tasks - offset))
-        enqueued = time.time()
-        while True:
-            counts = await broker.counts("default")
-            if counts.ready == counts.in_flight == counts.delayed == 0:
-                break
-            await anyio.sleep(0.05)
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
-    reports = _reports(directory, f"done-{mode}.*")
-    ran = sum(int(count) for count, _ in reports)
-    end = max(float(last) for _, last in reports)
-    await app.close()
-    assert ran == tasks, f"{ran} tasks ran, {tasks} were enqueued"
-    return {
-        "enqueue": tasks / (enqueued - start),
-        "end_to_end": tasks / (end - start),
-        "cpu_us": cpu / tasks * 1e6,
-    }
+    return await drain_on(f"{url}?schema=drain_{mode}_{directory.name}", directory, mode, tasks)
 
 
 async def round_trips(
     url: str, directory: Path, calls: int, rate: float, seconds: float
 ) -> dict[str, float]:
     """Sequential round trips, then an open loop, on one worker process."""
-    queue_url = f"{url}?schema=calls"
-    app = producer(queue_url)
-    add = app.tasks["bench.add"]
-    out: dict[str, float] = {}
-    with workers(queue_url, directory / "done-calls", 1, concurrency=64, prefetch=64):
-        await _consumers(app, 1)
-        times = []
-        for _ in range(calls):
-            began = time.perf_counter()
-            assert await (await add.delay(1, 2)).get(timeout=60) == 3
-            times.append(time.perf_counter() - began)
-        out["rt_rate"] = calls / sum(times)
-        out["rt_p50_ms"] = statistics.median(times) * 1e3
-        out["rt_p99_ms"] = statistics.quantiles(times, n=100)[98] * 1e3
-        latencies: list[float] = []
-
-        async def one() -> None:
-            began = time.perf_counter()
-            assert await (await add.delay(1, 2)).get(timeout=60) == 3
-            latencies.append(time.perf_counter() - began)
-
-        async with anyio.create_task_group() as tg:
-            opened = time.perf_counter()
-            for n in range(int(rate * seconds)):
-                tg.start_soon(one)
-                await anyio.sleep(max(0.0, opened + (n + 1) / rate - time.perf_counter()))
-        cuts = statistics.quantiles(latencies, n=100)
-        out["lat_p50_ms"] = cuts[49] * 1e3
-        out["lat_p95_ms"] = cuts[94] * 1e3
-        out["lat_p99_ms"] = cuts[98] * 1e3
-        out["lat_max_ms"] = max(latencies) * 1e3
-    await app.close()
-    return out
+    return await round_trips_on(f"{url}?schema=calls", directory, calls, rate, seconds)
 
 
 async def main(argv: list[str] | None = None) -> None:

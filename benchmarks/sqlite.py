@@ -122,7 +122,14 @@ async def _consumers(app: Chicory, count: int) -> None:
 
 async def drain(directory: Path, mode: str, tasks: int) -> dict[str, float]:
     """One drain of ``tasks`` no-ops of ``mode`` across two worker processes."""
-    url = f"sqlite:///{directory / f'drain-{mode}.sqlite3'}"
+    return await drain_on(
+        f"sqlite:///{directory / f'drain-{mode}.sqlite3'}", directory, mode, tasks
+    )
+
+
+async def drain_on(url: str, directory: Path, mode: str, tasks: int) -> dict[str, float]:
+    """One drain of ``tasks`` no-ops of ``mode`` on ``url`` across two worker processes
+    (any broker: the PostgreSQL benchmark measures its own with it)."""
     done = directory / f"done-{mode}"
     app = producer(url)
     task = app.tasks[f"bench.noop_{mode}"]
@@ -154,7 +161,15 @@ async def drain(directory: Path, mode: str, tasks: int) -> dict[str, float]:
 
 async def round_trips(directory: Path, calls: int, rate: float, seconds: float) -> dict[str, float]:
     """Sequential round trips, then an open loop, on one worker process."""
-    url = f"sqlite:///{directory / 'calls.sqlite3'}"
+    return await round_trips_on(
+        f"sqlite:///{directory / 'calls.sqlite3'}", directory, calls, rate, seconds
+    )
+
+
+async def round_trips_on(
+    url: str, directory: Path, calls: int, rate: float, seconds: float
+) -> dict[str, float]:
+    """Sequential round trips, then an open loop, on ``url`` with one worker process."""
     app = producer(url)
     add = app.tasks["bench.add"]
     out: dict[str, float] = {}

@@ -41,6 +41,12 @@ async def eventually(predicate: Any, timeout: float = 5.0) -> None:
             await anyio.sleep(0.01)
 
 
+async def drained(broker: Broker, queue: str = "default") -> bool:
+    """Whether ``queue`` holds nothing: no ready, in-flight or delayed message."""
+    counts = await broker.counts(queue)
+    return counts.ready == counts.in_flight == counts.delayed == 0
+
+
 class Faults:
     """How many more calls of one kind fail (``None``: all of them), and how many were made.
 

@@ -17,7 +17,7 @@ import pytest
 from chicory import Chicory, DeliveryMode
 from chicory.errors import BrokerConnectionError, BrokerError
 from chicory_redis.results import RedisResultBackend
-from e2e_support import eventually
+from e2e_support import drained, eventually
 from processes import RedisServer, own_redis, run_counts, worker_process
 
 pytestmark = pytest.mark.slow
@@ -91,12 +91,7 @@ async def test_sigkill_mid_batch_runs_no_at_most_once_task_twice(
         first.wait(10)
     broker = await app.connected_broker()
     with worker_process(url, runs, "--concurrency", "10") as second:
-
-        async def drained() -> bool:
-            counts = await broker.counts("default")
-            return counts.ready == counts.in_flight == counts.delayed == 0
-
-        await eventually(drained, timeout=60)
+        await eventually(lambda: drained(broker), timeout=60)
         second.signal(signal.SIGTERM)
         assert second.wait(30) == 0
     started, ended = run_counts(runs)

@@ -18,7 +18,7 @@ import pytest
 
 from chicory import Chicory, DeliveryMode
 from chicory_sqlite.broker import SqliteBroker
-from e2e_support import eventually
+from e2e_support import drained, eventually
 from processes import run_counts, worker_process
 
 pytestmark = pytest.mark.slow
@@ -116,11 +116,7 @@ async def test_sigkill_mid_batch_runs_no_at_most_once_task_twice(tmp_path: Path)
         doomed.signal(signal.SIGKILL)
         doomed.wait(10)
 
-        async def drained() -> bool:
-            counts = await broker.counts("default")
-            return counts.ready == counts.in_flight == counts.delayed == 0
-
-        await eventually(drained, timeout=120)
+        await eventually(lambda: drained(broker), timeout=120)
         survivor.signal(signal.SIGTERM)
         assert survivor.wait(30) == 0
     started, ended = all_runs(doomed_runs, survivor_runs)

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from chicory import Chicory, DeliveryMode
 from chicory_postgres.broker import PostgresBroker
-from e2e_support import eventually
+from e2e_support import drained, eventually
 from processes import run_counts, worker_process
 
 pytestmark = pytest.mark.slow
@@ -120,11 +120,7 @@ async def test_sigkill_mid_batch_runs_no_at_most_once_task_twice(
         doomed.signal(signal.SIGKILL)
         doomed.wait(10)
 
-        async def drained() -> bool:
-            counts = await broker.counts("default")
-            return counts.ready == counts.in_flight == counts.delayed == 0
-
-        await eventually(drained, timeout=120)
+        await eventually(lambda: drained(broker), timeout=120)
         survivor.signal(signal.SIGTERM)
         assert survivor.wait(30) == 0
     started, ended = run_counts(runs)
@@ -240,13 +236,9 @@ async def test_database_restart_under_a_running_worker(
         assert [await r.get(timeout=120) for r in results] == list(range(N))
         broker = await app.connected_broker()
 
-        async def drained() -> bool:
-            counts = await broker.counts("default")
-            return (counts.ready, counts.in_flight, counts.delayed) == (0, 0, 0)
-
         # Acks that failed during the restart are sent again (or the messages come back
         # and are acked unrun, their results being stored): the queue ends empty.
-        await eventually(drained, timeout=60)
+        await eventually(lambda: drained(broker), timeout=60)
         worker.signal(signal.SIGTERM)
         assert worker.wait(30) == 0
     _, ended = run_counts(runs)
