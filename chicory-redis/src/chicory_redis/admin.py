@@ -21,10 +21,6 @@ from chicory_redis.connection import broker_errors
 __all__ = ["AdminMethods"]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class AdminMethods(BrokerBase):
     """The counting, inspection, delayed-listing and unique-enqueue methods of
     :class:`~chicory_redis.broker.RedisBroker`."""
@@ -34,7 +30,7 @@ class AdminMethods(BrokerBase):
 
         ``ready`` is the group's ``lag`` (entries not yet delivered) where Redis can tell,
         else the stream length minus pending entries (exact here, since acked entries are
-        deleted).
+        deleted), summed over the queue's priority levels, as ``in_flight`` is.
 
         Raises:
             BrokerConnectionError: Redis could not be reached.
@@ -42,43 +38,43 @@ class AdminMethods(BrokerBase):
         k, client = self._keys.queue(queue), self.client
         with broker_errors(self.display_url, f"count queue {queue!r}"):
             now_ms = int(self._clock.time() * 1000)
-            calls = [
-                scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, 1000)),
-                self._trim_dead_call(k),
-            ]
-            for result in await scripts.run_many(client, calls):
+            calls = [inspect.move_due_call(k, now_ms), self._trim_dead_call(k)]
+            results = await scripts.run_many(client, calls)
+            for result in results:
                 if isinstance(result, Exception):
                     raise result
+            streams = inspect.streams_of(k, results[0])
             pipe = client.pipeline(transaction=False)
-            pipe.xinfo_groups(k.stream)
-            pipe.xlen(k.stream)
+            for stream_keys in streams:
+                pipe.xinfo_groups(stream_keys.stream)
+                pipe.xlen(stream_keys.stream)
             pipe.zcard(k.delayed)
             pipe.xlen(k.dead)
-            groups, length, delayed, dead = await pipe.execute(raise_on_error=False)
-        for value in (length, delayed, dead):
+            *per_stream, delayed, dead = await pipe.execute(raise_on_error=False)
+        for value in (*per_stream[1::2], delayed, dead):
             if isinstance(value, Exception):
                 raise BrokerError(f"could not count queue {queue!r}: {value}")
-        found = [] if isinstance(groups, Exception) else groups
-        group = next((g for g in found if _text(g["name"]) == k.group), None)
-        if group is None:
-            ready, in_flight = int(length), 0
-        else:
-            in_flight = int(group["pending"])
-            lag = group.get("lag")
-            ready = int(lag) if lag is not None else max(int(length) - in_flight, 0)
+        ready = in_flight = 0
+        for index in range(len(streams)):
+            counted = inspect.stream_counts(k.group, *per_stream[2 * index : 2 * index + 2])
+            ready += counted[0]
+            in_flight += counted[1]
         return QueueCounts(ready=ready, in_flight=in_flight, delayed=int(delayed), dead=int(dead))
 
     async def delete_queue(self, queue: str) -> None:
-        """Delete every key of ``queue`` (messages, delayed messages, dead letters, the
-        consumer group, consumers' presence, unique keys' claims) and take it out of the
-        queue registry (the ``delete_queue`` capability).
+        """Delete every key of ``queue`` (messages of every priority, delayed messages, dead
+        letters, the consumer groups, consumers' presence, unique keys' claims) and take it
+        out of the queue registry (the ``delete_queue`` capability).
 
         For tests and tear-down; consumers of the queue must be closed first.
         """
         k = self._keys.queue(queue)
         with broker_errors(self.display_url, f"delete queue {queue!r}"):
             claims = await self.client.zrange(k.uniques, 0, -1)
-            await self.client.delete(k.stream, k.delayed, k.dead, k.consumers, k.uniques, *claims)
+            levels = [k.at_level(level).stream for level in range(1, 10)]
+            await self.client.delete(
+                k.stream, *levels, k.levels, k.delayed, k.dead, k.consumers, k.uniques, *claims
+            )
             await self.client.srem(self._keys.queues, queue)
         self._registered.discard(queue)
 

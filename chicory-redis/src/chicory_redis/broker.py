@@ -52,7 +52,7 @@ class RedisBroker(PublishMethods, DeadLetterMethods, AdminMethods, RedisFlowMeth
             lease_renewal=True,
             dead_letter=True,
             fifo=True,
-            priorities=False,
+            priorities=True,
             atomic_retry=True,
             shared=True,
             max_body_bytes=self._settings.max_body_bytes,
@@ -82,7 +82,7 @@ class RedisBroker(PublishMethods, DeadLetterMethods, AdminMethods, RedisFlowMeth
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do (everything but priorities, inspection included)."""
+        """What this broker can do (inspection and priorities included)."""
         return self._capabilities
 
     @property

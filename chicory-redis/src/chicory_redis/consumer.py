@@ -58,7 +58,9 @@ from chicory_redis.connection import CONNECTION_ERRORS, Backoff, auth_message, i
 from chicory_redis.delivery import DeliveryState, RedisDelivery
 from chicory_redis.entries import StoredMessage, message_from_fields
 from chicory_redis.inspect import presence_seconds
+from chicory_redis.keys import QueueKeys
 from chicory_redis.ledger import Ledger
+from chicory_redis.levels import Levels
 from chicory_redis.reclaim import Reclaimer
 
 if TYPE_CHECKING:
@@ -103,6 +105,7 @@ class RedisConsumer:
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ledger = Ledger(broker, self.name, self._keys)
         self._reclaimer = Reclaimer(broker, self._ledger, self._keys, prefetch)
+        self._levels = Levels(self._keys, self._keys[0].group, self.name)
         self._hand_back: asyncio.Future[None] | None = None  # kept alive if close is cancelled
         self._cancelled_read = False  # a read may have left entries pending, unseen
         self._unseen_checks = 0  # after a failed read: passes left that look for what it read
@@ -261,6 +264,10 @@ class RedisConsumer:
                 raise result
         await self._broker.register_queues([k.queue for k in self._keys])
         await self._announce()
+        if self._levels.any:  # groups were lost: learn the levels again at once
+            self._levels.forget()
+            self._reclaimer.streams = self._levels.streams
+            self._next_move = 0.0
         self._groups_ready = True
 
     async def _announce(self) -> None:
@@ -280,19 +287,31 @@ class RedisConsumer:
         mono = loop.time()
         now_ms = math.floor(self._ledger.now() * 1000)
         calls = [
-            scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, _MOVE_BATCH))
+            scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream, k.levels), (now_ms, _MOVE_BATCH))
             for k in self._keys
         ]
         next_move = mono + self._settings.delayed_poll_interval
-        for result in await scripts.run_many(self._broker.client, calls):
+        results = await scripts.run_many(self._broker.client, calls)
+        for k, result in zip(self._keys, results, strict=True):
             if isinstance(result, Exception):
                 raise result
             moved, next_due = int(result[0]), int(result[1])
+            if len(result) > 2:
+                await self._learn(k, result[2:])
             if moved >= _MOVE_BATCH:
                 next_move = mono
             elif next_due >= 0:
                 next_move = min(next_move, mono + max((next_due - now_ms) / 1000, 0.001))
         self._next_move = next_move
+
+    async def _learn(self, k: QueueKeys, levels: Sequence[Any]) -> None:
+        """Read queue ``k`` by priority from now on, if it has levels new to this consumer."""
+        added = await self._levels.learn(self._broker.client, k, levels)
+        if added:
+            for level_keys in added:
+                self._by_stream[level_keys.stream] = level_keys
+            self._ledger.add_streams(added)
+            self._reclaimer.streams = self._levels.streams
 
     async def _xreadgroup(self, streams: Sequence[str], count: int, block_ms: int | None) -> Any:
         """``XREADGROUP ... >`` as Redis replies (the client leaves this reply unparsed)."""
@@ -306,8 +325,8 @@ class RedisConsumer:
         return await self._broker.client.execute_command(*pieces)  # type: ignore[no-untyped-call]
 
     async def _read(self, room: int, block_ms: int | None) -> list[RedisDelivery]:
-        keys = self._keys
-        if len(keys) == 1:
+        keys, levels = self._keys, self._levels
+        if len(keys) == 1 and not levels.any:
             return await self._accept(await self._xreadgroup((keys[0].stream,), room, block_ms))
         found: list[RedisDelivery] = []
         size = len(keys)
@@ -316,12 +335,19 @@ class RedisConsumer:
             if want <= 0:
                 break
             k = keys[(self._rotation + offset) % size]
-            found.extend(await self._accept(await self._xreadgroup((k.stream,), want, None)))
+            ranked = levels.ranked(k.queue)
+            if ranked is None:
+                response = await self._xreadgroup((k.stream,), want, None)
+            else:  # highest level first, in one round trip
+                response = await levels.read(self._broker.client, ranked, want)
+            found.extend(await self._accept(response))
         self._rotation = (self._rotation + 1) % size
         if found or block_ms is None:
             return found
-        # Nothing anywhere: block on every queue at once, one entry per queue at most.
-        response = await self._xreadgroup([k.stream for k in keys], 1, block_ms)
+        # Nothing anywhere: block on every stream at once (one queue: for the free room;
+        # several: one entry per stream at most).
+        streams = [k.stream for k in levels.streams]
+        response = await self._xreadgroup(streams, room if size == 1 else 1, block_ms)
         got = await self._accept(response)
         if len(got) > room:
             await self._ledger.give_back(got[room:], recount=False)
@@ -347,12 +373,13 @@ class RedisConsumer:
     async def _leave_groups(self) -> None:
         """Delete this consumer from the groups where it holds nothing pending."""
         client = self._broker.client
+        streams = self._levels.streams
         pipe = client.pipeline(transaction=False)
-        for k in self._keys:
+        for k in streams:
             pipe.xpending_range(k.stream, k.group, "-", "+", 1, consumername=self.name)
         pending = await pipe.execute(raise_on_error=False)
         pipe = client.pipeline(transaction=False)
-        for k, entries in zip(self._keys, pending, strict=True):
+        for k, entries in zip(streams, pending, strict=True):
             pipe.zrem(k.consumers, self.name)
             if entries == []:
                 pipe.xgroup_delconsumer(k.stream, k.group, self.name)

@@ -37,8 +37,8 @@ class DeadLetterMethods(BrokerBase):
     async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
         """Put a dead letter back on its queue as a new message, atomically.
 
-        The message keeps its body and headers and gets a new message id and a fresh
-        delivery count, at the back of the queue.
+        The message keeps its body and headers (so its priority) and gets a new message id
+        and a fresh delivery count, at the back of the queue.
 
         Returns:
             False if ``queue`` has no dead letter ``dead_letter_id``.
@@ -50,7 +50,7 @@ class DeadLetterMethods(BrokerBase):
             result = await scripts.run(
                 self.client,
                 scripts.REPLAY,
-                (k.dead, k.stream),
+                (k.dead, k.stream, k.levels),
                 (dead_letter_id, new_message_id()),
             )
         return bool(result)

@@ -63,6 +63,11 @@ class Ledger:
         """The soonest due time (s since the epoch) of a message this consumer delayed since
         its last move of due messages: its next move comes no later (see ``requeue``)."""
 
+    def add_streams(self, keys: Sequence[QueueKeys]) -> None:
+        """Settle deliveries from these streams too (a queue's priority levels)."""
+        for k in keys:
+            self._by_stream[k.stream] = k
+
     @property
     def max_body_bytes(self) -> int:
         """The broker's body size limit."""
@@ -195,11 +200,17 @@ class Ledger:
         raw_headers: str,
         body: bytes,
         check_limit: bool,
+        target: QueueKeys | None = None,
     ) -> scripts.Call:
         k, limit = delivery.keys, self._settings.max_deliveries
+        keys: tuple[str, ...] = (k.stream, k.delayed, k.dead)
+        extra: tuple[str, ...] = ()
+        if target is not None and target.stream != k.stream:  # another priority's stream
+            keys += (target.stream, target.levels) if target.level else (target.stream,)
+            extra = (str(target.level),) if target.level else ()
         return scripts.Call(
             scripts.REQUEUE,
-            (k.stream, k.delayed, k.dead),
+            keys,
             (
                 k.group,
                 self.name,
@@ -212,6 +223,7 @@ class Ledger:
                 raw_headers,
                 body,
                 *self._settings.dead_letter_limits(),
+                *extra,
             ),
         )
 
@@ -225,6 +237,7 @@ class Ledger:
         raw_headers: str,
         body: bytes,
         check_limit: bool,
+        target: QueueKeys | None = None,
     ) -> None:
         """Settle ``delivery`` and publish a message in its place (``requeue`` script).
 
@@ -236,6 +249,8 @@ class Ledger:
             raw_headers: Its headers as JSON.
             body: Its body.
             check_limit: Dead-letter instead when ``prior`` reaches ``max_deliveries``.
+            target: The keys of the priority level the message goes to when ready now, if
+                not the delivery's own.
 
         Raises:
             BrokerConnectionError: Redis could not be reached; nothing happened.
@@ -248,6 +263,7 @@ class Ledger:
             raw_headers=raw_headers,
             body=body,
             check_limit=check_limit,
+            target=target,
         )
         with broker_errors(self._broker.display_url, f"settle message {delivery.message_id}"):
             result = await scripts.run(self._broker.client, call.script, call.keys, call.args)

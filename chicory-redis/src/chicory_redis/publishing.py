@@ -3,6 +3,10 @@
 One message is one plain command (``XADD``, or ``ZADD`` when delayed); a batch goes through
 the ``enqueue`` script in pipelined calls (:mod:`chicory_redis.scripts.publishing`). Writes
 are sent once, never repeated blindly (:mod:`chicory_redis.sending`).
+
+A ready message with a priority above 0 goes to its priority's stream, and the priority into
+the queue's levels set (``SADD``, in the same round trip); a delayed one goes to the delayed
+set like any other, and is routed when it falls due (:mod:`chicory_redis.levels`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from chicory_redis import scripts
 from chicory_redis.base import BrokerBase
 from chicory_redis.entries import encode_headers, new_message_id, new_message_ids, pack_message
 from chicory_redis.keys import QueueKeys
+from chicory_redis.levels import level_of
 from chicory_redis.sending import Command
 
 __all__ = ["PUBLISH_CHUNK", "PublishMethods"]
@@ -66,7 +71,8 @@ class PublishMethods(BrokerBase):
         if len(messages) == 1:
             return [await self._publish_one(k, messages[0])]
         ids = new_message_ids(len(messages))
-        ready: list[bytes] = []
+        ready: list[bytes] = []  # priority 0
+        ranked: dict[int, list[bytes]] = {}  # priority 1 to 9
         delayed: list[tuple[int, bytes]] = []  # (due ms, packed)
         limit = self._settings.max_body_bytes
         for message, message_id in zip(messages, ids, strict=True):
@@ -76,7 +82,10 @@ class PublishMethods(BrokerBase):
             headers = encode_headers(message.headers).encode() if message.headers else b"{}"
             packed = b"%s\n0\n%s\n%s" % (message_id.encode(), headers, body)
             if message.not_before is None or (due := self.due_ms(message.not_before)) is None:
-                ready.append(packed)
+                if message.headers and (level := level_of(message.headers)):
+                    ranked.setdefault(level, []).append(packed)
+                else:
+                    ready.append(packed)
             else:
                 delayed.append((due, packed))
         keys = (k.stream, k.delayed)
@@ -84,23 +93,38 @@ class PublishMethods(BrokerBase):
             scripts.Call(scripts.ENQUEUE, keys, (len(chunk), *chunk))
             for chunk in scripts.chunked(ready, len)
         ]
+        for level, packed_messages in ranked.items():
+            level_keys = (k.at_level(level).stream, k.delayed)
+            calls += [
+                scripts.Call(scripts.ENQUEUE, level_keys, (len(chunk), *chunk))
+                for chunk in scripts.chunked(packed_messages, len)
+            ]
         calls += [
             scripts.Call(scripts.ENQUEUE, keys, (0, *[part for pair in chunk for part in pair]))
             for chunk in scripts.chunked(delayed, lambda pair: len(pair[1]))
         ]
-        await self.send([call.command() for call in calls], f"publish to queue {queue!r}")
+        commands: list[Command] = [call.command() for call in calls]
+        if ranked:  # first, so the level is recorded whenever a message of it is
+            commands.insert(0, ("SADD", k.levels, *ranked))
+        await self.send(commands, f"publish to queue {queue!r}")
         return ids
 
     async def _publish_one(self, k: QueueKeys, message: OutgoingMessage) -> str:
-        """One message, one plain command: ``XADD``, or ``ZADD`` when delayed."""
+        """One message, one plain command: ``XADD``, or ``ZADD`` when delayed (a priority
+        above 0 adds its level to the queue's levels set, in the same round trip)."""
         self.check_body(message.body)
         due = self.due_ms(message.not_before)
         message_id = new_message_id()
         packed = pack_message(message_id, 0, encode_headers(message.headers), message.body)
-        command: Command
-        if due is None:
-            command = ("XADD", k.stream, "*", "m", packed)
+        commands: list[Command]
+        if due is not None:
+            commands = [("ZADD", k.delayed, due, packed)]  # moved to its priority's stream
+        elif message.headers and (level := level_of(message.headers)):
+            commands = [
+                ("SADD", k.levels, level),
+                ("XADD", k.at_level(level).stream, "*", "m", packed),
+            ]
         else:
-            command = ("ZADD", k.delayed, due, packed)
-        await self.send([command], f"publish to queue {k.queue!r}")
+            commands = [("XADD", k.stream, "*", "m", packed)]
+        await self.send(commands, f"publish to queue {k.queue!r}")
         return message_id

@@ -1,7 +1,8 @@
 """The Lua scripts that make multi-step Redis operations atomic, and how they are run.
 
 One module per concern: :mod:`~chicory_redis.scripts.publishing` (new messages),
-:mod:`~chicory_redis.scripts.consuming` (moving due messages, forgetting idle members),
+:mod:`~chicory_redis.scripts.consuming` (moving due messages, reading priority levels,
+forgetting idle members),
 :mod:`~chicory_redis.scripts.settling` (ack, requeue, dead-letter, renew),
 :mod:`~chicory_redis.scripts.dead` (dead letters), :mod:`~chicory_redis.scripts.results`
 (the result backend); the shared Lua helpers and :class:`Script` in
@@ -21,6 +22,12 @@ delayed set and the stream without taking it apart. Dead letters keep one field 
 (``id``, ``n``, ``headers``, ``body``) plus ``reason`` and ``dead_at`` (ms), for people
 reading them with ``XRANGE``.
 
+Priorities: a queue's messages of priority 0 (and those without one) are in its stream;
+those of priority 1 to 9 in one stream per priority, made when the first is sent and
+recorded in the queue's levels set (:mod:`chicory_redis.keys`). Scripts that move a
+message into a stream route it by the ``chicory-priority`` header; a queue without a level
+above 0 costs them nothing.
+
 Settle scripts first check, with ``XPENDING ... <id> <id> 1 <consumer>`` (or one ``XPENDING``
 over the range a batch spans), that the entry is still pending *for the calling consumer*: a
 consumer whose lease expired and whose entry was reclaimed by another consumer can no longer
@@ -35,7 +42,7 @@ from typing import Final
 from redis.asyncio import Redis
 
 from chicory_redis.scripts.base import Script
-from chicory_redis.scripts.consuming import FORGET_IDLE, MOVE_DUE
+from chicory_redis.scripts.consuming import FORGET_IDLE, MOVE_DUE, READ_LEVELS
 from chicory_redis.scripts.dead import REPLAY, REQUEUE_DEAD, TRIM_DEAD
 from chicory_redis.scripts.publishing import ENQUEUE, PUBLISH_UNIQUE, RELEASE_UNIQUE
 from chicory_redis.scripts.results import JOIN_GROUP, STORE_PROGRESS, STORE_RESULT, STORE_RESULTS
@@ -63,6 +70,7 @@ __all__ = [
     "JOIN_GROUP",
     "MOVE_DUE",
     "PUBLISH_UNIQUE",
+    "READ_LEVELS",
     "RELEASE_UNIQUE",
     "RENEW",
     "REPLAY",
@@ -89,6 +97,7 @@ ALL_SCRIPTS: Final = (
     DEAD_LETTER,
     RENEW,
     MOVE_DUE,
+    READ_LEVELS,
     FORGET_IDLE,
     REPLAY,
     REQUEUE_DEAD,

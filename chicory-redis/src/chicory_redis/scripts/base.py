@@ -2,7 +2,8 @@
 
 The helpers are Lua source prepended to a script's own: ``owned`` / ``owned_many`` /
 ``owned_each`` (is an entry still pending for the calling consumer?), ``trim_dead`` (drop
-dead letters over the limits) and ``now`` (the server's clock in ms).
+dead letters over the limits), ``now`` (the server's clock in ms) and the priority helpers
+``level_of_headers`` / ``level_of_packed`` / ``level_stream``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Final
 
 import attrs
 
-__all__ = ["LUA_NOW_MS", "LUA_OWNED", "LUA_OWNED_MANY", "LUA_TRIM_DEAD", "Script"]
+__all__ = ["LUA_LEVELS", "LUA_NOW_MS", "LUA_OWNED", "LUA_OWNED_MANY", "LUA_TRIM_DEAD", "Script"]
 
 
 @attrs.frozen
@@ -105,4 +106,31 @@ end
 LUA_NOW_MS: Final = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+LUA_LEVELS: Final = """
+-- A message's priority: its headers' chicory-priority (one digit, 0 to 9), 0 without one.
+-- Headers are compact JSON with every quote in a name or value escaped, so the pattern can
+-- only match a real member.
+local function level_of_headers(headers)
+  local p = string.match(headers, '[{,]"chicory%-priority":"(%d)"[,}]')
+  return p and tonumber(p) or 0
+end
+
+-- The priority of a packed message (id \\n n \\n headers \\n body).
+local function level_of_packed(packed)
+  local a = string.find(packed, '\\n', 1, true)
+  local b = a and string.find(packed, '\\n', a + 1, true)
+  local c = b and string.find(packed, '\\n', b + 1, true)
+  if not c then return 0 end
+  return level_of_headers(string.sub(packed, b + 1, c - 1))
+end
+
+-- The stream of priority n of the queue whose level-0 stream is stream0: stream0 itself,
+-- or stream0 .. ':' .. n (same hash tag) recorded in the queue's levels set.
+local function level_stream(stream0, levels, n)
+  if n == 0 then return stream0 end
+  redis.call('SADD', levels, n)
+  return stream0 .. ':' .. n
+end
 """

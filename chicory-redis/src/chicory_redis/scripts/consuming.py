@@ -1,31 +1,64 @@
-"""Scripts a consumer runs besides settling: moving due delayed messages, forgetting idle
-group members.
+"""Scripts a consumer runs besides settling: moving due delayed messages, reading a queue's
+priority levels highest first, forgetting idle group members.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from chicory_redis.scripts.base import Script
+from chicory_redis.scripts.base import LUA_LEVELS, Script
 
-__all__ = ["FORGET_IDLE", "MOVE_DUE"]
+__all__ = ["FORGET_IDLE", "MOVE_DUE", "READ_LEVELS"]
 
 MOVE_DUE: Final = Script(
     "move_due",
-    """
--- KEYS: delayed, stream. ARGV: now ms, limit.
--- Returns {moved, next due ms or -1}.
+    LUA_LEVELS
+    + """
+-- KEYS: delayed, stream (level 0), levels. ARGV: now ms, limit.
+-- Returns {moved, next due ms or -1, the levels above 0 the queue has a stream for...}.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 'm', member)  -- a member is a packed message
+  local stream = KEYS[2]
+  -- a member is a packed message; one without the header's name is level 0 (no parse)
+  if string.find(member, 'chicory-priority', 1, true) then
+    stream = level_stream(KEYS[2], KEYS[3], level_of_packed(member))
+  end
+  redis.call('XADD', stream, '*', 'm', member)
   redis.call('ZREM', KEYS[1], member)
 end
+local out = {#due, -1}
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #nxt == 0 then return {#due, -1} end
-return {#due, math.floor(tonumber(nxt[2]))}
+if #nxt > 0 then out[2] = math.floor(tonumber(nxt[2])) end
+for _, level in ipairs(redis.call('SMEMBERS', KEYS[3])) do out[#out + 1] = level end
+return out
 """,
 )
-"""Move due delayed messages to the stream, atomically (each exactly once)."""
+"""Move due delayed messages to their priority's stream, atomically (each exactly once), and
+say which priority levels the queue has (how consumers learn of them)."""
+
+READ_LEVELS: Final = Script(
+    "read_levels",
+    """
+-- KEYS: a queue's streams, highest priority first. ARGV: group, consumer, count.
+-- Reads new entries (XREADGROUP ... >) from the first stream that has some, then the next,
+-- until count are read. Returns {stream index, entries, stream index, entries, ...}.
+local want, out = tonumber(ARGV[3]), {}
+for i, stream in ipairs(KEYS) do
+  if want <= 0 then break end
+  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want,
+    'STREAMS', stream, '>')
+  if got then
+    local entries = got[1][2]
+    out[#out + 1] = i
+    out[#out + 1] = entries
+    want = want - #entries
+  end
+end
+return out
+""",
+)
+"""Read a queue with priorities highest level first, in one round trip (a queue without
+priorities is read with a plain ``XREADGROUP``)."""
 
 FORGET_IDLE: Final = Script(
     "forget_idle",

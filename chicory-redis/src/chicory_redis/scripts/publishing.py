@@ -27,6 +27,9 @@ return ready + math.floor((#ARGV - 1 - ready) / 2)
 )
 """Publish a batch of new messages to one queue (stream, or delayed set when due later).
 
+The stream is the one of the ready messages' priority; the caller records a priority
+above 0 in the queue's levels set (``SADD``) in the same round trip.
+
 One argument per message: Redis parses arguments in C, so each message reaches the script
 as a string with no work in Lua to find it (a single argument holding the batch, cut apart
 in Lua, cost ``redis-server`` ~0.6 us more per message; ``benchmarks/layout.py``).
@@ -36,8 +39,10 @@ PUBLISH_UNIQUE: Final = Script(
     "publish_unique",
     LUA_NOW_MS
     + """
--- KEYS: claim, uniques, stream, delayed.
--- ARGV: holder, hold ms, keep ms, due ms ('' = ready now), packed message.
+-- KEYS: claim, uniques, stream (of the message's priority), delayed; above priority 0,
+--       the levels set.
+-- ARGV: holder, hold ms, keep ms, due ms ('' = ready now), packed message; above priority
+--       0, the priority.
 -- Returns {1, holder} when the key was free (claimed and published), {0, holder} when held.
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -48,6 +53,7 @@ redis.call('SET', KEYS[1], (now + keep) .. ' ' .. ARGV[1], 'PX', hold)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + hold, KEYS[1])
 if ARGV[4] == '' then
+  if KEYS[5] then redis.call('SADD', KEYS[5], ARGV[6]) end
   redis.call('XADD', KEYS[3], '*', 'm', ARGV[5])
 else
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])

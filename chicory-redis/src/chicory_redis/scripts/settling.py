@@ -52,10 +52,13 @@ REQUEUE: Final = Script(
     LUA_OWNED
     + LUA_TRIM_DEAD
     + """
--- KEYS: stream, delayed, dead.
+-- KEYS: stream, delayed, dead; when the message goes to another priority's stream, that
+--       stream, and above priority 0 the queue's levels set.
 -- ARGV: group, consumer, entry id, due ms ('' = now, '-' = drop), max deliveries ('' = none),
---       now ms, message id, n, headers, body, dead letters kept ('' = all), their max age ms.
+--       now ms, message id, n, headers, body, dead letters kept ('' = all), their max age ms;
+--       with the levels set, the message's priority.
 -- Returns 0 (not ours: nothing done), 1 (done), 2 (dead-lettered at max deliveries).
+-- A message delayed goes to the delayed set, whose mover routes it by its priority.
 local stream, delayed, dead = KEYS[1], KEYS[2], KEYS[3]
 if not owned(stream, ARGV[1], ARGV[2], ARGV[3]) then return 0 end
 redis.call('XACK', stream, ARGV[1], ARGV[3])
@@ -71,6 +74,8 @@ if limit ~= '' and tonumber(n) >= tonumber(limit) then
 end
 local packed = mid .. '\\n' .. n .. '\\n' .. headers .. '\\n' .. body
 if due == '' then
+  if KEYS[4] then stream = KEYS[4] end
+  if KEYS[5] then redis.call('SADD', KEYS[5], ARGV[13]) end
   redis.call('XADD', stream, '*', 'm', packed)
 else
   redis.call('ZADD', delayed, due, packed)
@@ -80,8 +85,9 @@ return 1
 )
 """Settle an entry and publish a message in its place, atomically.
 
-Used by ``nack`` (same message, now, later or dropped), ``retry`` (a replacement message)
-and by a closing consumer handing its entries back.
+Used by ``nack`` (same message, now, later or dropped), ``retry`` (a replacement message,
+to another priority's stream if its priority changed) and by a closing consumer handing its
+entries back (each to the stream it came from, so it keeps its priority).
 """
 
 DEAD_LETTER: Final = Script(
