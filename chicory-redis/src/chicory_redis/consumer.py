@@ -223,6 +223,10 @@ class RedisConsumer:
         loop = asyncio.get_running_loop()
         if not self._groups_ready:
             await self._ensure_groups()
+        if self._ledger.new_levels:
+            for level_keys in self._ledger.new_levels:
+                await self._learn(level_keys.at_level(0), [level_keys.level])
+            self._ledger.new_levels.clear()
         due = self._ledger.soonest_due
         if due is not None:
             self._ledger.soonest_due = None

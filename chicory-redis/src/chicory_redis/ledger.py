@@ -59,6 +59,9 @@ class Ledger:
         self.closed = False
         self._admitted = 0  # deliveries admitted so far: the next one's ordinal
         self.freed = asyncio.Event()  # set whenever a held delivery stops being held
+        self.new_levels: list[QueueKeys] = []
+        """Priority levels this consumer requeued a message to (a retry at another priority):
+        the consumer reads them from its next fetch on."""
         self.soonest_due: float | None = None
         """The soonest due time (s since the epoch) of a message this consumer delayed since
         its last move of due messages: its next move comes no later (see ``requeue``)."""
@@ -268,6 +271,8 @@ class Ledger:
         with broker_errors(self._broker.display_url, f"settle message {delivery.message_id}"):
             result = await scripts.run(self._broker.client, call.script, call.keys, call.args)
         self.release(delivery, DeliveryState.SETTLED if result else DeliveryState.EXPIRED)
+        if result and due == "" and target is not None and target.stream not in self._by_stream:
+            self.new_levels.append(target)
         if result and due not in ("", "-"):
             # A message delayed a short while (a retry's backoff, a rate-limited turn) is
             # moved on time by this consumer, not at its next regular poll.
