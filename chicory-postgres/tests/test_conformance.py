@@ -20,6 +20,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     GroupJoinSuite,
     InspectionSuite,
     ResultBackendHarness,
@@ -113,6 +114,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestFlowControl(FlowControlSuite):
     pass
 
 
