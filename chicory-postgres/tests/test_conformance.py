@@ -20,6 +20,7 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     GroupJoinSuite,
     InspectionSuite,
     ProgressFeedSuite,
@@ -114,6 +115,10 @@ class TestWorker(WorkerSuite):
 
 
 class TestDelayed(DelayedSuite):
+    pass
+
+
+class TestFlowControl(FlowControlSuite):
     pass
 
 
