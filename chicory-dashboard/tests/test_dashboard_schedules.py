@@ -1,4 +1,5 @@
-"""The schedules page and task progress over HTTP (Starlette's test client), on memory://.
+"""The schedules page and task progress over HTTP (Starlette's test client), on memory://
+and on Redis.
 
 The dashboard and the scheduler read one :class:`~chicory.clock.ManualClock`, so every next
 fire is known exactly; a worker runs in the served application's lifespan, so a task can
@@ -12,10 +13,13 @@ import html
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
@@ -25,6 +29,7 @@ from chicory import Chicory, TaskContext, Worker
 from chicory.clock import ManualClock
 from chicory.scheduling import Scheduler
 from chicory_dashboard import create_dashboard
+from processes import delete_keys
 
 HX = {"HX-Request": "true"}
 NOW = datetime(2026, 12, 6, 10, 23, tzinfo=UTC)
@@ -44,10 +49,23 @@ class Gates:
                 await anyio.sleep(0.02)
 
 
-def scheduled_app(gates: Gates) -> Chicory:
+@pytest.fixture(params=["memory", "redis"])
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """memory://, then a Redis key prefix of the test's own (broker and result backend)."""
+    if request.param == "memory":
+        yield "memory://"
+        return
+    prefix = f"chicory-test-{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"redis://127.0.0.1:6379/0?key_prefix={prefix}"
+    finally:
+        delete_keys(prefix)
+
+
+def scheduled_app(gates: Gates, url: str = "memory://") -> Chicory:
     """An app with a cron schedule in Paris and a five-minute interval; the cron's task
     reports progress twice, waiting on ``gates`` after each report."""
-    app = Chicory("memory://")
+    app = Chicory(url, backend=url)
 
     @app.periodic(cron="30 2 * * *", tz="Europe/Paris", args=("daily",), name="nightly")
     @app.task(name="reports.build")
@@ -66,17 +84,20 @@ def scheduled_app(gates: Gates) -> Chicory:
     return app
 
 
-def with_worker(app: Chicory, **options: object) -> Starlette:
-    """The dashboard of ``app`` with a worker running in its lifespan (one event loop)."""
-    dashboard = create_dashboard(app, **options)  # type: ignore[arg-type]
+def with_worker(app: Chicory, *, worker: bool = True, **options: Any) -> Starlette:
+    """The dashboard of ``app`` with a worker running in its lifespan (one event loop,
+    closing ``app`` at the end); serve it with ``with TestClient(...)``."""
+    dashboard = create_dashboard(app, **options)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        worker = Worker(app, concurrency=4)
+        running = Worker(app, concurrency=4)
         async with anyio.create_task_group() as group:
-            group.start_soon(worker.serve)
+            if worker:
+                group.start_soon(running.serve)
             yield
-            worker.stop()
+            running.stop()
+        await app.close()
 
     return Starlette(routes=[Mount("/", dashboard)], lifespan=lifespan)
 
@@ -128,9 +149,9 @@ def test_the_schedules_page_shows_each_next_fire_by_the_dashboards_clock() -> No
     )
 
 
-def test_the_last_fire_of_a_schedule_links_its_run_and_shows_its_progress() -> None:
+def test_the_last_fire_of_a_schedule_links_its_run_and_shows_its_progress(url: str) -> None:
     gates = Gates()
-    app = scheduled_app(gates)
+    app = scheduled_app(gates, url)
     clock = ManualClock(NOW.timestamp())
 
     async def fire() -> None:
@@ -148,7 +169,8 @@ def test_the_last_fire_of_a_schedule_links_its_run_and_shows_its_progress() -> N
             }
 
     anyio.run(fire)
-    page = TestClient(create_dashboard(app, clock=clock)).get("/schedules").text
+    with TestClient(with_worker(app, worker=False, clock=clock)) as client:
+        page = client.get("/schedules").text
     last = cell(page, "nightly", "last-fire")
     assert last == "2026-12-07 01:30:00 UTC nightly@2026-12-07T01:30:00Z PENDING", "queued"
     assert 'href="http://testserver/tasks/nightly@2026-12-07T01:30:00Z"' in page
@@ -169,9 +191,9 @@ def test_the_last_fire_of_a_schedule_links_its_run_and_shows_its_progress() -> N
         assert "SUCCESS" in cell(page, "tick", "last-fire")
 
 
-def test_a_task_page_shows_its_progress_and_polls_until_the_task_is_final() -> None:
+def test_a_task_page_shows_its_progress_and_polls_until_the_task_is_final(url: str) -> None:
     gates = Gates()
-    app = scheduled_app(gates)
+    app = scheduled_app(gates, url)
     with TestClient(with_worker(app, refresh=0.5)) as client:
         sent = client.portal.call(app.tasks["reports.build"].delay, "weekly")  # type: ignore[union-attr]
         path = f"/tasks/{sent.id}"
@@ -194,9 +216,9 @@ def test_a_task_page_shows_its_progress_and_polls_until_the_task_is_final() -> N
         assert "task-progress" not in final
 
 
-def test_fire_now_enqueues_one_run_until_it_finishes() -> None:
+def test_fire_now_enqueues_one_run_until_it_finishes(url: str) -> None:
     gates = Gates()
-    app = scheduled_app(gates)
+    app = scheduled_app(gates, url)
     with TestClient(with_worker(app, allow_actions=True)) as client:
         page = client.get("/schedules").text
         assert 'hx-confirm="Fire schedule nightly now?' in page
