@@ -103,10 +103,10 @@ def _target(key: str) -> Target:
 
 
 SYSTEMS = {
-    "chicory_alo": "at least once (unacked deliveries are reclaimed)",
-    "chicory_amo": "at most once (acked on receipt)",
+    "chicory_alo": "at least once (claimed again when its 30 s lease runs out)",
+    "chicory_amo": "at most once (acked on receipt: lost)",
     "pgqueuer": "at least once (re-picked after a 30 s heartbeat timeout)",
-    "procrastinate": "stays `doing` until retried by the application (stalled-job recipe)",
+    "procrastinate": "stays `doing` until the application retries it (stalled-job recipe)",
 }
 """Every system measured, with what becomes of its tasks when a worker process dies."""
 
