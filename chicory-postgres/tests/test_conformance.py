@@ -22,6 +22,7 @@ from chicory.testing import (
     DelayedSuite,
     GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -125,4 +126,8 @@ class TestRevocations(RevocationSuite):
 
 
 class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass
