@@ -21,8 +21,10 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
@@ -120,6 +122,10 @@ class TestDelayed(DelayedSuite):
     pass
 
 
+class TestFlowControl(FlowControlSuite):
+    pass
+
+
 class TestUnique(UniqueSuite):
     pass
 
@@ -141,3 +147,7 @@ class TestTransactionsOnAsyncpg(TransactionalEnqueueSuite):
     def chicory_broker_harness(self, postgres_url: str) -> BrokerHarness:
         """The same guarantees, the application's transaction held on asyncpg."""
         return attrs.evolve(_harness(postgres_url), transactions=asyncpg_transaction)
+
+
+class TestProgressFeed(ProgressFeedSuite):
+    pass

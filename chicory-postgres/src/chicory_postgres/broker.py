@@ -24,11 +24,13 @@ from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCount
 from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
+from chicory.priority import priority_of
 from chicory.unique import UniqueClaim
 from chicory_postgres import inspect, unique
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, broker_errors, open_pool
 from chicory_postgres.consumer import PostgresConsumer
+from chicory_postgres.flow import PostgresFlowMethods
 from chicory_postgres.statements import Statements
 from chicory_postgres.within import caller_connection
 
@@ -37,7 +39,7 @@ __all__ = ["PostgresBroker"]
 log = logging.getLogger("chicory.postgres")
 
 
-class PostgresBroker:
+class PostgresBroker(PostgresFlowMethods):
     """A shared, durable broker on PostgreSQL 13+ (``FOR UPDATE SKIP LOCKED`` claims).
 
     Args:
@@ -60,7 +62,7 @@ class PostgresBroker:
             lease_renewal=True,
             dead_letter=True,
             fifo=True,
-            priorities=False,
+            priorities=True,
             atomic_retry=True,
             shared=True,
             max_body_bytes=self._settings.max_body_bytes,
@@ -72,6 +74,7 @@ class PostgresBroker:
             delayed_listing=True,
             unique_enqueue=True,
             transactional_enqueue=True,
+            flow_control=True,
         )
 
     @classmethod
@@ -98,7 +101,7 @@ class PostgresBroker:
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do (everything but priorities)."""
+        """What this broker can do (every capability of the core protocol)."""
         return self._capabilities
 
     @property
@@ -253,6 +256,7 @@ class PostgresBroker:
             "bodies": [m.body for m in messages],
             "headers": [_headers_json(m.headers) for m in messages],
             "run_at": [m.not_before for m in messages],
+            "priorities": [priority_of(m.headers.items()) for m in messages],
         }
         return ids, params
 

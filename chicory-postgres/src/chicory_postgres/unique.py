@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from chicory.broker import OutgoingMessage
+from chicory.priority import priority_of
 from chicory.unique import UniqueClaim, check_claim
 from chicory_postgres.within import caller_connection
 
@@ -35,9 +36,9 @@ WITH claim AS (
     WHERE u.held_until <= statement_timestamp()
     RETURNING 1
 ), ins AS (
-    INSERT INTO {s}.messages (id, queue, body, headers, run_at)
+    INSERT INTO {s}.messages (id, queue, body, headers, run_at, priority)
     SELECT %(id)s, %(queue)s, %(body)s, %(headers)s,
-           coalesce(%(run_at)s, statement_timestamp())
+           coalesce(%(run_at)s, statement_timestamp()), %(priority)s
     FROM claim
     RETURNING 1
 )
@@ -101,6 +102,7 @@ async def publish_unique(
         "body": message.body,
         "headers": orjson.dumps(dict(message.headers)),
         "run_at": due,
+        "priority": priority_of(message.headers.items()),
         "channel": channel,
     }
     statement = broker.sql.fill(_PUBLISH_UNIQUE.replace("{notify}", notify))
