@@ -199,3 +199,15 @@ async def test_a_consumer_learns_of_a_level_sent_while_it_waits(
         (second,) = await consumer.fetch(1, timeout=10)
         await second.ack()
     assert [first.body, second.body] == [b"urgent", b"plain"]
+
+
+async def test_garbage_in_the_levels_set_is_ignored(
+    make_broker: BrokerFactory, raw_redis: aioredis.Redis
+) -> None:
+    broker = await make_broker(**FAST)
+    await raw_redis.sadd(broker.keys.queue("q").levels, "x", "12", "0", "-1")
+    await broker.publish("q", b"plain")
+    await broker.publish("q", b"two", ranked(2))
+    counts = await broker.counts("q")
+    assert counts.ready == 2
+    assert await drain(broker, "q", 2) == [b"two", b"plain"]

@@ -32,7 +32,7 @@ from chicory_redis import scripts
 from chicory_redis.connection import broker_errors
 from chicory_redis.entries import STREAM_ID, dead_letter_from_entry, encode_headers, pack_message
 from chicory_redis.keys import QueueKeys
-from chicory_redis.levels import level_of
+from chicory_redis.levels import level_of, valid_levels
 
 if TYPE_CHECKING:
     from chicory_redis.base import BrokerBase
@@ -80,7 +80,7 @@ def move_due_call(k: QueueKeys, now_ms: int) -> scripts.Call:
 
 def streams_of(k: QueueKeys, moved: Sequence[Any]) -> list[QueueKeys]:
     """The keys of each stream of queue ``k`` (level 0 first), from its ``move_due`` reply."""
-    return [k, *(k.at_level(int(_text(level))) for level in moved[2:])]
+    return [k, *(k.at_level(level) for level in sorted(set(valid_levels(moved[2:]))))]
 
 
 def stream_counts(group_name: str, groups: Any, length: Any) -> tuple[int, int, str | None]:

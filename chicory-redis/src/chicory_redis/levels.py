@@ -33,7 +33,7 @@ from chicory_redis.keys import QueueKeys
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["Levels", "level_of"]
+__all__ = ["Levels", "level_of", "valid_levels"]
 
 _LEVELS: Final = {str(n): n for n in range(10)}
 
@@ -45,8 +45,15 @@ def level_of(headers: Mapping[str, str]) -> int:
     return 0 if value is None else _LEVELS.get(value, 0)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def valid_levels(members: Iterable[Any]) -> list[int]:
+    """The priorities above 0 among the members of a queue's levels set (anything else,
+    written there by something other than Chicory, is ignored)."""
+    found = (_LEVELS.get(_text(member), 0) for member in members)
+    return [level for level in found if level]
 
 
 class Levels:
@@ -92,7 +99,7 @@ class Levels:
         """
         known = self._ranked.get(k.queue, [k])
         have = {x.level for x in known}
-        new = sorted({int(_text(level)) for level in levels} - have - {0})
+        new = sorted(set(valid_levels(levels)) - have)
         if not new:
             return []
         added = [k.at_level(level) for level in new]
