@@ -211,3 +211,26 @@ async def test_garbage_in_the_levels_set_is_ignored(
     counts = await broker.counts("q")
     assert counts.ready == 2
     assert await drain(broker, "q", 2) == [b"two", b"plain"]
+
+
+async def test_a_consumer_recovers_when_its_level_streams_vanish(
+    make_broker: BrokerFactory, raw_redis: aioredis.Redis
+) -> None:
+    """A server restarted empty loses the level streams and their groups under a consumer
+    that reads by priority: it makes them again instead of failing."""
+    broker = await make_broker(**FAST)
+    await broker.publish("q", b"first", ranked(3))
+    async with broker.consume(["q"], prefetch=1) as consumer:
+        (delivery,) = await consumer.fetch(1, timeout=10)
+        await delivery.ack()
+        k = broker.keys.queue("q")
+        await raw_redis.delete(k.stream, k.at_level(3).stream, k.levels)
+        await broker.publish("q", b"plain")
+        await broker.publish("q", b"again", ranked(3))
+        got: list[bytes] = []
+        with anyio.fail_after(20):
+            while len(got) < 2:
+                for delivery in await consumer.fetch(1, timeout=1.0):
+                    got.append(delivery.body)
+                    await delivery.ack()
+    assert got == [b"again", b"plain"], "levels are learnt again before the next read"
