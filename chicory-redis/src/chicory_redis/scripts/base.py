@@ -117,12 +117,13 @@ local function level_of_headers(headers)
   return p and tonumber(p) or 0
 end
 
--- The priority of a packed message (id \\n n \\n headers \\n body).
+-- The priority of a packed message (id \\n n \\n headers \\n body): only the id, the count
+-- and the headers are searched, never the body.
 local function level_of_packed(packed)
   local a = string.find(packed, '\\n', 1, true)
   local b = a and string.find(packed, '\\n', a + 1, true)
   local c = b and string.find(packed, '\\n', b + 1, true)
-  if not c then return 0 end
+  if not c or c - b < 20 then return 0 end  -- no room for the header: '{}' and the like
   return level_of_headers(string.sub(packed, b + 1, c - 1))
 end
 

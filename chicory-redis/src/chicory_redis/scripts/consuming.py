@@ -18,11 +18,8 @@ MOVE_DUE: Final = Script(
 -- Returns {moved, next due ms or -1, the levels above 0 the queue has a stream for...}.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, member in ipairs(due) do
-  local stream = KEYS[2]
-  -- a member is a packed message; one without the header's name is level 0 (no parse)
-  if string.find(member, 'chicory-priority', 1, true) then
-    stream = level_stream(KEYS[2], KEYS[3], level_of_packed(member))
-  end
+  -- a member is a packed message: its priority is read from its headers (not its body)
+  local stream = level_stream(KEYS[2], KEYS[3], level_of_packed(member))
   redis.call('XADD', stream, '*', 'm', member)
   redis.call('ZREM', KEYS[1], member)
 end
