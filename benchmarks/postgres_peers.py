@@ -34,13 +34,19 @@ from pathlib import Path
 
 import anyio
 import psycopg
-from common import PYTHON, VENV_BIN, stop_process
-from peers.pgqueuer_bench import PgqueuerTarget
-from peers.procrastinate_bench import ProcrastinateTarget
-from pg_drain import Target, drain, fresh_database, run_tool
-from sqlite import producer
 
 from chicory import Chicory
+
+try:
+    from common import PYTHON, VENV_BIN, stop_process
+    from peers.pgqueuer_bench import PgqueuerTarget
+    from peers.procrastinate_bench import ProcrastinateTarget
+    from pg_drain import Target, drain, fresh_database, run_tool
+    from sqlite import producer
+except ModuleNotFoundError as missing:  # the peers come from the `bench` dependency group
+    raise SystemExit(
+        f"{missing.name} is not installed: run `uv sync --group bench` first"
+    ) from None
 
 __all__ = ["LOGS", "ChicoryTarget", "main"]
 
