@@ -229,3 +229,17 @@ def delete_keys(prefix: str, port: int = 6379, db: int = 0) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def child_pids(supervisor: int) -> set[int]:
+    """The pids of the live children of process ``supervisor`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == supervisor:
+                found.add(int(entry.name))
+    return found

@@ -39,7 +39,7 @@ def test_urls_follow_sqlalchemy() -> None:
         ("sqlite://", "needs a database file"),
         ("sqlite:///:memory:", "needs a database file"),
         ("sqlite:///q.db?lease=5", "unknown option 'lease'"),
-        ("sqlite:///q.db?lease_seconds=soon", "not a valid float"),
+        ("sqlite:///q.db?lease_seconds=soon", "not a valid number"),
         ("sqlite:///q.db?synchronous=off", "synchronous must be one of"),
         ("redis://localhost", "expected a sqlite:// URL"),
     ],

@@ -351,7 +351,7 @@ class TaskContext:
         Useful in execute middleware, to tell an attempt that will be retried from a task
         that fails for good.
         """
-        from chicory.worker.job import retry_decision
+        from chicory.worker.failures import retry_decision
 
         return retry_decision(self._policy, exc, self._message.attempt)[0] is not None
 

@@ -16,6 +16,9 @@ for a held one. ``token`` is set by each claim (and cleared when the message is 
 Unique keys' claims (``chicory_unique_claims``, :mod:`chicory_sqlite.unique`): one row per
 claimed key of a queue.
 
+Progress reports (``chicory_progress``, :mod:`chicory_sqlite.progress`): a log of recent
+reports, one row each, read in ``seq`` order by subscribers.
+
 Ready messages are handed out highest ``priority`` first (0 to 9, from the
 ``chicory-priority`` header), then by ``(available_at, id)``: in the order they became ready.
 The index on ``(queue, available_at, id)`` serves the claim of priority 0, the next-due query
@@ -132,6 +135,15 @@ CREATE TABLE IF NOT EXISTS chicory_revocations (
     task_id TEXT NOT NULL UNIQUE,
     expires_at REAL NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS chicory_progress (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    data BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chicory_progress_by_task ON chicory_progress (task_id, seq);
+CREATE INDEX IF NOT EXISTS chicory_progress_expiry ON chicory_progress (expires_at);
 
 CREATE TABLE IF NOT EXISTS chicory_flow (
     key TEXT NOT NULL,

@@ -54,7 +54,7 @@ from chicory.workflow.driver import FlowDriver, step_culprit
 from chicory.workflow.links import decode_continuation
 
 if TYPE_CHECKING:
-    from chicory.worker.job import JobRunner
+    from chicory.worker.jobbase import JobBase
 
 __all__ = ["Followups"]
 
@@ -62,9 +62,9 @@ log = logging.getLogger("chicory.worker")
 
 
 class Followups:
-    """The workflow and redelivery paths of one worker's :class:`JobRunner`."""
+    """The workflow and redelivery paths of one worker's job runner (:mod:`chicory.worker.job`)."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobBase) -> None:
         self._runner = runner
         self._app = runner._app
         self.driver = FlowDriver(runner._app)
@@ -194,7 +194,7 @@ class Followups:
                 record = runner._record(message, task, TaskState.SUCCESS, result=value)
                 limit = task.max_result_bytes
                 if limit is not None and len(record) > limit:
-                    from chicory.worker.job import too_large
+                    from chicory.worker.failures import too_large
 
                     raise too_large(task, len(record))
         except (ResultValidationError, TypeError) as exc:
