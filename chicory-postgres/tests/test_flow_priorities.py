@@ -159,7 +159,7 @@ async def test_a_retried_and_a_replayed_message_keep_their_priority(
     ``chicory-priority`` header they carry."""
     async with PostgresBroker.from_url(f"{postgres_url}?schema={schema}") as broker:
         await broker.publish("q", b"urgent", {PRIORITY_HEADER: "8"})
-        await broker.publish("q", b"doomed", {PRIORITY_HEADER: "6"})
+        await broker.publish("q", b"doomed", {"note": 'café ✓ "x"', PRIORITY_HEADER: "6"})
         async with broker.consume(["q"], prefetch=2) as consumer:
             urgent, doomed = await consumer.fetch(2, timeout=5)
             await urgent.retry(b"urgent-2", urgent.headers, not_before=None)
