@@ -18,12 +18,11 @@ from typing import Any, Self
 
 import anyio
 import orjson
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.delayed import DelayedPage
-from chicory.errors import BrokerError, CapabilityError, MessageTooLargeError
+from chicory.errors import BrokerError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
 from chicory.priority import priority_of
 from chicory.unique import UniqueClaim
@@ -33,6 +32,7 @@ from chicory_postgres.connection import Listener, broker_errors, open_pool
 from chicory_postgres.consumer import PostgresConsumer
 from chicory_postgres.flow import PostgresFlowMethods
 from chicory_postgres.statements import Statements
+from chicory_postgres.within import caller_connection
 
 __all__ = ["PostgresBroker"]
 
@@ -312,8 +312,9 @@ class PostgresBroker(PostgresFlowMethods):
         """Enqueue messages on the caller's connection, inside its open transaction.
 
         They exist (and consumers are notified) only if that transaction commits. Accepts a
-        psycopg ``AsyncConnection`` and a SQLAlchemy ``AsyncSession`` or ``AsyncConnection``
-        on the psycopg driver (``postgresql+psycopg://``); see ``docs/postgres.md``.
+        psycopg ``AsyncConnection``, an asyncpg ``Connection`` (a pool's included), and a
+        SQLAlchemy ``AsyncSession`` or ``AsyncConnection`` on either driver (see
+        :mod:`chicory_postgres.within` and ``docs/postgres.md``).
 
         Raises:
             CapabilityError: ``connection`` is none of those.
@@ -322,9 +323,9 @@ class PostgresBroker(PostgresFlowMethods):
         if not messages:
             return []
         ids, params = self._publish_params(queue, messages)
+        conn = await caller_connection(connection)
         await self.register_queues([queue])
-        conn = await _psycopg_connection(connection)
-        await conn.execute(self.sql.publish, params)
+        await conn.fetch(self.sql.publish, params)
         return [str(i) for i in ids]
 
     # -- consuming -------------------------------------------------------------------------
@@ -447,6 +448,23 @@ class PostgresBroker(PostgresFlowMethods):
             self, queue, message, key=key, holder=holder, hold=hold, keep=keep
         )
 
+    async def publish_unique_within(
+        self,
+        connection: object,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """:meth:`publish_unique` on the caller's connection, inside its open transaction:
+        a rollback frees the key with the message (connections as :meth:`publish_within`)."""
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep, within=connection
+        )
+
     async def release_unique(self, queue: str, key: str, holder: str) -> bool:
         """End ``holder``'s claim on ``key`` (at once, or when its keep time ends)."""
         return await unique.release_unique(self, queue, key, holder)
@@ -459,30 +477,3 @@ class PostgresBroker(PostgresFlowMethods):
 def _headers_json(headers: Mapping[str, str]) -> bytes:
     """Headers as stored: JSON bytes (any string survives, NUL included, unlike jsonb)."""
     return orjson.dumps(dict(headers)) if headers else b"{}"
-
-
-async def _psycopg_connection(connection: object) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection behind ``connection`` (psycopg or SQLAlchemy async).
-
-    Raises:
-        CapabilityError: it is not one the broker can publish on.
-    """
-    if isinstance(connection, psycopg.AsyncConnection):
-        return connection
-    # SQLAlchemy: an AsyncConnection has get_raw_connection(); an AsyncSession gives the
-    # AsyncConnection of its current transaction (begun if needed) through connection().
-    sa_conn: Any = connection
-    if not hasattr(sa_conn, "get_raw_connection") and callable(
-        getattr(sa_conn, "connection", None)
-    ):
-        sa_conn = await sa_conn.connection()
-    if hasattr(sa_conn, "get_raw_connection"):
-        raw = await sa_conn.get_raw_connection()
-        driver = getattr(raw, "driver_connection", None)
-        if isinstance(driver, psycopg.AsyncConnection):
-            return driver
-    raise CapabilityError(
-        f"cannot enqueue inside the transaction of {type(connection).__name__}: the PostgreSQL "
-        "broker publishes on a psycopg AsyncConnection, or a SQLAlchemy AsyncSession or "
-        "AsyncConnection using the psycopg driver (postgresql+psycopg://)"
-    )
