@@ -4,8 +4,9 @@
 The broker comes from ``CHICORY_BROKER_URL``, the rate limit of ``flow.rated`` from
 ``CHICORY_TEST_RATE`` (default ``50/s``). Tasks write what they observe to Redis lists
 named from ``CHICORY_TEST_KEYS`` (a test's own prefix on the shared Redis): every start of
-the rate-limited task pushes the Redis server's time, and every run of the
-concurrency-limited task pushes how many of its runs were inside it at once.
+the rate-limited task pushes the Redis server's time, every run of the
+concurrency-limited task pushes how many of its runs were inside it at once, and the slow
+task pushes its number when it starts and when it ends.
 """
 
 from __future__ import annotations
@@ -52,3 +53,11 @@ async def capped(n: int) -> None:
 async def free(n: int) -> None:
     """An unlimited task: counts its runs."""
     await client().incr(f"{KEYS}:free")
+
+
+@app.task(name="flow.slow", concurrency_limit=2)
+async def slow(n: int) -> None:
+    """Hold one of two permits for two seconds: records its start and its end."""
+    await client().rpush(f"{KEYS}:slow-started", n)
+    await anyio.sleep(2)
+    await client().rpush(f"{KEYS}:slow-done", n)

@@ -14,6 +14,7 @@ Each test works in a schema of its own.
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -32,7 +33,7 @@ from chicory.priority import PRIORITY_HEADER
 from chicory_postgres.broker import PostgresBroker
 from chicory_postgres.schema import MIGRATIONS
 from e2e_support import eventually
-from processes import delete_keys, worker_process
+from processes import WorkerProcess, delete_keys, worker_process
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -67,18 +68,25 @@ def producer(url: str) -> Chicory:
     @app.task(name="flow.free")
     async def free(n: int) -> None: ...
 
+    @app.task(name="flow.slow", concurrency_limit=2)
+    async def slow(n: int) -> None: ...
+
     return app
 
 
-def workers(stack: ExitStack, url: str, keys: str, tmp_path: Path) -> None:
-    """Two worker processes of 8 runners each on ``url``."""
+def workers(
+    stack: ExitStack, url: str, keys: str, tmp_path: Path, count: int = 2
+) -> list[WorkerProcess]:
+    """``count`` worker processes of 8 runners each on ``url``."""
     env = {"CHICORY_TEST_KEYS": keys, "CHICORY_TEST_REDIS": REDIS, "CHICORY_TEST_RATE": "10/s"}
-    for n in range(2):
+    return [
         stack.enter_context(
             worker_process(
                 url, tmp_path / f"runs{n}", "--concurrency", "8", app="limits_app:app", env=env
             )
         )
+        for n in range(count)
+    ]
 
 
 @pytest.mark.slow
@@ -136,6 +144,36 @@ async def test_a_concurrency_limit_holds_across_two_worker_processes(
     assert max(seen) <= 3, f"{max(seen)} runs at once under concurrency_limit=3"
     assert max(seen) == 3, "the limit was never reached: the workers did not run in parallel"
     assert free_runs == 10
+
+
+@pytest.mark.slow
+async def test_a_killed_workers_permits_free_themselves(
+    postgres_url: str, schema: str, keys: str, tmp_path: Path
+) -> None:
+    """A worker killed while its runs hold both permits of a task (1 s leases) leaves them
+    to expire: a second worker, started after the kill, runs every task, those two again."""
+    url = f"{postgres_url}?schema={schema}&lease_seconds=1"
+    app = producer(url)
+    async with app:
+        await app.tasks["flow.slow"].delay_many([(n,) for n in range(4)])
+    client = redis.Redis.from_url(REDIS)
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with ExitStack() as first:
+            (doomed,) = workers(first, url, keys, tmp_path / "a", count=1)
+            await eventually(lambda: client.llen(f"{keys}:slow-started") >= 2, timeout=60)
+            doomed.signal(signal.SIGKILL)
+            doomed.wait(10)
+        assert client.llen(f"{keys}:slow-done") == 0, "the worker must die holding permits"
+        assert _permits(postgres_url, schema) == 2
+        with ExitStack() as second:
+            workers(second, url, keys, tmp_path / "b", count=1)
+            await eventually(lambda: client.llen(f"{keys}:slow-done") >= 4, timeout=90)
+        done = sorted(int(x) for x in client.lrange(f"{keys}:slow-done", 0, -1))
+    finally:
+        client.close()
+    assert done == [0, 1, 2, 3]
 
 
 def _permits(url: str, schema: str) -> int:
