@@ -183,7 +183,8 @@ def test_schedules_and_the_progress_of_a_run_fired_by_hand(url: str, browser: We
             alert = wait_for(browser, lambda d: d.switch_to.alert)
             assert "Fire schedule nightly now?" in alert.text
             alert.accept()
-            wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#fired a")).click()
+            wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#fired a"))
+            settled(lambda: browser.find_element(By.CSS_SELECTOR, "#fired a").click())
 
             def progress(driver: WebDriver) -> str:
                 return text_of(driver, "task-progress")
