@@ -430,8 +430,9 @@ class Chicory(PeriodicTasks):
 
         Args:
             connection: The caller's connection or session, of a kind the broker accepts
-                (for ``postgresql://``: a psycopg ``AsyncConnection``, or a SQLAlchemy
-                ``AsyncSession`` / ``AsyncConnection`` on psycopg).
+                (for ``postgresql://``: a psycopg ``AsyncConnection``, an asyncpg
+                ``Connection``, or a SQLAlchemy ``AsyncSession`` / ``AsyncConnection`` on
+                either driver).
 
         Raises:
             CapabilityError: the broker cannot enqueue inside a transaction (on entering).

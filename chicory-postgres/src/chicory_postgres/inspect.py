@@ -44,9 +44,10 @@ WITH gone AS (
     DELETE FROM {s}.dead_letters WHERE queue = %(queue)s AND id = %(dead_id)s
     RETURNING body, headers
 ), ins AS (
-    INSERT INTO {s}.messages (id, queue, body, headers, run_at)
+    INSERT INTO {s}.messages (id, queue, body, headers, run_at, priority)
     SELECT %(new_id)s, %(queue)s, coalesce(%(body)s, gone.body),
-           coalesce(%(headers)s::bytea, gone.headers), statement_timestamp()
+           coalesce(%(headers)s::bytea, gone.headers), statement_timestamp(),
+           {s}.header_priority(coalesce(%(headers)s::bytea, gone.headers))
     FROM gone
     RETURNING 1
 )

@@ -8,6 +8,13 @@ built with them off. A connection that dies while a command is on it still fails
 command; idempotent scripts and reads are then repeated once (:mod:`chicory_redis.scripts`),
 and writes that must not be repeated report whether they may have been made
 (:mod:`chicory_redis.sending`).
+
+Commands are packed by hiredis (C) rather than by redis-py's Python packer: the same bytes
+on the wire at about a tenth of the cost per argument, which matters for the thousands of
+arguments of a batched publish or a batched result read. Whatever hiredis does not pack
+exactly as redis-py would (a first argument with a space, which redis-py splits; a type
+hiredis refuses, such as ``bool``, which redis-py refuses with its own message) goes
+through redis-py's packer.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import hiredis
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import (
@@ -79,13 +87,45 @@ def auth_message(display_url: str, exc: BaseException) -> str:
     )
 
 
+class _HiredisPacking(AbstractConnection):
+    """Packs commands with hiredis where that gives redis-py's bytes (module docstring)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0] if args else None
+        single = type(first) is str and " " not in first  # a name redis-py does not split
+        if not single and type(first) is bytes:
+            single = b" " not in first
+        encoder = self.encoder
+        if single and encoder.encoding in _UTF8 and encoder.encoding_errors == "strict":
+            try:
+                return [hiredis.pack_command(args)]
+            except (TypeError, UnicodeError):
+                pass  # redis-py's packer decides, and names the problem
+        return super().pack_command(*args)
+
+
+_UTF8 = frozenset({"utf-8", "utf8", "UTF-8"})
+
+
+class _Connection(_HiredisPacking, Connection):
+    pass
+
+
+class _SSLConnection(_HiredisPacking, SSLConnection):
+    pass
+
+
+class _UnixDomainSocketConnection(_HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
 def create_client(settings: RedisSettings) -> Redis:
     """Return a client on a bounded, blocking connection pool (bytes in, bytes out)."""
-    connection_class: type[AbstractConnection] = Connection
+    connection_class: type[AbstractConnection] = _Connection
     if settings.scheme == "rediss":
-        connection_class = SSLConnection
+        connection_class = _SSLConnection
     elif settings.scheme == "unix":
-        connection_class = UnixDomainSocketConnection
+        connection_class = _UnixDomainSocketConnection
     pool = BlockingConnectionPool(
         connection_class=connection_class,
         max_connections=settings.max_connections,

@@ -31,7 +31,7 @@ from chicory_redis.connection import broker_errors
 from chicory_redis.entries import STREAM_ID, dead_letter_from_entry, encode_headers, pack_message
 
 if TYPE_CHECKING:
-    from chicory_redis.broker import RedisBroker
+    from chicory_redis.base import BrokerBase
 
 __all__ = [
     "dead_letter_page",
@@ -61,14 +61,14 @@ def presence_seconds(lease_seconds: float, reclaim_interval: float) -> float:
     return max(lease_seconds, 3 * reclaim_interval)
 
 
-async def list_queues(broker: RedisBroker) -> list[str]:
+async def list_queues(broker: BrokerBase) -> list[str]:
     """Every queue in the broker's registry, sorted."""
     with broker_errors(broker.display_url, "list queues"):
         members: Any = await broker.client.smembers(broker.keys.queues)
     return sorted(_text(m) for m in members)
 
 
-async def queue_stats(broker: RedisBroker, names: Sequence[str]) -> list[QueueStats]:
+async def queue_stats(broker: BrokerBase, names: Sequence[str]) -> list[QueueStats]:
     """The stats of each of ``names`` (see the module docstring)."""
     if not names:
         return []
@@ -144,7 +144,7 @@ def _earlier(a: str, b: str) -> str:
 
 
 async def dead_letter_page(
-    broker: RedisBroker,
+    broker: BrokerBase,
     queue: str,
     *,
     after: str | None,
@@ -182,9 +182,7 @@ async def dead_letter_page(
     return DeadLetterPage(letters=letters, next_after=letters[-1].id if more else None)
 
 
-async def get_dead_letter(
-    broker: RedisBroker, queue: str, dead_letter_id: str
-) -> DeadLetter | None:
+async def get_dead_letter(broker: BrokerBase, queue: str, dead_letter_id: str) -> DeadLetter | None:
     """One dead letter of ``queue`` (``XRANGE id id``), or ``None``."""
     if not STREAM_ID.match(dead_letter_id):
         return None
@@ -198,7 +196,7 @@ async def get_dead_letter(
 
 
 async def requeue_dead_letter(
-    broker: RedisBroker,
+    broker: BrokerBase,
     queue: str,
     dead_letter_id: str,
     body: bytes,

@@ -21,7 +21,7 @@ from chicory_redis.connection import broker_errors
 from chicory_redis.entries import encode_headers, new_message_id, pack_message
 
 if TYPE_CHECKING:
-    from chicory_redis.broker import RedisBroker
+    from chicory_redis.base import BrokerBase
 
 __all__ = ["holder", "publish_unique", "release_unique"]
 
@@ -31,7 +31,7 @@ def _text(value: Any) -> str:
 
 
 async def publish_unique(
-    broker: RedisBroker,
+    broker: BrokerBase,
     queue: str,
     message: OutgoingMessage,
     *,
@@ -71,7 +71,7 @@ async def publish_unique(
     return UniqueClaim(message_id=message_id if published else None, holder=current)
 
 
-async def release_unique(broker: RedisBroker, queue: str, key: str, holder: str) -> bool:
+async def release_unique(broker: BrokerBase, queue: str, key: str, holder: str) -> bool:
     """End ``holder``'s claim on ``key`` (the ``release_unique`` script; safe to repeat).
 
     Raises:
@@ -85,7 +85,7 @@ async def release_unique(broker: RedisBroker, queue: str, key: str, holder: str)
     return bool(done)
 
 
-async def holder(broker: RedisBroker, queue: str, key: str) -> str | None:
+async def holder(broker: BrokerBase, queue: str, key: str) -> str | None:
     """Who holds ``key`` in ``queue``, or ``None``.
 
     Raises:
