@@ -131,27 +131,35 @@ class BackendCpu:
 
     Each call lists the database's backends (``pg_stat_activity``, this meter's own
     connection left out) and remembers the last CPU time read for each, so a backend whose
-    connection closed still counts. A backend first seen at a later call counts in full:
-    it was started in between. ``None`` when this user may not read the backends' ``/proc``
-    entries (a server on another machine, or run by another user without privileges).
+    connection closed keeps what it used until the last call that saw it. A backend first
+    seen at a later call counts in full: it was started in between. ``None`` when the
+    backends are not processes of this machine that this user may read (a server elsewhere,
+    or run by another user without the privileges to read its ``/proc`` entries).
     """
 
     def __init__(self, url: str) -> None:
+        host = urlsplit(url).hostname or ""
+        self._local = host in ("", "localhost", "127.0.0.1", "::1") or host.startswith("/")
         self._conn = psycopg.connect(url, autocommit=True)
         self._seen: dict[int, float] = {}
 
     def __call__(self) -> float | None:
+        if not self._local:
+            return None
         rows = self._conn.execute(
             "SELECT pid FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
         for (pid,) in rows:
             try:
-                times = psutil.Process(pid).cpu_times()
+                process = psutil.Process(pid)
+                if not process.name().startswith("postgres"):
+                    return None  # not the server's process: another server has this pid
+                times = process.cpu_times()
             except psutil.AccessDenied:
                 return None
             except psutil.NoSuchProcess:
-                continue
+                continue  # its connection closed in between
             self._seen[pid] = times.user + times.system
         return sum(self._seen.values())
 

@@ -34,13 +34,19 @@ from pathlib import Path
 
 import anyio
 import psycopg
-from common import PYTHON, VENV_BIN, stop_process
-from peers.pgqueuer_bench import PgqueuerTarget
-from peers.procrastinate_bench import ProcrastinateTarget
-from pg_drain import Target, drain, fresh_database, run_tool
-from sqlite import producer
 
 from chicory import Chicory
+
+try:
+    from common import PYTHON, VENV_BIN, stop_process
+    from peers.pgqueuer_bench import PgqueuerTarget
+    from peers.procrastinate_bench import ProcrastinateTarget
+    from pg_drain import Target, drain, fresh_database, run_tool
+    from sqlite import producer
+except ModuleNotFoundError as missing:  # the peers come from the `bench` dependency group
+    raise SystemExit(
+        f"{missing.name} is not installed: run `uv sync --group bench` first"
+    ) from None
 
 __all__ = ["LOGS", "ChicoryTarget", "main"]
 
@@ -140,6 +146,32 @@ def _spread(values: list[float]) -> str:
     return f"{middle:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
+CPU_KEYS = ("cpu_us", "producer_cpu_us", "server_cpu_us")
+"""The CPU measures whose sum is a system's CPU per task."""
+
+
+def _total_cpu(runs: list[dict[str, float]]) -> float | None:
+    """The sum of the median CPU measures per task; ``None`` when one is missing."""
+    if not all(name in run for run in runs for name in CPU_KEYS):
+        return None
+    return sum(statistics.median(run[name] for run in runs) for name in CPU_KEYS)
+
+
+def _advantage(results: dict[str, list[dict[str, float]]], key: str) -> str:
+    """Chicory at least once's median end-to-end rate over ``key``'s, and ``key``'s total
+    CPU per task over Chicory at least once's."""
+    if "chicory_alo" not in results:
+        return "n/a"
+    ours, theirs = results["chicory_alo"], results[key]
+    rate = statistics.median(r["end_to_end"] for r in ours) / statistics.median(
+        r["end_to_end"] for r in theirs
+    )
+    our_cpu, their_cpu = _total_cpu(ours), _total_cpu(theirs)
+    if not our_cpu or their_cpu is None:
+        return f"{rate:.2f}x / n/a"
+    return f"{rate:.2f}x / {their_cpu / our_cpu:.2f}x"
+
+
 def _table(results: dict[str, list[dict[str, float]]]) -> list[str]:
     columns = (
         ("enqueue", "enqueue, tasks/s"),
@@ -148,17 +180,16 @@ def _table(results: dict[str, list[dict[str, float]]]) -> list[str]:
         ("producer_cpu_us", "producer CPU per task, us"),
         ("server_cpu_us", "PostgreSQL CPU per task, us"),
     )
-    lines = [
-        "| system | " + " | ".join(label for _, label in columns) + " | on a worker crash |",
-        "|---" * (len(columns) + 2) + "|",
-    ]
+    labels = [label for _, label in columns]
+    labels += ["Chicory's advantage: rate / total CPU", "on a worker crash"]
+    lines = ["| system | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for key, runs in results.items():
         cells = [
             _spread([run[name] for run in runs]) if all(name in run for run in runs) else "n/a"
             for name, _ in columns
         ]
-        name = _target(key).name
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {SYSTEMS[key]} |")
+        cells += [_advantage(results, key), SYSTEMS[key]]
+        lines.append(f"| {_target(key).name} | " + " | ".join(cells) + " |")
     return lines
 
 

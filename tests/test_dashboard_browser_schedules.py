@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import anyio
 import pytest
 import uvicorn
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from starlette.applications import Starlette
@@ -35,6 +38,7 @@ from processes import delete_keys, free_port
 __all__ = ["browser"]  # the fixture, shared with the other browser tests
 
 NOW = datetime(2026, 12, 6, 10, 23, tzinfo=UTC)
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -116,9 +120,24 @@ def served_with_worker(app: Chicory, clock: ManualClock) -> Iterator[str]:
         thread.join(30)
 
 
+def settled(read: Callable[[], T]) -> T:
+    """``read()``, again if htmx swapped the element out while it was read (the live parts
+    of these pages refresh every half second)."""
+    for _ in range(100):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    return read()
+
+
 def row_cell(driver: WebDriver, schedule: str, css: str) -> str:
-    cell = driver.find_element(By.CSS_SELECTOR, f'tr[data-schedule="{schedule}"] td.{css}')
-    return " ".join(cell.text.split())
+    selector = f'tr[data-schedule="{schedule}"] td.{css}'
+    return settled(lambda: " ".join(driver.find_element(By.CSS_SELECTOR, selector).text.split()))
+
+
+def text_of(driver: WebDriver, element_id: str) -> str:
+    return settled(lambda: str(driver.find_element(By.ID, element_id).text))
 
 
 def test_schedules_and_the_progress_of_a_run_fired_by_hand(url: str, browser: WebDriver) -> None:
@@ -151,30 +170,35 @@ def test_schedules_and_the_progress_of_a_run_fired_by_hand(url: str, browser: We
                     == "2026-12-06 10:25:00 UTC tick@2026-12-06T10:25:00Z SUCCESS"
                 ),
             )  # the worker ran it; the table refreshed itself
-            text = browser.find_element(By.ID, "schedule-table").text
+            text = text_of(browser, "schedule-table")
             assert "cron 30 2 * * *" in text
             assert "every 5m00s" in text
             screenshot(browser, f"schedules-{name}")
 
-            browser.find_element(By.CSS_SELECTOR, 'tr[data-schedule="nightly"] button').click()
+            settled(
+                lambda: browser.find_element(
+                    By.CSS_SELECTOR, 'tr[data-schedule="nightly"] button'
+                ).click()
+            )
             alert = wait_for(browser, lambda d: d.switch_to.alert)
             assert "Fire schedule nightly now?" in alert.text
             alert.accept()
-            wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#fired a")).click()
+            wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#fired a"))
+            settled(lambda: browser.find_element(By.CSS_SELECTOR, "#fired a").click())
 
             def progress(driver: WebDriver) -> str:
-                return str(driver.find_element(By.ID, "task-progress").text)
+                return text_of(driver, "task-progress")
 
             wait_for(browser, lambda d: progress(d).startswith("25%"))
             assert '{"step":"collect"}' in progress(browser)
-            assert browser.find_element(By.ID, "task-state").text == "STARTED"
+            assert text_of(browser, "task-state") == "STARTED"
             screenshot(browser, f"task-progress-{name}")
             page = browser.current_url
             gates.halfway.set()
             wait_for(browser, lambda d: progress(d).startswith("75%"))
             assert browser.current_url == page, "the page updated itself"
             gates.done.set()
-            wait_for(browser, lambda d: d.find_element(By.ID, "task-state").text == "SUCCESS")
+            wait_for(browser, lambda d: text_of(d, "task-state") == "SUCCESS")
             assert browser.find_element(By.ID, "task-result").text == '"daily built"'
             assert not browser.find_elements(By.ID, "task-progress")
             live = browser.find_element(By.ID, "task-live")

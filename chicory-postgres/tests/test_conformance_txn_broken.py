@@ -4,13 +4,18 @@ Each broken broker is the real PostgreSQL broker with its ``publish_within`` (or
 ``publish_unique_within``) wrong in one way, run through the ``TransactionalEnqueueSuite``
 in a throw-away pytest project (``pytester``), as a plugin author would run it; the test
 checks which guarantee ids failed. The control, the same subclass without a defect, passes
-every one.
+every one; a harness without ``transactions`` makes them ERRORs, and ``chicory conformance``
+by URL finds the plugin's transactions and runs them all.
 """
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from selftests import run_broken_suite
+
+from chicory.testing.runner import run_conformance
 
 pytest_plugins = ["pytester"]
 
@@ -152,3 +157,15 @@ def test_a_harness_without_transactions_is_an_error(
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors") == len(ALL) - 1, outcomes
     result.stdout.fnmatch_lines(["*must give BrokerHarness.transactions*"])
+
+
+def test_chicory_conformance_checks_them_by_url(postgres_url: str) -> None:
+    """``chicory conformance postgresql://...`` opens its transactions through the plugin's
+    ``conformance_transactions``: every transactional guarantee runs, and holds."""
+    out = io.StringIO()
+    code = run_conformance(postgres_url, keyword="txn.", out=out)
+    text = out.getvalue()
+    assert code == 0, text
+    rows = {line.split()[1]: line for line in text.splitlines() if " txn." in line}
+    assert set(rows) == ALL, text
+    assert all(" pass " in row for row in rows.values()), text

@@ -146,6 +146,37 @@ async def test_unique_enqueue_joins_the_transaction(
     assert (await broker.counts(app.default_queue)).ready == 1, "one message for one key"
 
 
+async def test_unique_refused_where_the_broker_cannot_claim_in_a_transaction(
+    postgres_url: str, conn: psycopg.AsyncConnection[object]
+) -> None:
+    """On a transactional broker without ``publish_unique_within``, a unique enqueue inside
+    the block is refused (its key would outlive a rollback), and nothing is enqueued."""
+
+    class NoUniqueWithin(PostgresBroker):
+        publish_unique_within = None  # not a TransactionalUniquePublisher
+
+    app = Chicory(
+        broker=NoUniqueWithin.from_url(postgres_url),
+        backend=PostgresResultBackend.from_url(postgres_url),
+        load_entry_points=False,
+        default_queue=f"tx-{uuid.uuid4().hex[:8]}",
+    )
+
+    @app.task(name="tx.unique_refused")
+    async def once() -> None:
+        return None
+
+    try:
+        async with conn.transaction(), app.transaction(conn):
+            with pytest.raises(CapabilityError, match="cannot join a database transaction"):
+                await once.apply_async(unique_key="nightly")
+        broker = await app.connected_broker()
+        assert (await broker.counts(app.default_queue)).ready == 0
+        assert await broker.unique_holder(app.default_queue, "nightly") is None
+    finally:
+        await app.close()
+
+
 async def test_autocommit_is_refused(app: Chicory, postgres_url: str) -> None:
     """A psycopg connection in autocommit mode outside a transaction would commit the task
     at once: the enqueue is refused, saying so, and nothing is enqueued."""

@@ -205,3 +205,34 @@ async def test_an_unknown_connection_names_asyncpg(app: Chicory) -> None:
     with pytest.raises(CapabilityError, match=r"chicory-postgres\[asyncpg\]"):
         async with app.transaction(object()):
             await other.delay()
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_a_sqlalchemy_connection_not_yet_begun(
+    app: Chicory, postgres_url: str, driver: str
+) -> None:
+    """A SQLAlchemy ``AsyncConnection`` that sent nothing yet begins its transaction with the
+    enqueue, as with any first statement (SQLAlchemy's autobegin): its rollback drops the
+    task, its commit keeps it."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    @app.task(name="txa.autobegin")
+    async def shipped(order_id: str) -> None:
+        return None
+
+    engine = create_async_engine(postgres_url.replace("postgresql://", f"postgresql+{driver}://"))
+    broker = await app.connected_broker()
+    try:
+        async with engine.connect() as conn:
+            async with app.transaction(conn):
+                await shipped.delay("o-1")
+            assert conn.in_transaction(), "the enqueue did not begin the connection's transaction"
+            await conn.rollback()
+            assert (await broker.counts(app.default_queue)).ready == 0, "kept after rollback"
+            async with app.transaction(conn):
+                await shipped.delay("o-2")
+            assert (await broker.counts(app.default_queue)).ready == 0, "seen before commit"
+            await conn.commit()
+    finally:
+        await engine.dispose()
+    assert (await broker.counts(app.default_queue)).ready == 1, "one task after the commit"

@@ -16,7 +16,7 @@ machine shares one limit and one clock:
 
 A permit's expiry is the broker's lease time, renewed by the worker with its leases, so a
 killed worker's permits free themselves when its leases would. Each check costs one round
-trip; rows are removed as they expire (a key's line end, one row, stays).
+trip; a key's expired rows are deleted by its next check (its line end, one row, stays).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ the asyncpg driver), or an asyncpg ``Connection`` (a pool's acquired connection 
 ``pip install 'chicory-postgres[asyncpg]'``). :func:`caller_connection` finds the driver
 connection behind it, and :meth:`CallerConnection.fetch` runs one of the broker's statements
 on it, written once in psycopg's ``%(name)s`` style and rewritten to asyncpg's ``$n`` for an
-asyncpg connection. Nothing here begins, commits or rolls back anything.
+asyncpg connection. Nothing here commits or rolls back anything, nor begins a transaction,
+except SQLAlchemy's own autobegin (a first statement sent through SQLAlchemy, so that it
+knows the transaction it has to end); a connection that would commit the enqueue at once is
+refused.
 
 asyncpg is never imported here: a caller holding an asyncpg connection has imported it.
 """
@@ -127,9 +130,12 @@ async def caller_connection(connection: object) -> CallerConnection:
         raw = await sa_conn.get_raw_connection()
         found = _direct(getattr(raw, "driver_connection", None))
         if found is not None:
-            if found.asyncpg and not found.driver.is_in_transaction() and sa_conn.in_transaction():
-                # SQLAlchemy's asyncpg dialect sends BEGIN with its first statement only:
-                # send one through SQLAlchemy, so that the enqueue is not autocommitted.
+            if not sa_conn.in_transaction() or (
+                found.asyncpg and not found.driver.is_in_transaction()
+            ):
+                # SQLAlchemy begins its transaction with the first statement it sends (its
+                # asyncpg dialect sends BEGIN only then): send one through SQLAlchemy, so
+                # that the enqueue joins a transaction SQLAlchemy knows it has to end.
                 await sa_conn.exec_driver_sql("SELECT 1")
             return _in_transaction(found, connection)
     raise CapabilityError(

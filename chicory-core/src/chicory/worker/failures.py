@@ -20,19 +20,18 @@ import attrs
 
 from chicory.broker import Delivery
 from chicory.clock import utcnow
-from chicory.context import Fail, Retry
+from chicory.context import Fail, retry_decision
 from chicory.envelope import TaskMessage
-from chicory.errors import ResultTooLargeError, ResultValidationError
+from chicory.errors import ResultTooLargeError
 from chicory.history import HistoryEntry, with_history, with_traceback
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
-from chicory.retry import RetryPolicy
 from chicory.task import Task
 from chicory.worker.ack import STRATEGIES, AckStrategy
 from chicory.worker.execute import Outcome, describe_error
 from chicory.worker.jobbase import JobBase
 from chicory.worker.states import JobState, transition
 
-__all__ = ["JobFailures", "retry_decision", "too_large"]
+__all__ = ["JobFailures", "too_large"]
 
 log = logging.getLogger("chicory.worker")
 
@@ -225,28 +224,3 @@ def too_large(task: Task[..., Any], size: int) -> ResultTooLargeError:
         f"max_result_bytes={task.max_result_bytes}: store large data elsewhere and return "
         "a reference to it, or raise the limit (@app.task(max_result_bytes=...))"
     )
-
-
-def retry_decision(
-    policy: RetryPolicy, exc: BaseException, attempt: int
-) -> tuple[float | None, str]:
-    """Decide what a failed attempt leads to.
-
-    Returns:
-        ``(delay, "")`` when the task is retried after ``delay`` seconds, or
-        ``(None, reason)`` when it fails for good (``reason`` goes into the dead letter).
-    """
-    if isinstance(exc, Fail):
-        return None, f"failed by the task: {exc.reason}"
-    if isinstance(exc, Retry):
-        if attempt <= policy.max_retries:
-            return (exc.countdown if exc.countdown is not None else policy.delay_for(attempt)), ""
-        return None, f"retry requested but no retries left (max_retries={policy.max_retries})"
-    described = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ResultValidationError):
-        return None, str(exc)
-    if policy.should_retry(exc, attempt):
-        return policy.delay_for(attempt), ""
-    if attempt > policy.max_retries and policy.max_retries > 0:
-        return None, f"{described} (retries exhausted after {attempt} attempts)"
-    return None, f"{described} (not retried)"
