@@ -21,12 +21,12 @@ import pytest
 from callers_app import build
 from chicory import Chicory, RetryPolicy, TaskFailedError, blocking
 from chicory.blocking import BlockingResult
-from chicory.errors import BlockingCallError, WorkflowError
+from chicory.errors import BlockingCallError, ResultBackendError, WorkflowError
 from chicory.records import TaskState
 from chicory.testkit import BlockingLocalWorker
 from chicory.workflow import GroupResult, chain, chord, group
 from chicory.workflow.blocking import BlockingGroupResult
-from processes import WorkerProcess, delete_keys, wait_for_child, worker_process
+from processes import WorkerProcess, delete_keys, free_port, wait_for_child, worker_process
 
 
 def memory_app() -> Chicory:
@@ -123,6 +123,20 @@ def test_a_failed_member_shows_in_the_group_handle() -> None:
         assert nested.completed_count() == 2
         with pytest.raises(ValueError, match="is a group itself"):
             _ = nested.ids
+
+
+def test_an_unreachable_backend_raises_its_own_error_for_a_group() -> None:
+    """The members are read concurrently, and a failed read still raises the backend's
+    error (not an exception group)."""
+    app = Chicory(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        members = BlockingGroupResult.of(app, ["a", "b", "c"])
+        with pytest.raises(ResultBackendError):
+            members.completed_count()
+        with pytest.raises(ResultBackendError):
+            members.failed()
+    finally:
+        blocking.close(app)
 
 
 def test_flows_sent_from_many_threads_at_once() -> None:

@@ -9,8 +9,10 @@ process all read the result backend, as a single task's handle does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from chicory.result import AsyncResult
 
@@ -102,17 +104,39 @@ class GroupResult:
     async def completed_count(self) -> int:
         """How many members have finished (succeeded, failed or cancelled) so far: the
         group's progress, out of ``len(group_result)``. A nested group counts once every
-        one of its members has finished.
+        one of its members has finished. The members are read at once, not one by one.
 
         Raises:
             ResultBackendError: the result backend could not be reached.
         """
-        return sum([await result.ready() for result in self.results])
+        return sum(await self._each(lambda result: result.ready()))
 
     async def failed(self) -> bool:
         """Whether any member has finished in failure so far (in a nested group: any of
-        its members)."""
-        for result in self.results:
-            if await result.failed():
-                return True
-        return False
+        its members). The members are read at once, not one by one.
+
+        Raises:
+            ResultBackendError: the result backend could not be reached.
+        """
+        return any(await self._each(lambda result: result.failed()))
+
+    async def _each(
+        self, read: Callable[[AsyncResult[Any] | GroupResult], Awaitable[bool]]
+    ) -> list[bool]:
+        """``read`` every member concurrently; the answers in member order. A read that
+        fails raises its own error (the first in member order), not an exception group."""
+        answers = [False] * len(self.results)
+        errors: dict[int, Exception] = {}
+
+        async def one(index: int, result: AsyncResult[Any] | GroupResult) -> None:
+            try:
+                answers[index] = await read(result)
+            except Exception as exc:
+                errors[index] = exc
+
+        async with anyio.create_task_group() as group:
+            for index, result in enumerate(self.results):
+                group.start_soon(one, index, result)
+        if errors:
+            raise errors[min(errors)]
+        return answers
