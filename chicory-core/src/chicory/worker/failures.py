@@ -22,7 +22,6 @@ from chicory.broker import Delivery
 from chicory.clock import utcnow
 from chicory.context import Fail, retry_decision
 from chicory.envelope import TaskMessage
-from chicory.errors import ResultTooLargeError
 from chicory.history import HistoryEntry, with_history, with_traceback
 from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
 from chicory.task import Task
@@ -31,7 +30,7 @@ from chicory.worker.execute import Outcome, describe_error
 from chicory.worker.jobbase import JobBase
 from chicory.worker.states import JobState, transition
 
-__all__ = ["JobFailures", "too_large"]
+__all__ = ["JobFailures"]
 
 log = logging.getLogger("chicory.worker")
 
@@ -215,12 +214,3 @@ class JobFailures(JobBase):
                 "chicory_task_dead_lettered",
                 self._event(message, None, reason=reason, queue=delivery.queue),
             )
-
-
-def too_large(task: Task[..., Any], size: int) -> ResultTooLargeError:
-    """The error of a result record over its task's ``max_result_bytes``."""
-    return ResultTooLargeError(
-        f"task {task.name!r} returned a result of {size} bytes once encoded, over its "
-        f"max_result_bytes={task.max_result_bytes}: store large data elsewhere and return "
-        "a reference to it, or raise the limit (@app.task(max_result_bytes=...))"
-    )
