@@ -11,9 +11,9 @@
   clock) and deleted every ``prune_interval`` by a background task of each connected backend,
   in batches, so tables stay small without a cron job.
 * Revocations are rows of ``revocations``, pushed with ``NOTIFY <schema>_revocations``.
-* Progress (:mod:`chicory.progress`) is the task's non-final record, pushed with
-  ``NOTIFY <schema>_progress`` to subscribers that listen on connections of their own (see
-  :mod:`chicory_postgres.progress`).
+* Progress (:mod:`chicory.progress`) is the task's non-final record, logged in ``progress``
+  and pushed with ``NOTIFY <schema>_progress`` to subscribers that listen on connections of
+  their own (see :mod:`chicory_postgres.progress`).
 """
 
 from __future__ import annotations
@@ -80,9 +80,7 @@ class PostgresResultBackend:
         self._store_sql = self._fill(_STORE.replace("{notify}", notify))
         notify_progress = progress.NOTIFY if self._settings.notify else "NULL"
         self._revoke_sql = self._fill(revocations.revoke_statement(self._settings.notify))
-        self._progress_sql = self._fill(
-            progress.STORE_PROGRESS.replace("{notify}", notify_progress)
-        )
+        self._progress_sql = self._fill(progress.STORE.replace("{notify}", notify_progress))
         self._pool: AsyncConnectionPool | None = None
         self._listener: Listener | None = None
         self._pruner: asyncio.Task[None] | None = None
@@ -322,7 +320,10 @@ class PostgresResultBackend:
         Raises:
             ResultBackendError: PostgreSQL could not be reached.
         """
-        return progress.watch(self._settings, self._progress_channel, task_id, self._read)
+        return progress.watch(self._settings, self._progress_channel, task_id, self._progress_rows)
+
+    async def _progress_rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        return await self._rows(self._fill(statement), params, "reading progress")
 
     async def forget(self, task_id: str) -> bool:
         """Delete the record of ``task_id``; return whether there was a live one."""
@@ -384,7 +385,10 @@ class PostgresResultBackend:
         With ``notify=False`` the subscription reads the table every ``poll_interval``.
         """
         if not self._settings.notify:
-            yield self._poll_revocations()
+            live = await self.revocations()  # what is live now is not pushed
+            yield revocations.polled(
+                live, self.revocations, self._settings.poll_interval, self._closed
+            )
             return
         listener = self._listener
         if listener is None:
@@ -403,9 +407,6 @@ class PostgresResultBackend:
         finally:
             self._watchers.discard(send)
             send.close()
-
-    def _poll_revocations(self) -> AsyncIterator[tuple[str, float]]:
-        return revocations.polled(self.revocations, self._settings.poll_interval, self._closed)
 
     def _closed(self) -> bool:
         return self._closing
@@ -439,7 +440,7 @@ class PostgresResultBackend:
     async def prune(self) -> int:
         """Delete expired results, heartbeats and revocations (in batches); return how many."""
         total = 0
-        for table in ("results", "workers", "revocations", "group_members"):
+        for table in ("results", "workers", "revocations", "group_members", "progress"):
             while True:
                 rows = await self._rows(
                     self._fill(

@@ -42,13 +42,14 @@ def revoke_statement(notify: bool) -> str:
 
 
 async def polled(
+    seen: dict[str, float],
     read: Callable[[], Awaitable[dict[str, float]]],
     interval: float,
     closed: Callable[[], bool],
 ) -> AsyncIterator[tuple[str, float]]:
-    """Yield ``(task_id, expires_at)`` for each revocation ``read()`` shows new or changed,
-    reading every ``interval`` seconds until ``closed()``."""
-    seen = await read()
+    """Yield ``(task_id, expires_at)`` for each revocation ``read()`` shows new or changed
+    since ``seen`` (what was live when the subscription began), reading every ``interval``
+    seconds until ``closed()``."""
     while not closed():
         await anyio.sleep(interval)
         now = await read()
