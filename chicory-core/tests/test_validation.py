@@ -160,7 +160,8 @@ def test_stored_scalar_results_are_read_as_the_return_annotation_says() -> None:
 
     ints, floats, bools = sig(to_int), sig(to_float), sig(to_bool)
     assert ints.load_result(3) == 3
-    assert type(floats.load_result(3)) is float and floats.load_result(2.5) == 2.5
+    assert type(floats.load_result(3)) is float
+    assert floats.load_result(2.5) == 2.5
     assert bools.load_result(True) is True
     for wrong, s in (("3", ints), (True, ints), ("x", floats), (1, bools)):
         with pytest.raises(ResultValidationError, match="return annotation"):
