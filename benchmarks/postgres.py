@@ -21,6 +21,9 @@ helpers it uses), on the same task app, so the two brokers compare line for line
 fsync (see "Tuning" in docs/postgres.md); the default is the server's setting. The load
 average is printed with the results: rates on a shared machine say as much about the other
 processes as about this one.
+
+``benchmarks/postgres_peers.py`` runs this drain beside pgqueuer's and procrastinate's on the
+same server, in one run, and prints one table.
 """
 
 from __future__ import annotations

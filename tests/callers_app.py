@@ -28,6 +28,11 @@ def build(url: str | None = None) -> Chicory:
     async def boom(message: str) -> None:
         raise ValueError(message)
 
+    @app.task(name="callers.total")
+    async def total(values: list[int]) -> int:
+        """A chord's callback: the sum of its members' results."""
+        return sum(values)
+
     return app
 
 

@@ -1,9 +1,12 @@
-"""The app that subprocess workers of ``test_flow_control_redis.py`` run.
+"""The app that subprocess workers of ``test_flow_control_redis.py`` (and of
+``chicory-postgres/tests/test_flow_priorities.py``) run.
 
-The broker comes from ``CHICORY_BROKER_URL``. Tasks write what they observe to Redis lists
+The broker comes from ``CHICORY_BROKER_URL``, the rate limit of ``flow.rated`` from
+``CHICORY_TEST_RATE`` (default ``50/s``). Tasks write what they observe to Redis lists
 named from ``CHICORY_TEST_KEYS`` (a test's own prefix on the shared Redis): every start of
-the rate-limited task pushes the Redis server's time, and every run of the
-concurrency-limited task pushes how many of its runs were inside it at once.
+the rate-limited task pushes the Redis server's time, every run of the
+concurrency-limited task pushes how many of its runs were inside it at once, and the slow
+task pushes its number when it starts and when it ends.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from chicory import Chicory, DeliveryMode
 
 app = Chicory()
 KEYS = os.environ.get("CHICORY_TEST_KEYS", "chicory-flow-test")
+RATE = os.environ.get("CHICORY_TEST_RATE", "50/s")
 REDIS_URL = os.environ.get("CHICORY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 _client: Redis | None = None
 
@@ -29,7 +33,7 @@ def client() -> Redis:
     return _client
 
 
-@app.task(name="flow.rated", rate_limit="50/s", delivery_mode=DeliveryMode.AT_MOST_ONCE)
+@app.task(name="flow.rated", rate_limit=RATE, delivery_mode=DeliveryMode.AT_MOST_ONCE)
 async def rated(n: int) -> None:
     """Record the server time of this start (microseconds)."""
     seconds, micros = await client().time()
@@ -49,3 +53,11 @@ async def capped(n: int) -> None:
 async def free(n: int) -> None:
     """An unlimited task: counts its runs."""
     await client().incr(f"{KEYS}:free")
+
+
+@app.task(name="flow.slow", concurrency_limit=2)
+async def slow(n: int) -> None:
+    """Hold one of two permits for two seconds: records its start and its end."""
+    await client().rpush(f"{KEYS}:slow-started", n)
+    await anyio.sleep(2)
+    await client().rpush(f"{KEYS}:slow-done", n)

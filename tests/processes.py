@@ -229,3 +229,30 @@ def delete_keys(prefix: str, port: int = 6379, db: int = 0) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def child_pids(supervisor: int) -> set[int]:
+    """The pids of the live children of process ``supervisor`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == supervisor:
+                found.add(int(entry.name))
+    return found
+
+
+def wait_for_child(pid: int, timeout: float) -> int:
+    """The exit code of child ``pid``; it is killed if it runs longer than ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the forked child did not finish within {timeout} s")

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from callers_app import add_task, build
 from chicory import Chicory, Worker, blocking
 from chicory.errors import BlockingCallError, TaskCancelledError, TaskFailedError
 from chicory.records import TaskState
-from processes import WorkerProcess, delete_keys, worker_process
+from processes import WorkerProcess, delete_keys, wait_for_child, worker_process
 
 SLOW_CALLBACK = re.compile(r"Executing <.*> took \d+\.\d+ seconds$")
 
@@ -60,19 +58,6 @@ def connections(name: str) -> int:
         return sum(1 for entry in client.client_list() if entry.get("name") == name)
     finally:
         client.close()
-
-
-def wait_for_child(pid: int, timeout: float) -> int:
-    """The exit code of child ``pid``; it is killed if it runs longer than ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"the forked child did not finish within {timeout} s")
 
 
 def test_calls_from_many_threads_share_the_portal(app: Chicory, worker: WorkerProcess) -> None:

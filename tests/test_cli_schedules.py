@@ -1,13 +1,16 @@
 """``chicory schedules``, ``chicory scheduler`` and ``chicory worker --scheduler`` on Redis.
 
 Two ``chicory scheduler`` processes fire the same 1-second schedule at once; every fire is
-enqueued once. The listing shows each schedule's last and next fire, in a table and as JSON.
+enqueued once. ``chicory worker --processes 2 --scheduler`` runs one scheduler, in its
+supervisor, which keeps firing while its children are killed and replaced. The listing
+shows each schedule's last and next fire, in a table and as JSON.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +27,7 @@ import pytest
 
 from chicory import Chicory
 from chicory.cli import main
-from processes import delete_keys
+from processes import delete_keys, worker_process
 
 TESTS = Path(__file__).resolve().parent
 APP = "sched_app:app"
@@ -162,9 +165,53 @@ def test_the_scheduler_refuses_what_cannot_work(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("CHICORY_BROKER_URL", "redis://127.0.0.1:6379/0?key_prefix=t-never")
-    assert main(["worker", APP, "--scheduler", "--processes", "2"]) == 2
-    assert "run 'chicory scheduler APP' beside the worker processes" in capsys.readouterr().err
     assert main(["scheduler", APP, "--schedule", "hourly"]) == 2
     assert "no schedule named 'hourly'" in capsys.readouterr().err
     assert main(["schedules", "cli_app:app"]) == 2
     assert "declares no schedules" in capsys.readouterr().err
+
+
+FIRED = re.compile(r"schedule tick: fired sched\.echo as task (tick@\S+)")
+
+
+def test_a_supervisor_runs_one_scheduler_whatever_its_children_do(
+    redis_url: str, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.txt"
+
+    def fired() -> list[str]:
+        return FIRED.findall(supervisor.output())
+
+    def ran() -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        if runs.exists():
+            for line in runs.read_text().splitlines():
+                task_id, _, pid = line.partition(" ")
+                found.setdefault(task_id, set()).add(int(pid))
+        return found
+
+    with worker_process(
+        redis_url, runs, "--processes", "2", "--scheduler", "-c", "2", app=APP
+    ) as supervisor:
+        until(lambda: len(ran()) >= 2, timeout=60)
+        victims = set().union(*ran().values())
+        assert supervisor.process.pid not in victims  # the supervisor runs no task itself
+        before = len(fired())
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        until(lambda: supervisor.output().count("was killed by SIGKILL") == len(victims))
+        until(lambda: len(fired()) >= before + 3, timeout=60)  # firing went on
+
+        def run_by_replacements() -> bool:
+            later = [ran().get(task_id, set()) for task_id in fired()[before:]]
+            return sum(1 for pids in later if pids and not pids & victims) >= 2
+
+        until(run_by_replacements, timeout=60)
+        supervisor.signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0, supervisor.output()
+    output = supervisor.output()
+    assert output.count("scheduler started") == 1, output
+    assert "scheduler stopped" in output
+    ids = fired()
+    assert len(set(ids)) == len(ids), f"a fire was enqueued twice: {sorted(ids)}"
+    assert set(ran()) <= set(ids)

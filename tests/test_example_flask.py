@@ -26,6 +26,18 @@ def test_on_memory_with_the_testkit_worker(monkeypatch: pytest.MonkeyPatch) -> N
         assert status["result"] == "cat-128px.png"
         refused = client.post("/thumbnails", data={"image": "cat.png", "width": "big"})
         assert refused.status_code == 400
+        batch = client.post("/thumbnails/batch", data={"image": "cat.png", "width": [64, 128]})
+        assert batch.status_code == 202, batch.text
+        local.run_until_idle()
+        progress = client.get(batch.json["status_url"]).json
+        assert progress == {
+            "done": 2,
+            "of": 2,
+            "failed": False,
+            "results": ["cat-64px.png", "cat-128px.png"],
+        }
+        refused = client.post("/thumbnails/batch", data={"image": "cat.png"})
+        assert refused.status_code == 400
 
 
 @pytest.fixture
@@ -48,5 +60,12 @@ def test_on_redis_with_a_worker_process(
                 status = client.get(response.json["status_url"], query_string={"wait": 10}).json
                 assert status["state"] == "SUCCESS", status
                 assert status["result"] == f"dog-{width}px.png"
+            batch = client.post(
+                "/thumbnails/batch", data={"image": "dog.png", "width": [64, 128, 256]}
+            )
+            progress = client.get(batch.json["status_url"], query_string={"wait": 10}).json
+            assert progress["of"] == 3
+            assert progress["done"] == 3, progress
+            assert progress["results"] == [f"dog-{w}px.png" for w in (64, 128, 256)]
     finally:
         blocking.close(shop.tasks)

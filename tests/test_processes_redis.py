@@ -7,6 +7,7 @@ where, and how often, across processes, including ones killed with SIGKILL.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ from chicory import Chicory, DeliveryMode, TaskCancelledError
 from chicory.admin import Admin
 from chicory.records import TaskState
 from e2e_support import eventually
-from processes import RedisServer, own_redis, run_counts, worker_process
+from processes import RedisServer, child_pids, own_redis, run_counts, worker_process
 
 pytestmark = pytest.mark.slow
 
@@ -42,20 +43,6 @@ def producer(url: str) -> Chicory:
     async def pid(n: int, seconds: float) -> int: ...
 
     return app
-
-
-def child_pids(supervisor: int) -> set[int]:
-    """The pids of the live children of process ``supervisor`` (from /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == supervisor:
-                found.add(int(entry.name))
-    return found
 
 
 async def test_two_processes_run_tasks_and_a_killed_child_is_replaced(
@@ -223,3 +210,28 @@ def test_processes_need_a_shared_broker(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "need a shared broker" in done.stderr
+
+
+def test_a_supervisor_whose_scheduler_ends_stops_its_children(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import timedelta
+
+    from chicory.processes import ChildConfig, Supervisor
+    from chicory.scheduling import Scheduler
+    from processes import TESTS, free_port
+
+    monkeypatch.setenv("CHICORY_BROKER_URL", server.url)  # the children's, through spawn
+    monkeypatch.syspath_prepend(str(TESTS))
+    unreachable = Chicory(f"redis://127.0.0.1:{free_port()}/0")
+
+    @unreachable.periodic(every=timedelta(seconds=1), name="tick")
+    @unreachable.task(name="w.tick")
+    async def tick() -> None: ...
+
+    config = ChildConfig(app="worker_app:app", cwd=str(TESTS))
+    supervisor = Supervisor(config, processes=2, scheduler=Scheduler(unreachable))
+    with caplog.at_level(logging.INFO, "chicory"):
+        assert supervisor.run() == 1
+    assert "the scheduler stopped: BrokerConnectionError" in caplog.text
+    assert "stopping 2 worker process(es)" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -165,9 +166,21 @@ async def test_get_is_pushed_every_progress_report_on_redis(tmp_path: Path) -> N
             await app.close()
 
 
-async def test_get_with_on_progress_needs_a_backend_that_pushes(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'q.db'}"
-    app = Chicory(broker=url, backend=url)
+async def test_get_with_on_progress_needs_a_backend_that_pushes() -> None:
+    class PlainBackend:
+        """Delegates everything but the progress feed to a memory backend."""
+
+        def __init__(self) -> None:
+            from chicory_memory.results import MemoryResultBackend
+
+            self._inner = MemoryResultBackend()
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("store_progress", "watch_progress"):
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    app = Chicory(broker="memory://", backend=PlainBackend())  # type: ignore[arg-type]
 
     @app.task(name="p.plain")
     async def plain() -> int:
@@ -177,3 +190,12 @@ async def test_get_with_on_progress_needs_a_backend_that_pushes(tmp_path: Path) 
     with pytest.raises(CapabilityError, match=r"result\.progress"):
         await result.get(timeout=1, on_progress=print)
     await app.close()
+
+
+async def test_get_is_pushed_every_progress_report_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    app = Chicory(broker=url, backend=url)
+    try:
+        assert await _pushed_reports(app) == [1.0, 2.0, 3.0]
+    finally:
+        await app.close()

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fault_scenarios import N, mid_batch, producer
 
-from chicory import Chicory, DeliveryMode
 from chicory.errors import BrokerConnectionError, BrokerError
 from chicory_redis.results import RedisResultBackend
 from e2e_support import drained, eventually
@@ -22,32 +22,11 @@ from processes import RedisServer, own_redis, run_counts, worker_process
 
 pytestmark = pytest.mark.slow
 
-N = 120
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
     with own_redis(tmp_path) as running:
         yield running
-
-
-def producer(url: str) -> Chicory:
-    """The producer side: the same task names and signatures as tests/worker_app.py."""
-    app = Chicory(url)
-
-    @app.task(name="w.alo", delivery_mode=DeliveryMode.AT_LEAST_ONCE)
-    async def alo(n: int, seconds: float) -> int: ...
-
-    @app.task(name="w.amo", delivery_mode=DeliveryMode.AT_MOST_ONCE)
-    async def amo(n: int, seconds: float) -> int: ...
-
-    return app
-
-
-def mid_batch(runs: Path) -> bool:
-    """At least 30 tasks finished and some are running right now."""
-    started, ended = run_counts(runs)
-    return len(ended) >= 30 and len(started) > len(ended)
 
 
 def fast_leases(server: RedisServer) -> str:

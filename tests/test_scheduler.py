@@ -239,6 +239,62 @@ async def test_a_broker_without_unique_enqueue_cannot_schedule() -> None:
             await Scheduler(app).tick()
 
 
+async def test_a_fire_by_hand_is_a_unique_run_outside_the_schedules_fires() -> None:
+    from test_unique import _PlainBroker
+
+    from chicory.admin import Admin
+
+    app = make_app()
+    async with app:
+        admin = Admin(app)
+        first = await admin.fire("daily")
+        again = await admin.fire("daily")
+        assert first.enqueued
+        assert (again.enqueued, again.task_id) == (False, first.task_id), "one run at a time"
+        assert (await admin.fire("halves")).enqueued, "each schedule has its own key"
+        assert (await app.broker.counts("default")).ready == 2
+        assert await records.last_fire(await app.connected_backend(), "daily") is None
+        with pytest.raises(ConfigurationError, match=r"no schedule named 'weekly' \(declared: "):
+            await admin.fire("weekly")
+
+    plain = Chicory(_PlainBroker(), "memory://", load_entry_points=True)
+
+    @plain.periodic(every=60)
+    @plain.task(name="t")
+    async def task() -> None: ...
+
+    async with plain:
+        with pytest.raises(CapabilityError, match="unique_enqueue"):
+            await Admin(plain).fire("t")
+
+
+async def test_the_listing_carries_a_running_fires_progress(memory_app: Chicory) -> None:
+    from chicory.admin import Admin
+    from chicory.records import ResultRecord, TaskProgress, TaskState, encode_progress_record
+
+    clock = clock_at(at("2026-12-06T10:00"))
+    scheduler = Scheduler(memory_app, clock=clock, names=["every-20"])
+    await scheduler.tick()
+    clock.advance(20 * 60)
+    (fire,) = await scheduler.tick()
+    record = ResultRecord(
+        task_id=fire.task_id,
+        task="reports.build",
+        state=TaskState.STARTED,
+        attempt=1,
+        updated_at=fire.at,
+    )
+    backend = await memory_app.connected_backend()
+    progress = TaskProgress(value=0.5, meta={"rows": 10})
+    await backend.store(fire.task_id, encode_progress_record(record, progress), final=False, ttl=60)
+    infos = {info.name: info for info in await Admin(memory_app).schedules(scheduler.now())}
+    assert infos["every-20"].last_state == "STARTED"
+    assert infos["every-20"].last_progress == progress
+    assert infos["every-20"].to_json()["last_progress"] == {"value": 0.5, "meta": {"rows": 10}}
+    assert infos["daily"].last_progress is None
+    assert infos["daily"].to_json()["last_progress"] is None
+
+
 def test_cron_needs_the_extra_and_importing_chicory_does_not_import_it() -> None:
     code = (
         "import sys\n"

@@ -106,6 +106,15 @@ async def test_failures_and_what_tasks_enqueue(local: LocalWorker) -> None:
     assert (await app.broker.counts("default")).ready == 0  # the reminder ran too
 
 
+async def test_a_task_cancelled_while_it_waits_does_not_run(local: LocalWorker) -> None:
+    """The worker follows the revocations of the backend the test runs on, not of the one
+    the app had before the LocalWorker replaced it."""
+    later = await remind.apply_async(("b@example.com",), countdown=3600)
+    await later.cancel()
+    await local.run_until_idle()  # the clock jumps to the reminder's time
+    assert await later.state() is TaskState.CANCELLED
+
+
 async def test_the_app_gets_its_own_broker_back() -> None:
     broker, backend = app.broker, app.backend
     async with LocalWorker(app):

@@ -19,6 +19,7 @@ from chicory.testing import (
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    TransactionalEnqueueSuite,
     UniqueSuite,
     WorkerSuite,
 )
@@ -88,6 +89,10 @@ class TestFlowControl(FlowControlSuite):
 
 class TestUnique(UniqueSuite):
     pass
+
+
+class TestTransactions(TransactionalEnqueueSuite):
+    pass  # skipped: no transactional_enqueue (its queue is not in the caller's database)
 
 
 class TestRevocations(RevocationSuite):

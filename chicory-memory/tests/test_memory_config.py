@@ -99,7 +99,7 @@ def test_from_url_options_override_the_url() -> None:
     [
         ("redis://localhost", "memory://"),
         ("memory://?lease=3", "unknown option 'lease'"),
-        ("memory://?lease_seconds=soon", "not a valid float"),
+        ("memory://?lease_seconds=soon", "not a valid number"),
         ("memory://?lease_seconds=0", "lease_seconds must be positive"),
         ("memory://?max_deliveries=0", "max_deliveries must be at least 1"),
         ("memory://?max_body_bytes=0", "max_body_bytes must be at least 1"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import pytest
 
 from chicory.backend import ResultBackend
@@ -20,15 +21,19 @@ from chicory.testing import (
     BrokerStatefulSuite,
     DeadLetterSuite,
     DelayedSuite,
+    FlowControlSuite,
     GroupJoinSuite,
     InspectionSuite,
+    ProgressFeedSuite,
     ResultBackendHarness,
     ResultBackendSuite,
     RevocationSuite,
+    TransactionalEnqueueSuite,
     UniqueSuite,
     WorkerSuite,
 )
 from chicory_postgres.broker import PostgresBroker
+from chicory_postgres.conformance import asyncpg_transaction, psycopg_transaction
 from chicory_postgres.results import PostgresResultBackend
 
 
@@ -56,6 +61,7 @@ def _harness(url: str, *, timeout: float = 30.0) -> BrokerHarness:
         dead_letter_limits=limited,
         name="postgres",
         timeout=timeout,
+        transactions=psycopg_transaction,
     )
 
 
@@ -116,6 +122,10 @@ class TestDelayed(DelayedSuite):
     pass
 
 
+class TestFlowControl(FlowControlSuite):
+    pass
+
+
 class TestUnique(UniqueSuite):
     pass
 
@@ -125,4 +135,19 @@ class TestRevocations(RevocationSuite):
 
 
 class TestGroupJoins(GroupJoinSuite):
+    pass
+
+
+class TestTransactions(TransactionalEnqueueSuite):
+    pass
+
+
+class TestTransactionsOnAsyncpg(TransactionalEnqueueSuite):
+    @pytest.fixture
+    def chicory_broker_harness(self, postgres_url: str) -> BrokerHarness:
+        """The same guarantees, the application's transaction held on asyncpg."""
+        return attrs.evolve(_harness(postgres_url), transactions=asyncpg_transaction)
+
+
+class TestProgressFeed(ProgressFeedSuite):
     pass

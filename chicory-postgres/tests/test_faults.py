@@ -25,29 +25,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fault_scenarios import (
+    N,
+    kill_one_of_two_at_least_once,
+    kill_one_of_two_at_most_once,
+    long_task_runs_once,
+    mid_batch,
+    producer,
+)
 from psycopg import sql
 
-from chicory import Chicory, DeliveryMode
-from chicory_postgres.broker import PostgresBroker
 from e2e_support import drained, eventually
 from processes import run_counts, worker_process
 
 pytestmark = pytest.mark.slow
-
-N = 120
-
-
-def producer(url: str) -> Chicory:
-    """The producer side: the same task names and signatures as tests/worker_app.py."""
-    app = Chicory(url)
-
-    @app.task(name="w.alo", delivery_mode=DeliveryMode.AT_LEAST_ONCE)
-    async def alo(n: int, seconds: float) -> int: ...
-
-    @app.task(name="w.amo", delivery_mode=DeliveryMode.AT_MOST_ONCE)
-    async def amo(n: int, seconds: float) -> int: ...
-
-    return app
 
 
 @pytest.fixture
@@ -59,96 +50,22 @@ def queue_url(postgres_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def mid_batch(runs: Path) -> bool:
-    """At least 30 tasks finished and some are running right now."""
-    started, ended = run_counts(runs)
-    return len(ended) >= 30 and len(started) > len(ended)
-
-
-async def both_consuming(app: Chicory) -> None:
-    """Wait until both worker processes fetch (each records its presence at its first)."""
-    broker = await app.connected_broker()
-    assert isinstance(broker, PostgresBroker)
-
-    async def two() -> bool:
-        (stats,) = await broker.queue_stats(["default"])
-        return stats.consumers == 2
-
-    await eventually(two, timeout=60)
-
-
 async def test_sigkill_mid_batch_loses_no_at_least_once_task(
     queue_url: str, tmp_path: Path
 ) -> None:
-    runs = tmp_path / "runs.txt"
-    app = producer(queue_url)
-    results = await app.tasks["w.alo"].delay_many((i, 0.2) for i in range(N))
-    with (
-        worker_process(queue_url, runs, "--concurrency", "10") as doomed,
-        worker_process(queue_url, runs, "--concurrency", "10") as survivor,
-    ):
-        await both_consuming(app)
-        await eventually(lambda: mid_batch(runs), timeout=60)
-        doomed.signal(signal.SIGKILL)
-        doomed.wait(10)
-        assert len(run_counts(runs)[1]) < N, "the worker must die mid-run to mean anything"
-        assert [await r.get(timeout=120) for r in results] == list(range(N))
-        survivor.signal(signal.SIGTERM)
-        assert survivor.wait(30) == 0
-    started, ended = run_counts(runs)
-    assert set(ended) == set(range(N))  # nothing lost
-    duplicates = sum(count - 1 for count in started.values())
-    assert duplicates <= 20  # at most what the killed worker held: concurrency + prefetch
-    counts = await (await app.connected_broker()).counts("default")
-    assert (counts.ready, counts.in_flight, counts.delayed) == (0, 0, 0)
-    await app.close()
+    await kill_one_of_two_at_least_once(queue_url, tmp_path)
 
 
 async def test_sigkill_mid_batch_runs_no_at_most_once_task_twice(
     queue_url: str, tmp_path: Path
 ) -> None:
-    runs = tmp_path / "runs.txt"
-    app = producer(queue_url)
-    await app.tasks["w.amo"].delay_many((i, 0.5) for i in range(N))
-    broker = await app.connected_broker()
-    with (
-        worker_process(queue_url, runs, "--concurrency", "10") as doomed,
-        worker_process(queue_url, runs, "--concurrency", "10") as survivor,
-    ):
-        await both_consuming(app)
-        await eventually(lambda: mid_batch(runs), timeout=60)
-        doomed.signal(signal.SIGKILL)
-        doomed.wait(10)
-
-        await eventually(lambda: drained(broker), timeout=120)
-        survivor.signal(signal.SIGTERM)
-        assert survivor.wait(30) == 0
-    started, ended = run_counts(runs)
-    assert max(started.values()) == 1  # never twice
-    lost = set(range(N)) - set(ended)
-    assert lost  # the killed worker's running tasks are gone: that is at-most-once
-    assert len(lost) <= 10  # ...only those (what it had prefetched came back)
-    assert N - len(started) <= 10  # acked-but-not-yet-started is the only other way to lose
-    await app.close()
+    await kill_one_of_two_at_most_once(queue_url, tmp_path)
 
 
 async def test_task_longer_than_the_lease_runs_once_while_its_worker_lives(
     queue_url: str, tmp_path: Path
 ) -> None:
-    runs = tmp_path / "runs.txt"
-    app = producer(queue_url)
-    with (
-        worker_process(queue_url, runs, "--concurrency", "2") as one,
-        worker_process(queue_url, runs, "--concurrency", "2") as two,
-    ):
-        result = await app.tasks["w.alo"].delay(7, 3.5)  # three and a half leases
-        assert await result.get(timeout=60) == 7
-        for worker in (one, two):
-            worker.signal(signal.SIGTERM)
-        assert one.wait(30) == two.wait(30) == 0
-    started, ended = run_counts(runs)
-    assert started[7] == ended[7] == 1
-    await app.close()
+    await long_task_runs_once(queue_url, tmp_path)
 
 
 # -- a database restart, on a private server ---------------------------------------------------

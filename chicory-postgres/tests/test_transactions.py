@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from chicory import Chicory
-from chicory.errors import CapabilityError
+from chicory.errors import BrokerError, CapabilityError
 from chicory.middleware import Middleware, OutgoingTask
 from chicory.worker import Worker
 from chicory_postgres.broker import PostgresBroker
@@ -114,18 +114,84 @@ async def test_refused_on_brokers_that_cannot(conn: psycopg.AsyncConnection[obje
         await app.close()
 
 
-async def test_unique_enqueue_cannot_join(
+async def test_unique_enqueue_joins_the_transaction(
     app: Chicory, conn: psycopg.AsyncConnection[object]
 ) -> None:
-    """A unique enqueue inside the block is refused: its key would outlive a rollback."""
+    """A unique enqueue inside the block claims its key in the caller's transaction: a
+    rollback frees the key with the message, a commit keeps both."""
 
     @app.task(name="tx.unique")
     async def once() -> None:
         return None
 
+    broker = await app.connected_broker()
+    claims = []
+
+    async def claim_and_roll_back() -> None:
+        async with conn.transaction(), app.transaction(conn):
+            claims.append(await once.apply_async(unique_key="nightly"))
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await claim_and_roll_back()
+    assert not claims[0].duplicate
+    assert await broker.unique_holder(app.default_queue, "nightly") is None, "key kept"
     async with conn.transaction(), app.transaction(conn):
-        with pytest.raises(CapabilityError, match="cannot join a database transaction"):
-            await once.apply_async(unique_key="nightly")
+        second = await once.apply_async(unique_key="nightly")
+        again = await once.apply_async(unique_key="nightly")
+    assert not second.duplicate
+    assert again.duplicate, "the key was claimed twice in one transaction"
+    assert again.id == second.id, (again.id, second.id)
+    assert await broker.unique_holder(app.default_queue, "nightly") == second.id
+    assert (await broker.counts(app.default_queue)).ready == 1, "one message for one key"
+
+
+async def test_unique_refused_where_the_broker_cannot_claim_in_a_transaction(
+    postgres_url: str, conn: psycopg.AsyncConnection[object]
+) -> None:
+    """On a transactional broker without ``publish_unique_within``, a unique enqueue inside
+    the block is refused (its key would outlive a rollback), and nothing is enqueued."""
+
+    class NoUniqueWithin(PostgresBroker):
+        publish_unique_within = None  # not a TransactionalUniquePublisher
+
+    app = Chicory(
+        broker=NoUniqueWithin.from_url(postgres_url),
+        backend=PostgresResultBackend.from_url(postgres_url),
+        load_entry_points=False,
+        default_queue=f"tx-{uuid.uuid4().hex[:8]}",
+    )
+
+    @app.task(name="tx.unique_refused")
+    async def once() -> None:
+        return None
+
+    try:
+        async with conn.transaction(), app.transaction(conn):
+            with pytest.raises(CapabilityError, match="cannot join a database transaction"):
+                await once.apply_async(unique_key="nightly")
+        broker = await app.connected_broker()
+        assert (await broker.counts(app.default_queue)).ready == 0
+        assert await broker.unique_holder(app.default_queue, "nightly") is None
+    finally:
+        await app.close()
+
+
+async def test_autocommit_is_refused(app: Chicory, postgres_url: str) -> None:
+    """A psycopg connection in autocommit mode outside a transaction would commit the task
+    at once: the enqueue is refused, saying so, and nothing is enqueued."""
+
+    @app.task(name="tx.autocommit")
+    async def bare() -> None:
+        return None
+
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        async with app.transaction(conn):
+            with pytest.raises(BrokerError, match="no open transaction"):
+                await bare.delay()
+        async with conn.transaction(), app.transaction(conn):
+            await bare.delay()  # an explicit transaction on it is fine
+    assert (await (await app.connected_broker()).counts(app.default_queue)).ready == 1
 
 
 async def test_other_connections_are_refused(app: Chicory) -> None:

@@ -27,7 +27,7 @@ def test_implements_the_core_protocols() -> None:
     caps = broker.capabilities
     assert all((caps.delayed_delivery, caps.lease_renewal, caps.dead_letter, caps.fifo))
     assert all((caps.atomic_retry, caps.shared))
-    assert not caps.priorities
+    assert caps.priorities
     assert caps.max_body_bytes == 64 * 1024 * 1024
     assert caps.lease_seconds == 30.0
     assert RedisBroker.from_url("redis://h?lease_seconds=7").capabilities.lease_seconds == 7.0

@@ -68,9 +68,9 @@ def test_password_never_appears_in_reprs_or_display_url() -> None:
 @pytest.mark.parametrize(
     ("url", "options", "message"),
     [
-        ("redis://localhost?lease_secs=3", {}, "unknown Redis option 'lease_secs'"),
+        ("redis://localhost?lease_secs=3", {}, "unknown option 'lease_secs'"),
         ("redis://localhost/zero", {}, "is not a number"),
-        ("redis://localhost", {"lease_seconds": "soon"}, "not valid"),
+        ("redis://localhost", {"lease_seconds": "soon"}, "not a valid number"),
         ("redis://localhost", {"lease_seconds": 0}, "must be positive"),
         ("redis://localhost?health_check_interval=-1", {}, "cannot be negative"),
         ("redis://localhost", {"key_prefix": "a{b}"}, "braces"),
@@ -133,7 +133,7 @@ def test_a_password_with_reserved_characters_is_never_shown(template: str, passw
     for piece in password.replace("?", "/").replace("#", "/").replace("@", "/").split("/"):
         if len(piece) > 1:
             assert piece not in message
-    assert "***" in message or "unknown Redis option 'password'" in message
+    assert "***" in message or "unknown option 'password'" in message
 
 
 def test_a_percent_encoded_password_is_read() -> None:

@@ -19,6 +19,7 @@ from chicory.testing import (
     ProgressFeedSuite,
     ResultBackendSuite,
     RevocationSuite,
+    TransactionalEnqueueSuite,
     UniqueSuite,
     WorkerSuite,
 )
@@ -70,6 +71,10 @@ class TestFlowControl(FlowControlSuite):
 
 class TestUnique(UniqueSuite):
     pass
+
+
+class TestTransactions(TransactionalEnqueueSuite):
+    pass  # skipped: no transactional_enqueue (its queue is not in the caller's database)
 
 
 class TestRevocations(RevocationSuite):

@@ -15,6 +15,7 @@ from chicory.plugins import BackendKind, PluginHost
 from chicory_sqlite.broker import SqliteBroker
 from chicory_sqlite.options import parse_sqlite_url
 from chicory_sqlite.results import SqliteResultBackend
+from chicory_sqlite.schema import SCHEMA_VERSION
 from e2e_support import eventually, serving
 
 
@@ -38,7 +39,7 @@ def test_urls_follow_sqlalchemy() -> None:
         ("sqlite://", "needs a database file"),
         ("sqlite:///:memory:", "needs a database file"),
         ("sqlite:///q.db?lease=5", "unknown option 'lease'"),
-        ("sqlite:///q.db?lease_seconds=soon", "not a valid float"),
+        ("sqlite:///q.db?lease_seconds=soon", "not a valid number"),
         ("sqlite:///q.db?synchronous=off", "synchronous must be one of"),
         ("redis://localhost", "expected a sqlite:// URL"),
     ],
@@ -81,7 +82,7 @@ async def test_the_file_is_in_wal_mode(database: str) -> None:
         await broker.publish("q", b"x")
     with sqlite3.connect(database) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM chicory_meta").fetchone()[0] == "1"
+        assert conn.execute("SELECT value FROM chicory_meta").fetchone()[0] == str(SCHEMA_VERSION)
 
 
 async def test_a_file_that_is_no_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -9,10 +9,13 @@ Run it (from this directory)::
 
     curl -X POST localhost:5000/thumbnails -d image=cat.png -d width=128
     curl 'localhost:5000/tasks/<task id>?wait=5'
+    curl -X POST localhost:5000/thumbnails/batch -d image=cat.png -d width=64 -d width=128
+    curl 'localhost:5000/batches/<id,id>?wait=5'
 
-Flask views are synchronous, so they use the blocking API (``task.blocking``): the first
-call starts one portal thread per process, whose event loop holds Chicory's connections for
-every request thread; a forked server worker (gunicorn, uwsgi) gets its own.
+Flask views are synchronous, so they use the blocking API (``task.blocking``, and
+``flow.blocking`` for a group of tasks): the first call starts one portal thread per
+process, whose event loop holds Chicory's connections for every request thread; a forked
+server worker (gunicorn, uwsgi) gets its own.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 from flask import Flask, request
 
 from chicory import Chicory, TaskFailedError
+from chicory.workflow import group
+from chicory.workflow.blocking import BlockingGroupResult
 
 tasks = Chicory()  # CHICORY_BROKER_URL, else memory://
 
@@ -62,3 +67,29 @@ def task_status(task_id: str) -> dict[str, Any]:
         "result": record.result,
         "error": record.error.message if record.error else None,
     }
+
+
+@app.post("/thumbnails/batch")
+def create_thumbnails() -> tuple[dict[str, Any], int]:
+    """One thumbnail per ``width``, made in parallel: a group of tasks."""
+    image, widths = request.form.get("image", ""), request.form.getlist("width")
+    if not image or not widths or not all(width.isdigit() for width in widths):
+        return {"error": "give an image name and one or more widths in pixels"}, 400
+    batch = group(make_thumbnail.s(image, int(width)) for width in widths).blocking.apply_async()
+    return {"task_ids": batch.ids, "status_url": f"/batches/{','.join(batch.ids)}"}, 202
+
+
+@app.get("/batches/<task_ids>")
+def batch_status(task_ids: str) -> dict[str, Any]:
+    """How many of the batch's thumbnails are done and, once all are, their names;
+    ``?wait=`` seconds at most for each."""
+    batch = BlockingGroupResult.of(tasks, task_ids.split(","))
+    wait = min(float(request.args.get("wait", 0)), 30.0)
+    if wait > 0:
+        with contextlib.suppress(TimeoutError, TaskFailedError):  # both reported below
+            batch.get(timeout=wait)
+    done, failed = batch.completed_count(), batch.failed()
+    status: dict[str, Any] = {"done": done, "of": len(batch), "failed": failed}
+    if done == len(batch) and not failed:
+        status["results"] = batch.get(timeout=0)
+    return status

@@ -1,69 +1,57 @@
-"""The application object: task registry, configuration, and the broker/backend it talks to."""
+"""The application object: task registry, configuration, and the broker/backend it talks to.
+
+:class:`Chicory` is assembled from a few parts, each in a module of its own: which broker
+and result backend it gets (:mod:`chicory.targets`), how it connects to them, publishes and
+closes (:mod:`chicory.connections`), and its periodic tasks
+(:mod:`chicory.scheduling.declaring`). Registering tasks and middleware is here.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-from collections import defaultdict
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Iterable,
-    Mapping,
-    Sequence,
-)
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
-
-import anyio
+from typing import TYPE_CHECKING, Any, Concatenate, Final, ParamSpec, TypeVar, overload
 
 from chicory.backend import ResultBackend
-from chicory.broker import Broker, OutgoingMessage
+from chicory.broker import Broker
 from chicory.clock import utcnow
 from chicory.codec import Codec
+from chicory.connections import AppConnections
 from chicory.context import TaskContext
-from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES, TaskMessage
-from chicory.errors import ConfigurationError, EventLoopMismatchError, TaskRegistrationError
+from chicory.envelope import DEFAULT_MAX_MESSAGE_BYTES
+from chicory.errors import ConfigurationError, TaskRegistrationError
 from chicory.flow import RateLimit
-from chicory.loops import LoopHome, alive_elsewhere, running_loop
-from chicory.middleware import Middleware, OutgoingTask, overrides, prepare
+from chicory.loops import LoopHome
+from chicory.middleware import Middleware, OutgoingTask, overrides
 from chicory.modes import DeliveryMode, ValidationMode
-from chicory.plugins import BackendKind, PluginHost
+from chicory.plugins import PluginHost
 from chicory.producer import Producer
-from chicory.redact import redact_url
 from chicory.retry import RetryPolicy
 from chicory.scheduling.declaring import PeriodicTasks
-from chicory.task import Task
-from chicory.transactions import (
-    current_transaction,
-    enter_transaction,
-    leave_transaction,
-    transactional_publisher,
+from chicory.targets import (
+    BACKEND_ENV,
+    BROKER_ENV,
+    DEFAULT_URL,
+    build_backend,
+    build_broker,
+    describe,
 )
+from chicory.task import Task
 from chicory.validation import make_value_converter
 
 if TYPE_CHECKING:
     from chicory.scheduling.schedule import Schedule
 
-__all__ = ["Chicory"]
-
-log = logging.getLogger("chicory")
+__all__ = ["BACKEND_ENV", "BROKER_ENV", "DEFAULT_URL", "Chicory"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-BROKER_ENV: Final = "CHICORY_BROKER_URL"
-BACKEND_ENV: Final = "CHICORY_BACKEND_URL"
-DEFAULT_URL: Final = "memory://"
 DEFAULT_MAX_RESULT_BYTES: Final = 1024 * 1024
 """Largest result record stored by default (see ``docs/reliability.md``, sizing)."""
 
 
-class Chicory(PeriodicTasks):
+class Chicory(AppConnections, PeriodicTasks):
     """A Chicory application: declare tasks on it, enqueue them, run workers for it.
 
     Args:
@@ -170,12 +158,12 @@ class Chicory(PeriodicTasks):
     @property
     def broker_description(self) -> str:
         """The broker for humans: its redacted URL or class name."""
-        return _describe(self.broker, self._broker_target)
+        return describe(self.broker, self._broker_target)
 
     @property
     def backend_description(self) -> str:
         """The result backend for humans: its redacted URL or class name."""
-        return _describe(self.backend, self._backend_target)
+        return describe(self.backend, self._backend_target)
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -322,222 +310,10 @@ class Chicory(PeriodicTasks):
         )
         return middleware
 
-    def prepare(
-        self, message: OutgoingTask, extra: Mapping[str, str] | None = None
-    ) -> tuple[str, OutgoingMessage]:
-        """Run the publish middleware on ``message``, check its headers and encode it
-        (with Chicory's own ``extra`` headers, signed with the others).
-
-        Returns:
-            The queue it goes to and the encoded message.
-
-        Raises:
-            InvalidHeaderError: a header cannot be sent (see :mod:`chicory.headers`).
-            ConfigurationError: a middleware set an ``eta`` that is not an aware datetime.
-            MessageTooLargeError: the encoded message is over ``max_message_bytes``.
-            Exception: whatever a middleware raised to refuse the message.
-        """
-        return prepare(self.codec, self.publish_hooks, message, extra)
-
-    async def publish_prepared(self, prepared: Iterable[tuple[str, OutgoingMessage]]) -> None:
-        """Publish messages from :meth:`prepare`, one batch per queue."""
-        batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
-        for queue, outgoing in prepared:
-            batches[queue].append(outgoing)
-        for queue, batch in batches.items():
-            await self.publish_encoded(queue, batch)
-
-    # -- connections -----------------------------------------------------------------------
-
-    async def connected_broker(self) -> Broker:
-        """Return the broker, connecting it on first use (on the running event loop).
-
-        Raises:
-            EventLoopMismatchError: the app is connected on another event loop that still
-                runs (see :mod:`chicory.loops`).
-        """
-        if not self._broker_ready or self._home.loop is not running_loop():
-            await self._connect(broker=True)
-        return self.broker
-
-    async def connected_backend(self) -> ResultBackend:
-        """Return the result backend, connecting it on first use (on the running event loop).
-
-        Raises:
-            EventLoopMismatchError: the app is connected on another event loop that still
-                runs (see :mod:`chicory.loops`).
-        """
-        if not self._backend_ready or self._home.loop is not running_loop():
-            await self._connect(broker=False)
-        return self.backend
-
-    async def _connect(self, *, broker: bool) -> None:
-        home, loop = self._home, running_loop()
-        if home.loop is not loop:
-            await home.enter(self, loop)
-            self._producer.reset()
-        async with home.lock:
-            if home.stale:
-                home.stale = False
-                await self._close_connections(quietly=True)
-            if broker and not self._broker_ready:
-                await self.broker.connect()
-                self._broker_ready = True
-            elif not broker and not self._backend_ready:
-                await self.backend.connect()
-                self._backend_ready = True
-
-    async def publish(self, messages: Sequence[TaskMessage]) -> None:
-        """Encode and publish messages, one batch per queue (through the publish
-        middleware, if the app has any).
-
-        Raises:
-            MessageTooLargeError: a message is over ``max_message_bytes`` (nothing is sent).
-        """
-        if self.publish_hooks:
-            prepared = [self.prepare(OutgoingTask.of(message)) for message in messages]
-            await self.publish_prepared(prepared)
-            return
-        batches: dict[str, list[OutgoingMessage]] = defaultdict(list)
-        for message in messages:
-            body, headers = self.codec.encode(message)
-            batches[message.queue].append(
-                OutgoingMessage(body=body, headers=headers, not_before=message.eta)
-            )
-        for queue, batch in batches.items():
-            await self.publish_encoded(queue, batch)
-
-    async def publish_encoded(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish encoded messages to ``queue``.
-
-        Several messages go out as one ``publish_many``. A single message joins the other
-        single publishes of this event-loop iteration, sent together (see
-        :mod:`chicory.producer`).
-        """
-        if self._transactions and (within := current_transaction(self)) is not None:
-            if messages:
-                broker = transactional_publisher(await self.connected_broker())
-                await broker.publish_within(within, queue, messages)
-            return
-        if len(messages) == 1:
-            await self._producer.publish(queue, messages[0])
-        elif messages:
-            await self._publish_now(queue, messages)
-
-    def publish_one(self, queue: str, message: OutgoingMessage) -> Awaitable[None]:
-        """``publish_encoded(queue, [message])`` for the hot path of ``delay()``: a message
-        joining a batch of single publishes is awaited on its own future, with no
-        coroutine of this app's in between.
-
-        Raises (when awaited): what :meth:`publish_encoded` raises.
-        """
-        if self._transactions:
-            return self.publish_encoded(queue, (message,))
-        return self._producer.submit(queue, message)
-
-    @asynccontextmanager
-    async def transaction(self, connection: object) -> AsyncIterator[None]:
-        """Publish every task of the block inside ``connection``'s open transaction.
-
-        The tasks exist only if the caller's transaction commits (see
-        :mod:`chicory.transactions`); this neither begins nor commits it::
-
-            async with conn.transaction():
-                await conn.execute("INSERT INTO orders ...")
-                async with app.transaction(conn):
-                    await send_receipt.delay(order_id)
-
-        Args:
-            connection: The caller's connection or session, of a kind the broker accepts
-                (for ``postgresql://``: a psycopg ``AsyncConnection``, or a SQLAlchemy
-                ``AsyncSession`` / ``AsyncConnection`` on psycopg).
-
-        Raises:
-            CapabilityError: the broker cannot enqueue inside a transaction (on entering).
-        """
-        transactional_publisher(await self.connected_broker())
-        token = enter_transaction(self, connection)
-        self._transactions += 1
-        try:
-            yield
-        finally:
-            self._transactions -= 1
-            leave_transaction(token)
-
-    async def _publish_now(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        """One ``publish`` for one message, one ``publish_many`` for more."""
-        if self._broker_ready and self._home.loop is running_loop():
-            broker = self.broker
-        else:
-            broker = await self.connected_broker()
-        if len(messages) == 1:
-            only = messages[0]
-            await broker.publish(queue, only.body, only.headers, not_before=only.not_before)
-        else:
-            await broker.publish_many(queue, messages)
-
-    async def close(self) -> None:
-        """Close the broker and the result backend. Idempotent.
-
-        Single publishes still being collected are sent first.
-
-        Raises:
-            EventLoopMismatchError: the app is connected on an event loop that still runs
-                in another thread; close it there.
-        """
-        home = self._home
-        loop = running_loop()
-        if home.loop is not None and home.loop is not loop:
-            if alive_elsewhere(home.loop):
-                raise EventLoopMismatchError(
-                    f"{self!r} is connected on an event loop that still runs in another "
-                    f"thread ({home.loop!r}); close it from that loop"
-                )
-            await self._close_connections(quietly=True)  # its loop ended
-        else:
-            with anyio.CancelScope(shield=True):
-                await self._producer.drain()
-            await self._close_connections(quietly=False)
-        home.left(self)
-
-    async def _close_connections(self, *, quietly: bool) -> None:
-        """Close broker and backend; ``quietly``: their loop ended, so errors are expected."""
-        self._broker_ready = self._backend_ready = False
-        with anyio.CancelScope(shield=True):
-            if not quietly:
-                await self.broker.close()
-                await self.backend.close()
-                return
-            for resource in (self.broker, self.backend):
-                try:
-                    with anyio.move_on_after(5):
-                        await resource.close()
-                except Exception as exc:
-                    log.debug("closing %r, left by an event loop that ended: %r", resource, exc)
-
-    async def __aenter__(self) -> Self:
-        await self.connected_broker()
-        await self.connected_backend()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # -- building backends -----------------------------------------------------------------
 
     def _build_broker(self, target: str | Broker | None, options: dict[str, Any]) -> Broker:
-        if target is None:
-            target = os.environ.get(BROKER_ENV) or DEFAULT_URL
-        self._broker_target = target if isinstance(target, str) else None
-        if not isinstance(target, str):
-            return target
-        spec, url = self.plugins.resolve(BackendKind.BROKER, target)
-        broker: Broker = spec.load_factory()(url, **options)
+        broker, self._broker_target = build_broker(self.plugins, target, options)
         return broker
 
     def _build_backend(
@@ -546,23 +322,11 @@ class Chicory(PeriodicTasks):
         broker_target: str | Broker | None,
         options: dict[str, Any],
     ) -> ResultBackend:
-        if target is None:
-            target = os.environ.get(BACKEND_ENV) or self._default_backend_url()
-        self._backend_target = target if isinstance(target, str) else None
-        if not isinstance(target, str):
-            return target
-        spec, url = self.plugins.resolve(BackendKind.RESULT_BACKEND, target)
-        backend: ResultBackend = spec.load_factory()(url, **options)
+        del broker_target  # the broker's URL, as it was resolved, is self._broker_target
+        backend, self._backend_target = build_backend(
+            self.plugins, target, self._broker_target, options
+        )
         return backend
-
-    def _default_backend_url(self) -> str:
-        broker_url = self._broker_target
-        if broker_url and "://" in broker_url:
-            scheme = broker_url.split("://", 1)[0].lower()
-            offered = self.plugins.installed(BackendKind.RESULT_BACKEND)
-            if any(scheme in item.spec.schemes for item in offered):
-                return broker_url
-        return DEFAULT_URL
 
 
 class _TaskDecorator:
@@ -587,9 +351,3 @@ class _TaskDecorator:
 
     def __call__(self, fn: Callable[..., Any]) -> Task[..., Any]:
         return self._register(fn)
-
-
-def _describe(instance: object, target: str | None) -> str:
-    if target and "://" in target:
-        return redact_url(target)
-    return repr(instance)

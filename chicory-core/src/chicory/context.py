@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
+from chicory.errors import ResultValidationError
 from chicory.records import TaskProgress
 
 if TYPE_CHECKING:
     from chicory.retry import RetryPolicy
 
-__all__ = ["CancelToken", "Fail", "ProgressReporter", "Retry", "TaskContext"]
+__all__ = ["CancelToken", "Fail", "ProgressReporter", "Retry", "TaskContext", "retry_decision"]
 
 _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
@@ -351,8 +352,6 @@ class TaskContext:
         Useful in execute middleware, to tell an attempt that will be retried from a task
         that fails for good.
         """
-        from chicory.worker.job import retry_decision
-
         return retry_decision(self._policy, exc, self._message.attempt)[0] is not None
 
     def retry(self, countdown: float | None = None, reason: str | None = None) -> NoReturn:
@@ -365,3 +364,28 @@ class TaskContext:
     def fail(self, reason: str) -> NoReturn:
         """Stop and fail the task now; it is dead-lettered with ``reason`` and never retried."""
         raise Fail(reason)
+
+
+def retry_decision(
+    policy: RetryPolicy, exc: BaseException, attempt: int
+) -> tuple[float | None, str]:
+    """Decide what a failed attempt leads to.
+
+    Returns:
+        ``(delay, "")`` when the task is retried after ``delay`` seconds, or
+        ``(None, reason)`` when it fails for good (``reason`` goes into the dead letter).
+    """
+    if isinstance(exc, Fail):
+        return None, f"failed by the task: {exc.reason}"
+    if isinstance(exc, Retry):
+        if attempt <= policy.max_retries:
+            return (exc.countdown if exc.countdown is not None else policy.delay_for(attempt)), ""
+        return None, f"retry requested but no retries left (max_retries={policy.max_retries})"
+    described = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ResultValidationError):
+        return None, str(exc)
+    if policy.should_retry(exc, attempt):
+        return policy.delay_for(attempt), ""
+    if attempt > policy.max_retries and policy.max_retries > 0:
+        return None, f"{described} (retries exhausted after {attempt} attempts)"
+    return None, f"{described} (not retried)"

@@ -182,8 +182,8 @@ def flow_control(broker: Broker, *, needed_for: str) -> FlowControl:
         raise CapabilityError(
             f"{needed_for} needs a broker with the 'flow_control' capability, and "
             f"{broker!r} does not declare it (Capabilities.flow_control=False): its workers "
-            "could not share the limit. Use a broker that has it (memory://, redis://), or "
-            "drop the limit"
+            "could not share the limit. Use a broker that has it (memory://, redis://, "
+            "sqlite://, postgresql://), or drop the limit"
         )
     return broker
 

@@ -9,8 +9,8 @@ A task sets a default (``@app.task(priority=5)``) and a call may set its own
 (``apply_async(..., priority=9)``). It travels in the ``chicory-priority`` header, so a
 retry, a rate-limited wait or a dead letter's replay keeps it.
 
-Only a broker declaring ``Capabilities(priorities=True)`` honours it (the memory and Redis
-brokers do). Asking another broker for a priority raises
+Only a broker declaring ``Capabilities(priorities=True)`` honours it (the memory, Redis,
+SQLite and PostgreSQL brokers do). Asking another broker for a priority raises
 :class:`~chicory.errors.CapabilityError`: work silently run in the wrong order is worse than
 an error. What a priority orders is the *ready* messages of *one* queue: a delayed message
 competes once it is due, a message already prefetched by a worker runs before anything
@@ -67,8 +67,8 @@ def require_priorities(broker: Broker, what: str) -> None:
         raise CapabilityError(
             f"{what} sets a priority, but {broker!r} does not honour priorities "
             "(Capabilities.priorities=False) and would run the message in publish order. "
-            "Use a broker that has them (memory://, redis://), or route urgent work to its "
-            "own queue with its own workers"
+            "Use a broker that has them (memory://, redis://, sqlite://, postgresql://), or "
+            "route urgent work to its own queue with its own workers"
         )
 
 

@@ -35,7 +35,7 @@ from chicory.broker import Broker, OutgoingMessage
 from chicory.errors import CapabilityError, ConfigurationError, PublishOutcomeUnknownError
 from chicory.middleware import OutgoingTask
 from chicory.result import AsyncResult, DuplicateResult
-from chicory.transactions import current_transaction
+from chicory.transactions import current_transaction, transactional_unique_publisher
 
 if TYPE_CHECKING:
     from chicory.task import Task
@@ -194,8 +194,12 @@ async def enqueue_unique(
     """Publish ``message`` of ``task`` unless ``key`` is held in its queue (what
     ``apply_async(..., unique=True)`` does; see the module docstring).
 
+    Inside ``app.transaction(conn)`` the key is claimed by that transaction (a rollback frees
+    it), where the broker can (:class:`~chicory.transactions.TransactionalUniquePublisher`).
+
     Raises:
-        CapabilityError: the app's broker lacks the ``unique_enqueue`` capability.
+        CapabilityError: the app's broker lacks the ``unique_enqueue`` capability, or it is
+            inside ``app.transaction(...)`` and the broker cannot claim a key there.
         ConfigurationError: ``keep`` is negative.
         PublishOutcomeUnknownError: the connection failed after the call was sent (sending
             again is safe: the key dedups it).
@@ -203,12 +207,6 @@ async def enqueue_unique(
     from chicory.task import outcome_unknown
 
     app = task.app
-    if current_transaction(app) is not None:
-        raise CapabilityError(
-            f"a unique enqueue of task {task.name!r} cannot join a database transaction "
-            "(app.transaction): its key is claimed at once, whether the transaction commits "
-            "or not; enqueue it after the commit, or without unique=/unique_key="
-        )
     keep_seconds = seconds_of(keep, "unique_for") or 0.0
     queue, outgoing = app.prepare(message, {UNIQUE_HEADER: key, **(limits or {})})
     due = outgoing.not_before
@@ -217,10 +215,18 @@ async def enqueue_unique(
     broker = unique_enqueue(
         await app.connected_broker(), needed_for=f"a unique enqueue of task {task.name!r}"
     )
+    within = current_transaction(app)
     try:
-        claim = await broker.publish_unique(
-            queue, outgoing, key=key, holder=message.id, hold=hold, keep=keep_seconds
-        )
+        if within is not None:  # claimed by the caller's transaction (see chicory.transactions)
+            claim = await transactional_unique_publisher(
+                broker, task_name=task.name
+            ).publish_unique_within(
+                within, queue, outgoing, key=key, holder=message.id, hold=hold, keep=keep_seconds
+            )
+        else:
+            claim = await broker.publish_unique(
+                queue, outgoing, key=key, holder=message.id, hold=hold, keep=keep_seconds
+            )
     except PublishOutcomeUnknownError as exc:
         raise outcome_unknown(exc, task.name, [message.id]) from exc
     if claim.published:

@@ -7,8 +7,8 @@ request, whatever the broker holds).
 
 Safe by default:
 
-* **Read-only** unless ``allow_actions=True``: without it, no replay, delete, cancel or
-  remove button is shown and the action endpoints answer 403.
+* **Read-only** unless ``allow_actions=True``: without it, no replay, delete, cancel,
+  remove or fire button is shown and the action endpoints answer 403.
 * **Confirmed actions**: every button that changes something asks first (``hx-confirm``).
 * **An auth hook**: ``authorize(request, action)`` is asked before every request, with
   ``action`` one of :data:`ACTIONS`; ``False`` answers 403. Plug in the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,18 @@ from starlette.templating import Jinja2Templates
 from chicory import Chicory
 from chicory.admin import Admin
 from chicory.cli.output import age, moment
-from chicory_dashboard import views
+from chicory.clock import Clock, SystemClock
+from chicory_dashboard import schedules, views
 from chicory_dashboard.charts import Sampler
+from chicory_dashboard.progress import progress_view
 
 __all__ = ["ACTIONS", "Authorize", "Dashboard", "create_dashboard"]
 
 HERE = Path(__file__).parent
 
-ACTIONS = ("view", "replay", "delete", "cancel", "remove")
+ACTIONS = ("view", "replay", "delete", "cancel", "remove", "fire")
 """What the auth hook is asked about: looking (``view``), replaying or deleting a dead letter,
-cancelling a task, removing a delayed task."""
+cancelling a task, removing a delayed task, firing a schedule now."""
 
 Authorize = Callable[[Request, str], bool | Awaitable[bool]]
 """``authorize(request, action)``, with ``action`` one of :data:`ACTIONS`."""
@@ -64,6 +67,7 @@ class Dashboard:
         page_size: Dead letters per page.
         refresh: Seconds between htmx refreshes of live fragments and chart readings.
         title: Shown in the page header.
+        clock: Where the schedules page reads the current time (default: the system clock).
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Dashboard:
         page_size: int,
         refresh: float,
         title: str,
+        clock: Clock | None = None,
     ) -> None:
         self.app = app
         self.admin = Admin(app, actor="chicory dashboard")
@@ -83,6 +88,7 @@ class Dashboard:
         self.page_size = page_size
         self.refresh = refresh
         self.title = title
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.sampler = Sampler(refresh)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
@@ -90,6 +96,11 @@ class Dashboard:
         env.filters["moment"] = moment
         env.filters["age"] = age
         env.filters["json"] = lambda value: orjson.dumps(value).decode()
+        env.filters["progress"] = progress_view
+
+    def now(self) -> datetime:
+        """The current time (aware UTC), read from the dashboard's clock."""
+        return datetime.fromtimestamp(self.clock.time(), UTC)
 
     async def check(self, request: Request, action: str) -> None:
         """Refuse the request (403) unless the auth hook and the settings allow ``action``."""
@@ -133,6 +144,7 @@ def create_dashboard(
     refresh: float = 2.0,
     title: str = "Chicory",
     sample_in_background: bool = False,
+    clock: Clock | None = None,
 ) -> Starlette:
     """Build the dashboard for ``app`` as an ASGI application.
 
@@ -147,8 +159,8 @@ def create_dashboard(
     Args:
         app: The Chicory app whose broker and result backend to show. It is connected on
             first use; closing it is its owner's job (the standalone server closes it).
-        allow_actions: Offer replaying and deleting dead letters, cancelling tasks and
-            removing delayed tasks (default: read-only).
+        allow_actions: Offer replaying and deleting dead letters, cancelling tasks,
+            removing delayed tasks and firing schedules now (default: read-only).
         authorize: ``authorize(request, action) -> bool`` (or an awaitable of it), asked
             before every request; ``action`` is one of :data:`ACTIONS`.
         page_size: Dead letters per page.
@@ -157,6 +169,9 @@ def create_dashboard(
         sample_in_background: Take chart readings in the background while the application
             runs (its lifespan; a mounted application gets no lifespan of its own, so it
             samples while an overview page is open instead).
+        clock: Where the schedules page reads the current time, to compute each
+            schedule's next fire (default: the system clock; tests pass a
+            :class:`~chicory.clock.ManualClock`).
     """
     dashboard = Dashboard(
         app,
@@ -165,6 +180,7 @@ def create_dashboard(
         page_size=page_size,
         refresh=refresh,
         title=title,
+        clock=clock,
     )
 
     @contextlib.asynccontextmanager
@@ -208,6 +224,15 @@ def create_dashboard(
         ),
         Route("/tasks", views.task_lookup, name="tasks"),
         Route("/tasks/{task_id}", views.task, name="task"),
+        Route("/fragments/tasks/{task_id}", views.task_fragment, name="task_fragment"),
+        Route("/schedules", schedules.schedules, name="schedules"),
+        Route("/fragments/schedules", schedules.schedules_fragment, name="schedules_fragment"),
+        Route(
+            "/schedules/{name}/fire",
+            schedules.fire_now,
+            methods=["POST"],
+            name="fire_schedule",
+        ),
         Route("/tasks/{task_id}/cancel", views.cancel_task, methods=["POST"], name="cancel_task"),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

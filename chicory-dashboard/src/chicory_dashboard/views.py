@@ -29,6 +29,7 @@ __all__ = [
     "replay_one",
     "replay_selected",
     "task",
+    "task_fragment",
     "task_lookup",
     "workers",
     "workers_fragment",
@@ -211,10 +212,19 @@ async def task_lookup(request: Request) -> Response:
 
 
 async def task(request: Request) -> Response:
-    """One task: state, result or error with its traceback, dead letter, history."""
+    """One task: state, progress, result or error with its traceback, dead letter,
+    history."""
     dashboard = await _viewer(request)
     info = await dashboard.admin.task(request.path_params["task_id"])
     return dashboard.render(request, "task.html", task=info)
+
+
+async def task_fragment(request: Request) -> Response:
+    """The live part of a task's page: state, progress, outcome. Polled while the task is
+    not final; the fragment of a final task stops the polling."""
+    dashboard = await _viewer(request)
+    info = await dashboard.admin.task(request.path_params["task_id"])
+    return dashboard.render(request, "_task.html", task=info)
 
 
 async def cancel_task(request: Request) -> Response:

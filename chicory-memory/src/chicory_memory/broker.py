@@ -20,7 +20,7 @@ with :meth:`MemoryConsumer.sever`, as RabbitMQ holds unacked deliveries per chan
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -31,22 +31,23 @@ from chicory.delayed import DelayedPage
 from chicory.errors import BrokerError, ConfigurationError
 from chicory.inspection import DeadLetterPage, QueueStats
 from chicory.unique import UniqueClaim, check_claim
+from chicory.urloptions import Converter, integer, number, optional_integer, optional_number
 from chicory_memory import inspect, unique
 from chicory_memory.consumer import MemoryConsumer
 from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT
 from chicory_memory.flow import FlowMethods, FlowState
 from chicory_memory.model import QueueState
 from chicory_memory.store import MemoryStore
-from chicory_memory.urls import optional_float, optional_int, parse_memory_url
+from chicory_memory.urls import parse_memory_url
 
 __all__ = ["MemoryBroker"]
 
-_URL_OPTIONS: dict[str, Callable[[str], Any] | None] = {
-    "lease_seconds": float,
-    "max_deliveries": int,
-    "max_body_bytes": int,
-    "dead_letter_max_count": optional_int,
-    "dead_letter_max_age": optional_float,
+_URL_OPTIONS: dict[str, Converter | None] = {
+    "lease_seconds": number,
+    "max_deliveries": integer,
+    "max_body_bytes": integer,
+    "dead_letter_max_count": optional_integer,
+    "dead_letter_max_age": optional_number,
     "lease_model": str,
 }
 _CONSTRUCTOR_OPTIONS = frozenset(

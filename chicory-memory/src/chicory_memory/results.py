@@ -37,13 +37,14 @@ from anyio.streams.memory import MemoryObjectSendStream
 from chicory.backend import StoredResult
 from chicory.clock import Clock, SystemClock
 from chicory.errors import ConfigurationError, ResultBackendError
+from chicory.urloptions import Converter
 from chicory_memory.urls import parse_memory_url
 
 __all__ = ["MemoryResultBackend"]
 
 # The app gives the result backend the broker's URL when both are memory://, so the
 # broker's options are accepted here and ignored.
-_URL_OPTIONS: dict[str, type | None] = {  # the broker's options, accepted and ignored
+_URL_OPTIONS: dict[str, Converter | None] = {  # the broker's options, accepted and ignored
     "lease_seconds": None,
     "max_deliveries": None,
     "max_body_bytes": None,

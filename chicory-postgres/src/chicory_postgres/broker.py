@@ -18,26 +18,28 @@ from typing import Any, Self
 
 import anyio
 import orjson
-import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from chicory.broker import Capabilities, DeadLetter, OutgoingMessage, QueueCounts
 from chicory.delayed import DelayedPage
-from chicory.errors import BrokerError, CapabilityError, MessageTooLargeError
+from chicory.errors import BrokerError, MessageTooLargeError
 from chicory.inspection import DeadLetterPage, QueueStats
+from chicory.priority import priority_of
 from chicory.unique import UniqueClaim
 from chicory_postgres import inspect, unique
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, broker_errors, open_pool
 from chicory_postgres.consumer import PostgresConsumer
+from chicory_postgres.flow import PostgresFlowMethods
 from chicory_postgres.statements import Statements
+from chicory_postgres.within import caller_connection
 
 __all__ = ["PostgresBroker"]
 
 log = logging.getLogger("chicory.postgres")
 
 
-class PostgresBroker:
+class PostgresBroker(PostgresFlowMethods):
     """A shared, durable broker on PostgreSQL 13+ (``FOR UPDATE SKIP LOCKED`` claims).
 
     Args:
@@ -60,7 +62,7 @@ class PostgresBroker:
             lease_renewal=True,
             dead_letter=True,
             fifo=True,
-            priorities=False,
+            priorities=True,
             atomic_retry=True,
             shared=True,
             max_body_bytes=self._settings.max_body_bytes,
@@ -72,6 +74,7 @@ class PostgresBroker:
             delayed_listing=True,
             unique_enqueue=True,
             transactional_enqueue=True,
+            flow_control=True,
         )
 
     @classmethod
@@ -98,7 +101,7 @@ class PostgresBroker:
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do (everything but priorities)."""
+        """What this broker can do (every capability of the core protocol)."""
         return self._capabilities
 
     @property
@@ -253,6 +256,7 @@ class PostgresBroker:
             "bodies": [m.body for m in messages],
             "headers": [_headers_json(m.headers) for m in messages],
             "run_at": [m.not_before for m in messages],
+            "priorities": [priority_of(m.headers.items()) for m in messages],
         }
         return ids, params
 
@@ -308,8 +312,9 @@ class PostgresBroker:
         """Enqueue messages on the caller's connection, inside its open transaction.
 
         They exist (and consumers are notified) only if that transaction commits. Accepts a
-        psycopg ``AsyncConnection`` and a SQLAlchemy ``AsyncSession`` or ``AsyncConnection``
-        on the psycopg driver (``postgresql+psycopg://``); see ``docs/postgres.md``.
+        psycopg ``AsyncConnection``, an asyncpg ``Connection`` (a pool's included), and a
+        SQLAlchemy ``AsyncSession`` or ``AsyncConnection`` on either driver (see
+        :mod:`chicory_postgres.within` and ``docs/postgres.md``).
 
         Raises:
             CapabilityError: ``connection`` is none of those.
@@ -318,9 +323,9 @@ class PostgresBroker:
         if not messages:
             return []
         ids, params = self._publish_params(queue, messages)
+        conn = await caller_connection(connection)
         await self.register_queues([queue])
-        conn = await _psycopg_connection(connection)
-        await conn.execute(self.sql.publish, params)
+        await conn.fetch(self.sql.publish, params)
         return [str(i) for i in ids]
 
     # -- consuming -------------------------------------------------------------------------
@@ -443,6 +448,23 @@ class PostgresBroker:
             self, queue, message, key=key, holder=holder, hold=hold, keep=keep
         )
 
+    async def publish_unique_within(
+        self,
+        connection: object,
+        queue: str,
+        message: OutgoingMessage,
+        *,
+        key: str,
+        holder: str,
+        hold: float,
+        keep: float = 0.0,
+    ) -> UniqueClaim:
+        """:meth:`publish_unique` on the caller's connection, inside its open transaction:
+        a rollback frees the key with the message (connections as :meth:`publish_within`)."""
+        return await unique.publish_unique(
+            self, queue, message, key=key, holder=holder, hold=hold, keep=keep, within=connection
+        )
+
     async def release_unique(self, queue: str, key: str, holder: str) -> bool:
         """End ``holder``'s claim on ``key`` (at once, or when its keep time ends)."""
         return await unique.release_unique(self, queue, key, holder)
@@ -455,30 +477,3 @@ class PostgresBroker:
 def _headers_json(headers: Mapping[str, str]) -> bytes:
     """Headers as stored: JSON bytes (any string survives, NUL included, unlike jsonb)."""
     return orjson.dumps(dict(headers)) if headers else b"{}"
-
-
-async def _psycopg_connection(connection: object) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection behind ``connection`` (psycopg or SQLAlchemy async).
-
-    Raises:
-        CapabilityError: it is not one the broker can publish on.
-    """
-    if isinstance(connection, psycopg.AsyncConnection):
-        return connection
-    # SQLAlchemy: an AsyncConnection has get_raw_connection(); an AsyncSession gives the
-    # AsyncConnection of its current transaction (begun if needed) through connection().
-    sa_conn: Any = connection
-    if not hasattr(sa_conn, "get_raw_connection") and callable(
-        getattr(sa_conn, "connection", None)
-    ):
-        sa_conn = await sa_conn.connection()
-    if hasattr(sa_conn, "get_raw_connection"):
-        raw = await sa_conn.get_raw_connection()
-        driver = getattr(raw, "driver_connection", None)
-        if isinstance(driver, psycopg.AsyncConnection):
-            return driver
-    raise CapabilityError(
-        f"cannot enqueue inside the transaction of {type(connection).__name__}: the PostgreSQL "
-        "broker publishes on a psycopg AsyncConnection, or a SQLAlchemy AsyncSession or "
-        "AsyncConnection using the psycopg driver (postgresql+psycopg://)"
-    )

@@ -14,7 +14,7 @@ and what it costs is listed in ``docs/postgres.md``. The password is kept out of
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +22,16 @@ import attrs
 
 from chicory.errors import ConfigurationError
 from chicory.redact import redact_url
+from chicory.urloptions import (
+    Converter,
+    convert_options,
+    flag,
+    integer,
+    number,
+    optional_integer,
+    optional_number,
+    positive,
+)
 
 __all__ = ["OPTIONS", "PostgresSettings", "parse_settings"]
 
@@ -39,61 +49,25 @@ DEFAULT_DEAD_LETTER_MAX_AGE: Final = 30 * 24 * 3600.0
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 
 
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _optional_int(value: object) -> int | None:
-    if value is None or (isinstance(value, str) and value.lower() in {"", "none"}):
-        return None
-    return value if isinstance(value, int) else int(str(value))
-
-
-def _optional_float(value: object) -> float | None:
-    if value is None or (isinstance(value, str) and value.lower() in {"", "none"}):
-        return None
-    return float(value) if isinstance(value, int | float) else float(str(value))
-
-
-def _float(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else float(str(value))
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else int(str(value))
-
-
-OPTIONS: Final[Mapping[str, Callable[[Any], Any]]] = {
+OPTIONS: Final[Mapping[str, Converter]] = {
     "schema": str,
-    "migrate": _bool,
-    "notify": _bool,
-    "poll_interval": _float,
-    "lease_seconds": _float,
-    "max_deliveries": _optional_int,
-    "dead_letter_max_count": _optional_int,
-    "dead_letter_max_age": _optional_float,
-    "max_body_bytes": _int,
-    "result_ttl": _float,
-    "prune_interval": _float,
-    "pool_min_size": _int,
-    "pool_max_size": _int,
-    "pool_timeout": _float,
-    "prepare_threshold": _optional_int,
-    "reconnect_backoff_max": _float,
+    "migrate": flag,
+    "notify": flag,
+    "poll_interval": number,
+    "lease_seconds": number,
+    "max_deliveries": optional_integer,
+    "dead_letter_max_count": optional_integer,
+    "dead_letter_max_age": optional_number,
+    "max_body_bytes": integer,
+    "result_ttl": number,
+    "prune_interval": number,
+    "pool_min_size": integer,
+    "pool_max_size": integer,
+    "pool_timeout": number,
+    "prepare_threshold": optional_integer,
+    "reconnect_backoff_max": number,
 }
 """Every Chicory option ``parse_settings`` accepts, with its converter from a query value."""
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigurationError(f"{attribute.name} must be positive, got {value!r}")
 
 
 def _schema_name(_instance: object, _attribute: attrs.Attribute[Any], value: str) -> None:
@@ -143,23 +117,23 @@ class PostgresSettings:
     schema: str = attrs.field(default="chicory", validator=_schema_name)
     migrate: bool = True
     notify: bool = True
-    poll_interval: float = attrs.field(default=1.0, validator=_positive)
-    lease_seconds: float = attrs.field(default=30.0, validator=_positive)
-    max_deliveries: int | None = attrs.field(default=None, validator=_positive)
+    poll_interval: float = attrs.field(default=1.0, validator=positive)
+    lease_seconds: float = attrs.field(default=30.0, validator=positive)
+    max_deliveries: int | None = attrs.field(default=None, validator=positive)
     dead_letter_max_count: int | None = attrs.field(
-        default=DEFAULT_DEAD_LETTER_MAX_COUNT, validator=_positive
+        default=DEFAULT_DEAD_LETTER_MAX_COUNT, validator=positive
     )
     dead_letter_max_age: float | None = attrs.field(
-        default=DEFAULT_DEAD_LETTER_MAX_AGE, validator=_positive
+        default=DEFAULT_DEAD_LETTER_MAX_AGE, validator=positive
     )
-    max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=_positive)
-    result_ttl: float = attrs.field(default=86400.0, validator=_positive)
-    prune_interval: float = attrs.field(default=60.0, validator=_positive)
-    pool_min_size: int = attrs.field(default=1, validator=_positive)
-    pool_max_size: int = attrs.field(default=10, validator=_positive)
-    pool_timeout: float = attrs.field(default=30.0, validator=_positive)
+    max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=positive)
+    result_ttl: float = attrs.field(default=86400.0, validator=positive)
+    prune_interval: float = attrs.field(default=60.0, validator=positive)
+    pool_min_size: int = attrs.field(default=1, validator=positive)
+    pool_max_size: int = attrs.field(default=10, validator=positive)
+    pool_timeout: float = attrs.field(default=30.0, validator=positive)
     prepare_threshold: int | None = 5
-    reconnect_backoff_max: float = attrs.field(default=2.0, validator=_positive)
+    reconnect_backoff_max: float = attrs.field(default=2.0, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.pool_min_size > self.pool_max_size:
@@ -202,30 +176,16 @@ def parse_settings(url: str, **options: Any) -> PostgresSettings:
         raise ConfigurationError(
             f"unsupported scheme in {shown!r}; use postgresql:// or postgres://"
         )
-    ours: dict[str, Any] = {}
+    ours: list[tuple[str, str]] = []
     libpq: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in OPTIONS:
-            ours[name] = value
-        else:
-            libpq.append((name, value))
-    ours.update(options)
+        (ours if name in OPTIONS else libpq).append((name, value))
     fields: dict[str, Any] = {
         "conninfo": urlunsplit(
             ("postgresql", parts.netloc, parts.path, urlencode(libpq), parts.fragment)
         )
     }
-    for name, value in ours.items():
-        convert = OPTIONS.get(name)
-        if convert is None:
-            known = ", ".join(sorted(OPTIONS))
-            raise ConfigurationError(
-                f"unknown PostgreSQL option {name!r} (for {shown}); known options: {known}"
-            )
-        try:
-            fields[name] = convert(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"PostgreSQL option {name}={value!r} (for {shown}) is not valid for its type"
-            ) from None
+    fields.update(
+        convert_options([*ours, *options.items()], OPTIONS, url=shown, scheme="postgresql://")
+    )
     return PostgresSettings(**fields)

@@ -25,6 +25,7 @@ import orjson
 
 from chicory.broker import Delivery
 from chicory.errors import BrokerError, DeliveryStateError
+from chicory.priority import priority_of
 from chicory_postgres.inspect import trim_dead_letters
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ class PostgresDelivery:
                 "body": body,
                 "headers": orjson.dumps(dict(headers)),
                 "run_at": not_before,
+                "priority": priority_of(headers.items()),
             },
             doing="retrying a message",
         )
@@ -303,7 +305,7 @@ class PostgresConsumer:
             params[f"q{i}"] = queue
         with anyio.CancelScope(shield=True):
             rows = await self.broker.fetch_rows(self._claim_sql, params, doing="claiming messages")
-        rows.sort(key=lambda row: (row[6], row[7]))
+        rows.sort(key=lambda row: (-row[8], row[6], row[7]))  # priority, run_at, seq
         deadline = time.monotonic() + self.broker.settings.lease_seconds
         deliveries = [PostgresDelivery(self, row, deadline) for row in rows]
         for delivery in deliveries:

@@ -5,6 +5,10 @@ from just past the cursor (the last id of the previous page), so a page costs th
 100 or 1,000,000 letters. The dead-letter limits (count and age) are applied before every
 read, so what is listed and counted is always within them. Delayed messages are the rows of
 ``messages`` not leased and not due yet, paged by ``(run_at, id)``.
+
+A replayed dead letter's priority is read from its stored headers in SQL (the JSON as
+``escape``-encoded text, ASCII whatever the database's encoding; a quoted key followed by a
+quoted digit can only be the header itself, since JSON escapes quotes inside strings).
 """
 
 from __future__ import annotations
@@ -44,9 +48,11 @@ WITH gone AS (
     DELETE FROM {s}.dead_letters WHERE queue = %(queue)s AND id = %(dead_id)s
     RETURNING body, headers
 ), ins AS (
-    INSERT INTO {s}.messages (id, queue, body, headers, run_at)
+    INSERT INTO {s}.messages (id, queue, body, headers, run_at, priority)
     SELECT %(new_id)s, %(queue)s, coalesce(%(body)s, gone.body),
-           coalesce(%(headers)s::bytea, gone.headers), statement_timestamp()
+           coalesce(%(headers)s::bytea, gone.headers), statement_timestamp(),
+           coalesce(substring(encode(coalesce(%(headers)s::bytea, gone.headers), 'escape')
+                              FROM '"chicory-priority": ?"([0-9])"')::smallint, 0)
     FROM gone
     RETURNING 1
 )

@@ -29,6 +29,7 @@ def chicory_register_brokers() -> list[BackendSpec]:
             install_hint=_HINT,
             description="PostgreSQL broker (shared, durable; SKIP LOCKED claims, "
             "enqueue inside your transaction)",
+            conformance_transactions="chicory_postgres.conformance:psycopg_transaction",
         )
     ]
 

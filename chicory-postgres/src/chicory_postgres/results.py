@@ -11,6 +11,9 @@
   clock) and deleted every ``prune_interval`` by a background task of each connected backend,
   in batches, so tables stay small without a cron job.
 * Revocations are rows of ``revocations``, pushed with ``NOTIFY <schema>_revocations``.
+* Progress (:mod:`chicory.progress`) is the task's non-final record, pushed with
+  ``NOTIFY <schema>_progress`` to subscribers that listen on connections of their own (see
+  :mod:`chicory_postgres.progress`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from chicory.backend import StoredResult
 from chicory.errors import ResultBackendError
+from chicory_postgres import progress
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, open_pool, results_errors
 
@@ -71,8 +75,13 @@ class PostgresResultBackend:
         self._schema = f'"{self._settings.schema}"'
         self._results_channel = self._settings.channel("results")
         self._revocations_channel = self._settings.channel("revocations")
+        self._progress_channel = self._settings.channel("progress")
         notify = "pg_notify(%(channel)s, up.task_id)" if self._settings.notify else "NULL"
         self._store_sql = self._fill(_STORE.replace("{notify}", notify))
+        notify_progress = progress.NOTIFY if self._settings.notify else "NULL"
+        self._progress_sql = self._fill(
+            progress.STORE_PROGRESS.replace("{notify}", notify_progress)
+        )
         self._pool: AsyncConnectionPool | None = None
         self._listener: Listener | None = None
         self._pruner: asyncio.Task[None] | None = None
@@ -285,6 +294,34 @@ class PostgresResultBackend:
                     if not waiting:
                         del self._waiters[task_id]
         return None
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def store_progress(self, task_id: str, data: bytes, *, ttl: float) -> None:
+        """Write the progress record of ``task_id`` (never over a live final one) and notify
+        its subscribers, in one statement.
+
+        Raises:
+            ResultBackendError: PostgreSQL could not be reached.
+        """
+        params = {
+            "id": task_id,
+            "data": data,
+            "ttl": ttl if ttl > 0 else self._settings.result_ttl,
+            "channel": self._progress_channel,
+        }
+        await self._rows(self._progress_sql, params, "storing progress")
+
+    def watch_progress(self, task_id: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Subscribe, on a connection of its own, to the progress records of ``task_id``.
+
+        The iterator raises :class:`~chicory.errors.ResultBackendError` when the connection
+        drops.
+
+        Raises:
+            ResultBackendError: PostgreSQL could not be reached.
+        """
+        return progress.watch(self._settings, self._progress_channel, task_id, self._read)
 
     async def forget(self, task_id: str) -> bool:
         """Delete the record of ``task_id``; return whether there was a live one."""

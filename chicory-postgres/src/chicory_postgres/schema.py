@@ -6,7 +6,9 @@ Everything lives in one PostgreSQL schema (``chicory`` unless the URL says ``?sc
   ``run_at <= now``, **delayed** when ``locked_until IS NULL`` and ``run_at > now``, and
   **in flight** while ``locked_until > now`` (its holder's ``token`` then settles it). A
   lease that ran out (``locked_until <= now``) is taken over by the next claim, which gives
-  the message a new token, so a late settle by the old holder matches nothing.
+  the message a new token, so a late settle by the old holder matches nothing. Its
+  ``priority`` (0 to 9, from the ``chicory-priority`` header) orders the ready messages of
+  a queue: the index ``messages_ready`` serves priority 0, ``messages_ranked`` the rest.
 * ``dead_letters``: messages moved out of circulation, with the reason; plain rows an
   operator can query, replay (``chicory dead replay``) or delete.
 * ``queues``: the names of the queues in use (for listings); ``consumers``: each open
@@ -17,6 +19,10 @@ Everything lives in one PostgreSQL schema (``chicory`` unless the URL says ``?sc
   ``expires_at``; expired rows are invisible at once and deleted by a periodic prune.
 * ``group_members``: one row per recorded member of a workflow group (the result backend's
   group joins), with the group's ``expires_at``; pruned like the others.
+* ``flow_starts``, ``flow_turns``, ``flow_lines``, ``flow_permits``: rate limits' counted
+  starts, waiting turns and line ends, and concurrency permits (:mod:`chicory_postgres.flow`),
+  changed only by the functions ``flow_take_turn`` and ``flow_acquire_permit`` (each one
+  statement holding the key's advisory lock) and by single-statement renewals and releases.
 
 Migrations are numbered SQL scripts applied in order under a transaction-scoped advisory
 lock (concurrent workers starting at once apply each script once); the version reached is
@@ -43,6 +49,91 @@ from psycopg import sql
 from chicory.errors import ConfigurationError
 
 __all__ = ["CURRENT_VERSION", "MIGRATIONS", "current_version", "ensure_schema", "migrate"]
+
+_FLOW: Final = """
+    CREATE TABLE {s}.flow_starts (key text NOT NULL, at float8 NOT NULL)
+        WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+    CREATE INDEX flow_starts_by_time ON {s}.flow_starts (key, at);
+    CREATE TABLE {s}.flow_turns (
+        key text NOT NULL,
+        holder text NOT NULL,
+        at float8 NOT NULL,
+        PRIMARY KEY (key, holder)
+    ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+    CREATE INDEX flow_turns_by_time ON {s}.flow_turns (key, at);
+    CREATE TABLE {s}.flow_lines (key text PRIMARY KEY, line float8 NOT NULL);
+    CREATE TABLE {s}.flow_permits (
+        key text NOT NULL,
+        holder text NOT NULL,
+        expires_at float8 NOT NULL,
+        PRIMARY KEY (key, holder)
+    ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
+
+    CREATE FUNCTION {s}.flow_take_turn(
+        p_key text, p_holder text, p_limit integer, p_period float8, p_slack float8,
+        p_grace float8
+    ) RETURNS float8 LANGUAGE plpgsql AS $$
+    DECLARE
+        v_now float8; v_turn float8; v_line float8; v_used integer; v_at float8;
+        v_free float8;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('chicory flow {s} ' || p_key, 0));
+        v_now := extract(epoch FROM clock_timestamp());
+        DELETE FROM {s}.flow_turns t WHERE t.key = p_key AND t.at < v_now - p_grace;
+        DELETE FROM {s}.flow_starts s WHERE s.key = p_key AND s.at <= v_now - p_period;
+        SELECT t.at INTO v_turn FROM {s}.flow_turns t
+        WHERE t.key = p_key AND t.holder = p_holder;
+        IF v_turn > v_now THEN
+            RETURN v_turn - v_now;
+        END IF;
+        IF v_turn IS NOT NULL THEN
+            DELETE FROM {s}.flow_turns t WHERE t.key = p_key AND t.holder = p_holder;
+        END IF;
+        SELECT coalesce(max(l.line), 0) INTO v_line FROM {s}.flow_lines l WHERE l.key = p_key;
+        SELECT count(*) INTO v_used FROM {s}.flow_starts s WHERE s.key = p_key;
+        IF (v_turn IS NOT NULL OR v_line <= v_now) AND v_used < p_limit THEN
+            INSERT INTO {s}.flow_starts (key, at) VALUES (
+                p_key,
+                CASE WHEN v_turn IS NULL THEN v_now ELSE greatest(v_turn, v_now - p_slack) END
+            );
+            RETURN 0;
+        END IF;
+        v_at := greatest(v_line, v_now);
+        IF v_used >= p_limit THEN
+            SELECT s.at INTO v_free FROM {s}.flow_starts s WHERE s.key = p_key
+            ORDER BY s.at OFFSET v_used - p_limit LIMIT 1;
+            v_at := greatest(v_at, v_free + p_period);
+        END IF;
+        INSERT INTO {s}.flow_turns AS t (key, holder, at) VALUES (p_key, p_holder, v_at)
+        ON CONFLICT (key, holder) DO UPDATE SET at = EXCLUDED.at;
+        INSERT INTO {s}.flow_lines AS l (key, line) VALUES (p_key, v_at + p_period / p_limit)
+        ON CONFLICT (key) DO UPDATE SET line = EXCLUDED.line;
+        RETURN v_at - v_now;
+    END
+    $$;
+
+    CREATE FUNCTION {s}.flow_acquire_permit(
+        p_key text, p_holder text, p_limit integer, p_ttl float8
+    ) RETURNS boolean LANGUAGE plpgsql AS $$
+    DECLARE
+        v_now float8; v_held integer; v_mine boolean;
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtextextended('chicory flow {s} ' || p_key, 0));
+        v_now := extract(epoch FROM clock_timestamp());
+        DELETE FROM {s}.flow_permits p WHERE p.key = p_key AND p.expires_at <= v_now;
+        SELECT count(*), coalesce(bool_or(p.holder = p_holder), false) INTO v_held, v_mine
+        FROM {s}.flow_permits p WHERE p.key = p_key;
+        IF NOT v_mine AND v_held >= p_limit THEN
+            RETURN false;
+        END IF;
+        INSERT INTO {s}.flow_permits AS p (key, holder, expires_at)
+        VALUES (p_key, p_holder, v_now + p_ttl)
+        ON CONFLICT (key, holder) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+        RETURN true;
+    END
+    $$;
+"""
+"""Migration 5's flow-control tables and functions (:mod:`chicory_postgres.flow`)."""
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: the broker's and the result backend's tables.
@@ -147,6 +238,21 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE {s}.dead_letters
         ALTER COLUMN headers TYPE bytea USING convert_to(headers::text, 'UTF8');
     """,
+    # 5: priorities (a column from the chicory-priority header, an index of the ready
+    # messages above 0) and flow control (rate-limit starts, turns and lines; permits).
+    """
+    ALTER TABLE {s}.messages ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+    CREATE FUNCTION {s}.header_priority(headers bytea) RETURNS smallint
+        LANGUAGE sql IMMUTABLE STRICT AS $$
+        SELECT coalesce(substring(convert_from(headers, 'UTF8')
+                                  FROM '"chicory-priority": ?"([0-9])"')::smallint, 0)
+    $$;
+    UPDATE {s}.messages SET priority = {s}.header_priority(headers)
+    WHERE position('"chicory-priority"'::bytea IN headers) > 0;
+    CREATE INDEX messages_ranked ON {s}.messages (queue, priority, run_at, seq)
+        WHERE locked_until IS NULL AND priority > 0;
+    """
+    + _FLOW,
 )
 """Migration scripts; ``MIGRATIONS[n - 1]`` brings a schema from version ``n - 1`` to ``n``."""
 

@@ -15,10 +15,12 @@ _LEASE = "statement_timestamp() + %(lease)s * interval '1 second'"
 
 PUBLISH: Final = """
 WITH ins AS (
-    INSERT INTO {s}.messages (id, queue, body, headers, run_at)
-    SELECT t.id, %(queue)s, t.body, t.headers, coalesce(t.run_at, statement_timestamp())
+    INSERT INTO {s}.messages (id, queue, body, headers, run_at, priority)
+    SELECT t.id, %(queue)s, t.body, t.headers, coalesce(t.run_at, statement_timestamp()),
+           t.priority
     FROM unnest(%(ids)s::uuid[], %(bodies)s::bytea[], %(headers)s::bytea[],
-                %(run_at)s::timestamptz[]) WITH ORDINALITY AS t(id, body, headers, run_at, n)
+                %(run_at)s::timestamptz[], %(priorities)s::smallint[])
+         WITH ORDINALITY AS t(id, body, headers, run_at, priority, n)
     ORDER BY t.n
     RETURNING 1
 )
@@ -54,7 +56,8 @@ SET locked_until = """
     delivery_count = m.delivery_count + 1
 FROM picked p
 WHERE m.id = p.id AND p.delivery_count < coalesce(%(max_deliveries)s, 2147483647)
-RETURNING m.id, m.queue, m.body, m.headers, m.delivery_count, m.token, m.run_at, m.seq
+RETURNING m.id, m.queue, m.body, m.headers, m.delivery_count, m.token, m.run_at, m.seq,
+          m.priority
 """
 )
 
@@ -67,9 +70,24 @@ expired AS (
 )"""
 
 _READY_ONE = """
+ranked{i} AS (
+    SELECT m.id, m.delivery_count, m.priority, m.run_at, m.seq
+    FROM unnest('{9,8,7,6,5,4,3,2,1}'::smallint[]) AS l(level)
+    CROSS JOIN LATERAL (
+        SELECT id, delivery_count, priority, run_at, seq FROM {s}.messages
+        WHERE queue = %(q{i})s AND priority = l.level AND priority > 0
+          AND locked_until IS NULL AND run_at <= statement_timestamp()
+        ORDER BY run_at, seq LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) m
+    WHERE l.level <= (SELECT max(priority) FROM {s}.messages
+                      WHERE queue = %(q{i})s AND priority > 0 AND locked_until IS NULL)
+    LIMIT %(limit)s
+),
 ready{i} AS (
-    SELECT id, delivery_count, run_at, seq FROM {s}.messages
-    WHERE queue = %(q{i})s AND locked_until IS NULL AND run_at <= statement_timestamp()
+    SELECT id, delivery_count, priority, run_at, seq FROM {s}.messages
+    WHERE queue = %(q{i})s AND priority = 0
+      AND locked_until IS NULL AND run_at <= statement_timestamp()
     ORDER BY run_at, seq LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )"""
@@ -79,17 +97,25 @@ def claim_statement(queue_count: int) -> str:
     """The claim of up to ``%(limit)s`` messages from ``queue_count`` queues.
 
     Expired leases first (their messages were ready before any other), then the ready
-    messages of each queue in the order they became ready (``run_at``, then publish order),
-    each row locked with ``SKIP LOCKED`` so concurrent claims never wait for each other;
-    a message delivered ``max_deliveries`` times already is dead-lettered instead.
+    messages of each queue, highest priority first, in the order they became ready
+    (``run_at``, then publish order) within a priority; each row locked with ``SKIP
+    LOCKED`` so concurrent claims never wait for each other; a message delivered
+    ``max_deliveries`` times already is dead-lettered instead.
+
+    Priority 0 (every message without a priority) is one range scan of ``messages_ready``,
+    as before priorities existed. Above 0, each priority present is one range scan of
+    ``messages_ranked`` (up to nine, highest first, stopping once ``limit`` are found), and
+    only from the highest priority among the queue's unleased messages: a queue without
+    priorities pays one probe of an empty index. Scanning level by level keeps each scan a
+    bounded range, however many delayed messages a priority holds.
     """
     each = ",\n".join(_READY_ONE.replace("{i}", str(i)) for i in range(queue_count))
     union = " UNION ALL ".join(
-        f"SELECT id, delivery_count, run_at, seq FROM ready{i}" for i in range(queue_count)
+        f"SELECT * FROM ranked{i} UNION ALL SELECT * FROM ready{i}" for i in range(queue_count)
     )
     ready = (
-        f"ready AS (SELECT id, delivery_count FROM ({union}) r ORDER BY run_at, seq "
-        "LIMIT %(limit)s)"
+        f"ready AS (SELECT id, delivery_count FROM ({union}) r "
+        "ORDER BY priority DESC, run_at, seq LIMIT %(limit)s)"
     )
     return "WITH " + _EXPIRED + ",\n" + each + ",\n" + ready + ",\n" + _CLAIMED
 
@@ -125,9 +151,9 @@ RETRY: Final = """
 WITH gone AS (
     DELETE FROM {s}.messages WHERE id = %(id)s AND token = %(token)s RETURNING queue
 )
-INSERT INTO {s}.messages (id, queue, body, headers, run_at)
+INSERT INTO {s}.messages (id, queue, body, headers, run_at, priority)
 SELECT %(new_id)s, gone.queue, %(body)s, %(headers)s,
-       coalesce(%(run_at)s, statement_timestamp())
+       coalesce(%(run_at)s, statement_timestamp()), %(priority)s
 FROM gone
 """
 """Atomic retry: the replacement exists if and only if the held message was removed."""

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from chicory.broker import OutgoingMessage
+from chicory.priority import priority_of
 from chicory.unique import UniqueClaim, check_claim
+from chicory_postgres.within import caller_connection
 
 if TYPE_CHECKING:
     from chicory_postgres.broker import PostgresBroker
@@ -34,9 +36,9 @@ WITH claim AS (
     WHERE u.held_until <= statement_timestamp()
     RETURNING 1
 ), ins AS (
-    INSERT INTO {s}.messages (id, queue, body, headers, run_at)
+    INSERT INTO {s}.messages (id, queue, body, headers, run_at, priority)
     SELECT %(id)s, %(queue)s, %(body)s, %(headers)s,
-           coalesce(%(run_at)s, statement_timestamp())
+           coalesce(%(run_at)s, statement_timestamp()), %(priority)s
     FROM claim
     RETURNING 1
 )
@@ -68,10 +70,16 @@ async def publish_unique(
     holder: str,
     hold: float,
     keep: float,
+    within: object | None = None,
 ) -> UniqueClaim:
     """Publish ``message`` unless ``key`` is held in ``queue`` (one statement).
 
+    With ``within`` (the caller's connection, see :mod:`chicory_postgres.within`) the
+    statement runs inside that connection's open transaction: the claim and the message are
+    kept if it commits, and both are gone if it rolls back.
+
     Raises:
+        CapabilityError: ``within`` is not a connection the broker can publish on.
         ValueError: ``hold``/``keep`` out of range or a naive ``not_before``.
         MessageTooLargeError: the body is over ``max_body_bytes``.
     """
@@ -94,13 +102,18 @@ async def publish_unique(
         "body": message.body,
         "headers": orjson.dumps(dict(message.headers)),
         "run_at": due,
+        "priority": priority_of(message.headers.items()),
         "channel": channel,
     }
     statement = broker.sql.fill(_PUBLISH_UNIQUE.replace("{notify}", notify))
-    rows = await broker.fetch_rows(statement, params, doing="publishing a unique message")
+    if within is not None:
+        rows = await (await caller_connection(within)).fetch(statement, params)
+    else:
+        rows = await broker.fetch_rows(statement, params, doing="publishing a unique message")
     published, current = (rows[0][0], rows[0][1]) if rows else (0, None)
     if published:
-        broker.wake_local(queue)
+        if within is None:  # in a transaction, the NOTIFY wakes consumers at its commit
+            broker.wake_local(queue)
         return UniqueClaim(message_id=str(message_id), holder=holder)
     if current is None:  # claimed by a transaction that committed after this one began
         current = await unique_holder(broker, queue, key)

@@ -13,7 +13,7 @@ use :attr:`RedisSettings.display_url` in logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -21,6 +21,18 @@ import attrs
 
 from chicory.errors import ConfigurationError
 from chicory.redact import redact_url
+from chicory.urloptions import (
+    Converter,
+    convert_options,
+    flag,
+    integer,
+    not_negative,
+    number,
+    optional_integer,
+    optional_number,
+    optional_text,
+    positive,
+)
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "OPTIONS", "RedisSettings", "parse_settings"]
 
@@ -36,80 +48,35 @@ DEFAULT_DEAD_LETTER_MAX_AGE: Final = 30 * 24 * 3600.0
 """Seconds a dead letter is kept by default: 30 days (as by the memory broker)."""
 
 
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def _optional_int(value: object) -> int | None:
-    if value is None or (isinstance(value, str) and value.lower() in {"", "none"}):
-        return None
-    return int(str(value)) if not isinstance(value, int) else value
-
-
-def _optional_float(value: object) -> float | None:
-    if value is None or (isinstance(value, str) and value.lower() in {"", "none"}):
-        return None
-    return float(str(value)) if not isinstance(value, int | float) else float(value)
-
-
-def _float(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else float(str(value))
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else int(str(value))
-
-
-def _optional_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-OPTIONS: Final[Mapping[str, Callable[[Any], Any]]] = {
-    "db": _int,
+OPTIONS: Final[Mapping[str, Converter]] = {
+    "db": integer,
     "key_prefix": str,
-    "lease_seconds": _float,
-    "reclaim_interval": _float,
-    "idle_consumer_ttl": _optional_float,
-    "block_ms": _int,
-    "delayed_poll_interval": _float,
-    "max_deliveries": _optional_int,
-    "dead_letter_max_count": _optional_int,
-    "dead_letter_max_age": _optional_float,
-    "max_body_bytes": _int,
-    "result_ttl": _float,
-    "max_connections": _int,
-    "pool_timeout": _float,
-    "socket_timeout": _optional_float,
-    "socket_connect_timeout": _float,
-    "health_check_interval": _int,
-    "reconnect_backoff": _float,
-    "reconnect_backoff_max": _float,
-    "reconnect_timeout": _float,
-    "client_name": _optional_str,
+    "lease_seconds": number,
+    "reclaim_interval": number,
+    "idle_consumer_ttl": optional_number,
+    "block_ms": integer,
+    "delayed_poll_interval": number,
+    "max_deliveries": optional_integer,
+    "dead_letter_max_count": optional_integer,
+    "dead_letter_max_age": optional_number,
+    "max_body_bytes": integer,
+    "result_ttl": number,
+    "max_connections": integer,
+    "pool_timeout": number,
+    "socket_timeout": optional_number,
+    "socket_connect_timeout": number,
+    "health_check_interval": integer,
+    "reconnect_backoff": number,
+    "reconnect_backoff_max": number,
+    "reconnect_timeout": number,
+    "client_name": optional_text,
     "ssl_cert_reqs": str,
-    "ssl_ca_certs": _optional_str,
-    "ssl_certfile": _optional_str,
-    "ssl_keyfile": _optional_str,
-    "ssl_check_hostname": _bool,
+    "ssl_ca_certs": optional_text,
+    "ssl_certfile": optional_text,
+    "ssl_keyfile": optional_text,
+    "ssl_check_hostname": flag,
 }
 """Every option ``parse_settings`` accepts, with its converter from a query-string value."""
-
-
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigurationError(f"{attribute.name} must be positive, got {value!r}")
-
-
-def _not_negative(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value >= 0:
-        raise ConfigurationError(f"{attribute.name} cannot be negative, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -168,28 +135,28 @@ class RedisSettings:
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
     key_prefix: str = "chicory"
-    lease_seconds: float = attrs.field(default=30.0, validator=_positive)
-    reclaim_interval: float = attrs.field(default=5.0, validator=_positive)
-    idle_consumer_ttl: float | None = attrs.field(default=3600.0, validator=_positive)
-    block_ms: int = attrs.field(default=1000, validator=_positive)
-    delayed_poll_interval: float = attrs.field(default=0.5, validator=_positive)
-    max_deliveries: int | None = attrs.field(default=None, validator=_positive)
+    lease_seconds: float = attrs.field(default=30.0, validator=positive)
+    reclaim_interval: float = attrs.field(default=5.0, validator=positive)
+    idle_consumer_ttl: float | None = attrs.field(default=3600.0, validator=positive)
+    block_ms: int = attrs.field(default=1000, validator=positive)
+    delayed_poll_interval: float = attrs.field(default=0.5, validator=positive)
+    max_deliveries: int | None = attrs.field(default=None, validator=positive)
     dead_letter_max_count: int | None = attrs.field(
-        default=DEFAULT_DEAD_LETTER_MAX_COUNT, validator=_positive
+        default=DEFAULT_DEAD_LETTER_MAX_COUNT, validator=positive
     )
     dead_letter_max_age: float | None = attrs.field(
-        default=DEFAULT_DEAD_LETTER_MAX_AGE, validator=_positive
+        default=DEFAULT_DEAD_LETTER_MAX_AGE, validator=positive
     )
-    max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=_positive)
-    result_ttl: float = attrs.field(default=86400.0, validator=_positive)
-    max_connections: int = attrs.field(default=50, validator=_positive)
-    pool_timeout: float = attrs.field(default=20.0, validator=_positive)
-    socket_timeout: float | None = attrs.field(default=None, validator=_positive)
-    socket_connect_timeout: float = attrs.field(default=5.0, validator=_positive)
-    health_check_interval: int = attrs.field(default=30, validator=_not_negative)
-    reconnect_backoff: float = attrs.field(default=0.1, validator=_positive)
-    reconnect_backoff_max: float = attrs.field(default=1.0, validator=_positive)
-    reconnect_timeout: float = attrs.field(default=5.0, validator=_not_negative)
+    max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=positive)
+    result_ttl: float = attrs.field(default=86400.0, validator=positive)
+    max_connections: int = attrs.field(default=50, validator=positive)
+    pool_timeout: float = attrs.field(default=20.0, validator=positive)
+    socket_timeout: float | None = attrs.field(default=None, validator=positive)
+    socket_connect_timeout: float = attrs.field(default=5.0, validator=positive)
+    health_check_interval: int = attrs.field(default=30, validator=not_negative)
+    reconnect_backoff: float = attrs.field(default=0.1, validator=positive)
+    reconnect_backoff_max: float = attrs.field(default=1.0, validator=positive)
+    reconnect_timeout: float = attrs.field(default=5.0, validator=not_negative)
     client_name: str | None = "chicory"
     ssl_cert_reqs: str = "required"
     ssl_ca_certs: str | None = None
@@ -301,6 +268,12 @@ def _unencoded_userinfo(url: str) -> bool:
     return not port.isdigit()
 
 
+def _credentials_hint(name: str) -> str:
+    if name.lower() in {"password", "pass", "username", "user"}:
+        return "credentials go in the URL's user info: redis://user:password@host"
+    return ""
+
+
 def parse_settings(url: str, **options: Any) -> RedisSettings:
     """Parse a ``redis://``, ``rediss://`` or ``unix://`` URL and options into settings.
 
@@ -347,24 +320,16 @@ def parse_settings(url: str, **options: Any) -> RedisSettings:
                     f"{what} in {shown!r} is not a number (a '/' in a password must be "
                     "percent-encoded as %2F)"
                 ) from None
-    raw: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    raw.update(options)
-    for name, value in raw.items():
-        convert = OPTIONS.get(name)
-        if convert is None:
-            known = ", ".join(sorted(OPTIONS))
-            where = ""
-            if name.lower() in {"password", "pass", "username", "user"}:
-                where = "; credentials go in the URL's user info: redis://user:password@host"
-            raise ConfigurationError(
-                f"unknown Redis option {name!r} (for {shown}){where}; known options: {known}"
-            )
-        try:
-            fields[name] = convert(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"Redis option {name}={value!r} (for {shown}) is not valid for its type"
-            ) from None
+    queried = parse_qsl(parts.query, keep_blank_values=True)
+    fields.update(
+        convert_options(
+            [*queried, *options.items()],
+            OPTIONS,
+            url=shown,
+            scheme="redis://",
+            hint=_credentials_hint,
+        )
+    )
     try:
         return RedisSettings(**fields)
     except TypeError as exc:

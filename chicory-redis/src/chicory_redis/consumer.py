@@ -2,13 +2,16 @@
 
 What a consumer holds and how it is settled lives in :mod:`chicory_redis.ledger`; taking
 over entries nobody works on (reclaim, recovery after a failed read, forgetting dead
-members) in :mod:`chicory_redis.reclaim`.
+members) in :mod:`chicory_redis.reclaim`; its groups, presence, moving due messages and
+learning its queues' priority levels in :mod:`chicory_redis.upkeep`; reading a queue with
+priorities, highest level first, in :mod:`chicory_redis.levels`.
 
 One consumer is one named member of each queue's consumer group. A fetch, in order:
 
 1. moves due delayed messages into the streams (the ``move_due`` script, at most every
    ``delayed_poll_interval`` and sooner when the next due time is known), so a delayed
-   message never waits in anyone's prefetch buffer;
+   message never waits in anyone's prefetch buffer; its reply names the queues' priority
+   levels, which the consumer reads from then on;
 2. after a read failed (the connection dropped or timed out), takes back what that read
    left pending for this consumer, unseen (three passes a second apart: a hung server may
    run the read when it resumes), instead of leaving it for its lease to run out;
@@ -36,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
@@ -53,13 +55,12 @@ from chicory.errors import (
     BrokerError,
     ConfigurationError,
 )
-from chicory_redis import scripts
 from chicory_redis.connection import CONNECTION_ERRORS, Backoff, auth_message, is_auth_error
 from chicory_redis.delivery import DeliveryState, RedisDelivery
 from chicory_redis.entries import StoredMessage, message_from_fields
-from chicory_redis.inspect import presence_seconds
 from chicory_redis.ledger import Ledger
 from chicory_redis.reclaim import Reclaimer
+from chicory_redis.upkeep import Upkeep
 
 if TYPE_CHECKING:
     from chicory_redis.broker import RedisBroker
@@ -68,7 +69,6 @@ __all__ = ["RedisConsumer"]
 
 log = logging.getLogger("chicory.redis")
 
-_MOVE_BATCH = 1000
 _UNSEEN_CHECKS = 3  # passes, after a failed read, that look for entries it left pending
 _UNSEEN_SPACING = 1.0  # seconds between them (a hung server may run the read late)
 _FORGET_INTERVAL = 60.0  # seconds between passes that delete long-idle group members
@@ -103,6 +103,8 @@ class RedisConsumer:
         self.name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ledger = Ledger(broker, self.name, self._keys)
         self._reclaimer = Reclaimer(broker, self._ledger, self._keys, prefetch)
+        self._upkeep = Upkeep(broker, self._keys, self._ledger, self._reclaimer, self._by_stream)
+        self._levels = self._upkeep.levels
         self._hand_back: asyncio.Future[None] | None = None  # kept alive if close is cancelled
         self._cancelled_read = False  # a read may have left entries pending, unseen
         self._unseen_checks = 0  # after a failed read: passes left that look for what it read
@@ -219,13 +221,17 @@ class RedisConsumer:
     async def _poll(self, room: int, remaining: float) -> list[RedisDelivery]:
         loop = asyncio.get_running_loop()
         if not self._groups_ready:
-            await self._ensure_groups()
+            if await self._upkeep.join():  # levels to learn again at once
+                self._next_move = 0.0
+            self._groups_ready = True
+        if self._ledger.new_levels:
+            await self._upkeep.learn_requeued()
         due = self._ledger.soonest_due
         if due is not None:
             self._ledger.soonest_due = None
             self._next_move = min(self._next_move, loop.time() + due - self._ledger.now())
         if loop.time() >= self._next_move:
-            await self._move_due()
+            self._next_move = await self._upkeep.move_due(loop.time())
         if self._unseen_checks and loop.time() >= self._next_unseen_check:
             found = await self._reclaimer.recover_unseen(room)
             self._unseen_checks -= 1
@@ -234,7 +240,7 @@ class RedisConsumer:
                 return found
         if loop.time() >= self._next_reclaim:
             self._next_reclaim = loop.time() + self._settings.reclaim_interval
-            await self._announce()
+            await self._upkeep.announce()
             reclaimed = await self._reclaimer.reclaim(room)
             if reclaimed:
                 return reclaimed
@@ -251,49 +257,6 @@ class RedisConsumer:
         )
         return await self._read(room, int(wait * 1000) if wait >= 0.001 else None)
 
-    async def _ensure_groups(self) -> None:
-        client = self._broker.client
-        pipe = client.pipeline(transaction=False)
-        for k in self._keys:
-            pipe.xgroup_create(k.stream, k.group, id="0", mkstream=True)
-        for result in await pipe.execute(raise_on_error=False):
-            if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
-                raise result
-        await self._broker.register_queues([k.queue for k in self._keys])
-        await self._announce()
-        self._groups_ready = True
-
-    async def _announce(self) -> None:
-        """Renew this consumer's presence in each queue's presence set (what
-        ``queue_stats`` counts as consumers), and drop the presences that expired."""
-        settings = self._settings
-        now_ms = int(self._ledger.now() * 1000)
-        lasts = presence_seconds(settings.lease_seconds, settings.reclaim_interval)
-        pipe = self._broker.client.pipeline(transaction=False)
-        for k in self._keys:
-            pipe.zadd(k.consumers, {self.name: now_ms + int(lasts * 1000)})
-            pipe.zremrangebyscore(k.consumers, "-inf", now_ms)
-        await pipe.execute()
-
-    async def _move_due(self) -> None:
-        loop = asyncio.get_running_loop()
-        mono = loop.time()
-        now_ms = math.floor(self._ledger.now() * 1000)
-        calls = [
-            scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, _MOVE_BATCH))
-            for k in self._keys
-        ]
-        next_move = mono + self._settings.delayed_poll_interval
-        for result in await scripts.run_many(self._broker.client, calls):
-            if isinstance(result, Exception):
-                raise result
-            moved, next_due = int(result[0]), int(result[1])
-            if moved >= _MOVE_BATCH:
-                next_move = mono
-            elif next_due >= 0:
-                next_move = min(next_move, mono + max((next_due - now_ms) / 1000, 0.001))
-        self._next_move = next_move
-
     async def _xreadgroup(self, streams: Sequence[str], count: int, block_ms: int | None) -> Any:
         """``XREADGROUP ... >`` as Redis replies (the client leaves this reply unparsed)."""
         pieces: list[Any] = ["XREADGROUP", "GROUP", self._keys[0].group, self.name]
@@ -306,8 +269,8 @@ class RedisConsumer:
         return await self._broker.client.execute_command(*pieces)  # type: ignore[no-untyped-call]
 
     async def _read(self, room: int, block_ms: int | None) -> list[RedisDelivery]:
-        keys = self._keys
-        if len(keys) == 1:
+        keys, levels = self._keys, self._levels
+        if len(keys) == 1 and not levels.any:
             return await self._accept(await self._xreadgroup((keys[0].stream,), room, block_ms))
         found: list[RedisDelivery] = []
         size = len(keys)
@@ -316,12 +279,19 @@ class RedisConsumer:
             if want <= 0:
                 break
             k = keys[(self._rotation + offset) % size]
-            found.extend(await self._accept(await self._xreadgroup((k.stream,), want, None)))
+            ranked = levels.ranked(k.queue)
+            if ranked is None:
+                response = await self._xreadgroup((k.stream,), want, None)
+            else:  # highest level first, in one round trip
+                response = await levels.read(self._broker.client, ranked, want)
+            found.extend(await self._accept(response))
         self._rotation = (self._rotation + 1) % size
         if found or block_ms is None:
             return found
-        # Nothing anywhere: block on every queue at once, one entry per queue at most.
-        response = await self._xreadgroup([k.stream for k in keys], 1, block_ms)
+        # Nothing anywhere: block on every stream at once (one queue: for the free room;
+        # several: one entry per stream at most).
+        streams = [k.stream for k in levels.streams]
+        response = await self._xreadgroup(streams, room if size == 1 else 1, block_ms)
         got = await self._accept(response)
         if len(got) > room:
             await self._ledger.give_back(got[room:], recount=False)
@@ -344,27 +314,13 @@ class RedisConsumer:
             found.extend(await self._ledger.admit(k, batch))
         return found
 
-    async def _leave_groups(self) -> None:
-        """Delete this consumer from the groups where it holds nothing pending."""
-        client = self._broker.client
-        pipe = client.pipeline(transaction=False)
-        for k in self._keys:
-            pipe.xpending_range(k.stream, k.group, "-", "+", 1, consumername=self.name)
-        pending = await pipe.execute(raise_on_error=False)
-        pipe = client.pipeline(transaction=False)
-        for k, entries in zip(self._keys, pending, strict=True):
-            pipe.zrem(k.consumers, self.name)
-            if entries == []:
-                pipe.xgroup_delconsumer(k.stream, k.group, self.name)
-        await pipe.execute(raise_on_error=False)
-
     async def _hand_back_all(self, held: list[RedisDelivery]) -> None:
         try:
             if held:
                 await self._ledger.give_back(held, recount=True)
             if self._cancelled_read:
                 await self._reclaimer.hand_back_unseen()
-            await self._leave_groups()
+            await self._upkeep.leave()
         except (*CONNECTION_ERRORS, redis_errors.RedisError) as exc:
             log.warning(
                 "could not hand %d message(s) back to Redis at %s (%s); they will be "

@@ -20,7 +20,7 @@ from chicory_redis.connection import broker_errors
 from chicory_redis.entries import message_from_packed
 
 if TYPE_CHECKING:
-    from chicory_redis.broker import RedisBroker
+    from chicory_redis.base import BrokerBase
 
 __all__ = ["delayed_page", "remove_delayed"]
 
@@ -39,7 +39,7 @@ def _cursor(after: str) -> tuple[float, str]:
 
 
 async def delayed_page(
-    broker: RedisBroker, queue: str, *, after: str | None, limit: int
+    broker: BrokerBase, queue: str, *, after: str | None, limit: int
 ) -> DelayedPage:
     """One page of ``queue``'s delayed messages (see the module docstring).
 
@@ -89,7 +89,7 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
-async def remove_delayed(broker: RedisBroker, queue: str, message_id: str) -> bool:
+async def remove_delayed(broker: BrokerBase, queue: str, message_id: str) -> bool:
     """Remove the delayed message ``message_id`` of ``queue``; False if it is not there.
 
     Raises:

@@ -24,6 +24,7 @@ from chicory.clock import to_epoch
 from chicory.errors import MessageTooLargeError
 from chicory_redis.entries import StoredMessage, encode_headers, new_message_id
 from chicory_redis.keys import QueueKeys
+from chicory_redis.levels import level_of
 
 if TYPE_CHECKING:
     from chicory_redis.ledger import Ledger
@@ -162,7 +163,8 @@ class RedisDelivery:
         """Publish a replacement on the same queue and ack this delivery, in one atomic step.
 
         The replacement is a new message (new id, delivery count starting again at 1),
-        delayed until ``not_before`` if that is in the future.
+        delayed until ``not_before`` if that is in the future, served at the priority of its
+        ``headers``.
 
         Raises:
             ValueError: ``not_before`` is naive.
@@ -184,6 +186,7 @@ class RedisDelivery:
                 due = str(ledger.due_ms(at))
         if not ledger.may_settle(self):
             return
+        level = level_of(headers) if headers else 0
         await ledger.requeue(
             self,
             due=due,
@@ -192,6 +195,7 @@ class RedisDelivery:
             raw_headers=encode_headers(headers),
             body=body,
             check_limit=False,
+            target=None if level == self.keys.level else self.keys.at_level(level),
         )
 
     async def extend_lease(self, seconds: float | None = None) -> None:

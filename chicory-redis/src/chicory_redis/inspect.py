@@ -4,9 +4,11 @@
   time it publishes to a queue and by every consumer when it joins a queue's group; never
   found by scanning the keyspace.
 * Stats of many queues in three round trips, whatever their number: due delayed messages
-  are moved first (as :meth:`RedisBroker.counts` does), then one pipeline reads each
-  queue's group info and lengths, then one reads the first undelivered entry of each (its
-  stream id's time is when it became ready). Consumers are the members of the queue's
+  are moved first (as :meth:`RedisBroker.counts` does; the reply also names each queue's
+  priority levels), then one pipeline reads the group info and length of each stream of
+  each queue (one per level), then one reads the first undelivered entry of each stream with
+  some (its stream id's time is when it became ready; the oldest of a queue's streams
+  counts). Consumers are the members of the queue's
   presence set whose presence has not expired: every consumer renews its own every
   ``reclaim_interval`` while it fetches, for ``max(lease_seconds, 3 * reclaim_interval)``.
 * Dead letters by page: ``XRANGE`` (or ``XREVRANGE``) over the dead-letter stream, from just
@@ -29,9 +31,11 @@ from chicory.inspection import DeadLetterPage, QueueStats
 from chicory_redis import scripts
 from chicory_redis.connection import broker_errors
 from chicory_redis.entries import STREAM_ID, dead_letter_from_entry, encode_headers, pack_message
+from chicory_redis.keys import QueueKeys
+from chicory_redis.levels import level_of, valid_levels
 
 if TYPE_CHECKING:
-    from chicory_redis.broker import RedisBroker
+    from chicory_redis.base import BrokerBase
 
 __all__ = [
     "dead_letter_page",
@@ -61,60 +65,89 @@ def presence_seconds(lease_seconds: float, reclaim_interval: float) -> float:
     return max(lease_seconds, 3 * reclaim_interval)
 
 
-async def list_queues(broker: RedisBroker) -> list[str]:
+async def list_queues(broker: BrokerBase) -> list[str]:
     """Every queue in the broker's registry, sorted."""
     with broker_errors(broker.display_url, "list queues"):
         members: Any = await broker.client.smembers(broker.keys.queues)
     return sorted(_text(m) for m in members)
 
 
-async def queue_stats(broker: RedisBroker, names: Sequence[str]) -> list[QueueStats]:
+def move_due_call(k: QueueKeys, now_ms: int) -> scripts.Call:
+    """The ``move_due`` call that readers of a queue's counts run first (its reply also
+    names the queue's priority levels: see :func:`streams_of`)."""
+    return scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream, k.levels), (now_ms, 1000))
+
+
+def streams_of(k: QueueKeys, moved: Sequence[Any]) -> list[QueueKeys]:
+    """The keys of each stream of queue ``k`` (level 0 first), from its ``move_due`` reply."""
+    return [k, *(k.at_level(level) for level in sorted(set(valid_levels(moved[2:]))))]
+
+
+def stream_counts(group_name: str, groups: Any, length: Any) -> tuple[int, int, str | None]:
+    """``(ready, in flight, last delivered id)`` of one stream, from its ``XINFO GROUPS`` and
+    ``XLEN`` replies: ready is the group's ``lag`` where Redis can tell, else the length minus
+    the pending entries (exact, since acked entries are deleted)."""
+    found = [] if isinstance(groups, Exception) else groups
+    group = next((g for g in found if _text(g["name"]) == group_name), None)
+    if group is None:
+        return int(length), 0, None
+    in_flight = int(group["pending"])
+    lag = group.get("lag")
+    ready = int(lag) if lag is not None else max(int(length) - in_flight, 0)
+    return ready, in_flight, _text(group["last-delivered-id"])
+
+
+async def queue_stats(broker: BrokerBase, names: Sequence[str]) -> list[QueueStats]:
     """The stats of each of ``names`` (see the module docstring)."""
     if not names:
         return []
     client, keys = broker.client, [broker.keys.queue(name) for name in names]
     now_ms = int(broker.clock.time() * 1000)
     with broker_errors(broker.display_url, "read queue stats"):
-        moves = [
-            scripts.Call(scripts.MOVE_DUE, (k.delayed, k.stream), (now_ms, 1000)) for k in keys
-        ]
-        for moved in await scripts.run_many(client, moves):
+        moves = await scripts.run_many(client, [move_due_call(k, now_ms) for k in keys])
+        for moved in moves:
             if isinstance(moved, Exception):
                 raise moved
+        streams = [streams_of(k, moved) for k, moved in zip(keys, moves, strict=True)]
         pipe = client.pipeline(transaction=False)
-        for k in keys:
-            pipe.xinfo_groups(k.stream)
-            pipe.xlen(k.stream)
+        for k, queue_streams in zip(keys, streams, strict=True):
+            for stream_keys in queue_streams:
+                pipe.xinfo_groups(stream_keys.stream)
+                pipe.xlen(stream_keys.stream)
             pipe.zcard(k.delayed)
             pipe.xlen(k.dead)
             pipe.zcount(k.consumers, now_ms, "+inf")
-        replies = await pipe.execute(raise_on_error=False)
-        rows: list[tuple[int, int, int, int, int, str | None]] = []
+        replies = iter(await pipe.execute(raise_on_error=False))
+        rows: list[tuple[int, int, int, int, int, int]] = []  # ..., how many heads
         pipe = client.pipeline(transaction=False)
-        for index, k in enumerate(keys):
-            groups, length, delayed, dead, consumers = replies[5 * index : 5 * index + 5]
-            for value in (length, delayed, dead, consumers):
+        for k, queue_streams in zip(keys, streams, strict=True):
+            ready = in_flight = heads = 0
+            for stream_keys in queue_streams:
+                groups, length = next(replies), next(replies)
+                if isinstance(length, Exception):
+                    raise BrokerError(f"could not read the stats of queue {k.queue!r}: {length}")
+                counted = stream_counts(k.group, groups, length)
+                ready += counted[0]
+                in_flight += counted[1]
+                if counted[0]:  # its first undelivered entry: when it became ready
+                    last = counted[2]
+                    pipe.xrange(
+                        stream_keys.stream, "-" if last is None else f"({last}", "+", count=1
+                    )
+                    heads += 1
+            delayed, dead, consumers = next(replies), next(replies), next(replies)
+            for value in (delayed, dead, consumers):
                 if isinstance(value, Exception):
                     raise BrokerError(f"could not read the stats of queue {k.queue!r}: {value}")
-            found = [] if isinstance(groups, Exception) else groups
-            group = next((g for g in found if _text(g["name"]) == k.group), None)
-            if group is None:
-                ready, in_flight, last = int(length), 0, None
-            else:
-                in_flight = int(group["pending"])
-                lag = group.get("lag")
-                ready = int(lag) if lag is not None else max(int(length) - in_flight, 0)
-                last = _text(group["last-delivered-id"])
-            rows.append((ready, in_flight, int(delayed), int(dead), int(consumers), last))
-            pipe.xrange(k.stream, "-" if last is None else f"({last}", "+", count=1)
-        heads = await pipe.execute(raise_on_error=False)
+            rows.append((ready, in_flight, int(delayed), int(dead), int(consumers), heads))
+        firsts = iter(await pipe.execute(raise_on_error=False))
     out = []
-    for k, (ready, in_flight, delayed, dead, consumers, _), head in zip(
-        keys, rows, heads, strict=True
-    ):
-        oldest = None
-        if ready and not isinstance(head, Exception) and head:
-            oldest = _id_time(head[0][0])
+    for k, (ready, in_flight, delayed, dead, consumers, heads) in zip(keys, rows, strict=True):
+        times = [
+            _id_time(head[0][0])
+            for head in (next(firsts) for _ in range(heads))
+            if not isinstance(head, Exception) and head
+        ]
         out.append(
             QueueStats(
                 queue=k.queue,
@@ -123,7 +156,7 @@ async def queue_stats(broker: RedisBroker, names: Sequence[str]) -> list[QueueSt
                 delayed=delayed,
                 dead=dead,
                 consumers=consumers,
-                oldest_ready_at=oldest,
+                oldest_ready_at=min(times, default=None),
             )
         )
     return out
@@ -144,7 +177,7 @@ def _earlier(a: str, b: str) -> str:
 
 
 async def dead_letter_page(
-    broker: RedisBroker,
+    broker: BrokerBase,
     queue: str,
     *,
     after: str | None,
@@ -182,9 +215,7 @@ async def dead_letter_page(
     return DeadLetterPage(letters=letters, next_after=letters[-1].id if more else None)
 
 
-async def get_dead_letter(
-    broker: RedisBroker, queue: str, dead_letter_id: str
-) -> DeadLetter | None:
+async def get_dead_letter(broker: BrokerBase, queue: str, dead_letter_id: str) -> DeadLetter | None:
     """One dead letter of ``queue`` (``XRANGE id id``), or ``None``."""
     if not STREAM_ID.match(dead_letter_id):
         return None
@@ -198,7 +229,7 @@ async def get_dead_letter(
 
 
 async def requeue_dead_letter(
-    broker: RedisBroker,
+    broker: BrokerBase,
     queue: str,
     dead_letter_id: str,
     body: bytes,
@@ -210,8 +241,12 @@ async def requeue_dead_letter(
         return False
     k = broker.keys.queue(queue)
     packed = pack_message(message_id, 0, encode_headers(headers), body)
+    level = level_of(headers) if headers else 0
+    if level:  # the message goes to its priority's stream
+        call_keys: tuple[str, ...] = (k.dead, k.at_level(level).stream, k.levels)
+        args: tuple[str | bytes, ...] = (dead_letter_id, packed, str(level))
+    else:
+        call_keys, args = (k.dead, k.stream), (dead_letter_id, packed)
     with broker_errors(broker.display_url, f"requeue a dead letter of {queue!r}"):
-        done = await scripts.run(
-            broker.client, scripts.REQUEUE_DEAD, (k.dead, k.stream), (dead_letter_id, packed)
-        )
+        done = await scripts.run(broker.client, scripts.REQUEUE_DEAD, call_keys, args)
     return bool(done)

@@ -2,7 +2,9 @@
 
 Layout (``<p>`` is the key prefix, ``chicory`` by default)::
 
-    <p>:{q:<queue>}:stream     stream    ready and in-flight messages of <queue>
+    <p>:{q:<queue>}:stream     stream    ready and in-flight messages of <queue> (priority 0)
+    <p>:{q:<queue>}:stream:<n> stream    the same, of priority <n> (1 to 9), once one was sent
+    <p>:{q:<queue>}:levels     set       the priorities above 0 <queue> has a stream for
     <p>:{q:<queue>}:delayed    zset      delayed messages, scored by due time (ms)
     <p>:{q:<queue>}:dead       stream    dead letters of <queue>
     <p>:{q:<queue>}:consumers  zset      live consumers of <queue>, scored by expiry (ms)
@@ -22,6 +24,10 @@ Layout (``<p>`` is the key prefix, ``chicory`` by default)::
 
 The consumer group of every queue stream is named ``<p>``.
 
+Scripts that route a message by its priority (moving due delayed messages, replaying a dead
+letter) name a level's stream themselves, as the level-0 stream's name followed by
+``:<n>``: :meth:`QueueKeys.at_level` is that rule's Python side.
+
 The ``{q:<queue>}`` hash tag puts all keys of one queue in one Redis Cluster slot, so every
 Lua script (each touches the keys of one queue only) is cluster-safe. Nothing here is ever
 enumerated with ``KEYS``; the worker index is a sorted set instead.
@@ -40,7 +46,10 @@ class QueueKeys:
 
     Attributes:
         queue: The queue name.
-        stream: Stream of ready and in-flight messages.
+        base: What every key of the queue starts with (``<p>:{q:<queue>}``).
+        stream: Stream of ready and in-flight messages (of priority ``level``).
+        level: The priority whose messages ``stream`` holds (0 to 9).
+        levels: Set of the priorities above 0 that have a stream.
         delayed: Sorted set of delayed messages.
         dead: Stream of dead letters.
         consumers: Sorted set of the queue's live consumers, scored by when their presence
@@ -51,7 +60,10 @@ class QueueKeys:
     """
 
     queue: str
+    base: str
     stream: str
+    level: int
+    levels: str
     delayed: str
     dead: str
     consumers: str
@@ -60,7 +72,15 @@ class QueueKeys:
 
     def unique(self, key: str) -> str:
         """Return the key holding the claim on unique key ``key`` in this queue."""
-        return f"{self.stream[: -len(':stream')]}:unique:{key}"
+        return f"{self.base}:unique:{key}"
+
+    def at_level(self, level: int) -> QueueKeys:
+        """The keys of this queue with ``stream`` the stream of priority ``level`` (0 to 9):
+        ``<p>:{q:<queue>}:stream``, or ``...:stream:<level>`` above 0."""
+        if level == self.level:
+            return self
+        stream = f"{self.base}:stream" if level == 0 else f"{self.base}:stream:{level}"
+        return attrs.evolve(self, stream=stream, level=level)
 
 
 @attrs.frozen(kw_only=True)
@@ -100,7 +120,10 @@ class KeySpace:
         base = f"{self.prefix}:{{q:{name}}}"
         return QueueKeys(
             queue=name,
+            base=base,
             stream=f"{base}:stream",
+            level=0,
+            levels=f"{base}:levels",
             delayed=f"{base}:delayed",
             dead=f"{base}:dead",
             consumers=f"{base}:consumers",

@@ -1,32 +1,29 @@
-"""What one Redis consumer holds, and every way to settle it: one atomic script per step.
+"""How one Redis consumer settles what it holds: one atomic script per step.
 
 A :class:`Ledger` belongs to one :class:`~chicory_redis.consumer.RedisConsumer`. It keeps the
-unsettled deliveries by ``(stream, entry id)`` (their count bounds the prefetch) and runs the
-settle scripts of :mod:`chicory_redis.scripts`: ``ack`` (batched per queue), ``requeue``
-(nack, retry, hand-back), ``dead_letter`` and ``renew`` (lease extension, batched per queue).
-Every script checks that the entry is still pending for this consumer before acting, so a
-consumer whose entry was reclaimed by another can no longer touch it.
+unsettled deliveries (:mod:`chicory_redis.holdings`) and runs the settle scripts of
+:mod:`chicory_redis.scripts`: ``ack`` (batched per queue), ``requeue`` (nack, retry,
+hand-back), ``dead_letter`` and ``renew`` (lease extension, batched per queue). Every script
+checks that the entry is still pending for this consumer before acting, so a consumer whose
+entry was reclaimed by another can no longer touch it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import operator
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from chicory.errors import BrokerError, DeliveryStateError
+from chicory.errors import BrokerError
 from chicory_redis import scripts
 from chicory_redis.connection import broker_errors
 from chicory_redis.delivery import DeliveryState, RedisDelivery
 from chicory_redis.entries import StoredMessage
+from chicory_redis.holdings import Holdings
 from chicory_redis.keys import QueueKeys
-
-if TYPE_CHECKING:
-    from chicory_redis.broker import RedisBroker
 
 __all__ = ["Ledger"]
 
@@ -40,77 +37,14 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class Ledger:
-    """The deliveries one consumer holds and how they are settled.
+class Ledger(Holdings):
+    """The deliveries one consumer holds (:class:`Holdings`) and how they are settled.
 
     Args:
         broker: The connected broker.
         name: The consumer's name in the consumer groups.
         queues: The keys of the consumer's queues.
     """
-
-    def __init__(self, broker: RedisBroker, name: str, queues: Sequence[QueueKeys]) -> None:
-        self._broker = broker
-        self._settings = broker.settings
-        self.name = name
-        self._by_stream = {k.stream: k for k in queues}
-        self.held: dict[tuple[str, str], RedisDelivery] = {}
-        self.lapsed: dict[tuple[str, str], RedisDelivery] = {}
-        self.closed = False
-        self._admitted = 0  # deliveries admitted so far: the next one's ordinal
-        self.freed = asyncio.Event()  # set whenever a held delivery stops being held
-        self.soonest_due: float | None = None
-        """The soonest due time (s since the epoch) of a message this consumer delayed since
-        its last move of due messages: its next move comes no later (see ``requeue``)."""
-
-    @property
-    def max_body_bytes(self) -> int:
-        """The broker's body size limit."""
-        return self._settings.max_body_bytes
-
-    def now(self) -> float:
-        """The broker clock's time (seconds since the epoch)."""
-        return self._broker.clock.time()
-
-    @staticmethod
-    def due_ms(at: float) -> int:
-        """Milliseconds score for a due time, rounded up so nothing is delivered early."""
-        return math.ceil(at * 1000)
-
-    def expire(self, stream: str, entry_id: str) -> None:
-        """Forget a held delivery whose entry this consumer reclaimed again (lease lapsed)."""
-        key = (stream, entry_id)
-        old = self.held.pop(key, None) or self.lapsed.pop(key, None)
-        if old is not None:
-            old.state = DeliveryState.EXPIRED
-
-    def sweep(self) -> None:
-        """Stop counting deliveries whose lease lapsed unrenewed against the prefetch.
-
-        Their entries may now be reclaimed by any consumer (this one included), so keeping
-        their room would only stall this consumer, for example when their settle failed
-        while Redis was down. They can still be settled while this consumer owns them.
-        """
-        now = time.monotonic()
-        lapsed = [key for key, d in self.held.items() if d.deadline <= now]
-        for key in lapsed:
-            self.lapsed[key] = self.held.pop(key)
-            self.freed.set()
-        if lapsed:
-            log.warning(
-                "%d held message(s) went %.1f s without a settle or a lease renewal; they no "
-                "longer count against the prefetch and will be redelivered",
-                len(lapsed),
-                self._settings.lease_seconds,
-            )
-
-    def next_lapse(self) -> float | None:
-        """The ``time.monotonic()`` at which the next held lease lapses, if any is held."""
-        return min((d.deadline for d in self.held.values()), default=None)
-
-    def all_held(self) -> list[RedisDelivery]:
-        """Every unsettled delivery, lapsed ones included, in fetch order."""
-        return [*self.lapsed.values(), *self.held.values()]
 
     async def admit(
         self, k: QueueKeys, batch: list[tuple[StoredMessage, int]]
@@ -142,49 +76,6 @@ class Ledger:
             return []
         return kept
 
-    def may_settle(self, delivery: RedisDelivery) -> bool:
-        """True if ``delivery`` is held; False if settling it must do nothing.
-
-        Raises:
-            DeliveryStateError: the consumer was closed and handed the delivery back.
-        """
-        state = delivery.state
-        if state is DeliveryState.HANDED_BACK:
-            raise DeliveryStateError(
-                f"message {delivery.message_id} cannot be settled: its consumer was closed "
-                "and handed it back, so it will be delivered again"
-            )
-        return state is DeliveryState.HELD
-
-    def release(self, delivery: RedisDelivery, state: DeliveryState) -> None:
-        """Stop holding ``delivery``; it moves to ``state`` unless it was settled already."""
-        self.release_many((delivery,), state)
-
-    def release_many(self, deliveries: Iterable[RedisDelivery], state: DeliveryState) -> None:
-        """:meth:`release` of several deliveries in one pass (an acked batch: once per task)."""
-        held, lapsed, freed = self.held, self.lapsed, False
-        for d in deliveries:
-            if d.state is DeliveryState.HELD:
-                d.state = state
-            key = d.key
-            if held.get(key) is d:
-                del held[key]
-                freed = True
-            elif lapsed.get(key) is d:
-                del lapsed[key]
-        if freed:
-            self.freed.set()
-
-    def own(self, delivery: object) -> RedisDelivery:
-        """Return ``delivery`` if this consumer fetched it.
-
-        Raises:
-            DeliveryStateError: it comes from another consumer or broker.
-        """
-        if isinstance(delivery, RedisDelivery) and delivery.ledger is self:
-            return delivery
-        raise DeliveryStateError(f"{delivery!r} was not fetched by this consumer; settle it there")
-
     def _requeue_call(
         self,
         delivery: RedisDelivery,
@@ -195,11 +86,17 @@ class Ledger:
         raw_headers: str,
         body: bytes,
         check_limit: bool,
+        target: QueueKeys | None = None,
     ) -> scripts.Call:
         k, limit = delivery.keys, self._settings.max_deliveries
+        keys: tuple[str, ...] = (k.stream, k.delayed, k.dead)
+        extra: tuple[str, ...] = ()
+        if target is not None and target.stream != k.stream:  # another priority's stream
+            keys += (target.stream, target.levels) if target.level else (target.stream,)
+            extra = (str(target.level),) if target.level else ()
         return scripts.Call(
             scripts.REQUEUE,
-            (k.stream, k.delayed, k.dead),
+            keys,
             (
                 k.group,
                 self.name,
@@ -212,6 +109,7 @@ class Ledger:
                 raw_headers,
                 body,
                 *self._settings.dead_letter_limits(),
+                *extra,
             ),
         )
 
@@ -225,6 +123,7 @@ class Ledger:
         raw_headers: str,
         body: bytes,
         check_limit: bool,
+        target: QueueKeys | None = None,
     ) -> None:
         """Settle ``delivery`` and publish a message in its place (``requeue`` script).
 
@@ -236,6 +135,8 @@ class Ledger:
             raw_headers: Its headers as JSON.
             body: Its body.
             check_limit: Dead-letter instead when ``prior`` reaches ``max_deliveries``.
+            target: The keys of the priority level the message goes to when ready now, if
+                not the delivery's own.
 
         Raises:
             BrokerConnectionError: Redis could not be reached; nothing happened.
@@ -248,10 +149,13 @@ class Ledger:
             raw_headers=raw_headers,
             body=body,
             check_limit=check_limit,
+            target=target,
         )
         with broker_errors(self._broker.display_url, f"settle message {delivery.message_id}"):
             result = await scripts.run(self._broker.client, call.script, call.keys, call.args)
         self.release(delivery, DeliveryState.SETTLED if result else DeliveryState.EXPIRED)
+        if result and due == "" and target is not None and target.stream not in self._by_stream:
+            self.new_levels.append(target)
         if result and due not in ("", "-"):
             # A message delayed a short while (a retry's backoff, a rate-limited turn) is
             # moved on time by this consumer, not at its next regular poll.

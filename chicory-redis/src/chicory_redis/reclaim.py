@@ -48,7 +48,8 @@ class Reclaimer:
     Args:
         broker: The connected broker.
         ledger: The consumer's ledger (what it holds).
-        keys: The consumer's queues.
+        keys: The consumer's queues (their streams; the consumer adds priority levels'
+            streams to :attr:`streams` as it learns of them).
         prefetch: The consumer's prefetch (the most entries it may hold).
     """
 
@@ -58,7 +59,8 @@ class Reclaimer:
         self._broker = broker
         self._settings = broker.settings
         self._ledger = ledger
-        self._keys = keys
+        self.streams: Sequence[QueueKeys] = keys
+        """The streams to look at: every priority level of the consumer's queues."""
         self._prefetch = prefetch
         self.name = ledger.name
 
@@ -66,7 +68,7 @@ class Reclaimer:
         client, settings = self._broker.client, self._settings
         lease_ms = max(1, int(settings.lease_seconds * 1000))
         found: list[RedisDelivery] = []
-        for k in self._keys:
+        for k in self.streams:
             want = room - len(found)
             if want <= 0:
                 break
@@ -109,7 +111,7 @@ class Reclaimer:
         """
         client, ledger = self._broker.client, self._ledger
         found: list[RedisDelivery] = []
-        for k in self._keys:
+        for k in self.streams:
             want = room - len(found)
             if want <= 0:
                 break
@@ -149,10 +151,10 @@ class Reclaimer:
         ttl_ms = max(1, int(ttl * 1000))
         calls = [
             scripts.Call(scripts.FORGET_IDLE, (k.stream,), (k.group, ttl_ms, self.name))
-            for k in self._keys
+            for k in self.streams
         ]
         results = await scripts.run_many(self._broker.client, calls)
-        for k, result in zip(self._keys, results, strict=True):
+        for k, result in zip(self.streams, results, strict=True):
             if isinstance(result, CONNECTION_ERRORS):
                 raise result
             if isinstance(result, Exception):
@@ -178,7 +180,7 @@ class Reclaimer:
         fetch and never seen by anyone, so it goes back with its delivery uncounted.
         """
         client = self._broker.client
-        for k in self._keys:
+        for k in self.streams:
             try:
                 pending: Any = await client.xpending_range(
                     k.stream, k.group, "-", "+", self._prefetch, consumername=self.name

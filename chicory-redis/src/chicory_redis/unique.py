@@ -19,9 +19,10 @@ from chicory.unique import UniqueClaim, check_claim
 from chicory_redis import scripts
 from chicory_redis.connection import broker_errors
 from chicory_redis.entries import encode_headers, new_message_id, pack_message
+from chicory_redis.levels import level_of
 
 if TYPE_CHECKING:
-    from chicory_redis.broker import RedisBroker
+    from chicory_redis.base import BrokerBase
 
 __all__ = ["holder", "publish_unique", "release_unique"]
 
@@ -31,7 +32,7 @@ def _text(value: Any) -> str:
 
 
 async def publish_unique(
-    broker: RedisBroker,
+    broker: BrokerBase,
     queue: str,
     message: OutgoingMessage,
     *,
@@ -55,23 +56,25 @@ async def publish_unique(
     k = broker.keys.queue(queue)
     message_id = new_message_id()
     packed = pack_message(message_id, 0, encode_headers(message.headers), message.body)
-    call = scripts.Call(
-        scripts.PUBLISH_UNIQUE,
-        (k.unique(key), k.uniques, k.stream, k.delayed),
-        (
-            holder,
-            max(1, round(hold * 1000)),
-            round(keep * 1000),
-            "" if due is None else due,
-            packed,
-        ),
+    call_keys: tuple[str, ...] = (k.unique(key), k.uniques, k.stream, k.delayed)
+    args: tuple[str | bytes | int, ...] = (
+        holder,
+        max(1, round(hold * 1000)),
+        round(keep * 1000),
+        "" if due is None else due,
+        packed,
     )
+    level = level_of(message.headers) if due is None and message.headers else 0
+    if level:  # ready now, to its priority's stream
+        call_keys = (k.unique(key), k.uniques, k.at_level(level).stream, k.delayed, k.levels)
+        args += (str(level),)
+    call = scripts.Call(scripts.PUBLISH_UNIQUE, call_keys, args)
     (reply,) = await broker.send([call.command()], f"publish to queue {queue!r}")
     published, current = int(reply[0]), _text(reply[1])
     return UniqueClaim(message_id=message_id if published else None, holder=current)
 
 
-async def release_unique(broker: RedisBroker, queue: str, key: str, holder: str) -> bool:
+async def release_unique(broker: BrokerBase, queue: str, key: str, holder: str) -> bool:
     """End ``holder``'s claim on ``key`` (the ``release_unique`` script; safe to repeat).
 
     Raises:
@@ -85,7 +88,7 @@ async def release_unique(broker: RedisBroker, queue: str, key: str, holder: str)
     return bool(done)
 
 
-async def holder(broker: RedisBroker, queue: str, key: str) -> str | None:
+async def holder(broker: BrokerBase, queue: str, key: str) -> str | None:
     """Who holds ``key`` in ``queue``, or ``None``.
 
     Raises:

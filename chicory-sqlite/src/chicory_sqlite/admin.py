@@ -19,6 +19,7 @@ from typing import Any
 from chicory.broker import DeadLetter, QueueCounts
 from chicory.delayed import DelayedMessage, DelayedPage
 from chicory.inspection import DeadLetterPage, QueueStats
+from chicory_sqlite.statements import header_priority
 
 __all__ = [
     "CONSUMER_STALE_SECONDS",
@@ -218,8 +219,9 @@ def replay(
     body, headers = replacement if replacement is not None else row
     conn.execute("INSERT OR IGNORE INTO chicory_queues (name) VALUES (?)", (queue,))
     conn.execute(
-        "INSERT INTO chicory_messages (queue, body, headers, available_at) VALUES (?, ?, ?, ?)",
-        (queue, body, headers, time.time()),
+        "INSERT INTO chicory_messages (queue, body, headers, available_at, priority)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (queue, body, headers, time.time(), header_priority(headers)),
     )
     return True
 

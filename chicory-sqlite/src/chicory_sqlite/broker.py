@@ -10,8 +10,9 @@ Every operation is one transaction run off the event loop (:mod:`chicory_sqlite.
 the statements are in :mod:`chicory_sqlite.statements` (the hot path) and
 :mod:`chicory_sqlite.admin` (counts, dead letters, inspection, delayed listing). Leases are
 timed, on this host's clock, and renewable; each claim gets a token that every settle must
-match. It offers every capability of the core protocol except priorities; rate and
-concurrency limits are in :mod:`chicory_sqlite.flow`.
+match. It offers every capability of the core protocol: rate and concurrency limits are in
+:mod:`chicory_sqlite.flow`, priorities are a column the claim orders by
+(:mod:`chicory_sqlite.statements`).
 
 Limits: the processes must share one host and a local filesystem (WAL needs shared memory;
 network filesystems break its locking), and SQLite lets one writer in at a time: each
@@ -124,6 +125,7 @@ class SqliteBroker(SqliteFlowMethods, BrokerOperations):
             delayed_listing=True,
             flow_control=True,
             unique_enqueue=True,
+            priorities=True,
         )
         self._consumers: set[SqliteConsumer] = set()
         self._connected = False
@@ -148,7 +150,7 @@ class SqliteBroker(SqliteFlowMethods, BrokerOperations):
 
     @property
     def capabilities(self) -> Capabilities:
-        """Everything but priorities."""
+        """Every capability of the core protocol."""
         return self._capabilities
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import anyio
 
 from chicory.errors import ChicoryError, ConfigurationError
 from chicory_sqlite.options import ConnectionOptions
-from chicory_sqlite.schema import SCHEMA, SCHEMA_VERSION
+from chicory_sqlite.schema import SCHEMA, SCHEMA_VERSION, UPGRADES
 
 __all__ = ["ChangeWatch", "Database", "immediate"]
 
@@ -120,16 +120,20 @@ class Database:
                 if statement.strip():
                     conn.execute(statement)
             row = conn.execute("SELECT value FROM chicory_meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO chicory_meta (key, value) VALUES ('schema', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+            version = 1 if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
                 raise ConfigurationError(
                     f"{self.options.path!r} holds schema version {row[0]}, newer than this "
                     f"chicory-sqlite's {SCHEMA_VERSION}; upgrade chicory-sqlite"
                 )
+            for upgrade in UPGRADES[version - 1 :]:
+                for statement in upgrade.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO chicory_meta (key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.close()

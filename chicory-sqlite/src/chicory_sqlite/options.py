@@ -12,7 +12,7 @@ the other's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -20,36 +20,33 @@ import attrs
 
 from chicory.errors import ConfigurationError
 from chicory.redact import redact_url
+from chicory.urloptions import (
+    Converter,
+    convert_options,
+    integer,
+    number,
+    optional_integer,
+    optional_number,
+)
 
 __all__ = ["BROKER_OPTIONS", "CONNECTION_OPTIONS", "ConnectionOptions", "parse_sqlite_url"]
 
 
-def _optional_int(raw: str) -> int | None:
-    return None if raw.strip().lower() in {"", "none"} else int(raw)
-
-
-def _optional_float(raw: str) -> float | None:
-    return None if raw.strip().lower() in {"", "none"} else float(raw)
-
-
-_optional_int.__name__ = "integer (or none)"
-_optional_float.__name__ = "number (or none)"
-
 SYNCHRONOUS = ("normal", "full")
 
-CONNECTION_OPTIONS: Mapping[str, Callable[[str], Any]] = {
-    "busy_timeout": float,
-    "poll_interval": float,
+CONNECTION_OPTIONS: Mapping[str, Converter] = {
+    "busy_timeout": number,
+    "poll_interval": number,
     "synchronous": str,
 }
 """Options of the database connection, taken by the broker and the result backend alike."""
 
-BROKER_OPTIONS: Mapping[str, Callable[[str], Any]] = {
-    "lease_seconds": float,
-    "max_deliveries": int,
-    "max_body_bytes": int,
-    "dead_letter_max_count": _optional_int,
-    "dead_letter_max_age": _optional_float,
+BROKER_OPTIONS: Mapping[str, Converter] = {
+    "lease_seconds": number,
+    "max_deliveries": integer,
+    "max_body_bytes": integer,
+    "dead_letter_max_count": optional_integer,
+    "dead_letter_max_age": optional_number,
 }
 """Options only the broker uses (the result backend accepts and ignores them)."""
 
@@ -111,21 +108,12 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
             "write sqlite:///relative/path or sqlite:////absolute/path"
         )
     path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
-    connection: dict[str, Any] = {}
-    broker: dict[str, Any] = {}
-    for name, raw in parse_qsl(parts.query, keep_blank_values=True):
-        kind = CONNECTION_OPTIONS.get(name) or BROKER_OPTIONS.get(name)
-        if kind is None:
-            known = ", ".join(sorted([*CONNECTION_OPTIONS, *BROKER_OPTIONS]))
-            raise ConfigurationError(
-                f"unknown option {name!r} in {shown!r}; sqlite:// accepts: {known}"
-            )
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigurationError(
-                f"option {name}={raw!r} in {shown!r} is not a valid "
-                f"{getattr(kind, '__name__', 'value')}"
-            ) from None
-        (connection if name in CONNECTION_OPTIONS else broker)[name] = value
+    options = convert_options(
+        parse_qsl(parts.query, keep_blank_values=True),
+        {**CONNECTION_OPTIONS, **BROKER_OPTIONS},
+        url=shown,
+        scheme="sqlite://",
+    )
+    connection = {k: v for k, v in options.items() if k in CONNECTION_OPTIONS}
+    broker = {k: v for k, v in options.items() if k not in CONNECTION_OPTIONS}
     return path, connection, broker

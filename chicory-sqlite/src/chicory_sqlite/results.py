@@ -4,7 +4,8 @@ Tables (:mod:`chicory_sqlite.schema`): ``chicory_results`` (task id, record, fin
 expiry), ``chicory_workers`` (heartbeats), ``chicory_revocations`` (cancelled task ids; each
 revoke takes a new ``seq``, which is how watchers see what is new), ``chicory_group_members``
 (workflow group joins, :mod:`chicory.workflow.joins`: one row per member, written and counted
-in one ``BEGIN IMMEDIATE`` transaction, so atomic across processes).
+in one ``BEGIN IMMEDIATE`` transaction, so atomic across processes), ``chicory_progress``
+(recent progress reports, pushed to subscribers in order: :mod:`chicory_sqlite.progress`).
 
 * A write is one upsert per record in one transaction; its ``WHERE`` keeps a live final record
   from being replaced by a late non-final one.
@@ -30,6 +31,7 @@ import anyio
 from chicory.backend import StoredResult
 from chicory.errors import ConfigurationError, ResultBackendError
 from chicory.redact import redact_url
+from chicory_sqlite import progress
 from chicory_sqlite.database import Database
 from chicory_sqlite.options import ConnectionOptions, parse_sqlite_url
 
@@ -160,6 +162,7 @@ class SqliteResultBackend:
             "chicory_workers",
             "chicory_revocations",
             "chicory_group_members",
+            "chicory_progress",
         ):
             conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,))
 
@@ -194,6 +197,56 @@ class SqliteResultBackend:
             )
 
         await self._write(write)
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def store_progress(self, task_id: str, data: bytes, *, ttl: float) -> None:
+        """Write the progress record of ``task_id`` (never over a live final one) and log it
+        for its subscribers, in one transaction.
+
+        Raises:
+            ResultBackendError: not connected, or the database failed.
+            ValueError: ``ttl`` is not positive.
+        """
+        self._check_ttl(ttl)
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            self._prune(conn, now)
+            progress.record_report(conn, task_id, data, ttl, now)
+
+        await self._write(write)
+
+    @asynccontextmanager
+    async def watch_progress(self, task_id: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Subscribe to the progress reports of ``task_id`` stored from now on.
+
+        The iterator ends when the backend is closed.
+
+        Raises:
+            ResultBackendError: not connected, or the database failed.
+        """
+        start = await self._read(progress.start_of_log(task_id))
+        stream = self._reports_after(task_id, start)
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
+
+    async def _reports_after(self, task_id: str, last: int) -> AsyncGenerator[bytes, None]:
+        watch = self.database.watch
+        while self.is_connected():
+            seen = watch.version
+            try:
+                rows = await self._read(progress.newer_reports(task_id, last))
+            except ResultBackendError:
+                if not self.is_connected():
+                    return
+                raise
+            for seq, data in rows:
+                last = seq
+                yield bytes(data)
+            await watch.wait(seen, 3600.0)
 
     async def get(self, task_id: str) -> bytes | None:
         """Return the live record of ``task_id``, or ``None``.

@@ -16,17 +16,40 @@ for a held one. ``token`` is set by each claim (and cleared when the message is 
 Unique keys' claims (``chicory_unique_claims``, :mod:`chicory_sqlite.unique`): one row per
 claimed key of a queue.
 
-Ready messages are handed out by ``(available_at, id)``: in the order they became ready. The
-index on ``(queue, available_at, id)`` serves the claim, the next-due query and the counts.
+Progress reports (``chicory_progress``, :mod:`chicory_sqlite.progress`): a log of recent
+reports, one row each, read in ``seq`` order by subscribers.
+
+Ready messages are handed out highest ``priority`` first (0 to 9, from the
+``chicory-priority`` header), then by ``(available_at, id)``: in the order they became ready.
+The index on ``(queue, available_at, id)`` serves the claim of priority 0, the next-due query
+and the counts; the partial index ``chicory_messages_ranked`` the claim of priorities above 0.
+
+Upgrades (:data:`UPGRADES`) run when a connection opens a file at an older version, in the
+same ``BEGIN IMMEDIATE`` transaction as the tables' creation, so concurrent openers upgrade
+it once.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "UPGRADES"]
 
-SCHEMA_VERSION: Final = 1
+UPGRADES: Final[tuple[str, ...]] = (
+    # 2: priorities (set from the header of the messages already there).
+    """
+    ALTER TABLE chicory_messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    UPDATE chicory_messages SET priority = CAST(json_extract(headers, '$."chicory-priority"')
+        AS INTEGER)
+    WHERE json_extract(headers, '$."chicory-priority"') GLOB '[0-9]';
+    CREATE INDEX chicory_messages_ranked
+        ON chicory_messages (queue, priority, available_at, id) WHERE priority <> 0;
+    """,
+)
+"""``UPGRADES[n - 2]`` brings a file from version ``n - 1`` to ``n`` (:data:`SCHEMA` is
+version 1)."""
+
+SCHEMA_VERSION: Final = 1 + len(UPGRADES)
 """The version this package writes and reads."""
 
 SCHEMA: Final = """
@@ -112,6 +135,15 @@ CREATE TABLE IF NOT EXISTS chicory_revocations (
     task_id TEXT NOT NULL UNIQUE,
     expires_at REAL NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS chicory_progress (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    data BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chicory_progress_by_task ON chicory_progress (task_id, seq);
+CREATE INDEX IF NOT EXISTS chicory_progress_expiry ON chicory_progress (expires_at);
 
 CREATE TABLE IF NOT EXISTS chicory_flow (
     key TEXT NOT NULL,

@@ -5,7 +5,9 @@ What each guarantee costs, in statements per transaction (``n`` messages in the 
 
 * publish of ``n`` messages: ``1 + n`` (register the queue; one insert each);
 * a claim of up to ``n``: one indexed ``SELECT ... LIMIT n`` and ``n`` updates by primary key
-  (plus an insert and a delete per message over ``max_deliveries``);
+  (plus an insert and a delete per message over ``max_deliveries``), and one probe per
+  queue for its highest priority: with messages above priority 0, one more indexed
+  ``SELECT`` per priority present, highest first, until ``n`` are found;
 * an ack of ``n`` (``ack_many``): ``n`` deletes by ``(id, token)``: a delete that matches
   nothing is how a lost lease shows;
 * a renewal of ``n`` leases: ``n`` updates by ``(id, token)``;
@@ -23,7 +25,23 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
-__all__ = ["Claimed", "QueueStatements", "trim_dead_letters"]
+from chicory.priority import PRIORITY_HEADER, priority_of
+
+__all__ = ["Claimed", "QueueStatements", "header_priority", "trim_dead_letters"]
+
+_TOP_PRIORITY = (
+    "SELECT priority FROM chicory_messages INDEXED BY chicory_messages_ranked"
+    " WHERE queue = ? AND priority <> 0 ORDER BY priority DESC LIMIT 1"
+)
+
+
+def header_priority(headers: str) -> int:
+    """The priority of a message with these headers (JSON text), as
+    :func:`chicory.priority.priority_of` reads it: 0 without a ``chicory-priority``
+    header."""
+    if PRIORITY_HEADER not in headers:
+        return 0
+    return priority_of(json.loads(headers).items())
 
 
 @attrs.frozen(kw_only=True)
@@ -72,11 +90,13 @@ class QueueStatements:
         conn.execute("INSERT OR IGNORE INTO chicory_queues (name) VALUES (?)", (queue,))
         ids: list[str] = []
         insert = (
-            "INSERT INTO chicory_messages (queue, body, headers, available_at) VALUES (?, ?, ?, ?)"
+            "INSERT INTO chicory_messages (queue, body, headers, available_at, priority)"
+            " VALUES (?, ?, ?, ?, ?)"
         )
         for body, headers, not_before in items:
             due = now if not_before is None or not_before < now else not_before
-            ids.append(str(conn.execute(insert, (queue, body, headers, due)).lastrowid))
+            row = (queue, body, headers, due, header_priority(headers))
+            ids.append(str(conn.execute(insert, row).lastrowid))
         return ids
 
     # -- consuming ---------------------------------------------------------------------------
@@ -95,13 +115,9 @@ class QueueStatements:
     def claim(
         self, conn: sqlite3.Connection, queues: Sequence[str], room: int, token: str
     ) -> list[Claimed]:
-        """Lease up to ``room`` ready messages of ``queues`` under ``token``, oldest ready
-        first; bury those delivered ``max_deliveries`` times already."""
-        marks = ",".join("?" * len(queues))
-        select = (
-            "SELECT id, queue, body, headers, delivery_count FROM chicory_messages"
-            f" WHERE queue IN ({marks}) AND available_at <= ? ORDER BY available_at, id LIMIT ?"
-        )
+        """Lease up to ``room`` ready messages of ``queues`` under ``token``, highest
+        priority first, then oldest ready first; bury those delivered ``max_deliveries``
+        times already."""
         now = time.time()
         until = now + self.lease_seconds
         claimed: list[Claimed] = []
@@ -110,7 +126,7 @@ class QueueStatements:
             " delivery_count = delivery_count + 1 WHERE id = ?"
         )
         while room > 0:
-            rows = conn.execute(select, (*queues, now, room)).fetchall()
+            rows = self.ready(conn, queues, now, room)
             buried = 0
             updates: list[tuple[str, float, int]] = []
             for message_id, queue, body, headers, count in rows:
@@ -140,6 +156,39 @@ class QueueStatements:
             if not buried:
                 break  # every ready message fitted, or the room is full
         return claimed
+
+    @staticmethod
+    def ready(
+        conn: sqlite3.Connection, queues: Sequence[str], now: float, room: int
+    ) -> list[tuple[int, str, bytes, str, int]]:
+        """Up to ``room`` ready messages of ``queues`` (id, queue, body, headers, delivery
+        count): highest priority first, then in the order they became ready.
+
+        Priority 0 is one range scan of ``chicory_messages_due``; each priority above it,
+        from the highest any of ``queues`` holds, one range scan of
+        ``chicory_messages_ranked``, so delayed and held messages of a priority are never
+        read. A queue without priorities costs one probe of an empty index."""
+        marks = ",".join("?" * len(queues))
+        columns = "SELECT id, queue, body, headers, delivery_count FROM chicory_messages"
+        tops = (conn.execute(_TOP_PRIORITY, (q,)).fetchone() for q in queues)
+        top = max((row[0] for row in tops if row is not None), default=0)
+        rows: list[tuple[int, str, bytes, str, int]] = []
+        for level in range(top, 0, -1):
+            rows += conn.execute(
+                f"{columns} INDEXED BY chicory_messages_ranked"
+                f" WHERE queue IN ({marks}) AND priority = ? AND priority <> 0"
+                " AND available_at <= ? ORDER BY available_at, id LIMIT ?",
+                (*queues, level, now, room - len(rows)),
+            ).fetchall()
+            if len(rows) >= room:
+                return rows
+        rows += conn.execute(
+            f"{columns} INDEXED BY chicory_messages_due"
+            f" WHERE queue IN ({marks}) AND available_at <= ? AND priority = 0"
+            " ORDER BY available_at, id LIMIT ?",
+            (*queues, now, room - len(rows)),
+        ).fetchall()
+        return rows
 
     @staticmethod
     def next_due(conn: sqlite3.Connection, queues: Sequence[str]) -> float | None:
@@ -211,9 +260,9 @@ class QueueStatements:
             now = time.time()
             due = now if not_before is None or not_before < now else not_before
             conn.execute(
-                "INSERT INTO chicory_messages (queue, body, headers, available_at)"
-                " VALUES (?, ?, ?, ?)",
-                (queue, body, headers, due),
+                "INSERT INTO chicory_messages (queue, body, headers, available_at, priority)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (queue, body, headers, due, header_priority(headers)),
             )
 
     def dead_letter(

@@ -68,6 +68,7 @@ from chicory.records import ResultRecord, TaskState, WorkerInfo, decode_record
 
 if TYPE_CHECKING:
     from chicory.scheduling.listing import ScheduleInfo
+    from chicory.scheduling.manual import ManualFire
 
 __all__ = ["Admin", "Progress"]
 
@@ -447,6 +448,18 @@ class Admin:
         from chicory.scheduling.listing import schedule_infos
 
         return await schedule_infos(self.app, now or utcnow())
+
+    async def fire(self, schedule: str) -> ManualFire:
+        """Enqueue one run of ``schedule``'s task now, by hand, unless a run fired by hand
+        is still queued or running (see :mod:`chicory.scheduling.manual`).
+
+        Raises:
+            ConfigurationError: the app has no schedule of that name.
+            CapabilityError: the broker cannot make unique enqueues.
+        """
+        from chicory.scheduling.manual import fire_now
+
+        return await fire_now(self.app, schedule)
 
     async def task(self, task_id: str, *, wait: float | None = None) -> TaskInfo:
         """What is known of ``task_id``: its record and, when it failed for good, its dead

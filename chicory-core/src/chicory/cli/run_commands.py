@@ -93,8 +93,9 @@ def register(tree: Tree) -> None:
     worker.add_argument(
         "--scheduler",
         action="store_true",
-        help="also fire the app's periodic tasks from this process, as 'chicory scheduler' "
-        "does (safe on several workers: each fire is enqueued once; default: off)",
+        help="also fire the app's periodic tasks, as 'chicory scheduler' does: from this "
+        "process, or with --processes from the supervisor, one scheduler whatever the "
+        "children do (safe on several workers: each fire is enqueued once; default: off)",
     )
     worker.add_argument(
         "--no-gc-tuning",
@@ -236,11 +237,6 @@ def _worker(args: argparse.Namespace) -> int:
         or args.max_tasks_per_child is not None
         or args.max_memory_per_child is not None
     ):
-        if args.scheduler:
-            raise ConfigurationError(
-                "--scheduler runs in a single worker process: drop it here and run "
-                "'chicory scheduler APP' beside the worker processes"
-            )
         return _supervise(args, app, options)
     if not app.broker.capabilities.shared:
         logging.getLogger("chicory.worker").warning(
@@ -286,7 +282,20 @@ def _supervise(args: argparse.Namespace, app: Chicory, options: dict[str, Any]) 
     paths = reload_paths(args.app) if args.reload else []
     if paths:
         ReloadWatcher(paths)  # fails now, with the hint, if watchfiles is missing
-    return Supervisor(config, processes=args.processes, reload_paths=paths).run()
+    scheduler = None
+    if args.scheduler:
+        from chicory.scheduling.runner import Scheduler
+
+        scheduler = Scheduler(app)  # fails now if the app declares no schedules
+        if paths:
+            logging.getLogger("chicory.scheduler").warning(
+                "--reload restarts the worker processes, not the scheduler: it keeps the "
+                "schedules it read at start (restart the command after changing them)"
+            )
+    supervisor = Supervisor(
+        config, processes=args.processes, reload_paths=paths, scheduler=scheduler
+    )
+    return supervisor.run()
 
 
 def reload_paths(spec: str) -> list[str]:

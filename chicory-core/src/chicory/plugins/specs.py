@@ -34,6 +34,11 @@ def _check_factory(_instance: object, _attribute: object, value: str) -> None:
         raise ValueError(f"factory must look like 'package.module:attribute', got {value!r}")
 
 
+def _check_optional_factory(instance: object, attribute: object, value: str) -> None:
+    if value:
+        _check_factory(instance, attribute, value)
+
+
 @attrs.frozen(kw_only=True)
 class BackendSpec:
     """A broker or result backend a plugin offers. Registering one imports nothing heavy.
@@ -45,6 +50,11 @@ class BackendSpec:
             imported only when the backend is selected.
         install_hint: What to run to get it, shown in error messages.
         description: One line for ``chicory plugins``.
+        conformance_transactions: For a broker declaring ``transactional_enqueue``,
+            ``"module:attr"`` of the
+            :class:`~chicory.testing.transaction_hooks.TransactionFactory` that
+            ``chicory conformance`` gives the suite to open transactions on the broker's
+            database; empty when there is none.
     """
 
     name: str
@@ -52,6 +62,7 @@ class BackendSpec:
     factory: str = attrs.field(validator=_check_factory)
     install_hint: str = ""
     description: str = ""
+    conformance_transactions: str = attrs.field(default="", validator=_check_optional_factory)
 
     def load_factory(self) -> Any:
         """Import and return the factory callable.
@@ -60,6 +71,16 @@ class BackendSpec:
             ConfigurationError: the module or attribute cannot be imported.
         """
         return _load("backend", self.name, self.factory, self.install_hint)
+
+    def load_conformance_transactions(self) -> Any:
+        """Import and return ``conformance_transactions``, or ``None`` when it is not set.
+
+        Raises:
+            ConfigurationError: the module or attribute cannot be imported.
+        """
+        if not self.conformance_transactions:
+            return None
+        return _load("backend", self.name, self.conformance_transactions, self.install_hint)
 
 
 @attrs.frozen(kw_only=True)

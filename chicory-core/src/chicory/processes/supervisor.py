@@ -13,6 +13,10 @@
   second signal is forwarded too: the children stop at once, handing running work back.
 - **--reload**: when a ``.py`` file under the watched directories changes, every child is
   drained and replaced (see :mod:`chicory.processes.reload`; for development only).
+- **--scheduler**: the supervisor itself runs the one scheduler, in a thread of its own
+  (:mod:`chicory.processes.scheduling`), from start to stop, whatever happens to the
+  children. A scheduler that ends on its own (its broker cannot make unique enqueues) stops
+  the supervisor as a crash at start does, with status 1.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from chicory.processes.child import RECYCLED, ChildConfig, child_main
+
+if TYPE_CHECKING:
+    from chicory.processes.scheduling import SchedulerThread
+    from chicory.scheduling.runner import Scheduler
 
 __all__ = ["START_FAILURES", "Supervisor"]
 
@@ -74,6 +82,8 @@ class Supervisor:
         reload_paths: Directories whose ``.py`` files restart the children when they change
             (``--reload``); empty for none.
         start_failures: See :data:`START_FAILURES`.
+        scheduler: A scheduler of the app to run in this process while it supervises
+            (``--scheduler``); ``None`` for none.
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class Supervisor:
         processes: int = 1,
         reload_paths: Sequence[str] = (),
         start_failures: int = START_FAILURES,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.config = config
         self.processes = processes
@@ -94,6 +105,11 @@ class Supervisor:
         self._handled = 0
         self._giving_up = False
         self._reload_requested: Callable[[], bool] = lambda: False
+        self._scheduler: SchedulerThread | None = None
+        if scheduler is not None:
+            from chicory.processes.scheduling import SchedulerThread
+
+            self._scheduler = SchedulerThread(scheduler)
 
     def run(self) -> int:
         """Supervise until stopped; return the exit status (0, or 1 after crashes at start)."""
@@ -117,8 +133,12 @@ class Supervisor:
             )
             for slot in self._slots:
                 self._start(slot)
+            if self._scheduler is not None:
+                self._scheduler.start()
             return self._loop()
         finally:
+            if self._scheduler is not None:
+                self._scheduler.stop()
             if watcher is not None:
                 watcher.stop()
             for signum, handler in previous.items():
@@ -138,6 +158,8 @@ class Supervisor:
                 for slot in self._slots:
                     slot.restarting = True
                     self._terminate(slot)
+            if self._scheduler_ended():
+                status = 1
             live = [s for s in self._slots if s.process is not None]
             if not live and (self._handled or status):
                 return status
@@ -162,6 +184,20 @@ class Supervisor:
                     and not status
                 ):
                     self._start(slot)
+
+    def _scheduler_ended(self) -> bool:
+        """Whether the scheduler ended on its own just now (then every child is stopped)."""
+        scheduler = self._scheduler
+        if scheduler is None or self._giving_up or (error := scheduler.error()) is None:
+            return False
+        log.error(
+            "the scheduler stopped: %s: %s; stopping the worker processes",
+            type(error).__name__,
+            error,
+        )
+        self._giving_up = True
+        self._forward_stop()
+        return True
 
     def _start(self, slot: _Slot) -> None:
         receive, send = self._context.Pipe(duplex=False)
@@ -233,6 +269,8 @@ class Supervisor:
             sum(1 for s in self._slots if s.process is not None),
             "" if self._handled <= 1 else " now (running tasks are handed back)",
         )
+        if self._scheduler is not None:
+            self._scheduler.request_stop()
         for slot in self._slots:
             self._terminate(slot)
 

@@ -5,6 +5,7 @@
   daylight saving);
 * :mod:`chicory.scheduling.runner`: :class:`Scheduler`, which fires them, once each however
   many schedulers run (each fire is a unique enqueue, :mod:`chicory.unique`);
+* :mod:`chicory.scheduling.manual`: firing a schedule now, by hand (a unique enqueue);
 * :mod:`chicory.scheduling.records`: the "last fire" record each schedule keeps in the
   result backend, from which a restarted scheduler tells which fires it missed.
 

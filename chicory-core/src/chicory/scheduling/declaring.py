@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
+    from chicory.app import Chicory
     from chicory.scheduling.schedule import MissedFires, Schedule
     from chicory.task import Task
 
@@ -92,12 +93,10 @@ class PeriodicTasks:
             ConfigurationError: the schedule cannot work (see the message).
             ArgumentValidationError: ``args``/``kwargs`` do not fit the task.
         """
-        from chicory.app import Chicory
         from chicory.scheduling.schedule import declare
 
-        assert isinstance(self, Chicory)
         return declare(
-            self,
+            cast("Chicory", self),  # the app this mixin is part of
             task,
             cron=cron,
             every=every,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from chicory.records import ResultRecord, decode_record
+from chicory.records import ResultRecord, TaskProgress, decode_record, progress_of
 from chicory.scheduling import records
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class ScheduleInfo:
         last_task_id: The task id of that fire (``None`` if it never fired).
         last_state: The state of that fire's run (``PENDING`` while queued, or once its
             result expired; ``None`` if it never fired).
+        last_progress: What that run last reported with ``ctx.set_progress`` while it
+            runs (``None`` once it finished, or if it reports none).
         next_fire: Its next fire (aware UTC).
     """
 
@@ -43,6 +45,7 @@ class ScheduleInfo:
     last_task_id: str | None
     last_state: str | None
     next_fire: datetime
+    last_progress: TaskProgress | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (times as ISO 8601 text)."""
@@ -56,6 +59,9 @@ class ScheduleInfo:
             "last_task_id": self.last_task_id,
             "last_state": self.last_state,
             "next_fire": self.next_fire.isoformat(),
+            "last_progress": None
+            if self.last_progress is None
+            else {"value": self.last_progress.value, "meta": self.last_progress.meta},
         }
 
 
@@ -71,10 +77,14 @@ async def schedule_infos(app: Chicory, now: datetime) -> list[ScheduleInfo]:
         schedule = app.schedules[name]
         last = await records.last_fire(backend, name)
         last_id = schedule.fire_id(last) if last is not None else None
-        state = None
+        state, progress = None, None
         if last_id is not None:
             data = await backend.get(last_id)
-            state = "PENDING" if data is None else decode_record(data, ResultRecord).state.value
+            if data is None:
+                state = "PENDING"
+            else:
+                state = decode_record(data, ResultRecord).state.value
+                progress = progress_of(data)
         found.append(
             ScheduleInfo(
                 name=name,
@@ -86,6 +96,7 @@ async def schedule_infos(app: Chicory, now: datetime) -> list[ScheduleInfo]:
                 last_task_id=last_id,
                 last_state=state,
                 next_fire=schedule.next_after(now),
+                last_progress=progress,
             )
         )
     return found

@@ -40,8 +40,10 @@ if TYPE_CHECKING:
     from chicory.testing.suite_revocations import RevocationSuite
     from chicory.testing.suite_settle import BrokerSettlementSuite
     from chicory.testing.suite_stateful import BrokerStatefulSuite
+    from chicory.testing.suite_transactions import TransactionalEnqueueSuite
     from chicory.testing.suite_unique import UniqueSuite
     from chicory.testing.suite_worker import WorkerSuite
+    from chicory.testing.transaction_hooks import OpenTransaction, TransactionFactory
 
 # Imported on first use, so that the auto-loaded pytest plugin stays cheap.
 _WHERE = {
@@ -64,6 +66,9 @@ _WHERE = {
     "RevocationSuite": "suite_revocations",
     "BrokerSettlementSuite": "suite_settle",
     "BrokerStatefulSuite": "suite_stateful",
+    "TransactionalEnqueueSuite": "suite_transactions",
+    "OpenTransaction": "transaction_hooks",
+    "TransactionFactory": "transaction_hooks",
     "UniqueSuite": "suite_unique",
     "WorkerSuite": "suite_worker",
 }
@@ -80,6 +85,7 @@ SUITE_MODULES = (
     "chicory.testing.suite_delayed",
     "chicory.testing.suite_flow",
     "chicory.testing.suite_unique",
+    "chicory.testing.suite_transactions",
     "chicory.testing.suite_results",
     "chicory.testing.suite_revocations",
     "chicory.testing.suite_joins",
@@ -115,10 +121,13 @@ __all__ = [
     "Guarantee",
     "InspectionSuite",
     "Level",
+    "OpenTransaction",
     "ProgressFeedSuite",
     "ResultBackendHarness",
     "ResultBackendSuite",
     "RevocationSuite",
+    "TransactionFactory",
+    "TransactionalEnqueueSuite",
     "UniqueSuite",
     "WorkerSuite",
 ]

@@ -36,6 +36,7 @@ from chicory.testing.requirements import (
     missing_result_backend,
     unmet_requirement,
 )
+from chicory.testing.transaction_hooks import NO_TRANSACTIONS, TransactionFactory
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -115,6 +116,9 @@ class BrokerHarness:
         dead_letter_limits: Builds a broker with small dead-letter limits (see
             :class:`DeadLetterLimitsFactory`); needed when the broker declares
             ``dead_letter_max_count`` or ``dead_letter_max_age``, whose guarantees use it.
+        transactions: Opens a transaction on the broker's database (see
+            :mod:`chicory.testing.transaction_hooks`); needed when the broker declares
+            ``transactional_enqueue``, whose guarantees publish inside it.
     """
 
     factory: BrokerFactory
@@ -131,6 +135,7 @@ class BrokerHarness:
     known_failures: Mapping[str, str] = attrs.field(factory=dict)
     name: str = ""
     dead_letter_limits: DeadLetterLimitsFactory | None = None
+    transactions: TransactionFactory | None = None
     _probe: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     def _sample(self) -> Broker:
@@ -395,9 +400,12 @@ class BrokerEnvFactory(EnvFactory):
     def unmet_need(self, harness: Any, need: str) -> str | None:
         """What is missing for ``need``: ``result_backend``, ``oracle``, ``sever`` (a way to
         cut a consumer's connection), ``sever_if_session`` (that, for session brokers),
-        ``dead_letter_limits`` (a factory of brokers with small dead-letter limits)."""
+        ``dead_letter_limits`` (a factory of brokers with small dead-letter limits),
+        ``transactions`` (a way to open a transaction on the broker's database)."""
         if need == "dead_letter_limits":
             return None if harness.dead_letter_limits is not None else _NO_LIMITS
+        if need == "transactions":
+            return None if harness.transactions is not None else NO_TRANSACTIONS
         if need == "result_backend":
             return missing_result_backend(harness)
         if need == "oracle":

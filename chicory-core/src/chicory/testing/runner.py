@@ -57,6 +57,7 @@ _SUITES: Final = (
     ("TestInspection", "InspectionSuite"),
     ("TestDelayed", "DelayedSuite"),
     ("TestUnique", "UniqueSuite"),
+    ("TestTransactions", "TransactionalEnqueueSuite"),
     ("TestStateful", "BrokerStatefulSuite"),
     ("TestWorker", "WorkerSuite"),
 )

@@ -3,9 +3,10 @@
 The runner's generated ``conftest.py`` calls these. A broker factory receives the harness
 knobs as keyword options: ``factory(url, lease_seconds=..., max_deliveries=...)``, and for a
 broker that declares dead-letter limits also ``dead_letter_max_count=...`` and
-``dead_letter_max_age=...``. Every queue of one run starts with the run's own prefix, and
-each test deletes its queues when the broker declares ``delete_queue`` (see
-:func:`cleanup_note`).
+``dead_letter_max_age=...``. A broker declaring ``transactional_enqueue`` gets its
+transactions from its spec's ``conformance_transactions``. Every queue of one run starts
+with the run's own prefix, and each test deletes its queues when the broker declares
+``delete_queue`` (see :func:`cleanup_note`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def broker_harness_for(target: str, *, queue_prefix: str = "chicory-conformance"
         dead_letter_limits=limited,
         name=f"{spec.name} ({redact_url(url)})",
         queue_prefix=queue_prefix,
+        transactions=spec.load_conformance_transactions(),
     )
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from chicory.broker import Delivery
 from chicory.clock import utcnow
 from chicory.envelope import TaskMessage
-from chicory.errors import ChicoryError, ResultValidationError
+from chicory.errors import ChicoryError, ResultTooLargeError, ResultValidationError
 from chicory.headers import FLOW_HEADER
 from chicory.history import HISTORY_HEADER, read_history
 from chicory.progress import ProgressFeed
@@ -54,7 +54,7 @@ from chicory.workflow.driver import FlowDriver, step_culprit
 from chicory.workflow.links import decode_continuation
 
 if TYPE_CHECKING:
-    from chicory.worker.job import JobRunner
+    from chicory.worker.jobbase import JobBase
 
 __all__ = ["Followups"]
 
@@ -62,9 +62,9 @@ log = logging.getLogger("chicory.worker")
 
 
 class Followups:
-    """The workflow and redelivery paths of one worker's :class:`JobRunner`."""
+    """The workflow and redelivery paths of one worker's job runner (:mod:`chicory.worker.job`)."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobBase) -> None:
         self._runner = runner
         self._app = runner._app
         self.driver = FlowDriver(runner._app)
@@ -194,8 +194,6 @@ class Followups:
                 record = runner._record(message, task, TaskState.SUCCESS, result=value)
                 limit = task.max_result_bytes
                 if limit is not None and len(record) > limit:
-                    from chicory.worker.job import too_large
-
                     raise too_large(task, len(record))
         except (ResultValidationError, TypeError) as exc:
             return Outcome(error=exc, runtime=outcome.runtime)
@@ -254,3 +252,12 @@ class Followups:
         await self._runner._settle(
             lambda: self.driver.fail(then, culprit), "workflow failure", message
         )
+
+
+def too_large(task: Task[..., Any], size: int) -> ResultTooLargeError:
+    """The error of a result record over its task's ``max_result_bytes``."""
+    return ResultTooLargeError(
+        f"task {task.name!r} returned a result of {size} bytes once encoded, over its "
+        f"max_result_bytes={task.max_result_bytes}: store large data elsewhere and return "
+        "a reference to it, or raise the limit (@app.task(max_result_bytes=...))"
+    )

@@ -18,24 +18,24 @@ attribute test when DEBUG is off. A run goes through the app's execute middlewar
 (:mod:`chicory.middleware`) only when the app has any: with none, the function is called as
 it always was, and a :class:`~chicory.context.TaskContext` is built only for tasks that take
 one.
+
+The paths away from success are :mod:`chicory.worker.failures`; the steps they all share
+(records, settles, events, unique keys) are :mod:`chicory.worker.jobbase`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-import attrs
 
 from chicory.backend import StoredResult
 from chicory.broker import Delivery
-from chicory.clock import utcnow
-from chicory.context import CancelToken, Fail, Retry, TaskContext
+from chicory.context import CancelToken, TaskContext
 from chicory.envelope import TaskMessage
 from chicory.errors import (
     ArgumentValidationError,
@@ -45,84 +45,35 @@ from chicory.errors import (
     TaskCancelledError,
 )
 from chicory.headers import FLOW_HEADER
-from chicory.history import HistoryEntry, with_history, with_traceback
-from chicory.middleware import ExecuteChain
-from chicory.plugins.events import TaskEvent
-from chicory.records import ErrorInfo, ResultRecord, TaskState, encode_record
-from chicory.retry import RetryPolicy
+from chicory.records import TaskState
 from chicory.task import Task
 from chicory.timelimits import NO_LIMITS, limits_for
-from chicory.unique import UNIQUE_HEADER, UniqueEnqueue
-from chicory.worker import resend
+from chicory.unique import UNIQUE_HEADER
 from chicory.worker.ack import STRATEGIES, AckStrategy
-from chicory.worker.execute import Outcome, describe_error, execute, execute_chain
-from chicory.worker.followups import Followups
-from chicory.worker.gate import FlowGate
+from chicory.worker.execute import Outcome, execute, execute_chain
+from chicory.worker.failures import JobFailures
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
 from chicory.worker.states import JobState, transition
-from chicory.worker.tasklog import TaskLog
-from chicory.worker.threads import SyncThreads
 from chicory.workflow.links import AGAIN_HEADER
 
-if TYPE_CHECKING:
-    from chicory.worker.worker import Worker
-
-__all__ = ["JobRunner", "retry_decision", "too_large"]
+__all__ = ["JobRunner"]
 
 log = logging.getLogger("chicory.worker")
+
 
 # The states every task passes through, read once: a member lookup on an Enum class goes
 # through its metaclass (tens of nanoseconds each in 3.11, several per task).
 _RECEIVED, _RUNNING, _SUCCEEDED = JobState.RECEIVED, JobState.RUNNING, JobState.SUCCEEDED
 
 
-class JobRunner:
+class JobRunner(JobFailures):
     """Runs deliveries for one worker.
 
     Args:
         worker: The owning worker (for its app, bus and stop flags).
         settle_timeout: Seconds a shielded settle or result write may take.
     """
-
-    def __init__(self, worker: Worker, *, settle_timeout: float) -> None:
-        self._worker = worker
-        self._app = worker.app
-        self._bus = worker.bus
-        self._settle_timeout = settle_timeout
-        self._limiter = anyio.CapacityLimiter(worker.sync_threads)
-        self.threads = SyncThreads()
-        self.revoked: dict[str, float] = {}
-        """Revoked task ids -> expiry (fed by :mod:`chicory.worker.revocations`)."""
-        self.slots: list[RunnerSlot] = []
-        self._leased: set[Delivery] = set()
-        self._decode = worker.app.codec.decode
-        self._tasks = worker.app.tasks
-        self._log = TaskLog(worker.worker_id)
-        self._debug = self._log.debug
-        self._worker_id = worker.worker_id
-        self._resources = worker.resources_view
-        chain = ExecuteChain(worker.app.middleware)
-        self._chain: ExecuteChain | None = chain if chain else None
-        self.gate = FlowGate(worker)
-        self.settler: Settler | None = None
-        self.followups = Followups(self)
-        self.fan_out: Callable[[], None] = lambda: None
-        self.processed = 0
-        self.running = 0
-        self.failed = 0
-        self.retried = 0
-
-    def leased(self) -> list[Delivery]:
-        """Deliveries held by running at-least-once tasks (their leases need renewal)."""
-        return list(self._leased)
-
-    def cancel_running(self, task_id: str) -> None:
-        """Cancel the run of ``task_id`` if one of this worker's runners is running it."""
-        for slot in self.slots:
-            if slot.task_id == task_id:
-                log.warning("task %s: cancel requested while it runs; stopping it", task_id)
-                slot.cancel()
 
     async def handle(self, delivery: Delivery, slot: RunnerSlot | None = None) -> bool:
         """Take one delivery to a terminal state. Never raises except on cancellation.
@@ -373,331 +324,3 @@ class JobRunner:
         if self._bus.active:
             self._emit("chicory_task_succeeded", message, task, runtime=outcome.runtime)
         return None
-
-    async def _failed_attempt(
-        self,
-        delivery: Delivery,
-        message: TaskMessage,
-        task: Task[..., Any],
-        strategy: AckStrategy,
-        outcome: Outcome,
-    ) -> None:
-        exc = outcome.error
-        assert exc is not None
-        error = describe_error(exc)
-        delay, reason = retry_decision(task.retry_policy, exc, message.attempt)
-        if delay is not None:
-            self._log.retrying(message, delivery.queue, exc, delay)
-            await self._retry(delivery, message, task, strategy, error, delay, outcome.runtime)
-            return
-        transition(JobState.RUNNING, JobState.FAILED)
-        if not task.ignore_result:
-            record = self._record(message, task, TaskState.FAILURE, error=error)
-            if not await self._store(message, record, final=True) and strategy.holds_lease:
-                await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
-                return
-        await self.followups.failed(delivery, message, error)
-        self.failed += 1
-        self._log.failed(message, delivery.queue, exc, reason)
-        letter = reason if isinstance(exc, Fail) else with_traceback(reason, error.traceback)
-        await self._settle(lambda: strategy.fail(delivery, letter), "dead-letter", message)
-        await self._release(delivery, message)
-        self._emit(
-            "chicory_task_failed",
-            message,
-            task,
-            error=error,
-            reason=reason,
-            runtime=outcome.runtime,
-        )
-        self._emit("chicory_task_dead_lettered", message, task, reason=reason)
-
-    async def _retry(
-        self,
-        delivery: Delivery,
-        message: TaskMessage,
-        task: Task[..., Any],
-        strategy: AckStrategy,
-        error: ErrorInfo,
-        delay: float,
-        runtime: float,
-    ) -> None:
-        now = self._app.utcnow()
-        next_message = attrs.evolve(message, attempt=message.attempt + 1)
-        failed = HistoryEntry(
-            at=now, event="retry", attempt=message.attempt, detail=f"{error.type}: {error.message}"
-        )
-        # The next attempt keeps every header (the codec signs it anew), plus its history.
-        try:
-            body, headers = self._app.codec.encode(
-                next_message, with_history(delivery.headers, failed)
-            )
-        except (TypeError, ValueError) as exc:  # MessageTooLargeError is a ValueError
-            await self._unsendable_retry(delivery, message, task, strategy, error, exc)
-            return
-        transition(JobState.RUNNING, JobState.RETRYING)
-        self.retried += 1
-        not_before = now + timedelta(seconds=delay) if delay > 0 else None
-        if not task.ignore_result:
-            await self._store(
-                message, self._record(message, task, TaskState.RETRY, error=error), final=False
-            )
-        await self._settle(
-            lambda: strategy.retry(delivery, self._app.broker, body, headers, not_before),
-            "retry",
-            message,
-        )
-        self._emit("chicory_task_retried", message, task, error=error, delay=delay, runtime=runtime)
-
-    async def _unsendable_retry(
-        self,
-        delivery: Delivery,
-        message: TaskMessage,
-        task: Task[..., Any],
-        strategy: AckStrategy,
-        error: ErrorInfo,
-        exc: Exception,
-    ) -> None:
-        """The next attempt cannot be encoded here (larger than this worker's
-        ``max_message_bytes``, say, when the producer allowed more): the task fails for good
-        instead of being retried, with both errors in its record and dead letter."""
-        transition(JobState.RUNNING, JobState.FAILED)
-        reason = (
-            f"{error.type}: {error.message} (not retried: its next attempt cannot be "
-            f"encoded on this worker: {type(exc).__name__}: {exc})"
-        )
-        log.error("task %s %s failed: %s", task.name, message.id, reason)
-        self.failed += 1
-        if not task.ignore_result:
-            failure = ErrorInfo(type=error.type, message=reason, traceback=error.traceback)
-            record = self._record(message, task, TaskState.FAILURE, error=failure)
-            if not await self._store(message, record, final=True) and strategy.holds_lease:
-                await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
-                return
-        await self._settle(lambda: strategy.fail(delivery, reason), "dead-letter", message)
-        await self._release(delivery, message)
-        self._emit("chicory_task_dead_lettered", message, task, reason=reason)
-
-    async def _broken(self, delivery: Delivery, exc: Exception) -> None:
-        """Dead-letter a delivery whose handling raised ``exc`` (see :meth:`handle`)."""
-        log.error(
-            "handling delivery %s of queue %s failed; dead-lettering it",
-            delivery.message_id,
-            delivery.queue,
-            exc_info=exc,
-        )
-        try:
-            message: TaskMessage | None = self._decode(delivery.body, delivery.headers)
-        except Exception:
-            message = None
-        reason = f"internal error while handling the message: {type(exc).__name__}: {exc}"
-        self.failed += 1
-        await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
-        with contextlib.suppress(Exception):
-            await self._release(delivery, message)
-        if "chicory_task_dead_lettered" in self._bus.active:
-            with contextlib.suppress(Exception):
-                self._bus.emit(
-                    "chicory_task_dead_lettered",
-                    self._event(message, None, reason=reason, queue=delivery.queue),
-                )
-
-    async def _cancelled(
-        self, delivery: Delivery, message: TaskMessage, task: Task[..., Any], *, started: bool
-    ) -> None:
-        """Record a cancelled task ``CANCELLED`` (before or while it ran) and ack it."""
-        transition(_RUNNING if started else _RECEIVED, JobState.CANCELLED)
-        reason = "cancelled while running" if started else "cancelled before it started"
-        log.warning("task %s %s %s", task.name, message.id, reason)
-        error = ErrorInfo(type="chicory.errors.TaskCancelledError", message=reason)
-        await self.followups.failed(delivery, message, error)
-        if not task.ignore_result:
-            record = self._record(message, task, TaskState.CANCELLED, error=error)
-            if not await self._store(message, record, final=True):
-                if STRATEGIES[task.delivery_mode].holds_lease or not started:
-                    await self._settle(lambda: delivery.nack(requeue=True), "hand back", message)
-                return
-        await self._settle(delivery.ack, "ack", message)  # after an at-most-once ack: nothing
-        await self._release(delivery, message)
-
-    async def _dead(
-        self,
-        delivery: Delivery,
-        message: TaskMessage | None,
-        reason: str,
-        *,
-        error_type: str | None = None,
-    ) -> None:
-        transition(JobState.RECEIVED, JobState.DEAD)
-        self.failed += 1
-        self._log.dead_lettered(message, delivery.queue, delivery.message_id, reason)
-        if message is not None and error_type is not None:
-            error = ErrorInfo(type=f"chicory.errors.{error_type}", message=reason)
-            record = ResultRecord(
-                task_id=message.id,
-                task=message.task,
-                state=TaskState.FAILURE,
-                attempt=message.attempt,
-                updated_at=utcnow(),
-                error=error,
-            )
-            await self._store(message, encode_record(record), final=True)
-            await self.followups.failed(delivery, message, error)
-        await self._settle(lambda: delivery.dead_letter(reason), "dead-letter", message)
-        await self._release(delivery, message)
-        if "chicory_task_dead_lettered" in self._bus.active:
-            self._bus.emit(
-                "chicory_task_dead_lettered",
-                self._event(message, None, reason=reason, queue=delivery.queue),
-            )
-
-    def _release_once_settled(
-        self, settler: Settler, delivery: Delivery, message: TaskMessage
-    ) -> None:
-        """Free a succeeded run's unique key once its result is stored and it is acked.
-
-        (A method of its own: a closure in ``handle`` would turn its locals into cells.)
-        """
-        settler.after_settled(delivery, lambda: self._release(delivery, message))
-
-    async def _release(self, delivery: Delivery, message: TaskMessage | None) -> None:
-        """Free the unique key a final run held (:mod:`chicory.unique`), if it held one."""
-        headers = delivery.headers
-        key = headers.get(UNIQUE_HEADER) if headers else None
-        if key is None or message is None:
-            return
-        broker = self._app.broker
-        if not broker.capabilities.unique_enqueue or not isinstance(broker, UniqueEnqueue):
-            log.warning(
-                "task %s holds unique key %r, but this worker's broker %r cannot release it "
-                "(no 'unique_enqueue' capability)",
-                message.id,
-                key,
-                broker,
-            )
-            return
-
-        async def release() -> None:
-            await broker.release_unique(delivery.queue, key, message.id)
-
-        await self._settle(release, "unique key release", message)
-
-    def _redelivered(self, message: TaskMessage, delivery: Delivery) -> None:
-        count = delivery.delivery_count
-        self._log.redelivered(message, delivery.queue, count)
-        if "chicory_task_redelivered" in self._bus.active:
-            event = self._event(message, None, queue=delivery.queue, delivery_count=count)
-            self._bus.emit("chicory_task_redelivered", event)
-
-    def lease_lost(self, deliveries: Sequence[Delivery], what: str) -> None:
-        """Report deliveries whose ack (``what``) was refused because their lease had
-        expired: one line each, and the ``chicory_task_lease_lost`` observers."""
-        for delivery in deliveries:
-            try:
-                message: TaskMessage | None = self._decode(delivery.body, delivery.headers)
-            except MessageDecodeError:
-                message = None
-            self._log.lease_lost(message, delivery.queue, what)
-            if "chicory_task_lease_lost" in self._bus.active:
-                event = self._event(message, None, queue=delivery.queue, reason=what)
-                self._bus.emit("chicory_task_lease_lost", event)
-
-    def _record(
-        self,
-        message: TaskMessage,
-        task: Task[..., Any],
-        state: TaskState,
-        *,
-        result: Any = None,
-        error: ErrorInfo | None = None,
-    ) -> bytes:
-        return encode_record(
-            ResultRecord(
-                task_id=message.id,
-                task=task.name,
-                state=state,
-                attempt=message.attempt,
-                updated_at=utcnow(),
-                result=result,
-                error=error,
-            )
-        )
-
-    async def _store(self, message: TaskMessage, data: bytes, *, final: bool) -> bool:
-        backend = self._app.backend
-        task = self._tasks.get(message.task)
-        ttl = task.result_ttl if task is not None else self._app.result_ttl
-        return await self._settle(
-            lambda: backend.store(message.id, data, final=final, ttl=ttl),
-            "result write",
-            message,
-        )
-
-    async def _settle(
-        self, operation: Callable[[], Awaitable[None]], what: str, message: TaskMessage | None
-    ) -> bool:
-        """Run a settle or write until it goes through (see :func:`resend.until_done`);
-        return whether it did."""
-        worker = self._worker
-        return await resend.until_done(
-            operation,
-            what=f"{what} of task {message.id if message else '?'}",
-            timeout=self._settle_timeout,
-            stopping=lambda: worker.stopping,
-            killed=lambda: worker.killed,
-        )
-
-    def _emit(
-        self, hook: str, message: TaskMessage, task: Task[..., Any] | None = None, **fields: Any
-    ) -> None:
-        if hook in self._bus.active:
-            self._bus.emit(hook, self._event(message, task, **fields))
-
-    def _event(
-        self, message: TaskMessage | None, task: Task[..., Any] | None, **fields: Any
-    ) -> TaskEvent:
-        known = task or (self._app.tasks.get(message.task) if message else None)
-        fields.setdefault("queue", message.queue if message else "")
-        return TaskEvent(
-            task_id=message.id if message else "",
-            task_name=message.task if message else "",
-            attempt=message.attempt if message else 0,
-            delivery_mode=known.delivery_mode.value if known else "",
-            worker_id=self._worker.worker_id,
-            at=utcnow(),
-            **fields,
-        )
-
-
-def too_large(task: Task[..., Any], size: int) -> ResultTooLargeError:
-    """The error of a result record over its task's ``max_result_bytes``."""
-    return ResultTooLargeError(
-        f"task {task.name!r} returned a result of {size} bytes once encoded, over its "
-        f"max_result_bytes={task.max_result_bytes}: store large data elsewhere and return "
-        "a reference to it, or raise the limit (@app.task(max_result_bytes=...))"
-    )
-
-
-def retry_decision(
-    policy: RetryPolicy, exc: BaseException, attempt: int
-) -> tuple[float | None, str]:
-    """Decide what a failed attempt leads to.
-
-    Returns:
-        ``(delay, "")`` when the task is retried after ``delay`` seconds, or
-        ``(None, reason)`` when it fails for good (``reason`` goes into the dead letter).
-    """
-    if isinstance(exc, Fail):
-        return None, f"failed by the task: {exc.reason}"
-    if isinstance(exc, Retry):
-        if attempt <= policy.max_retries:
-            return (exc.countdown if exc.countdown is not None else policy.delay_for(attempt)), ""
-        return None, f"retry requested but no retries left (max_retries={policy.max_retries})"
-    described = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ResultValidationError):
-        return None, str(exc)
-    if policy.should_retry(exc, attempt):
-        return policy.delay_for(attempt), ""
-    if attempt > policy.max_retries and policy.max_retries > 0:
-        return None, f"{described} (retries exhausted after {attempt} attempts)"
-    return None, f"{described} (not retried)"

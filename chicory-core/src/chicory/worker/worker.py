@@ -153,9 +153,6 @@ class Worker:
         self._jobs = JobRunner(self, settle_timeout=settle_timeout)
         self.max_tasks = max_tasks
         self._last_task = max_tasks or -1  # processed never equals -1: no check per task
-        self._revocations = RevocationFeed(
-            app.backend, self._jobs.revoked, self._jobs.cancel_running
-        )
         self._settler: Settler | None = None
         self._inbox = Inbox()
         self._held = 0
@@ -263,7 +260,12 @@ class Worker:
                         background.start_soon(self._lease_loop, consumer)
                         if any(t.flow and t.flow.concurrency for t in self.app.tasks.values()):
                             background.start_soon(self._jobs.gate.run)
-                        await background.start(self._revocations.run)
+                        # The app's backend as it is now, not at construction: the
+                        # testkit's LocalWorker replaces it in between.
+                        revocations = RevocationFeed(
+                            self.app.backend, self._jobs.revoked, self._jobs.cancel_running
+                        )
+                        await background.start(revocations.run)
                         await self._consume(consumer)
                         background.cancel_scope.cancel()
                     settler.close()

@@ -11,12 +11,13 @@ Sending a flow (``await flow.apply_async()``) publishes only its first step(s); 
 worker that settles a step publishes what follows (see :mod:`chicory.workflow.driver`), so
 nothing waits inside a worker slot. Every id is drawn when the flow is sent; the handle
 returned is the last step's :class:`~chicory.result.AsyncResult`, or a :class:`GroupResult`
-when the flow ends in a group.
+when the flow ends in a group. From synchronous code, ``flow.blocking.apply_async()`` sends
+it and returns the blocking twins of those handles (:mod:`chicory.workflow.blocking`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from chicory.errors import ArgumentValidationError, WorkflowError
@@ -24,10 +25,12 @@ from chicory.modes import ValidationMode
 from chicory.result import AsyncResult
 from chicory.workflow.driver import NO_INPUT, FlowDriver, launches
 from chicory.workflow.links import Continuation, GroupNode, Node, StepNode
+from chicory.workflow.results import GroupResult
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
     from chicory.task import Task
+    from chicory.workflow.blocking import BlockingChain, BlockingGroup, BlockingSignature
 
 __all__ = ["Chain", "Group", "GroupResult", "Signature", "chain", "chord", "group"]
 
@@ -74,6 +77,19 @@ class Signature:
 
     def __or__(self, other: Flow) -> Chain:
         return Chain(self, other)
+
+    @property
+    def app(self) -> Chicory:
+        """The app of the step's task."""
+        return self.task.app
+
+    @property
+    def blocking(self) -> BlockingSignature:
+        """This step's blocking face, for synchronous code: ``step.blocking.apply_async()``
+        blocks until it is sent (see :mod:`chicory.workflow.blocking`)."""
+        from chicory.workflow.blocking import BlockingSignature
+
+        return BlockingSignature(self)
 
     async def apply_async(self) -> AsyncResult[Any]:
         """Send this call alone (a flow of one step); return its result handle."""
@@ -142,6 +158,19 @@ class Chain:
     def __or__(self, other: Flow) -> Chain:
         return Chain(self, other)
 
+    @property
+    def app(self) -> Chicory:
+        """The app of the first step's task."""
+        return self.parts[0].app
+
+    @property
+    def blocking(self) -> BlockingChain:
+        """This flow's blocking face, for synchronous code: ``flow.blocking.apply_async()``
+        blocks until it is sent (see :mod:`chicory.workflow.blocking`)."""
+        from chicory.workflow.blocking import BlockingChain
+
+        return BlockingChain(self)
+
     async def apply_async(self) -> AsyncResult[Any] | GroupResult:
         """Send the flow: publish its first step(s); return the handle of its last node.
 
@@ -152,8 +181,7 @@ class Chain:
                 join groups.
             BrokerError: publishing failed.
         """
-        first, *_ = self.parts
-        app = first.app if isinstance(first, Group) else first.task.app
+        app = self.app
         from chicory.task import new_task_id
 
         nodes = _plan(self.parts, has_input=False, new_id=new_task_id)
@@ -194,10 +222,15 @@ class Group:
     @property
     def app(self) -> Chicory:
         """The app of the first member's task."""
-        first = self.members[0]
-        while not isinstance(first, Signature):
-            first = first.parts[0] if isinstance(first, Chain) else first.members[0]
-        return first.task.app
+        return self.members[0].app
+
+    @property
+    def blocking(self) -> BlockingGroup:
+        """This group's blocking face, for synchronous code: ``group.blocking.apply_async()``
+        blocks until it is sent (see :mod:`chicory.workflow.blocking`)."""
+        from chicory.workflow.blocking import BlockingGroup
+
+        return BlockingGroup(self)
 
     async def apply_async(self) -> GroupResult:
         """Send every member; return the handle of their results, in member order.
@@ -213,50 +246,6 @@ class Group:
 
 Flow: TypeAlias = Signature | Chain | Group
 """Anything a workflow is built of."""
-
-
-class GroupResult:
-    """The results of a group's members, in member order.
-
-    Attributes:
-        results: Each member's handle (a nested group's is a :class:`GroupResult`).
-    """
-
-    __slots__ = ("results",)
-
-    def __init__(self, results: Sequence[AsyncResult[Any] | GroupResult]) -> None:
-        self.results = list(results)
-
-    def __repr__(self) -> str:
-        return f"<GroupResult of {len(self.results)}>"
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __iter__(self) -> Iterator[AsyncResult[Any] | GroupResult]:
-        return iter(self.results)
-
-    def __getitem__(self, index: int) -> AsyncResult[Any] | GroupResult:
-        return self.results[index]
-
-    async def get(self, timeout: float | None = None) -> list[Any]:
-        """Wait for every member and return their values in member order.
-
-        Args:
-            timeout: Seconds to wait for each member in turn; ``None`` waits forever.
-
-        Raises:
-            TaskFailedError: a member failed (the first in member order that did).
-            TimeoutError: a member did not finish in time.
-        """
-        return [await result.get(timeout=timeout) for result in self.results]
-
-    async def ready(self) -> bool:
-        """Whether every member has finished."""
-        for result in self.results:
-            if not await result.ready():
-                return False
-        return True
 
 
 def chain(*parts: Flow) -> Chain:
