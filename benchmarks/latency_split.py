@@ -101,7 +101,7 @@ async def _producer(settings: Any, tasks: int, rate: float) -> list[dict[str, fl
     import chicory_redis.waiters as waiters
 
     marks: Marks = []
-    _wrap(chicory.app.Chicory, "publish_encoded", "p_publish", marks)
+    _wrap(chicory.app.Chicory, "publish_one", "p_publish", marks)
     _wrap(client.Redis, "execute_command", "p_command", marks)
     _wrap(connection.BlockingConnectionPool, "get_connection", None, marks, "p_connection")
     _wrap(connection.AbstractConnection, "send_packed_command", "p_send", marks)

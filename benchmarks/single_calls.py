@@ -150,10 +150,10 @@ async def lone_round_trips(settings: Settings, rounds: int = 8, calls: int = 150
     argv = [str(VENV_BIN / "chicory"), "--log-level", "WARNING", "worker", "chicory_app:app"]
     app = build_app(url, lambda run, at: None)
     add = app.tasks["bench.add"]
-    batched = app.publish_encoded
+    batched = app.publish_one
 
-    async def direct(queue: str, messages: Any) -> None:
-        await app._publish_now(queue, messages)
+    async def direct(queue: str, message: Any) -> None:
+        await app._publish_now(queue, (message,))
 
     rounds_p50: dict[str, list[float]] = {"batched": [], "direct": []}
     try:
@@ -165,7 +165,7 @@ async def lone_round_trips(settings: Settings, rounds: int = 8, calls: int = 150
                 await (await add.delay(x, 1)).get(timeout=60)
             for _ in range(rounds):
                 for name, path in (("batched", batched), ("direct", direct)):
-                    app.publish_encoded = path  # type: ignore[method-assign]
+                    app.publish_one = path  # type: ignore[method-assign]
                     latencies = []
                     for x in range(calls):
                         start = time.perf_counter()
@@ -173,7 +173,7 @@ async def lone_round_trips(settings: Settings, rounds: int = 8, calls: int = 150
                         latencies.append(time.perf_counter() - start)
                     rounds_p50[name].append(statistics.median(latencies) * 1e6)
     finally:
-        app.publish_encoded = batched  # type: ignore[method-assign]
+        app.publish_one = batched  # type: ignore[method-assign]
         await app.close()
     return {name: (statistics.median(v), v) for name, v in rounds_p50.items()}
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chicory.codec import Codec
-from chicory.envelope import SIGNATURE_HEADER, TaskMessage, to_json
+from chicory.envelope import SIGNATURE_HEADER, TaskMessage, isoformat, to_json
 from chicory.errors import MessageDecodeError, MessageTooLargeError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -168,3 +170,22 @@ def test_to_json_writes_orjsons_bytes(value: object) -> None:
 def test_to_json_raises_orjsons_type_error() -> None:
     with pytest.raises(TypeError):
         to_json({"f": object()})
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), None]),
+    st.booleans(),
+)
+def test_envelope_times_are_written_as_isoformat_writes_them(
+    moment: datetime, zone: timezone | None, whole_second: bool
+) -> None:
+    moment = moment.replace(tzinfo=zone, microsecond=0 if whole_second else moment.microsecond)
+    assert isoformat(moment) == moment.isoformat()
+    if zone is not None:
+        body, _ = Codec().encode_fields(
+            "t1", "a.add", [], {}, queue="q", created_at=moment, eta=moment
+        )
+        sent = orjson.loads(body)
+        assert sent["created_at"] == sent["eta"] == moment.isoformat()

@@ -8,7 +8,15 @@ import orjson
 import pytest
 
 from chicory.errors import ResultBackendError
-from chicory.records import ErrorInfo, ResultRecord, TaskState, decode_record, encode_record
+from chicory.records import (
+    NOT_SUCCESS,
+    ErrorInfo,
+    ResultRecord,
+    TaskState,
+    decode_record,
+    encode_record,
+    success_result,
+)
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
@@ -88,3 +96,47 @@ def test_a_record_missing_a_field_is_an_error() -> None:
     del raw["task"]
     with pytest.raises(ResultBackendError, match="task"):
         decode_record(orjson.dumps(raw), ResultRecord)
+
+
+SUCCESS_RESULTS: list[object] = [3, None, "x", 2.5, True, [1, {"a": None}], {"sum": [1, 2.5]}]
+
+
+@pytest.mark.parametrize("result", SUCCESS_RESULTS, ids=repr)
+def test_a_success_records_result_is_read_without_building_the_record(result: object) -> None:
+    record = ResultRecord(
+        task_id="t", task="a", state=TaskState.SUCCESS, attempt=2, updated_at=AT, result=result
+    )
+    assert (
+        success_result(encode_record(record))
+        == result
+        == decode_record(encode_record(record), ResultRecord).result
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"updated_at": "2026-01-02T03:04:05"},
+        {"updated_at": 5},
+        {"state": "DONE"},
+        {"state": "FAILURE", "error": {"type": "E", "message": "m", "traceback": None}},
+        {"state": "CANCELLED"},
+        {"state": "STARTED"},
+        {"attempt": "1"},
+        {"attempt": True},
+        {"task_id": None},
+        {"task": 3},
+        {"error": "boom"},
+    ],
+)
+def test_anything_but_a_well_formed_success_is_left_to_decode_record(
+    change: dict[str, object],
+) -> None:
+    raw = _success_raw()
+    raw.update(change)
+    assert success_result(orjson.dumps(raw)) is NOT_SUCCESS
+
+
+@pytest.mark.parametrize("data", [b"", b"not json", b"[1]", b"null", b'{"state": "SUCCESS"}'])
+def test_bytes_that_are_no_success_record_are_left_to_decode_record(data: bytes) -> None:
+    assert success_result(data) is NOT_SUCCESS

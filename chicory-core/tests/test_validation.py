@@ -148,6 +148,26 @@ def test_outputs_mode_checks_return_values() -> None:
     assert s.load_result({"x": 1, "y": 2}) == Point(1, 2)
 
 
+def test_stored_scalar_results_are_read_as_the_return_annotation_says() -> None:
+    def to_int() -> int:
+        return 0
+
+    def to_float() -> float:
+        return 0.0
+
+    def to_bool() -> bool:
+        return False
+
+    ints, floats, bools = sig(to_int), sig(to_float), sig(to_bool)
+    assert ints.load_result(3) == 3
+    assert type(floats.load_result(3)) is float
+    assert floats.load_result(2.5) == 2.5
+    assert bools.load_result(True) is True
+    for wrong, s in (("3", ints), (True, ints), ("x", floats), (1, bools)):
+        with pytest.raises(ResultValidationError, match="return annotation"):
+            s.load_result(wrong)
+
+
 def test_task_delay_rejects_bad_arguments_before_publishing() -> None:
     app = Chicory(broker="memory://")
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chicory_redis.results import RedisResultBackend
-from chicory_redis.waiters import raw_stream
+from chicory_redis.waiters import INLINE_MAX, raw_stream
 
 BackendFactory = Callable[..., Awaitable[RedisResultBackend]]
 
@@ -119,6 +119,25 @@ async def test_many_notifications_in_one_read_wake_their_waiters(
         pipe.publish(channel, f"{len(task_id)}:{task_id}F{i}".encode())
     await pipe.execute()
     assert await asyncio.gather(*waiting) == [str(i).encode() for i in range(500)]
+
+
+async def test_notifications_of_every_size_in_one_read_wake_their_waiters(
+    make_backend: BackendFactory,
+) -> None:
+    """Records up to the largest announced with their notification, written at once, so
+    that replies straddle every boundary the listener parses its reads at."""
+    waiter, writer = await make_backend(), await make_backend()
+    sizes = [1, 700, 4095, 4096, 4097, 5000, INLINE_MAX]
+    records = [bytes([65 + i % 26]) * sizes[i % len(sizes)] for i in range(140)]
+    waiting = [asyncio.create_task(waiter.wait(f"t{i}", timeout=10)) for i in range(140)]
+    await asyncio.sleep(0.1)
+    pipe = writer.client.pipeline(transaction=False)
+    channel = writer.keys.result_channel
+    for i, record in enumerate(records):
+        task_id = f"t{i}"
+        pipe.publish(channel, f"{len(task_id)}:{task_id}F".encode() + record)
+    await pipe.execute()
+    assert await asyncio.gather(*waiting) == records
 
 
 async def test_a_listener_connection_that_falls_silent_is_replaced(

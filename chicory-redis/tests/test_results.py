@@ -161,6 +161,37 @@ async def test_cancelled_wait_leaves_no_waiter_behind(backend: RedisResultBacken
     assert await backend.wait("t1", timeout=1) == b"done"
 
 
+async def test_waiters_of_one_task_come_and_go_independently(
+    backend: RedisResultBackend,
+) -> None:
+    """Several waiters of one task id: one cancelled, one timed out, the others woken by
+    the record, and nothing left behind."""
+    waiters = backend.waiters
+    cancelled = asyncio.create_task(backend.wait("t1", timeout=None))
+    short = asyncio.create_task(backend.wait("t1", timeout=0.05))
+    woken = [asyncio.create_task(backend.wait("t1", timeout=30)) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert waiters.waiting == 1
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await short is None
+    await backend.store("t1", b"done", final=True, ttl=60)
+    assert await asyncio.gather(*woken) == [b"done"] * 3
+    assert waiters.waiting == 0
+    assert await backend.wait("t1", timeout=1) == b"done"
+    assert waiters.waiting == 0
+
+
+async def test_waiting_on_a_closed_backend_is_an_error(
+    make_backend: BackendFactory,
+) -> None:
+    backend = await make_backend()
+    await backend.close()
+    with pytest.raises(ResultBackendError, match="not connected"):
+        await backend.wait("t1", timeout=1)
+
+
 async def test_heartbeats_list_live_workers_only(
     backend: RedisResultBackend, raw_redis: aioredis.Redis
 ) -> None:

@@ -18,6 +18,7 @@ from chicory.envelope import (
     LastMoment,
     TaskMessage,
     explain,
+    isoformat,
     make_wire_converter,
     structure_fast,
 )
@@ -186,8 +187,8 @@ class Codec:
             "kwargs": kwargs,
             "attempt": attempt,
             "queue": queue,
-            "created_at": created_at.isoformat(),
-            "eta": None if eta is None else eta.isoformat(),
+            "created_at": isoformat(created_at),
+            "eta": None if eta is None else isoformat(eta),
         }
         return self._seal(task, payload, headers)
 
@@ -220,7 +221,7 @@ class Codec:
             "kwargs": {},
             "attempt": 1,
             "queue": queue,
-            "created_at": created_at.isoformat(),
+            "created_at": isoformat(created_at),
             "eta": None,
         }
         if self._signer is not None:  # signing dominates: no need to be clever

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, cast
@@ -162,6 +162,17 @@ class AppConnections:
             await self._producer.publish(queue, messages[0])
         elif messages:
             await self._publish_now(queue, messages)
+
+    def publish_one(self, queue: str, message: OutgoingMessage) -> Awaitable[None]:
+        """``publish_encoded(queue, [message])`` for the hot path of ``delay()``: a message
+        joining a batch of single publishes is awaited on its own future, with no
+        coroutine of this app's in between.
+
+        Raises (when awaited): what :meth:`publish_encoded` raises.
+        """
+        if self._transactions:
+            return self.publish_encoded(queue, (message,))
+        return self._producer.submit(queue, message)
 
     @asynccontextmanager
     async def transaction(self, connection: object) -> AsyncIterator[None]:

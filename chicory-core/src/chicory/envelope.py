@@ -11,7 +11,7 @@ is signed, and what a signature does not promise: :mod:`chicory.signing`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import attrs
@@ -28,6 +28,7 @@ __all__ = [
     "LastMoment",
     "TaskMessage",
     "explain",
+    "isoformat",
     "make_wire_converter",
     "parse_aware",
     "structure_fast",
@@ -54,6 +55,19 @@ def to_json(value: Any) -> bytes:
         TypeError: ``value`` is not JSON-encodable.
     """
     return b"%s" % orjson.dumps(value)
+
+
+def isoformat(moment: datetime) -> str:
+    """``moment.isoformat()``, the text of the envelope's times.
+
+    For an aware-UTC ``datetime`` (every ``created_at`` a producer writes) orjson writes
+    the same text at under a third of the cost: ``isoformat`` spends most of its time
+    asking the timezone for its offset and formatting it. Anything else is formatted by
+    ``isoformat`` itself.
+    """
+    if moment.tzinfo is UTC and type(moment) is datetime:
+        return orjson.dumps(moment)[1:-1].decode()
+    return moment.isoformat()
 
 
 @attrs.frozen(kw_only=True, slots=False)

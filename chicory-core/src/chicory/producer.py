@@ -99,6 +99,19 @@ class Producer:
         """Batches being sent right now."""
         return len(self._senders)
 
+    def submit(self, queue: str, message: OutgoingMessage) -> Awaitable[None]:
+        """What :meth:`publish` does, awaited by the caller: while a batch is being
+        collected, the caller's own future in it (no coroutine in between).
+
+        Raises (when awaited):
+            BrokerError: publishing failed (and whatever else the broker's ``publish``
+                raised for this message, as it is).
+        """
+        batch = self._batch
+        if batch is not None:
+            return batch.add(queue, message)
+        return self.publish(queue, message)
+
     async def publish(self, queue: str, message: OutgoingMessage) -> None:
         """Publish one message together with the other callers of this loop iteration.
 

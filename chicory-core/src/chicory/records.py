@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 import orjson
@@ -13,6 +13,7 @@ from chicory.envelope import explain, make_wire_converter, parse_aware, to_json
 from chicory.errors import ResultBackendError
 
 __all__ = [
+    "NOT_SUCCESS",
     "ErrorInfo",
     "ResultRecord",
     "TaskProgress",
@@ -22,6 +23,7 @@ __all__ = [
     "encode_progress_record",
     "encode_record",
     "progress_of",
+    "success_result",
 ]
 
 
@@ -189,27 +191,51 @@ def decode_record(data: bytes, kind: type[_R]) -> _R:
 def _success_fast(raw: Any) -> ResultRecord | None:
     """A well-formed ``SUCCESS`` record built without the converter; ``None`` for anything
     else (the converter then decides, and names what is wrong)."""
-    if type(raw) is not dict or raw.get("state") != "SUCCESS" or raw.get("error") is not None:
-        return None
-    task_id, task, attempt, updated = (
-        raw.get("task_id"),
-        raw.get("task"),
-        raw.get("attempt"),
-        raw.get("updated_at"),
-    )
-    if not (type(task_id) is str and type(task) is str and type(attempt) is int):
-        return None
-    updated_at = parse_aware(updated)
+    updated_at = _success_time(raw)
     if updated_at is None:
         return None
     return ResultRecord(
-        task_id=task_id,
-        task=task,
+        task_id=raw["task_id"],
+        task=raw["task"],
         state=TaskState.SUCCESS,
-        attempt=attempt,
+        attempt=raw["attempt"],
         updated_at=updated_at,
         result=raw.get("result"),
     )
+
+
+def _success_time(raw: Any) -> datetime | None:
+    """The ``updated_at`` of a well-formed ``SUCCESS`` record (every field of the type
+    :class:`ResultRecord` needs); ``None`` for anything else."""
+    if type(raw) is not dict or raw.get("state") != "SUCCESS" or raw.get("error") is not None:
+        return None
+    if not (
+        type(raw.get("task_id")) is str
+        and type(raw.get("task")) is str
+        and type(raw.get("attempt")) is int
+    ):
+        return None
+    return parse_aware(raw.get("updated_at"))
+
+
+NOT_SUCCESS: Final[Any] = object()
+"""What :func:`success_result` returns for anything but a well-formed ``SUCCESS`` record."""
+
+
+def success_result(data: bytes) -> Any:
+    """The result of a stored record if it is a well-formed ``SUCCESS`` one (what
+    :func:`decode_record` would accept as such), without building the record; else
+    :data:`NOT_SUCCESS` (then :func:`decode_record` decides, and names what is wrong).
+
+    ``AsyncResult.get`` needs only the value of a successful run: one per awaited result.
+    """
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return NOT_SUCCESS
+    if _success_time(raw) is None:
+        return NOT_SUCCESS
+    return raw.get("result")
 
 
 def encode_progress_record(record: ResultRecord, progress: TaskProgress) -> bytes:

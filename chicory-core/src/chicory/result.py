@@ -17,7 +17,15 @@ from chicory.errors import (
 from chicory.inspection import RecordForgetting
 from chicory.loops import running_loop
 from chicory.progress import feed_of
-from chicory.records import ResultRecord, TaskProgress, TaskState, decode_record, progress_of
+from chicory.records import (
+    NOT_SUCCESS,
+    ResultRecord,
+    TaskProgress,
+    TaskState,
+    decode_record,
+    progress_of,
+    success_result,
+)
 from chicory.revocation import revocations_of
 
 if TYPE_CHECKING:
@@ -101,6 +109,11 @@ class AsyncResult(Generic[T]):
             data = await self._wait_reporting(backend, timeout, on_progress)
         if data is None:
             raise TimeoutError(f"task {self.id} did not finish within {timeout} s")
+        value: Any = success_result(data)  # the common case, without building the record
+        if value is not NOT_SUCCESS:
+            if self._task is not None:
+                value = self._task.signature.load_result(value)
+            return value  # type: ignore[no-any-return]
         record = decode_record(data, ResultRecord)
         if record.state is TaskState.CANCELLED:
             raise TaskCancelledError(self.id, record.error.message if record.error else "cancelled")
@@ -112,7 +125,7 @@ class AsyncResult(Generic[T]):
                 error.message if error else "the task failed",
                 error.traceback if error else None,
             )
-        value: Any = record.result
+        value = record.result
         if self._task is not None:
             value = self._task.signature.load_result(value)
         return value  # type: ignore[no-any-return]

@@ -26,6 +26,7 @@ from chicory.modes import ValidationMode
 __all__ = ["Signature", "make_value_converter"]
 
 _PLAIN: Final = (str, int, float, bool, type(None))
+_SCALARS: Final = (str, int, float, bool)
 _NO_CHECK: Final = (Any, object, inspect.Parameter.empty)
 _POSITIONAL_ONLY: Final = inspect.Parameter.POSITIONAL_ONLY
 _POSITIONAL_OR_KEYWORD: Final = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -114,7 +115,7 @@ class Signature:
         self._checked = {n: h for n, h in self._hints.items() if h not in _NO_CHECK}
         self._hooks = {n: (converter.get_structure_hook(h), h) for n, h in self._checked.items()}
         # Scalars of exactly the annotated type need no converter round trip.
-        self._exact = {n: h for n, h in self._checked.items() if h in (str, int, float, bool)}
+        self._exact = {n: h for n, h in self._checked.items() if h in _SCALARS}
         plain = all(p.kind in (_POSITIONAL_ONLY, _POSITIONAL_OR_KEYWORD) for p in params)
         # The fast path: a call passing exactly every parameter positionally needs no binding.
         self._names: tuple[str, ...] | None = tuple(p.name for p in params) if plain else None
@@ -223,7 +224,10 @@ class Signature:
 
     def load_result(self, value: Any) -> Any:
         """Structure a stored result into the return annotation (for ``AsyncResult.get``)."""
-        if self.return_hint in _NO_CHECK or value is None:
+        hint = self.return_hint
+        if type(value) is hint and hint in _SCALARS:  # exactly its type: nothing to convert
+            return value
+        if hint in _NO_CHECK or value is None:
             return value
         try:
             return self._converter.structure(value, self.return_hint)
