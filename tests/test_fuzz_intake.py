@@ -89,7 +89,7 @@ MUTATIONS: dict[str, st.SearchStrategy[Any]] = {
         st.lists(_json_scalars, max_size=3), st.text(max_size=10), _int64, st.none()
     ),
     "attempt": st.one_of(
-        st.integers(max_value=0),
+        st.integers(min_value=-(2**63), max_value=0),
         st.integers(min_value=MAX_ATTEMPT + 1, max_value=2**63 - 1),
         st.booleans(),
         st.floats(allow_nan=False),
