@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from chicory.broker import OutgoingMessage
+from chicory.bulk import enqueue_many
 from chicory.calls import (
     MAX_DELAY,
     check_task_id,
@@ -19,7 +20,6 @@ from chicory.calls import (
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
 from chicory.flow import RateLimit, task_flow
-from chicory.headers import check_headers
 from chicory.middleware import OutgoingTask
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.priority import PRIORITY_HEADER, check_priority, require_priorities
@@ -42,8 +42,6 @@ __all__ = [
     "new_task_ids",
     "outcome_unknown",
 ]  # all but Task live in chicory.calls, and are here for the modules that import them here
-
-_NO_KWARGS: dict[str, Any] = {}
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -377,92 +375,15 @@ class Task(Generic[P, R]):
             PublishOutcomeUnknownError: the connection failed after the messages were sent,
                 so some or all may be enqueued.
         """
-        items = list(calls)
-        extra = (
-            self._priority_header(priority)
-            if priority is not None or self.priority is not None
-            else None
+        return await enqueue_many(
+            self,
+            calls,
+            queue=queue,
+            headers=headers,
+            unique_keys=unique_keys,
+            unique_for=unique_for,
+            priority=priority,
         )
-        now = self.app.utcnow()
-        ids = new_task_ids(len(items))
-        queue = queue or self.queue
-        bind, mode = self.signature.bind, self.validation_mode
-        wire: list[tuple[str, list[Any], dict[str, Any]]] = []
-        for call, task_id in zip(items, ids, strict=True):
-            # A tuple or list is the common case, and cheaper to tell than the Mapping ABC.
-            if type(call) is not tuple and type(call) is not list and isinstance(call, Mapping):
-                wire_args, wire_kwargs = bind((), call, mode)
-            else:
-                wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
-            wire.append((task_id, wire_args, wire_kwargs))
-        app = self.app
-        if unique_keys is not None or unique_for is not None:
-            return await self._unique_many(
-                wire, unique_keys, unique_for, queue, headers, now, extra
-            )
-        if app.publish_hooks or headers:
-            given = check_headers(headers or {})
-            messages = [
-                OutgoingTask(
-                    task=self.name,
-                    id=task_id,
-                    args=wire_args,
-                    kwargs=wire_kwargs,
-                    queue=queue,
-                    headers=dict(given),
-                    created_at=now,
-                )
-                for task_id, wire_args, wire_kwargs in wire
-            ]
-            try:
-                await app.publish_prepared([app.prepare(message, extra) for message in messages])
-            except PublishOutcomeUnknownError as exc:
-                raise outcome_unknown(exc, self.name, [m.id for m in messages]) from exc
-            return [AsyncResult(app, message.id, self) for message in messages]
-        encoded = self.app.codec.encode_many(
-            self.name, wire, queue=queue, created_at=now, headers=extra
-        )
-        outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
-        try:
-            await self.app.publish_encoded(queue, outgoing)
-        except PublishOutcomeUnknownError as exc:
-            raise outcome_unknown(exc, self.name, ids) from exc
-        app = self.app
-        return [AsyncResult(app, task_id, self) for task_id in ids]
-
-    async def _unique_many(
-        self,
-        wire: list[tuple[str, list[Any], dict[str, Any]]],
-        keys: Sequence[str] | None,
-        keep: float | timedelta | None,
-        queue: str,
-        headers: Mapping[str, str] | None,
-        now: datetime,
-        extra: dict[str, str] | None = None,
-    ) -> list[AsyncResult[R]]:
-        """``delay_many`` with one unique key per run (see :mod:`chicory.unique`), each with
-        Chicory's own ``extra`` headers (its priority)."""
-        if keys is None or isinstance(keys, str) or len(keys) != len(wire) or not all(keys):
-            raise ConfigurationError(
-                f"task {self.name!r}: delay_many(unique_keys=...) needs one non-empty key per "
-                f"call ({len(wire)} calls)"
-            )
-        for key in keys:
-            check_key(key)
-        given = check_headers(headers or {})
-        results = []
-        for key, (task_id, wire_args, wire_kwargs) in zip(keys, wire, strict=True):
-            message = OutgoingTask(
-                task=self.name,
-                id=task_id,
-                args=wire_args,
-                kwargs=wire_kwargs,
-                queue=queue,
-                headers=dict(given),
-                created_at=now,
-            )
-            results.append(await enqueue_unique(self, message, key, keep, extra))
-        return results
 
     def message(
         self,
