@@ -60,7 +60,6 @@ from pathlib import Path
 from common import BENCH_DIR, PYTHON, VENV_BIN, Settings, child_process, stop_process
 
 ROOT = BENCH_DIR.parent
-PACKAGES = ("chicory-core", "chicory-memory", "chicory-redis")
 SHORT_RUN = 2_000  # the short run of --instructions
 
 
@@ -233,7 +232,11 @@ def _worktree(revision: str, into: Path) -> str:
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(into), revision],
         check=True,
     )
-    sources = [str(into / package / "src") for package in PACKAGES]
+    # Every distribution of the base, plugins included: the app loads the installed plugins'
+    # entry points, and a plugin of this checkout may not work with the base's core.
+    sources = sorted(str(src) for src in into.glob("*/src")) + sorted(
+        str(src) for src in into.glob("examples/*/src")
+    )
     subprocess.run([PYTHON, "-m", "compileall", "-q", *sources], check=True)
     return os.pathsep.join(sources)
 

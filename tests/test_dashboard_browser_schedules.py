@@ -16,12 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import anyio
 import pytest
 import uvicorn
+from schedule_reports import Gates, scheduled_app
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -29,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from test_dashboard_browser import answers, browser, screenshot, wait_for, wait_until
 
-from chicory import Chicory, TaskContext, Worker
+from chicory import Chicory, Worker
 from chicory.clock import ManualClock
 from chicory.scheduling import Scheduler
 from chicory_dashboard import create_dashboard
@@ -51,41 +52,6 @@ def url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield f"redis://127.0.0.1:6379/0?key_prefix={prefix}"
     finally:
         delete_keys(prefix)
-
-
-class Gates:
-    """Where the test holds the running report: ``halfway`` and ``done``."""
-
-    def __init__(self) -> None:
-        self.halfway = threading.Event()
-        self.done = threading.Event()
-
-    @staticmethod
-    async def wait(gate: threading.Event) -> None:
-        with anyio.fail_after(60):
-            while not gate.is_set():  # noqa: ASYNC110 (set from the test's thread)
-                await anyio.sleep(0.02)
-
-
-def reports_app(url: str, gates: Gates) -> Chicory:
-    """A cron schedule in Paris whose task reports progress twice, and a 5-minute interval."""
-    app = Chicory(url, backend=url)
-
-    @app.periodic(cron="30 2 * * *", tz="Europe/Paris", args=("daily",), name="nightly")
-    @app.task(name="reports.build")
-    async def build(ctx: TaskContext, kind: str) -> str:
-        await ctx.set_progress(0.25, {"step": "collect"})
-        await gates.wait(gates.halfway)
-        await ctx.set_progress(150, {"rows": 150, "total": 200})
-        await gates.wait(gates.done)
-        return f"{kind} built"
-
-    @app.periodic(every=timedelta(minutes=5), name="tick")
-    @app.task(name="ops.tick")
-    async def tick() -> int:
-        return 1
-
-    return app
 
 
 @contextlib.contextmanager
@@ -142,7 +108,7 @@ def text_of(driver: WebDriver, element_id: str) -> str:
 
 def test_schedules_and_the_progress_of_a_run_fired_by_hand(url: str, browser: WebDriver) -> None:
     gates = Gates()
-    app = reports_app(url, gates)
+    app = scheduled_app(gates, url)
     clock = ManualClock(NOW.timestamp())
 
     async def fire_the_interval() -> None:

@@ -11,21 +11,21 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
+from schedule_reports import Gates, scheduled_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from chicory import Chicory, TaskContext, Worker
+from chicory import Chicory, Worker
 from chicory.clock import ManualClock
 from chicory.scheduling import Scheduler
 from chicory_dashboard import create_dashboard
@@ -33,20 +33,6 @@ from processes import delete_keys
 
 HX = {"HX-Request": "true"}
 NOW = datetime(2026, 12, 6, 10, 23, tzinfo=UTC)
-
-
-class Gates:
-    """Where a test holds a running task: ``halfway`` and ``done``, set from the test."""
-
-    def __init__(self) -> None:
-        self.halfway = threading.Event()
-        self.done = threading.Event()
-
-    @staticmethod
-    async def wait(gate: threading.Event) -> None:
-        with anyio.fail_after(30):
-            while not gate.is_set():  # noqa: ASYNC110 (set from the test's thread)
-                await anyio.sleep(0.02)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -60,28 +46,6 @@ def url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield f"redis://127.0.0.1:6379/0?key_prefix={prefix}"
     finally:
         delete_keys(prefix)
-
-
-def scheduled_app(gates: Gates, url: str = "memory://") -> Chicory:
-    """An app with a cron schedule in Paris and a five-minute interval; the cron's task
-    reports progress twice, waiting on ``gates`` after each report."""
-    app = Chicory(url, backend=url)
-
-    @app.periodic(cron="30 2 * * *", tz="Europe/Paris", args=("daily",), name="nightly")
-    @app.task(name="reports.build")
-    async def build(ctx: TaskContext, kind: str) -> str:
-        await ctx.set_progress(0.25, {"step": "collect"})
-        await gates.wait(gates.halfway)
-        await ctx.set_progress(150, {"rows": 150, "total": 200})
-        await gates.wait(gates.done)
-        return f"{kind} built"
-
-    @app.periodic(every=timedelta(minutes=5), name="tick")
-    @app.task(name="ops.tick")
-    async def tick() -> int:
-        return 1
-
-    return app
 
 
 def with_worker(app: Chicory, *, worker: bool = True, **options: Any) -> Starlette:

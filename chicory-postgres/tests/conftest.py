@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from chicory import Chicory
 from chicory_postgres.broker import PostgresBroker
 from chicory_postgres.results import PostgresResultBackend
 
@@ -99,3 +100,16 @@ async def make_backend(postgres_url: str) -> AsyncIterator[BackendFactory]:
     yield make
     for backend in opened:
         await backend.close()
+
+
+@pytest.fixture
+async def app(postgres_url: str) -> AsyncIterator[Chicory]:
+    """An app on the session's database (no other plugins loaded) with a queue of its own."""
+    app = Chicory(
+        broker=PostgresBroker.from_url(postgres_url),
+        backend=PostgresResultBackend.from_url(postgres_url),
+        load_entry_points=False,
+        default_queue=f"q-{uuid.uuid4().hex[:8]}",
+    )
+    yield app
+    await app.close()

@@ -151,3 +151,45 @@ class TestTransactionsOnAsyncpg(TransactionalEnqueueSuite):
 
 class TestProgressFeed(ProgressFeedSuite):
     pass
+
+
+# -- without LISTEN/NOTIFY (``?notify=false``, as behind PgBouncer in transaction mode) ------
+
+
+def _polling_results(url: str) -> ResultBackendHarness:
+    def build() -> ResultBackend:
+        return PostgresResultBackend.from_url(url, notify=False, poll_interval=0.05)
+
+    return ResultBackendHarness(factory=build, name="postgres-polling")
+
+
+class TestDeliveryPolling(BrokerDeliverySuite):
+    """Consumers that poll instead of listening still deliver as promised."""
+
+    @pytest.fixture
+    def chicory_broker_harness(self, postgres_url: str) -> BrokerHarness:
+        return _harness(f"{postgres_url}?notify=false")
+
+
+class TestResultsPolling(ResultBackendSuite):
+    """Waiters that poll instead of listening."""
+
+    @pytest.fixture
+    def chicory_result_backend_harness(self, postgres_url: str) -> ResultBackendHarness:
+        return _polling_results(postgres_url)
+
+
+class TestRevocationsPolling(RevocationSuite):
+    """Revocation watchers that read the table instead of listening."""
+
+    @pytest.fixture
+    def chicory_result_backend_harness(self, postgres_url: str) -> ResultBackendHarness:
+        return _polling_results(postgres_url)
+
+
+class TestProgressFeedPolling(ProgressFeedSuite):
+    """Progress subscribers that read the record instead of listening."""
+
+    @pytest.fixture
+    def chicory_result_backend_harness(self, postgres_url: str) -> ResultBackendHarness:
+        return _polling_results(postgres_url)

@@ -37,22 +37,29 @@ async def test_a_record_too_large_to_notify_is_read_from_the_table(
     assert got == [b"small", large]
 
 
-async def test_without_notify_a_subscriber_reads_new_records(
+async def test_without_notify_a_subscriber_reads_every_new_report(
     make_backend: BackendFactory,
 ) -> None:
-    writer = await make_backend()
-    watcher = await make_backend(notify=False, poll_interval=0.05)
+    writer = await make_backend(notify=False)
+    watcher = await make_backend(notify=False, poll_interval=0.2)
     task_id = f"polled-{uuid.uuid4().hex}"
     await writer.store_progress(task_id, b"before", ttl=60)
     async with watcher.watch_progress(task_id) as updates:
-        await writer.store_progress(task_id, b"after", ttl=60)
+        for report in (b"one", b"two", b"three"):  # faster than the watcher reads
+            await writer.store_progress(task_id, report, ttl=60)
+        got: list[bytes] = []
         with anyio.fail_after(10):
-            first = await anext(aiter(updates))
-        assert first == b"after"  # the record stored before subscribing is not pushed
+            async for data in updates:
+                got.append(data)
+                if len(got) == 3:
+                    break
+        assert got == [b"one", b"two", b"three"]  # the report stored before is not pushed
         await writer.store(task_id, b"result", final=True, ttl=60)
-        with anyio.fail_after(10):
-            rest = [data async for data in updates]
-        assert rest == []  # a final record ends the subscription
+        await writer.store_progress(task_id, b"late", ttl=60)  # never over a final record
+        with anyio.move_on_after(0.6):
+            async for data in updates:
+                got.append(data)
+        assert got == [b"one", b"two", b"three"]
 
 
 async def test_a_worker_pushes_every_report_to_the_caller(postgres_url: str) -> None:

@@ -22,19 +22,6 @@ from chicory_postgres.results import PostgresResultBackend
 
 
 @pytest.fixture
-async def app(postgres_url: str) -> AsyncIterator[Chicory]:
-    """An app on the session's database with a private queue, and a table of task runs."""
-    app = Chicory(
-        broker=PostgresBroker.from_url(postgres_url),
-        backend=PostgresResultBackend.from_url(postgres_url),
-        load_entry_points=False,
-        default_queue=f"tx-{uuid.uuid4().hex[:8]}",
-    )
-    yield app
-    await app.close()
-
-
-@pytest.fixture
 async def conn(postgres_url: str) -> AsyncIterator[psycopg.AsyncConnection[object]]:
     """The application's own connection, with an ``orders`` table."""
     async with await psycopg.AsyncConnection.connect(postgres_url) as conn:

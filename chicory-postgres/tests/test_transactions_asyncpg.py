@@ -19,8 +19,6 @@ import pytest
 from chicory import Chicory
 from chicory.errors import BrokerError, CapabilityError
 from chicory.worker import Worker
-from chicory_postgres.broker import PostgresBroker
-from chicory_postgres.results import PostgresResultBackend
 
 Opener = Callable[[str], AbstractAsyncContextManager[Any]]
 
@@ -45,19 +43,6 @@ def open_conn(request: pytest.FixtureRequest) -> Opener:
     """How the application holds its asyncpg connection."""
     opener: Opener = request.param
     return opener
-
-
-@pytest.fixture
-async def app(postgres_url: str) -> AsyncIterator[Chicory]:
-    """An app on the session's database with a private queue."""
-    app = Chicory(
-        broker=PostgresBroker.from_url(postgres_url),
-        backend=PostgresResultBackend.from_url(postgres_url),
-        load_entry_points=False,
-        default_queue=f"txa-{uuid.uuid4().hex[:8]}",
-    )
-    yield app
-    await app.close()
 
 
 async def _serve_until(app: Chicory, done: anyio.Event) -> None:

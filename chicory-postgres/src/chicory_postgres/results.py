@@ -11,9 +11,9 @@
   clock) and deleted every ``prune_interval`` by a background task of each connected backend,
   in batches, so tables stay small without a cron job.
 * Revocations are rows of ``revocations``, pushed with ``NOTIFY <schema>_revocations``.
-* Progress (:mod:`chicory.progress`) is the task's non-final record, pushed with
-  ``NOTIFY <schema>_progress`` to subscribers that listen on connections of their own (see
-  :mod:`chicory_postgres.progress`).
+* Progress (:mod:`chicory.progress`) is the task's non-final record, logged in ``progress``
+  and pushed with ``NOTIFY <schema>_progress`` to subscribers that listen on connections of
+  their own (see :mod:`chicory_postgres.progress`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from chicory.backend import StoredResult
 from chicory.errors import ResultBackendError
-from chicory_postgres import progress
+from chicory_postgres import joins, progress, revocations
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, open_pool, results_errors
 
@@ -79,9 +79,8 @@ class PostgresResultBackend:
         notify = "pg_notify(%(channel)s, up.task_id)" if self._settings.notify else "NULL"
         self._store_sql = self._fill(_STORE.replace("{notify}", notify))
         notify_progress = progress.NOTIFY if self._settings.notify else "NULL"
-        self._progress_sql = self._fill(
-            progress.STORE_PROGRESS.replace("{notify}", notify_progress)
-        )
+        self._revoke_sql = self._fill(revocations.revoke_statement(self._settings.notify))
+        self._progress_sql = self._fill(progress.STORE.replace("{notify}", notify_progress))
         self._pool: AsyncConnectionPool | None = None
         self._listener: Listener | None = None
         self._pruner: asyncio.Task[None] | None = None
@@ -321,7 +320,10 @@ class PostgresResultBackend:
         Raises:
             ResultBackendError: PostgreSQL could not be reached.
         """
-        return progress.watch(self._settings, self._progress_channel, task_id, self._read)
+        return progress.watch(self._settings, self._progress_channel, task_id, self._progress_rows)
+
+    async def _progress_rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        return await self._rows(self._fill(statement), params, "reading progress")
 
     async def forget(self, task_id: str) -> bool:
         """Delete the record of ``task_id``; return whether there was a live one."""
@@ -365,33 +367,15 @@ class PostgresResultBackend:
     async def revoke(self, task_id: str, *, ttl: float) -> None:
         """Record ``task_id`` as cancelled for ``ttl`` s (never shortening a longer record)
         and push it to every watcher."""
-        notify = (
-            "pg_notify(%(channel)s, up.task_id || ' ' || extract(epoch FROM up.expires_at))"
-            if self._settings.notify
-            else "NULL"
-        )
         await self._rows(
-            self._fill(
-                "WITH up AS (INSERT INTO {s}.revocations AS r (task_id, expires_at) "
-                "VALUES (%(id)s, " + _TTL + ") ON CONFLICT (task_id) DO UPDATE "
-                "SET expires_at = CASE WHEN r.expires_at <= statement_timestamp() "
-                "THEN EXCLUDED.expires_at ELSE greatest(r.expires_at, EXCLUDED.expires_at) END "
-                "RETURNING r.task_id, r.expires_at) SELECT " + notify + " FROM up"
-            ),
+            self._revoke_sql,
             {"id": task_id, "ttl": ttl, "channel": self._revocations_channel},
             "recording a revocation",
         )
 
     async def revocations(self) -> dict[str, float]:
         """Every live revocation: task id -> expiry (seconds since the epoch)."""
-        rows = await self._rows(
-            self._fill(
-                "SELECT task_id, expires_at FROM {s}.revocations "
-                "WHERE expires_at > statement_timestamp()"
-            ),
-            {},
-            "listing revocations",
-        )
+        rows = await self._rows(self._fill(revocations.LIVE), {}, "listing revocations")
         return {task_id: expires.astimezone(UTC).timestamp() for task_id, expires in rows}
 
     @asynccontextmanager
@@ -401,7 +385,10 @@ class PostgresResultBackend:
         With ``notify=False`` the subscription reads the table every ``poll_interval``.
         """
         if not self._settings.notify:
-            yield self._poll_revocations()
+            live = await self.revocations()  # what is live now is not pushed
+            yield revocations.polled(
+                live, self.revocations, self._settings.poll_interval, self._closed
+            )
             return
         listener = self._listener
         if listener is None:
@@ -421,15 +408,8 @@ class PostgresResultBackend:
             self._watchers.discard(send)
             send.close()
 
-    async def _poll_revocations(self) -> AsyncIterator[tuple[str, float]]:
-        seen = await self.revocations()
-        while not self._closing:
-            await anyio.sleep(self._settings.poll_interval)
-            now = await self.revocations()
-            for task_id, expires in now.items():
-                if seen.get(task_id) != expires:
-                    yield task_id, expires
-            seen = now
+    def _closed(self) -> bool:
+        return self._closing
 
     # -- group joins -----------------------------------------------------------------------
 
@@ -451,54 +431,16 @@ class PostgresResultBackend:
             raise ValueError(f"member index {index} is not in range({size})")
         if not ttl > 0:
             raise ValueError(f"ttl must be positive, got {ttl}")
-        params = {"group": group_id, "member": index, "data": data, "ttl": ttl, "size": size}
         with results_errors(self._settings, f"joining member {index} of group {group_id}"):
             async with self.pool.connection() as conn, conn.transaction():
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%(lock)s))",
-                    {"lock": f"chicory-group:{group_id}"},
-                )
-                await conn.execute(
-                    self._fill(
-                        "DELETE FROM {s}.group_members WHERE group_id = %(group)s "
-                        "AND expires_at <= statement_timestamp()"
-                    ),
-                    params,
-                )
-                await conn.execute(
-                    self._fill(
-                        "INSERT INTO {s}.group_members (group_id, member, data, expires_at) "
-                        "VALUES (%(group)s, %(member)s, %(data)s, statement_timestamp() "
-                        "+ make_interval(secs => %(ttl)s)) ON CONFLICT (group_id, member) "
-                        "DO UPDATE SET data = excluded.data"
-                    ),
-                    params,
-                    binary=True,
-                )
-                await conn.execute(
-                    self._fill(
-                        "UPDATE {s}.group_members SET expires_at = statement_timestamp() "
-                        "+ make_interval(secs => %(ttl)s) WHERE group_id = %(group)s"
-                    ),
-                    params,
-                )
-                cur = await conn.execute(
-                    self._fill(
-                        "SELECT data FROM {s}.group_members WHERE group_id = %(group)s "
-                        "AND member < %(size)s ORDER BY member"
-                    ),
-                    params,
-                    binary=True,
-                )
-                rows = await cur.fetchall()
-        return [bytes(row[0]) for row in rows] if len(rows) == size else None
+                return await joins.join(conn, self._schema, group_id, index, size, data, ttl)
 
     # -- pruning ---------------------------------------------------------------------------
 
     async def prune(self) -> int:
         """Delete expired results, heartbeats and revocations (in batches); return how many."""
         total = 0
-        for table in ("results", "workers", "revocations", "group_members"):
+        for table in ("results", "workers", "revocations", "group_members", "progress"):
             while True:
                 rows = await self._rows(
                     self._fill(

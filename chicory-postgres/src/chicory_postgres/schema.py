@@ -253,6 +253,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         WHERE locked_until IS NULL AND priority > 0;
     """
     + _FLOW,
+    # 6: the log of progress reports (chicory_postgres.progress), read in seq order.
+    """
+    CREATE TABLE {s}.progress (
+        seq bigserial PRIMARY KEY,
+        task_id text NOT NULL,
+        data bytea NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX progress_by_task ON {s}.progress (task_id, seq);
+    CREATE INDEX progress_expiry ON {s}.progress (expires_at);
+    """,
 )
 """Migration scripts; ``MIGRATIONS[n - 1]`` brings a schema from version ``n - 1`` to ``n``."""
 
