@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from chicory.broker import OutgoingMessage
+from chicory.broker import outgoing_message
 from chicory.calls import new_task_ids, outcome_unknown
 from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
 from chicory.headers import check_headers
@@ -77,7 +77,7 @@ async def enqueue_many(
             raise outcome_unknown(exc, task.name, [m.id for m in messages]) from exc
         return [AsyncResult(app, message.id, task) for message in messages]
     encoded = app.codec.encode_many(task.name, wire, queue=queue, created_at=now, headers=extra)
-    outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
+    outgoing = [outgoing_message(body, headers) for body, headers in encoded]
     try:
         await app.publish_encoded(queue, outgoing)
     except PublishOutcomeUnknownError as exc:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from chicory.broker import OutgoingMessage
+from chicory.broker import OutgoingMessage, outgoing_message
 from chicory.bulk import enqueue_many
 from chicory.calls import (
     MAX_DELAY,
@@ -318,7 +318,7 @@ class Task(Generic[P, R]):
             eta=eta,
             headers=headers,
         )
-        return OutgoingMessage(body=body, headers=sent, not_before=eta)
+        return outgoing_message(body, sent, eta)
 
     def _priority_header(self, priority: int | None) -> dict[str, str]:
         """The priority header of a call (``priority``, else the task's).
