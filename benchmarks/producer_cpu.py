@@ -11,11 +11,17 @@ process spends per call moves much less. This runs, in this process against one
   producer's CPU per round trip (what a lone call costs; the batching must not add to it).
 
 ``--profile FILE`` also writes a cProfile of the bursts (``python -m pstats FILE``).
+``--instructions`` counts the producer's instructions per call instead, with ``valgrind
+--tool=callgrind`` (the worker process is not traced): the difference between a run of 4
+bursts and one of 1, divided by 3 bursts' calls, so start-up and warm-up cancel out.
+Repeatable to about 1% whatever else the machine runs; copies of memory count byte by
+byte (``rep movsb``), so a change that copies less looks bigger there than in CPU time.
 
 Usage (from the repository root, with the ``bench`` dependency group installed; it flushes
 database 13 of the Redis it uses, so point it at a server of your own)::
 
     .venv/bin/python benchmarks/producer_cpu.py --port 6390
+    .venv/bin/python benchmarks/producer_cpu.py --port 6390 --instructions
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import argparse
 import asyncio
 import cProfile
 import dataclasses
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +102,21 @@ async def measure(
     }
 
 
+def instructions(port: int, calls: int) -> float:
+    """Instructions of this process per concurrent call, by callgrind (see above)."""
+    counts = []
+    for bursts in (1, 4):
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        argv += [sys.executable, __file__, "--port", str(port), "--calls", str(calls)]
+        argv += ["--bursts", str(bursts), "--lone", "0"]
+        done = subprocess.run(argv, check=True, capture_output=True, text=True)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count from valgrind:\n{done.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (3 * calls)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=Settings.port)
@@ -101,7 +124,14 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, default=10)
     parser.add_argument("--lone", type=int, default=1_000)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the bursts here")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per call (valgrind)"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        per_call = instructions(args.port, args.calls)
+        print(f"producer instructions per concurrent delay()+get(): {per_call:,.0f}")
+        return
     settings = dataclasses.replace(Settings(), port=args.port)
     _flush(settings)
     try:

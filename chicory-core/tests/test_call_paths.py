@@ -12,7 +12,7 @@ import pytest
 
 import chicory.task
 from chicory import Chicory
-from chicory.broker import Delivery
+from chicory.broker import Delivery, OutgoingMessage, outgoing_message
 from chicory.middleware import Middleware, OutgoingTask
 
 AT = datetime(2026, 5, 17, 8, 30, 1, 250000, tzinfo=UTC)
@@ -133,3 +133,27 @@ async def test_delay_refuses_what_apply_async_refuses(
         assert (await (await app.connected_broker()).counts("default")).ready == 0
     finally:
         await app.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "not_before"),
+    [(b"x", {}, None), (b"", {"a": "b", "chicory-sig": "s"}, AT), (b"\x00" * 100, {"k": ""}, None)],
+)
+def test_outgoing_message_builds_the_message_the_constructor_builds(
+    body: bytes, headers: dict[str, str], not_before: datetime | None
+) -> None:
+    fast = outgoing_message(body, headers, not_before)
+    assert fast == OutgoingMessage(body=body, headers=headers, not_before=not_before)
+    assert type(fast) is OutgoingMessage
+    assert (fast.body, fast.headers, fast.not_before) == (body, headers, not_before)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.body = b"changed"  # type: ignore[misc]
+
+
+def test_outgoing_message_fills_every_field() -> None:
+    """A field added to OutgoingMessage must be filled by outgoing_message too."""
+    assert [field.name for field in attrs.fields(OutgoingMessage)] == [
+        "body",
+        "headers",
+        "not_before",
+    ]

@@ -78,6 +78,7 @@ __all__ = [
     "QueueCounts",
     "QueueDeleter",
     "delete_queue",
+    "outgoing_message",
 ]
 
 LeaseModel = Literal["timed", "session"]
@@ -166,6 +167,25 @@ class OutgoingMessage:
     body: bytes
     headers: Mapping[str, str] = attrs.field(factory=dict)
     not_before: datetime | None = None
+
+
+_new_object = object.__new__
+_set_body, _set_headers, _set_not_before = (
+    OutgoingMessage.__dict__[name].__set__ for name in ("body", "headers", "not_before")
+)
+
+
+def outgoing_message(
+    body: bytes, headers: Mapping[str, str], not_before: datetime | None = None
+) -> OutgoingMessage:
+    """``OutgoingMessage(body=body, headers=headers, not_before=not_before)``, for the
+    publish path (one per ``delay()``): the same message at about half the cost, its slots
+    filled directly instead of through keyword parsing and a frozen ``__setattr__`` each."""
+    message: OutgoingMessage = _new_object(OutgoingMessage)
+    _set_body(message, body)
+    _set_headers(message, headers)
+    _set_not_before(message, not_before)
+    return message
 
 
 @attrs.frozen(kw_only=True)

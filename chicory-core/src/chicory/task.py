@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import inspect
-import math
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from chicory.broker import OutgoingMessage
+from chicory.broker import OutgoingMessage, outgoing_message
+from chicory.bulk import enqueue_many
+from chicory.calls import (
+    MAX_DELAY,
+    check_task_id,
+    due_time,
+    new_task_id,
+    new_task_ids,
+    outcome_unknown,
+)
 from chicory.envelope import TaskMessage
 from chicory.errors import ConfigurationError, PublishOutcomeUnknownError
 from chicory.flow import RateLimit, task_flow
-from chicory.headers import check_headers
 from chicory.middleware import OutgoingTask
 from chicory.modes import DeliveryMode, ValidationMode
 from chicory.priority import PRIORITY_HEADER, check_priority, require_priorities
@@ -22,84 +28,23 @@ from chicory.retry import RetryPolicy
 from chicory.timelimits import check_limits, limit_headers
 from chicory.unique import check_key, enqueue_unique
 from chicory.validation import Signature
-from chicory.wire_rules import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
     from chicory.blocking import BlockingTask
     from chicory.workflow.canvas import Signature as StepSignature
 
-__all__ = ["Task", "new_task_id", "new_task_ids", "outcome_unknown"]
-
-_NO_KWARGS: dict[str, Any] = {}
+__all__ = [
+    "MAX_DELAY",
+    "Task",
+    "check_task_id",
+    "new_task_id",
+    "new_task_ids",
+    "outcome_unknown",
+]  # all but Task live in chicory.calls, and are here for the modules that import them here
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def outcome_unknown(
-    error: PublishOutcomeUnknownError, task_name: str, task_ids: Sequence[str]
-) -> PublishOutcomeUnknownError:
-    """``error`` again, naming the tasks whose publish it was and what to do about it."""
-    if len(task_ids) == 1:
-        which = f"task {task_name} {task_ids[0]}"
-        safe = (
-            f"apply_async(..., task_id={task_ids[0]!r}) only if running it twice is "
-            f"harmless, or check later whether a result for {task_ids[0]!r} exists"
-        )
-    else:
-        which = f"{len(task_ids)} tasks {task_name} (ids in .task_ids)"
-        safe = "only those with no result later, or all if running twice is harmless"
-    return PublishOutcomeUnknownError(
-        f"{which}: {error}. Its outcome is unknown: it may be enqueued (a worker then runs "
-        f"it and stores its result under its id) or not. Calling again may run it twice; "
-        f"send again {safe}",
-        tuple(task_ids),
-    )
-
-
-def new_task_ids(count: int) -> list[str]:
-    """Return ``count`` random 128-bit task ids as 32 hex digits, with one ``urandom`` call."""
-    raw = os.urandom(16 * count).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
-
-
-_SPARE_IDS: list[str] = []
-"""Ids drawn ahead for single calls: one ``urandom`` call per 256 ids instead of per id."""
-
-os.register_at_fork(after_in_child=_SPARE_IDS.clear)  # a child must never reuse them
-
-
-MAX_DELAY: Final = timedelta(days=36525)
-"""Furthest ahead a ``countdown`` or ``eta`` may put a run (a century)."""
-
-_MAX_DELAY_SECONDS: Final = MAX_DELAY.total_seconds()
-
-
-def check_task_id(task_id: object) -> None:
-    """Check a task id a caller chose (``apply_async(task_id=...)``).
-
-    Raises:
-        ValueError: it is not 1 to 255 printable characters (what a worker accepts).
-    """
-    if (
-        type(task_id) is not str
-        or not 0 < len(task_id) <= MAX_ID_LENGTH
-        or not task_id.isprintable()
-    ):
-        raise ValueError(
-            f"task_id must be a string of 1 to {MAX_ID_LENGTH} printable characters, got "
-            f"{task_id!r:.100}"
-        )
-
-
-def new_task_id() -> str:
-    """Return one random 128-bit task id as 32 hex digits (see :func:`new_task_ids`)."""
-    try:
-        return _SPARE_IDS.pop()
-    except IndexError:
-        _SPARE_IDS.extend(new_task_ids(256))
-        return _SPARE_IDS.pop()
 
 
 class Task(Generic[P, R]):
@@ -294,7 +239,7 @@ class Task(Generic[P, R]):
                 so the task may or may not be enqueued (see its message for what to do).
         """
         now = self.app.utcnow()
-        eta = self._due(countdown, eta, now)
+        eta = due_time(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         key = None
         if unique or unique_key is not None or unique_for is not None:
@@ -373,7 +318,7 @@ class Task(Generic[P, R]):
             eta=eta,
             headers=headers,
         )
-        return OutgoingMessage(body=body, headers=sent, not_before=eta)
+        return outgoing_message(body, sent, eta)
 
     def _priority_header(self, priority: int | None) -> dict[str, str]:
         """The priority header of a call (``priority``, else the task's).
@@ -430,92 +375,15 @@ class Task(Generic[P, R]):
             PublishOutcomeUnknownError: the connection failed after the messages were sent,
                 so some or all may be enqueued.
         """
-        items = list(calls)
-        extra = (
-            self._priority_header(priority)
-            if priority is not None or self.priority is not None
-            else None
+        return await enqueue_many(
+            self,
+            calls,
+            queue=queue,
+            headers=headers,
+            unique_keys=unique_keys,
+            unique_for=unique_for,
+            priority=priority,
         )
-        now = self.app.utcnow()
-        ids = new_task_ids(len(items))
-        queue = queue or self.queue
-        bind, mode = self.signature.bind, self.validation_mode
-        wire: list[tuple[str, list[Any], dict[str, Any]]] = []
-        for call, task_id in zip(items, ids, strict=True):
-            # A tuple or list is the common case, and cheaper to tell than the Mapping ABC.
-            if type(call) is not tuple and type(call) is not list and isinstance(call, Mapping):
-                wire_args, wire_kwargs = bind((), call, mode)
-            else:
-                wire_args, wire_kwargs = bind(call, _NO_KWARGS, mode)
-            wire.append((task_id, wire_args, wire_kwargs))
-        app = self.app
-        if unique_keys is not None or unique_for is not None:
-            return await self._unique_many(
-                wire, unique_keys, unique_for, queue, headers, now, extra
-            )
-        if app.publish_hooks or headers:
-            given = check_headers(headers or {})
-            messages = [
-                OutgoingTask(
-                    task=self.name,
-                    id=task_id,
-                    args=wire_args,
-                    kwargs=wire_kwargs,
-                    queue=queue,
-                    headers=dict(given),
-                    created_at=now,
-                )
-                for task_id, wire_args, wire_kwargs in wire
-            ]
-            try:
-                await app.publish_prepared([app.prepare(message, extra) for message in messages])
-            except PublishOutcomeUnknownError as exc:
-                raise outcome_unknown(exc, self.name, [m.id for m in messages]) from exc
-            return [AsyncResult(app, message.id, self) for message in messages]
-        encoded = self.app.codec.encode_many(
-            self.name, wire, queue=queue, created_at=now, headers=extra
-        )
-        outgoing = [OutgoingMessage(body=body, headers=headers) for body, headers in encoded]
-        try:
-            await self.app.publish_encoded(queue, outgoing)
-        except PublishOutcomeUnknownError as exc:
-            raise outcome_unknown(exc, self.name, ids) from exc
-        app = self.app
-        return [AsyncResult(app, task_id, self) for task_id in ids]
-
-    async def _unique_many(
-        self,
-        wire: list[tuple[str, list[Any], dict[str, Any]]],
-        keys: Sequence[str] | None,
-        keep: float | timedelta | None,
-        queue: str,
-        headers: Mapping[str, str] | None,
-        now: datetime,
-        extra: dict[str, str] | None = None,
-    ) -> list[AsyncResult[R]]:
-        """``delay_many`` with one unique key per run (see :mod:`chicory.unique`), each with
-        Chicory's own ``extra`` headers (its priority)."""
-        if keys is None or isinstance(keys, str) or len(keys) != len(wire) or not all(keys):
-            raise ConfigurationError(
-                f"task {self.name!r}: delay_many(unique_keys=...) needs one non-empty key per "
-                f"call ({len(wire)} calls)"
-            )
-        for key in keys:
-            check_key(key)
-        given = check_headers(headers or {})
-        results = []
-        for key, (task_id, wire_args, wire_kwargs) in zip(keys, wire, strict=True):
-            message = OutgoingTask(
-                task=self.name,
-                id=task_id,
-                args=wire_args,
-                kwargs=wire_kwargs,
-                queue=queue,
-                headers=dict(given),
-                created_at=now,
-            )
-            results.append(await enqueue_unique(self, message, key, keep, extra))
-        return results
 
     def message(
         self,
@@ -533,7 +401,7 @@ class Task(Generic[P, R]):
         ``now`` (the creation time) may be passed to build a batch with one clock read.
         """
         now = now or self.app.utcnow()
-        eta = self._due(countdown, eta, now)
+        eta = due_time(countdown, eta, now)
         wire_args, wire_kwargs = self.signature.bind(args, kwargs or {}, self.validation_mode)
         if task_id is not None:
             check_task_id(task_id)
@@ -546,36 +414,3 @@ class Task(Generic[P, R]):
             created_at=now,
             eta=eta,
         )
-
-    @staticmethod
-    def _due(countdown: float | None, eta: datetime | None, now: datetime) -> datetime | None:
-        """The ``eta`` a message gets from the call options (``None``: ready now).
-
-        Raises:
-            ConfigurationError: both are given, or ``eta`` is naive.
-            ValueError: ``countdown`` is not a finite number, or either is further ahead
-                than :data:`MAX_DELAY`.
-        """
-        if countdown is not None:
-            if eta is not None:
-                raise ConfigurationError("pass countdown or eta, not both")
-            if not isinstance(countdown, int | float) or not math.isfinite(countdown):
-                raise ValueError(f"countdown must be a finite number of seconds, got {countdown!r}")
-            if countdown > _MAX_DELAY_SECONDS:
-                raise ValueError(
-                    f"countdown={countdown!r} is more than {MAX_DELAY.days} days ahead; "
-                    "schedule such work nearer its time"
-                )
-            eta = now + timedelta(seconds=max(countdown, 0.0))
-        elif eta is None:
-            return None
-        elif eta.tzinfo is None:
-            raise ConfigurationError(
-                "eta must be an aware datetime; use datetime.now(UTC) + timedelta(...)"
-            )
-        elif eta - now > MAX_DELAY:
-            raise ValueError(
-                f"eta={eta.isoformat()} is more than {MAX_DELAY.days} days ahead; schedule "
-                "such work nearer its time"
-            )
-        return eta if eta > now else None

@@ -280,7 +280,8 @@ class ResultWaiters:
         if not ids:
             return
         self.reads += 1
-        keys = [self._keys.result(i) for i in ids]
+        result_key = self._keys.result
+        keys = [result_key(i) for i in ids]
         try:
             try:
                 raws: list[Any] = await self._client().mget(keys)
