@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 import attrs
 
 from chicory.broker import Broker, OutgoingMessage
+from chicory.calls import outcome_unknown
 from chicory.errors import CapabilityError, ConfigurationError, PublishOutcomeUnknownError
 from chicory.middleware import OutgoingTask
 from chicory.result import AsyncResult, DuplicateResult
@@ -204,8 +205,6 @@ async def enqueue_unique(
         PublishOutcomeUnknownError: the connection failed after the call was sent (sending
             again is safe: the key dedups it).
     """
-    from chicory.task import outcome_unknown
-
     app = task.app
     keep_seconds = seconds_of(keep, "unique_for") or 0.0
     queue, outgoing = app.prepare(message, {UNIQUE_HEADER: key, **(limits or {})})

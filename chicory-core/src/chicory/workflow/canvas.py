@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from chicory.calls import new_task_id
 from chicory.errors import ArgumentValidationError, WorkflowError
 from chicory.modes import ValidationMode
 from chicory.result import AsyncResult
@@ -182,8 +183,6 @@ class Chain:
             BrokerError: publishing failed.
         """
         app = self.app
-        from chicory.task import new_task_id
-
         nodes = _plan(self.parts, has_input=False, new_id=new_task_id)
         if _needs_join(nodes):
             from chicory.workflow.joins import joins_of
