@@ -31,7 +31,7 @@ import anyio
 from chicory.backend import StoredResult
 from chicory.errors import ConfigurationError, ResultBackendError
 from chicory.redact import redact_url
-from chicory_sqlite import progress
+from chicory_sqlite import joins, progress
 from chicory_sqlite.database import Database
 from chicory_sqlite.options import ConnectionOptions, parse_sqlite_url
 
@@ -234,18 +234,29 @@ class SqliteResultBackend:
             await stream.aclose()
 
     async def _reports_after(self, task_id: str, last: int) -> AsyncGenerator[bytes, None]:
+        async for _, data in self._rows_after(
+            lambda after: progress.newer_reports(task_id, after), last
+        ):
+            yield bytes(data)
+
+    async def _rows_after(
+        self, newer: Callable[[int], Callable[[sqlite3.Connection], list[Any]]], last: int
+    ) -> AsyncGenerator[Any, None]:
+        """The rows ``newer(last)`` reads, ``seq`` first, as they come: read again at each
+        change of the database; the last row's ``seq`` becomes ``last``. Ends when the
+        backend is closed."""
         watch = self.database.watch
         while self.is_connected():
             seen = watch.version
             try:
-                rows = await self._read(progress.newer_reports(task_id, last))
+                rows = await self._read(newer(last))
             except ResultBackendError:
                 if not self.is_connected():
                     return
                 raise
-            for seq, data in rows:
-                last = seq
-                yield bytes(data)
+            for row in rows:
+                last = row[0]
+                yield row
             await watch.wait(seen, 3600.0)
 
     async def get(self, task_id: str) -> bytes | None:
@@ -391,29 +402,9 @@ class SqliteResultBackend:
         if not 0 <= index < size:
             raise ValueError(f"member index {index} is not in range({size})")
 
-        def write(conn: sqlite3.Connection) -> list[bytes] | None:
-            now = time.time()
-            conn.execute(
-                "DELETE FROM chicory_group_members WHERE group_id = ? AND expires_at <= ?",
-                (group_id, now),
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO chicory_group_members (group_id, member, data, "
-                "expires_at) VALUES (?, ?, ?, ?)",
-                (group_id, index, data, now + ttl),
-            )
-            conn.execute(
-                "UPDATE chicory_group_members SET expires_at = ? WHERE group_id = ?",
-                (now + ttl, group_id),
-            )
-            rows = conn.execute(
-                "SELECT data FROM chicory_group_members WHERE group_id = ? AND member < ? "
-                "ORDER BY member",
-                (group_id, size),
-            ).fetchall()
-            return [bytes(row[0]) for row in rows] if len(rows) == size else None
-
-        return await self._write(write)
+        return await self._write(
+            lambda conn: joins.record_member(conn, group_id, index, size, data, ttl)
+        )
 
     # -- revocation records ----------------------------------------------------------------
 
@@ -475,8 +466,6 @@ class SqliteResultBackend:
             await stream.aclose()
 
     async def _revocations_after(self, last: int) -> AsyncGenerator[tuple[str, float], None]:
-        watch = self.database.watch
-
         def newer(after: int) -> Callable[[sqlite3.Connection], list[Any]]:
             return lambda conn: conn.execute(
                 "SELECT seq, task_id, expires_at FROM chicory_revocations"
@@ -484,15 +473,5 @@ class SqliteResultBackend:
                 (after,),
             ).fetchall()
 
-        while self.is_connected():
-            seen = watch.version
-            try:
-                rows = await self._read(newer(last))
-            except ResultBackendError:
-                if not self.is_connected():
-                    return
-                raise
-            for seq, task_id, expires_at in rows:
-                last = seq
-                yield (task_id, expires_at)
-            await watch.wait(seen, 3600.0)
+        async for _, task_id, expires_at in self._rows_after(newer, last):
+            yield (task_id, expires_at)
