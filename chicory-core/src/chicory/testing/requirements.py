@@ -24,6 +24,8 @@ from chicory.plugins import BackendKind, PluginHost
 
 __all__ = [
     "INSTALL_TESTING",
+    "NO_DEAD_LETTER_LIMITS",
+    "NO_SEVER",
     "describe_requirement",
     "memory_broker_factory",
     "memory_result_backend",
@@ -34,6 +36,20 @@ __all__ = [
 
 INSTALL_TESTING: Final = "pip install 'chicory-core[testing]'"
 """The one command that installs everything the conformance suite runs on."""
+
+NO_DEAD_LETTER_LIMITS: Final = (
+    "the broker declares dead-letter limits, so its harness must give "
+    "BrokerHarness.dead_letter_limits, a factory of brokers with small limits "
+    "(docs/conformance.md)"
+)
+"""Why a broker declaring dead-letter limits cannot have them checked."""
+
+NO_SEVER: Final = (
+    "the harness cannot sever a consumer's connection: set BrokerHarness.sever to an "
+    "async function that cuts it as a network failure would, or give the broker's "
+    "consumers an async sever() method (docs/conformance.md)"
+)
+"""Why the suite cannot cut a consumer's connection as a network failure would."""
 
 
 def _holds(capabilities: Capabilities, harness: Any, atom: str) -> bool:
