@@ -92,6 +92,8 @@ SUITE_MODULES = (
     "chicory.testing.suite_progress",
     "chicory.testing.suite_stateful",
     "chicory.testing.suite_worker",
+    "chicory.testing.suite_worker_crashes",
+    "chicory.testing.suite_worker_failures",
     "chicory.testing.suite_worker_redelivery",
 )
 """Every module defining conformance tests (import them all to fill ``GUARANTEES``)."""

@@ -14,18 +14,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypeVar, cast
 
 import anyio
 
 from chicory.app import Chicory
 from chicory.backend import ResultBackend
 from chicory.broker import Broker, Consumer, Delivery
+from chicory.result import AsyncResult
 from chicory.testing.harness import DEFAULT_LEASE_SECONDS, BrokerEnv
 from chicory.testing.requirements import memory_result_backend, missing_result_backend
 from chicory.worker import Worker
 
-__all__ = ["RigBroker", "open_app", "running", "start_worker"]
+__all__ = ["RigBroker", "open_app", "result_within", "running", "start_worker"]
+
+_T = TypeVar("_T")
 
 
 class RigConsumer:
@@ -161,3 +164,23 @@ async def running(worker: Worker) -> AsyncIterator[Worker]:
         finally:
             if not worker.stopping:
                 worker.stop()
+
+
+async def result_within(result: AsyncResult[_T], *, timeout: float, what: str) -> _T:
+    """Wait for ``result``; a task that never finishes fails the test in words.
+
+    Args:
+        result: The task's result handle.
+        timeout: Seconds to wait.
+        what: The task, for the failure message ("the at-least-once task").
+
+    Raises:
+        AssertionError: the result was not stored within ``timeout``.
+    """
+    try:
+        return await result.get(timeout=timeout)
+    except TimeoutError:
+        raise AssertionError(
+            f"expected {what} to finish within {timeout:g} s; it did not (was it delivered, "
+            "and was its result stored?)"
+        ) from None
