@@ -1,6 +1,9 @@
 """chicory-memory: the in-process reference broker and result backend (``memory://``).
 
-* :mod:`chicory_memory.broker` -- :class:`MemoryBroker`, the async facade.
+* :mod:`chicory_memory.broker` -- :class:`MemoryBroker`, the async facade, with its faces
+  :mod:`~chicory_memory.publishing`, :mod:`~chicory_memory.dead_letters`,
+  :mod:`~chicory_memory.admin` and :mod:`~chicory_memory.flow` over
+  :mod:`~chicory_memory.base`.
 * :mod:`chicory_memory.store` -- where its messages, leases and dead letters are stored, and
   every rule that changes them.
 * :mod:`chicory_memory.consumer`, :mod:`chicory_memory.delivery` -- consumer and delivery
