@@ -5,7 +5,7 @@
   :mod:`~chicory_memory.admin` and :mod:`~chicory_memory.flow` over
   :mod:`~chicory_memory.base`.
 * :mod:`chicory_memory.store` -- where its messages, leases and dead letters are stored, and
-  every rule that changes them.
+  every rule that changes them; how deliveries end is its mixin :mod:`~chicory_memory.settling`.
 * :mod:`chicory_memory.consumer`, :mod:`chicory_memory.delivery` -- consumer and delivery
   handles on that store.
 * :mod:`chicory_memory.results` -- :class:`MemoryResultBackend`.
