@@ -8,7 +8,8 @@
   every rule that changes them; how deliveries end is its mixin :mod:`~chicory_memory.settling`.
 * :mod:`chicory_memory.consumer`, :mod:`chicory_memory.delivery` -- consumer and delivery
   handles on that store.
-* :mod:`chicory_memory.results` -- :class:`MemoryResultBackend`.
+* :mod:`chicory_memory.results` -- :class:`MemoryResultBackend`, with its revocation records
+  in :mod:`~chicory_memory.revocations`.
 * :mod:`chicory_memory.plugin` -- registers both with Chicory.
 
 The classes are imported lazily so that plugin discovery (which imports this package)
