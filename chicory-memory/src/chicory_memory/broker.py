@@ -169,8 +169,8 @@ class MemoryBroker(PublishMethods, DeadLetterMethods, AdminMethods, FlowMethods)
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do: everything except priorities and sharing (and lease
-        renewal, with session-bound leases); inspection included."""
+        """What this broker can do: everything except sharing between processes (and lease
+        renewal, with session-bound leases); priorities and inspection included."""
         return self._capabilities
 
     # -- lifecycle -------------------------------------------------------------------------
