@@ -3,7 +3,7 @@
 * ``store`` runs the ``store_result`` script: ``SET ... PX <ttl>`` unless a final record is
   already there (the first final record wins, whatever comes later); a final record is
   also ``PUBLISH``\\ed, with its task id, on one channel (records
-  over :data:`~chicory_redis.waiters.INLINE_MAX` bytes by task id only). The
+  over :data:`~chicory_redis.notifications.INLINE_MAX` bytes by task id only). The
   stored value is ``b"F"`` (final) or ``b"P"`` followed by the record.
 * ``wait`` does not poll and does not hold a connection or a round trip per waiter: see
   :mod:`chicory_redis.waiters` (one pub/sub listener per backend instance, existence checks
@@ -30,7 +30,7 @@ from chicory.clock import Clock
 from chicory_redis import scripts
 from chicory_redis.config import parse_settings
 from chicory_redis.connection import results_errors
-from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING
+from chicory_redis.notifications import FINAL, INLINE_MAX, PENDING
 from chicory_redis.worker_records import WorkerRecordMethods
 
 __all__ = ["RedisResultBackend"]
