@@ -109,5 +109,20 @@ def _lookup(path: str, loader: griffe.GriffeLoader) -> str | None:
     try:
         found = collection.get_member(path)
     except (KeyError, ValueError, griffe.AliasResolutionError):
-        return None
+        return _inherited(path, collection)
     return str(found.path) if found is not None else None
+
+
+def _inherited(path: str, collection: griffe.ModulesCollection) -> str | None:
+    """``path`` if it names a member a class inherits (shown on the class's page when its
+    reference renders inherited members), else ``None``."""
+    owner_path, _, name = path.rpartition(".")
+    try:
+        owner = collection.get_member(owner_path)
+        if owner is not None and owner.is_alias:
+            owner = owner.final_target  # a class re-exported by its package
+        if owner is None or not owner.is_class:
+            return None
+        return path if name in owner.all_members else None
+    except (KeyError, ValueError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return None

@@ -5,6 +5,12 @@ one :class:`chicory_memory.store.MemoryStore` (see that module for what lives wh
 change is one synchronous call into it, so each operation is atomic. Consumers and deliveries
 are thin handles on the store's ``Subscription`` and ``Held`` records.
 
+This module puts the broker together: its options, lifecycle and consumers. Its other faces
+are mixins of their own: :mod:`chicory_memory.publishing` (publish, unique enqueue),
+:mod:`chicory_memory.dead_letters`, :mod:`chicory_memory.admin` (counts, inspection, delayed
+listing, deleting queues) and :mod:`chicory_memory.flow` (rate limits and permits), over
+the shared state of :mod:`chicory_memory.base`.
+
 The state belongs to the broker object, not to a connection: ``close()`` closes every
 consumer (handing their unsettled deliveries back), and a later ``connect()`` finds the
 queues as they were, like a server outliving its clients. Nothing is shared with other
@@ -19,24 +25,20 @@ with :meth:`MemoryConsumer.sever`, as RabbitMQ holds unacked deliveries per chan
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from chicory.broker import Capabilities, DeadLetter, LeaseModel, OutgoingMessage, QueueCounts
-from chicory.clock import Clock, SystemClock, to_epoch
-from chicory.delayed import DelayedPage
-from chicory.errors import BrokerError, ConfigurationError
-from chicory.inspection import DeadLetterPage, QueueStats
-from chicory.unique import UniqueClaim, check_claim
+from chicory.broker import Capabilities, LeaseModel
+from chicory.clock import Clock, SystemClock
+from chicory.errors import ConfigurationError
 from chicory.urloptions import Converter, integer, number, optional_integer, optional_number
-from chicory_memory import inspect, unique
+from chicory_memory.admin import AdminMethods
 from chicory_memory.consumer import MemoryConsumer
 from chicory_memory.dead import DEFAULT_MAX_AGE, DEFAULT_MAX_COUNT
+from chicory_memory.dead_letters import DeadLetterMethods
 from chicory_memory.flow import FlowMethods, FlowState
-from chicory_memory.model import QueueState
+from chicory_memory.publishing import PublishMethods
 from chicory_memory.store import MemoryStore
 from chicory_memory.urls import parse_memory_url
 
@@ -63,7 +65,7 @@ _CONSTRUCTOR_OPTIONS = frozenset(
 )
 
 
-class MemoryBroker(FlowMethods):
+class MemoryBroker(PublishMethods, DeadLetterMethods, AdminMethods, FlowMethods):
     """An in-process broker with leases, delays, dead letters and an injectable clock.
 
     Args:
@@ -106,9 +108,9 @@ class MemoryBroker(FlowMethods):
             raise ConfigurationError(f"max_deliveries must be at least 1, got {max_deliveries}")
         if max_body_bytes is not None and max_body_bytes < 1:
             raise ConfigurationError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        clock = clock if clock is not None else SystemClock()
         session = lease_model == "session"
-        self._store = MemoryStore(
+        store = MemoryStore(
             lease_seconds=lease_seconds,
             max_deliveries=max_deliveries,
             max_body_bytes=max_body_bytes,
@@ -116,6 +118,7 @@ class MemoryBroker(FlowMethods):
             dead_letter_max_age=dead_letter_max_age,
             session=session,
         )
+        super().__init__(store, clock)
         self._capabilities = Capabilities(
             delayed_delivery=True,
             lease_renewal=not session,
@@ -135,8 +138,7 @@ class MemoryBroker(FlowMethods):
             flow_control=True,
             unique_enqueue=True,
         )
-        self._flow = FlowState(self._clock)
-        self._connected = False
+        self._flow = FlowState(clock)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryBroker:
@@ -167,14 +169,9 @@ class MemoryBroker(FlowMethods):
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this broker can do: everything except priorities and sharing (and lease
-        renewal, with session-bound leases); inspection included."""
+        """What this broker can do: everything except sharing between processes (and lease
+        renewal, with session-bound leases); priorities and inspection included."""
         return self._capabilities
-
-    @property
-    def clock(self) -> Clock:
-        """The clock leases and delays are judged by."""
-        return self._clock
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,58 +201,6 @@ class MemoryBroker(FlowMethods):
     ) -> None:
         await self.close()
 
-    def _check_connected(self) -> None:
-        if not self._connected:
-            raise BrokerError(
-                "the memory broker is not connected (never connected, or closed); use "
-                "'async with broker:' or 'await broker.connect()' first"
-            )
-
-    # -- publishing ------------------------------------------------------------------------
-
-    async def publish(
-        self,
-        queue: str,
-        body: bytes,
-        headers: Mapping[str, str] | None = None,
-        *,
-        not_before: datetime | None = None,
-    ) -> str:
-        """Enqueue one message; return its id. Delayed if ``not_before`` is in the future.
-
-        Raises:
-            BrokerError: the broker is not connected.
-            ValueError: ``not_before`` is naive.
-            MessageTooLargeError: the body is over ``max_body_bytes``.
-        """
-        if not self._connected:
-            self._check_connected()
-        store = self._store
-        if store.max_body_bytes is not None:
-            store.check_body(body)
-        due = to_epoch(not_before) if not_before is not None else None
-        return store.enqueue(store.queue(queue), body, headers, due, self._clock.time())
-
-    async def publish_many(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
-        """Enqueue many messages, all or nothing; return their ids in order.
-
-        Raises:
-            BrokerError: the broker is not connected.
-            ValueError: a ``not_before`` is naive (nothing is enqueued).
-            MessageTooLargeError: a body is over ``max_body_bytes`` (nothing is enqueued).
-        """
-        self._check_connected()
-        store = self._store
-        if store.max_body_bytes is not None:
-            for message in messages:
-                store.check_body(message.body)
-        dues = [None if m.not_before is None else to_epoch(m.not_before) for m in messages]
-        state, now = store.queue(queue), self._clock.time()
-        return [
-            store.enqueue(state, message.body, message.headers, due, now)
-            for message, due in zip(messages, dues, strict=True)
-        ]
-
     # -- consuming -------------------------------------------------------------------------
 
     def consume(self, queues: Sequence[str], *, prefetch: int) -> MemoryConsumer:
@@ -275,196 +220,3 @@ class MemoryBroker(FlowMethods):
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
         subscription = self._store.subscribe(queues, prefetch)
         return MemoryConsumer(self._store, self._clock, subscription)
-
-    # -- inspection and dead letters -------------------------------------------------------
-
-    async def counts(self, queue: str) -> QueueCounts:
-        """Return the counts of ``queue`` as of the clock's current time."""
-        self._check_connected()
-        return self._store.counts(queue, self._clock.time())
-
-    def next_due(self, queues: Sequence[str]) -> float | None:
-        """When the earliest delayed message of ``queues`` falls due, on the broker's clock.
-
-        Returns:
-            Seconds since the epoch, or ``None`` when none of them holds a delayed message.
-            What ``chicory.testkit`` moves its clock to when everything else is done.
-        """
-        states = [self._store.queues.get(name) for name in queues]
-        times = [state.delayed[0][0] for state in states if state is not None and state.delayed]
-        return min(times) if times else None
-
-    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
-        """List up to ``limit`` dead letters of ``queue``, oldest first."""
-        self._check_connected()
-        state = self._trimmed(queue)
-        if state is None or limit <= 0:
-            return []
-        return list(itertools.islice(state.dead.values(), limit))
-
-    async def replay_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
-        """Put a dead letter back on ``queue`` as a new ready message; False if unknown."""
-        self._check_connected()
-        return self._store.replay(queue, dead_letter_id, self._clock.time())
-
-    async def delete_dead_letter(self, queue: str, dead_letter_id: str) -> bool:
-        """Delete one dead letter; False if unknown."""
-        self._check_connected()
-        state = self._store.queues.get(queue)
-        return state is not None and state.dead.pop(dead_letter_id, None) is not None
-
-    async def purge_dead_letters(self, queue: str) -> int:
-        """Delete every dead letter of ``queue``; return how many there were."""
-        self._check_connected()
-        state = self._store.queues.get(queue)
-        if state is None:
-            return 0
-        count = len(state.dead)
-        state.dead.clear()
-        return count
-
-    async def delete_queue(self, queue: str) -> None:
-        """Delete ``queue`` and every message in it (ready, delayed, dead); its consumers
-        must be closed first."""
-        self._check_connected()
-        self._store.drop(queue)
-
-    # -- the inspection capability ---------------------------------------------------------
-
-    async def queues(self) -> list[str]:
-        """Every queue published to, consumed or holding dead letters since the broker was
-        created, sorted."""
-        self._check_connected()
-        return sorted(self._store.queues)
-
-    async def queue_stats(self, queues: Sequence[str]) -> list[QueueStats]:
-        """The stats of each of ``queues`` as of the clock's current time.
-
-        ``consumers`` counts the open consumers of the queue; ``oldest_ready_at`` is when the
-        message at the head of the ready queue was published (or fell due).
-        """
-        self._check_connected()
-        return inspect.queue_stats(self._store, queues, self._clock.time())
-
-    async def dead_letter_page(
-        self,
-        queue: str,
-        *,
-        after: str | None = None,
-        limit: int = 100,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        newest_first: bool = False,
-    ) -> DeadLetterPage:
-        """One page of the dead letters of ``queue``, past ``after``, within the times.
-
-        Raises:
-            ValueError: ``limit`` is below 1, or a time is naive.
-        """
-        self._check_connected()
-        return inspect.dead_letter_page(
-            self._trimmed(queue),
-            after=after,
-            limit=limit,
-            since=since,
-            until=until,
-            newest_first=newest_first,
-        )
-
-    async def get_dead_letter(self, queue: str, dead_letter_id: str) -> DeadLetter | None:
-        """One dead letter of ``queue``, or ``None``."""
-        self._check_connected()
-        state = self._trimmed(queue)
-        return state.dead.get(dead_letter_id) if state is not None else None
-
-    def _trimmed(self, queue: str) -> QueueState | None:
-        """The state of ``queue`` with its dead letters over the limits dropped."""
-        state = self._store.queues.get(queue)
-        if state is not None:
-            self._store.dead_letters.trim(state, self._clock.time())
-        return state
-
-    async def requeue_dead_letter(
-        self, queue: str, dead_letter_id: str, body: bytes, headers: Mapping[str, str]
-    ) -> bool:
-        """Replace a dead letter by a new ready message with ``body`` and ``headers``.
-
-        Raises:
-            MessageTooLargeError: ``body`` is over ``max_body_bytes`` (the letter stays).
-        """
-        self._check_connected()
-        store = self._store
-        state = store.queues.get(queue)
-        if state is None or dead_letter_id not in state.dead:
-            return False
-        store.check_body(body)
-        del state.dead[dead_letter_id]
-        store.enqueue(state, body, headers, None, self._clock.time())
-        return True
-
-    # -- the delayed_listing capability ----------------------------------------------------
-
-    async def delayed_page(
-        self, queue: str, *, after: str | None = None, limit: int = 100
-    ) -> DelayedPage:
-        """One page of the delayed messages of ``queue``, soonest due first.
-
-        Raises:
-            ValueError: ``limit`` is below 1, or ``after`` is not a cursor of this broker.
-        """
-        self._check_connected()
-        return inspect.delayed_page(
-            self._store.queues.get(queue), self._clock.time(), after=after, limit=limit
-        )
-
-    async def remove_delayed(self, queue: str, message_id: str) -> bool:
-        """Remove one delayed message of ``queue`` (False if it is not delayed there)."""
-        self._check_connected()
-        state = self._store.queues.get(queue)
-        if state is None:
-            return False
-        self._store.promote(state, self._clock.time())  # a due one is not delayed any more
-        return inspect.remove_delayed(state, message_id)
-
-    # -- the unique_enqueue capability -----------------------------------------------------
-
-    async def publish_unique(
-        self,
-        queue: str,
-        message: OutgoingMessage,
-        *,
-        key: str,
-        holder: str,
-        hold: float,
-        keep: float = 0.0,
-    ) -> UniqueClaim:
-        """Publish ``message`` unless ``key`` is held in ``queue`` (see
-        :meth:`chicory.unique.UniqueEnqueue.publish_unique`).
-
-        Raises:
-            BrokerError: the broker is not connected.
-            ValueError: ``hold``/``keep`` out of range, or ``not_before`` is naive.
-            MessageTooLargeError: the body is over ``max_body_bytes``.
-        """
-        self._check_connected()
-        check_claim(hold, keep)
-        store, now = self._store, self._clock.time()
-        store.check_body(message.body)
-        due = None if message.not_before is None else to_epoch(message.not_before)
-        state = store.queue(queue)
-        current = unique.holder(state, key, now)
-        if current is not None:
-            return UniqueClaim(message_id=None, holder=current)
-        unique.claim(state, key, holder, hold, keep, now)
-        message_id = store.enqueue(state, message.body, message.headers, due, now)
-        return UniqueClaim(message_id=message_id, holder=holder)
-
-    async def release_unique(self, queue: str, key: str, holder: str) -> bool:
-        """End ``holder``'s claim on ``key`` in ``queue``; False if it held none."""
-        self._check_connected()
-        return unique.release(self._store.queues.get(queue), key, holder, self._clock.time())
-
-    async def unique_holder(self, queue: str, key: str) -> str | None:
-        """Who holds ``key`` in ``queue`` now, or ``None``."""
-        self._check_connected()
-        return unique.holder(self._store.queues.get(queue), key, self._clock.time())

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from chicory.clock import Clock
 from chicory.flow import turn_slack
+from chicory_memory.base import BrokerBase
 
 __all__ = ["TURN_GRACE", "FlowMethods", "FlowState"]
 
@@ -91,14 +91,10 @@ class FlowState:
         return permits
 
 
-class FlowMethods:
+class FlowMethods(BrokerBase):
     """The ``flow_control`` methods of :class:`~chicory_memory.broker.MemoryBroker`."""
 
     _flow: FlowState
-
-    if TYPE_CHECKING:
-
-        def _check_connected(self) -> None: ...
 
     async def take_turn(self, key: str, holder: str, *, limit: int, period: float) -> float:
         """Ask to start one run under the rate limit ``key`` (see

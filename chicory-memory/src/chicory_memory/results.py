@@ -14,7 +14,8 @@ Where things are stored:
   :class:`chicory.workflow.joins.GroupJoins`; a join is one synchronous step, so atomic.
 * ``_revoked``: task id -> expiry of its revocation record (``AsyncResult.cancel()``), and
   ``_watchers``: the streams of ``watch_revocations()`` subscriptions, each sent every new
-  revocation at once (see :mod:`chicory.revocation`).
+  revocation at once (see :mod:`chicory.revocation`). The methods that keep them are the
+  mixin :class:`~chicory_memory.revocations.RevocationMethods`.
 
 Like the memory broker, the data belongs to the object: ``close()`` wakes waiters and stops
 accepting operations, and a later ``connect()`` finds the records as they were (minus those
@@ -38,6 +39,7 @@ from chicory.backend import StoredResult
 from chicory.clock import Clock, SystemClock
 from chicory.errors import ConfigurationError, ResultBackendError
 from chicory.urloptions import Converter
+from chicory_memory.revocations import RevocationMethods
 from chicory_memory.urls import parse_memory_url
 
 __all__ = ["MemoryResultBackend"]
@@ -59,7 +61,7 @@ class _Record(NamedTuple):
     expires_at: float
 
 
-class MemoryResultBackend:
+class MemoryResultBackend(RevocationMethods):
     """An in-process result backend with clock-judged TTLs and event-driven waits.
 
     Args:
@@ -110,9 +112,7 @@ class MemoryResultBackend:
             for event in events:
                 event.set()
         self._waiters.clear()
-        for watcher in self._watchers:
-            watcher.close()
-        self._watchers.clear()
+        self._close_revocation_watchers()
         for streams in self._progress_watchers.values():
             for stream in streams:
                 stream.close()
@@ -356,54 +356,3 @@ class MemoryResultBackend:
         for worker_id in expired:
             del self._workers[worker_id]
         return {worker_id: data for worker_id, (data, _) in self._workers.items()}
-
-    # -- revocation records ----------------------------------------------------------------
-
-    async def revoke(self, task_id: str, *, ttl: float) -> None:
-        """Record that ``task_id`` is cancelled for ``ttl`` seconds; tell every watcher now.
-
-        Raises:
-            ResultBackendError: the backend is not connected.
-            ValueError: ``ttl`` is not a positive number.
-        """
-        self._check_connected()
-        if not ttl > 0 or math.isinf(ttl):
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        now = self._clock.time()
-        self._revoked = {k: v for k, v in self._revoked.items() if v > now}
-        expires_at = now + ttl
-        self._revoked[task_id] = max(expires_at, self._revoked.get(task_id, 0.0))
-        for watcher in list(self._watchers):
-            try:
-                watcher.send_nowait((task_id, self._revoked[task_id]))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self._watchers.discard(watcher)
-
-    async def revocations(self) -> dict[str, float]:
-        """Every live revocation record: task id -> expiry (the clock's seconds).
-
-        Raises:
-            ResultBackendError: the backend is not connected.
-        """
-        self._check_connected()
-        now = self._clock.time()
-        return {task_id: at for task_id, at in self._revoked.items() if at > now}
-
-    @asynccontextmanager
-    async def watch_revocations(self) -> AsyncIterator[AsyncIterator[tuple[str, float]]]:
-        """Subscribe to new revocations: ``(task_id, expires_at)`` as each is recorded.
-
-        The iterator ends when the backend is closed.
-
-        Raises:
-            ResultBackendError: the backend is not connected.
-        """
-        self._check_connected()
-        send, receive = anyio.create_memory_object_stream[tuple[str, float]](math.inf)
-        self._watchers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._watchers.discard(send)
-            send.close()

@@ -25,7 +25,7 @@ from chicory.delayed import DelayedMessage, DelayedPage
 from chicory.inspection import DeadLetterPage, QueueStats
 
 if TYPE_CHECKING:
-    from chicory_postgres.broker import PostgresBroker
+    from chicory_postgres.base import PostgresBrokerBase
 
 __all__ = [
     "dead_letter_page",
@@ -81,7 +81,7 @@ def _dead_id(text: str) -> int | None:
     return value if 0 < value < 2**63 else None
 
 
-async def trim_dead_letters(broker: PostgresBroker, queue: str) -> None:
+async def trim_dead_letters(broker: PostgresBrokerBase, queue: str) -> None:
     """Drop the dead letters of ``queue`` over the broker's count and age limits."""
     settings = broker.settings
     if settings.dead_letter_max_age is not None:
@@ -98,7 +98,7 @@ async def trim_dead_letters(broker: PostgresBroker, queue: str) -> None:
         )
 
 
-async def queues(broker: PostgresBroker) -> list[str]:
+async def queues(broker: PostgresBrokerBase) -> list[str]:
     """Every queue registered (published to, consumed, or holding dead letters), sorted."""
     statement = broker.sql.fill(
         "SELECT name FROM {s}.queues UNION SELECT DISTINCT queue FROM {s}.dead_letters"
@@ -107,7 +107,7 @@ async def queues(broker: PostgresBroker) -> list[str]:
     return sorted(row[0] for row in rows)
 
 
-async def queue_stats(broker: PostgresBroker, names: Sequence[str]) -> list[QueueStats]:
+async def queue_stats(broker: PostgresBrokerBase, names: Sequence[str]) -> list[QueueStats]:
     """Counts of each of ``names``, in order, in one query."""
     if not names:
         return []
@@ -133,7 +133,7 @@ async def queue_stats(broker: PostgresBroker, names: Sequence[str]) -> list[Queu
 
 
 async def dead_letter_page(
-    broker: PostgresBroker,
+    broker: PostgresBrokerBase,
     queue: str,
     *,
     after: str | None,
@@ -181,7 +181,7 @@ async def dead_letter_page(
 
 
 async def get_dead_letter(
-    broker: PostgresBroker, queue: str, dead_letter_id: str
+    broker: PostgresBrokerBase, queue: str, dead_letter_id: str
 ) -> DeadLetter | None:
     """One dead letter of ``queue``, or ``None``."""
     dead_id = _dead_id(dead_letter_id)
@@ -198,7 +198,7 @@ async def get_dead_letter(
 
 
 async def replay(
-    broker: PostgresBroker,
+    broker: PostgresBrokerBase,
     queue: str,
     dead_letter_id: str,
     replacement: tuple[bytes, Mapping[str, str]] | None,
@@ -232,7 +232,7 @@ async def replay(
     return replayed
 
 
-async def delete_dead_letter(broker: PostgresBroker, queue: str, dead_letter_id: str) -> bool:
+async def delete_dead_letter(broker: PostgresBrokerBase, queue: str, dead_letter_id: str) -> bool:
     """Delete one dead letter; False if unknown."""
     dead_id = _dead_id(dead_letter_id)
     if dead_id is None:
@@ -246,14 +246,14 @@ async def delete_dead_letter(broker: PostgresBroker, queue: str, dead_letter_id:
     return changed > 0
 
 
-async def purge_dead_letters(broker: PostgresBroker, queue: str) -> int:
+async def purge_dead_letters(broker: PostgresBrokerBase, queue: str) -> int:
     """Delete every dead letter of ``queue``; return how many (within the limits)."""
     await trim_dead_letters(broker, queue)
     statement = broker.sql.fill("DELETE FROM {s}.dead_letters WHERE queue = %(queue)s")
     return await broker.execute(statement, {"queue": queue}, doing="purging dead letters")
 
 
-async def delete_queue(broker: PostgresBroker, queue: str) -> None:
+async def delete_queue(broker: PostgresBrokerBase, queue: str) -> None:
     """Delete every message, dead letter, unique-key claim and the registration of
     ``queue``."""
     tables = (
@@ -286,7 +286,7 @@ def _parse_cursor(after: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def delayed_page(
-    broker: PostgresBroker, queue: str, *, after: str | None, limit: int
+    broker: PostgresBrokerBase, queue: str, *, after: str | None, limit: int
 ) -> DelayedPage:
     """One page of ``queue``'s delayed messages, soonest due first, then by id.
 
@@ -322,7 +322,7 @@ async def delayed_page(
     )
 
 
-async def remove_delayed(broker: PostgresBroker, queue: str, message_id: str) -> bool:
+async def remove_delayed(broker: PostgresBrokerBase, queue: str, message_id: str) -> bool:
     """Delete a delayed message (one that is not leased and not due); False otherwise."""
     try:
         key = uuid.UUID(message_id)

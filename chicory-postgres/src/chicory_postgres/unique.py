@@ -20,7 +20,7 @@ from chicory.unique import UniqueClaim, check_claim
 from chicory_postgres.within import caller_connection
 
 if TYPE_CHECKING:
-    from chicory_postgres.broker import PostgresBroker
+    from chicory_postgres.base import PostgresBrokerBase
 
 __all__ = ["publish_unique", "release_unique", "unique_holder"]
 
@@ -62,7 +62,7 @@ WHERE queue = %(queue)s AND key = %(key)s AND held_until > statement_timestamp()
 
 
 async def publish_unique(
-    broker: PostgresBroker,
+    broker: PostgresBrokerBase,
     queue: str,
     message: OutgoingMessage,
     *,
@@ -120,7 +120,7 @@ async def publish_unique(
     return UniqueClaim(message_id=None, holder=current if current is not None else holder)
 
 
-async def release_unique(broker: PostgresBroker, queue: str, key: str, holder: str) -> bool:
+async def release_unique(broker: PostgresBrokerBase, queue: str, key: str, holder: str) -> bool:
     """End ``holder``'s claim on ``key`` (now, or when its keep time ends)."""
     changed = await broker.execute(
         broker.sql.fill(_RELEASE),
@@ -130,7 +130,7 @@ async def release_unique(broker: PostgresBroker, queue: str, key: str, holder: s
     return changed > 0
 
 
-async def unique_holder(broker: PostgresBroker, queue: str, key: str) -> str | None:
+async def unique_holder(broker: PostgresBrokerBase, queue: str, key: str) -> str | None:
     """Who holds ``key`` in ``queue`` now, or ``None``."""
     rows = await broker.fetch_rows(
         broker.sql.fill(_HOLDER), {"queue": queue, "key": key}, doing="reading a unique key"
