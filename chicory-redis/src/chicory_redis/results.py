@@ -14,13 +14,15 @@
 * Group joins (:mod:`chicory.workflow.joins`) are one hash per group, ``<p>:group:<id>``,
   member index -> record, with the group's TTL; the ``join_group`` script records a member
   and returns the whole group when complete, atomically.
-* Heartbeats and revocation records: :mod:`chicory_redis.worker_records`; the settings,
-  keys, clock and client every face shares: :mod:`chicory_redis.results_base`.
+* Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
+  expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
+* Revocation records: :mod:`chicory_redis.revoking`; the settings, keys, clock, client and
+  waiters every face shares: :mod:`chicory_redis.results_base`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -31,7 +33,7 @@ from chicory_redis import scripts
 from chicory_redis.config import parse_settings
 from chicory_redis.connection import results_errors
 from chicory_redis.notifications import FINAL, INLINE_MAX, PENDING
-from chicory_redis.worker_records import WorkerRecordMethods
+from chicory_redis.revoking import RevocationMethods
 
 __all__ = ["RedisResultBackend"]
 
@@ -45,7 +47,7 @@ def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
     return raw[1:], raw[:1] == FINAL
 
 
-class RedisResultBackend(WorkerRecordMethods):
+class RedisResultBackend(RevocationMethods):
     """Task records in Redis; see the module docstring.
 
     Args:
@@ -278,3 +280,40 @@ class RedisResultBackend(WorkerRecordMethods):
         with results_errors(self.display_url, f"join member {index} of group {group_id}"):
             found = await scripts.run(self.client, scripts.JOIN_GROUP, (key,), args)
         return None if not found else [bytes(record) for record in found]
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    async def heartbeat(self, worker_id: str, data: bytes, *, ttl: float) -> None:
+        """Record that ``worker_id`` is alive for ``ttl`` seconds (one round trip).
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+        """
+        now_ms = int(self._clock.time() * 1000)
+        ttl_ms = max(1, int(ttl * 1000))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._keys.worker(worker_id), data, px=ttl_ms)
+        pipe.zadd(self._keys.workers, {worker_id: now_ms + ttl_ms})
+        pipe.zremrangebyscore(self._keys.workers, "-inf", now_ms)
+        with results_errors(self.display_url, f"record the heartbeat of {worker_id}"):
+            await pipe.execute()
+
+    async def workers(self) -> Mapping[str, bytes]:
+        """Return the heartbeat records of live workers, by worker id (two round trips).
+
+        Raises:
+            ResultBackendError: Redis could not be reached.
+        """
+        now_ms = int(self._clock.time() * 1000)
+        client = self.client
+        with results_errors(self.display_url, "list workers"):
+            pipe = client.pipeline(transaction=False)
+            pipe.zremrangebyscore(self._keys.workers, "-inf", now_ms)
+            pipe.zrange(self._keys.workers, 0, -1)
+            _, members = await pipe.execute()
+            ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+            pipe = client.pipeline(transaction=False)
+            for worker_id in ids:
+                pipe.get(self._keys.worker(worker_id))
+            records = await pipe.execute() if ids else []
+        return {wid: rec for wid, rec in zip(ids, records, strict=True) if rec is not None}

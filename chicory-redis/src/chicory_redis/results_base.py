@@ -1,8 +1,8 @@
 """What the faces of the Redis result backend share: settings, keys, clock, client, waiters.
 
-:class:`~chicory_redis.results.RedisResultBackend` is this base plus its faces: task records
-and waiting (:mod:`chicory_redis.results`), and what workers record about themselves and
-the tasks cancelled (:mod:`chicory_redis.worker_records`).
+:class:`~chicory_redis.results.RedisResultBackend` (lifecycle, task records and waiting,
+progress, joins, heartbeats) is this base plus the revocations face
+(:mod:`chicory_redis.revoking`).
 """
 
 from __future__ import annotations

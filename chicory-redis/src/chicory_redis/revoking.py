@@ -1,24 +1,23 @@
-"""The worker records of the Redis result backend: heartbeats and revocation records.
+"""The revocations face of the Redis result backend
+(:class:`chicory.revocation.Revocations`): record, list and watch cancelled task ids.
 
-* Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
-  expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
-* Revocation records (:mod:`chicory.revocation`) are members of one sorted set scored by
-  expiry, pruned on every write and read; each ``revoke`` also publishes
-  ``<expiry ms> <task id>`` on one channel, which every worker subscribes to.
+Revocation records are members of one sorted set, ``<p>:revoked``, scored by expiry and
+pruned on every write and read; each ``revoke`` also publishes ``<expiry ms> <task id>`` on
+one channel, which every worker subscribes to (on a connection of its own).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from chicory_redis.connection import results_errors
 from chicory_redis.results_base import ResultBackendBase
 
-__all__ = ["WorkerRecordMethods"]
+__all__ = ["RevocationMethods"]
 
 log = logging.getLogger("chicory.redis")
 
@@ -28,45 +27,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class WorkerRecordMethods(ResultBackendBase):
-    """Heartbeats and revocation records of :class:`~chicory_redis.results.RedisResultBackend`."""
-
-    async def heartbeat(self, worker_id: str, data: bytes, *, ttl: float) -> None:
-        """Record that ``worker_id`` is alive for ``ttl`` seconds (one round trip).
-
-        Raises:
-            ResultBackendError: Redis could not be reached.
-        """
-        now_ms = int(self._clock.time() * 1000)
-        ttl_ms = max(1, int(ttl * 1000))
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self._keys.worker(worker_id), data, px=ttl_ms)
-        pipe.zadd(self._keys.workers, {worker_id: now_ms + ttl_ms})
-        pipe.zremrangebyscore(self._keys.workers, "-inf", now_ms)
-        with results_errors(self.display_url, f"record the heartbeat of {worker_id}"):
-            await pipe.execute()
-
-    async def workers(self) -> Mapping[str, bytes]:
-        """Return the heartbeat records of live workers, by worker id (two round trips).
-
-        Raises:
-            ResultBackendError: Redis could not be reached.
-        """
-        now_ms = int(self._clock.time() * 1000)
-        client = self.client
-        with results_errors(self.display_url, "list workers"):
-            pipe = client.pipeline(transaction=False)
-            pipe.zremrangebyscore(self._keys.workers, "-inf", now_ms)
-            pipe.zrange(self._keys.workers, 0, -1)
-            _, members = await pipe.execute()
-            ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-            pipe = client.pipeline(transaction=False)
-            for worker_id in ids:
-                pipe.get(self._keys.worker(worker_id))
-            records = await pipe.execute() if ids else []
-        return {wid: rec for wid, rec in zip(ids, records, strict=True) if rec is not None}
-
-    # -- revocation records ----------------------------------------------------------------
+class RevocationMethods(ResultBackendBase):
+    """The revocation methods of :class:`~chicory_redis.results.RedisResultBackend`."""
 
     async def revoke(self, task_id: str, *, ttl: float) -> None:
         """Record that ``task_id`` is cancelled for ``ttl`` seconds and publish it (one round
