@@ -3,54 +3,43 @@
 * ``store`` runs the ``store_result`` script: ``SET ... PX <ttl>`` unless a final record is
   already there (the first final record wins, whatever comes later); a final record is
   also ``PUBLISH``\\ed, with its task id, on one channel (records
-  over :data:`~chicory_redis.waiters.INLINE_MAX` bytes by task id only). The
+  over :data:`~chicory_redis.notifications.INLINE_MAX` bytes by task id only). The
   stored value is ``b"F"`` (final) or ``b"P"`` followed by the record.
 * ``wait`` does not poll and does not hold a connection or a round trip per waiter: see
   :mod:`chicory_redis.waiters` (one pub/sub listener per backend instance, existence checks
   of concurrent waiters batched into one ``MGET``, records delivered in the notification).
-* Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
-  expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
 * Progress (:mod:`chicory.progress`): ``store_progress`` writes the non-final record and
   publishes it on ``<p>:progress:<task id>`` in one script; ``watch_progress`` subscribes to
   that channel on a connection of its own.
 * Group joins (:mod:`chicory.workflow.joins`) are one hash per group, ``<p>:group:<id>``,
   member index -> record, with the group's TTL; the ``join_group`` script records a member
   and returns the whole group when complete, atomically.
-* Revocation records (:mod:`chicory.revocation`) are members of one sorted set scored by
-  expiry, pruned on every write and read; each ``revoke`` also publishes
-  ``<expiry ms> <task id>`` on one channel, which every worker subscribes to.
+* Heartbeats are ``SET <p>:worker:<id> PX <ttl>`` plus a sorted set of worker ids scored by
+  expiry, pruned on every heartbeat and listing (no ``KEYS`` or ``SCAN``).
+* Revocation records: :mod:`chicory_redis.revoking`; the settings, keys, clock, client and
+  waiters every face shares: :mod:`chicory_redis.results_base`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
-from redis.asyncio import Redis
-
 from chicory.backend import StoredResult
-from chicory.clock import Clock, SystemClock
-from chicory.errors import ResultBackendError
+from chicory.clock import Clock
 from chicory_redis import scripts
-from chicory_redis.config import RedisSettings, parse_settings
+from chicory_redis.config import parse_settings
 from chicory_redis.connection import results_errors
-from chicory_redis.keys import KeySpace
-from chicory_redis.waiters import FINAL, INLINE_MAX, PENDING, ResultWaiters
+from chicory_redis.notifications import FINAL, INLINE_MAX, PENDING
+from chicory_redis.revoking import RevocationMethods
 
 __all__ = ["RedisResultBackend"]
 
-log = logging.getLogger("chicory.redis")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
 
 def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
+    """A stored value's record (its mark dropped) and whether it is final."""
     if not raw:
         return None, False
     if isinstance(raw, str):  # only if a client decodes responses
@@ -58,20 +47,13 @@ def _unmark(raw: bytes | str | None) -> tuple[bytes | None, bool]:
     return raw[1:], raw[:1] == FINAL
 
 
-class RedisResultBackend:
+class RedisResultBackend(RevocationMethods):
     """Task records in Redis; see the module docstring.
 
     Args:
         settings: Connection settings (default: ``redis://localhost:6379/0``).
         clock: Source of time for heartbeat expiry scores (default: the real clock).
     """
-
-    def __init__(self, settings: RedisSettings | None = None, *, clock: Clock | None = None):
-        self._settings = settings if settings is not None else RedisSettings()
-        self._keys = KeySpace(self._settings.key_prefix)
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self._client: Redis | None = None
-        self._waiters = ResultWaiters(lambda: self.client, self._keys, self._settings)
 
     @classmethod
     def from_url(
@@ -86,39 +68,6 @@ class RedisResultBackend:
 
     def __repr__(self) -> str:
         return f"<RedisResultBackend {self.display_url}>"
-
-    @property
-    def settings(self) -> RedisSettings:
-        """The backend's settings."""
-        return self._settings
-
-    @property
-    def keys(self) -> KeySpace:
-        """The key names this backend uses."""
-        return self._keys
-
-    @property
-    def waiters(self) -> ResultWaiters:
-        """Everything waiting for a final record (how many, and the reads they cost)."""
-        return self._waiters
-
-    @property
-    def display_url(self) -> str:
-        """The server URL with the password redacted."""
-        return self._settings.display_url
-
-    @property
-    def client(self) -> Redis:
-        """The connected client.
-
-        Raises:
-            ResultBackendError: the backend is not connected.
-        """
-        if self._client is None:
-            raise ResultBackendError(
-                "the Redis result backend is not connected; use 'async with backend:'"
-            )
-        return self._client
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -368,70 +317,3 @@ class RedisResultBackend:
                 pipe.get(self._keys.worker(worker_id))
             records = await pipe.execute() if ids else []
         return {wid: rec for wid, rec in zip(ids, records, strict=True) if rec is not None}
-
-    # -- revocation records ----------------------------------------------------------------
-
-    async def revoke(self, task_id: str, *, ttl: float) -> None:
-        """Record that ``task_id`` is cancelled for ``ttl`` seconds and publish it (one round
-        trip, in a transaction).
-
-        Raises:
-            ResultBackendError: Redis could not be reached.
-            ValueError: ``ttl`` is not a positive number.
-        """
-        if not ttl > 0 or math.isinf(ttl):
-            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        now_ms = int(self._clock.time() * 1000)
-        expires_ms = now_ms + max(1, int(ttl * 1000))
-        keys = self._keys
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zremrangebyscore(keys.revoked, "-inf", now_ms)
-        pipe.zadd(keys.revoked, {task_id: expires_ms}, gt=True)  # adds, or only extends
-        pipe.publish(keys.revocation_channel, f"{expires_ms} {task_id}")
-        with results_errors(self.display_url, f"revoke task {task_id}"):
-            await pipe.execute()
-
-    async def revocations(self) -> dict[str, float]:
-        """Every live revocation record: task id -> expiry (seconds since the epoch).
-
-        Raises:
-            ResultBackendError: Redis could not be reached.
-        """
-        now_ms = int(self._clock.time() * 1000)
-        with results_errors(self.display_url, "read revocation records"):
-            pairs: Any = await self.client.zrangebyscore(
-                self._keys.revoked, f"({now_ms}", "+inf", withscores=True
-            )
-        return {_text(member): float(score) / 1000 for member, score in pairs}
-
-    @asynccontextmanager
-    async def watch_revocations(self) -> AsyncIterator[AsyncIterator[tuple[str, float]]]:
-        """Subscribe (on a connection of its own) to revocations as they are published.
-
-        The iterator raises :class:`~chicory.errors.ResultBackendError` when the connection
-        drops; subscribe again then.
-
-        Raises:
-            ResultBackendError: Redis could not be reached.
-        """
-        pubsub = self.client.pubsub()
-        try:
-            with results_errors(self.display_url, "subscribe to revocations"):
-                await pubsub.subscribe(self._keys.revocation_channel)
-            yield self._revocations_from(pubsub)
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _revocations_from(self, pubsub: Any) -> AsyncIterator[tuple[str, float]]:
-        while True:
-            with results_errors(self.display_url, "receive revocations"):
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-            if message is None or message.get("type") != "message":
-                continue
-            data = message.get("data")
-            text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
-            expires, _, task_id = text.partition(" ")
-            if not expires.isdigit() or not task_id:
-                log.warning("ignoring a malformed revocation message %r", text[:200])
-                continue
-            yield task_id, int(expires) / 1000

@@ -8,25 +8,18 @@ connection or a round trip of its own:
   then the next batch. Waiters started in the same tick (a ``gather`` of many results) share
   one round trip.
 * **Records in the notification.** A final record is published on ``<p>:results:final``
-  together with its task id (see :func:`notification`); a waiter woken by it needs no
-  ``GET``. Records over :data:`INLINE_MAX` bytes are announced by task id only, and their
+  together with its task id (see :mod:`chicory_redis.notifications`); a waiter woken by it
+  needs no ``GET``. Records over :data:`INLINE_MAX` bytes are announced by task id only, and their
   waiters read the key (batched like the checks).
 * **No missed wake-up.** One listener per backend instance subscribes to the channel. Each
   registered waiter's key is read once after it registered and again after every
   subscription confirmation (the first one, and each re-subscription after a dropped
   connection): a record written before that read is seen by it, and one written after it
   is published while the listener is subscribed.
-* **Notifications read in bulk.** The listener reads the pub/sub connection's bytes and
-  parses every complete reply in them with hiredis: about 2 µs a notification, where
-  redis-py's per-message path (a health check, a retry wrapper, a timeout context and
-  push handling for every message) costs about 25 µs; a client awaiting thousands of
-  results spends most of its time there otherwise. The byte stream is not public redis-py
-  API (``Connection._reader``), so where it is missing the listener falls back to
-  ``PubSub.parse_response``.
-* **A silent connection is checked.** When the listener has read nothing for
-  ``health_check_interval`` seconds it sends ``PING``; if nothing arrives within as long
-  again, the connection is taken for dead and replaced (a dropped network path that
-  delivers no error would otherwise leave waiters on a connection that never hears again).
+* **Notifications read in bulk**, and **a silent connection checked**: the listener task
+  (:mod:`chicory_redis.listener`) parses the pub/sub connection's bytes itself and pings a
+  connection that has gone quiet. The record marks and the notification's layout are
+  :mod:`chicory_redis.notifications`.
 * **One timer for every timeout.** Deadlines go into one heap of plain tuples with a single
   event-loop timer set for the earliest; a waiter does not schedule (and cancel) a timer of
   its own, which for thousands of waiters costs more than everything else they do. Entries
@@ -39,75 +32,37 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import logging
 import math
 from collections.abc import Callable
 from typing import Any, Final
 
-import hiredis
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from chicory.errors import ResultBackendError
 from chicory_redis.config import RedisSettings
-from chicory_redis.connection import CONNECTION_ERRORS, Backoff
+from chicory_redis.connection import CONNECTION_ERRORS
 from chicory_redis.keys import KeySpace
+from chicory_redis.listener import ResultListener, raw_stream
+from chicory_redis.notifications import FINAL, INLINE_MAX, PENDING, parse_notification
 
-__all__ = ["FINAL", "INLINE_MAX", "MGET_CHUNK", "PENDING", "ResultWaiters", "parse_notification"]
-
-log = logging.getLogger("chicory.redis")
-
-FINAL: Final = b"F"
-"""First byte of a stored final record."""
-
-PENDING: Final = b"P"
-"""First byte of a stored record that is not final."""
-
-INLINE_MAX: Final = 8192
-"""Largest record (bytes) published with its notification; bigger ones are read back."""
+__all__ = [
+    "FINAL",
+    "INLINE_MAX",
+    "MGET_CHUNK",
+    "PENDING",
+    "ResultWaiters",
+    "parse_notification",
+    "raw_stream",
+]
 
 MGET_CHUNK: Final = 1000
 """Most keys read by one ``MGET``."""
 
-_Outcome = bytes | ResultBackendError | None  # what a waiter's future resolves to
-_LISTEN_SECONDS = 5.0  # longest single blocking read of the listener (redis-py's reads)
-_READ_SIZE = 1 << 16  # bytes asked for per read of the listener's byte stream
-_FEED_SIZE = 4096  # bytes handed to the reply parser at a time (see _read_bulk)
+Outcome = bytes | ResultBackendError | None
+"""What a waiter's future resolves to: the record, the error to raise, or ``None``."""
 
 
-def raw_stream(pubsub: PubSub) -> asyncio.StreamReader | None:
-    """The byte stream of ``pubsub``'s connection, where this redis-py exposes it."""
-    stream = getattr(pubsub.connection, "_reader", None)
-    return stream if isinstance(stream, asyncio.StreamReader) else None
-
-
-def parse_notification(payload: bytes) -> tuple[str, bytes | None] | None:
-    """Split a notification ``<len>:<task id><marked record or nothing>``.
-
-    Returns:
-        ``(task_id, record)``, with ``record`` ``None`` when only the id was published;
-        ``None`` if ``payload`` is not a notification.
-    """
-    colon = payload.find(b":")
-    if colon <= 0 or colon > 10:
-        return None
-    try:
-        size = int(payload[:colon])
-    except ValueError:
-        return None
-    end = colon + 1 + size
-    if size < 0 or end > len(payload):
-        return None
-    task_id = payload[colon + 1 : end].decode(errors="replace")
-    if end == len(payload):
-        return task_id, None
-    if payload[end : end + 1] != FINAL:
-        return None
-    return task_id, payload[end + 1 :]
-
-
-class ResultWaiters:
+class ResultWaiters(ResultListener):
     """The waiters of one result backend instance; see the module docstring.
 
     Args:
@@ -122,12 +77,12 @@ class ResultWaiters:
         self._client = client
         self._keys = keys
         self._settings = settings
-        self._waiting: dict[str, list[asyncio.Future[_Outcome]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._unchecked: dict[str, None] = {}  # ids to read, in order (a set with order)
         self._reader: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
-        self._deadlines: list[tuple[float, int, asyncio.Future[_Outcome]]] = []
+        self._deadlines: list[tuple[float, int, asyncio.Future[Outcome]]] = []
         self._order = itertools.count()  # ties between equal deadlines: never compare futures
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -160,7 +115,7 @@ class ResultWaiters:
         if self._closing:
             return None
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Outcome] = loop.create_future()
+        future: asyncio.Future[Outcome] = loop.create_future()
         self._waiting.setdefault(task_id, []).append(future)
         self._unchecked[task_id] = None
         self._start(loop)
@@ -207,7 +162,7 @@ class ResultWaiters:
     # -- timeouts --------------------------------------------------------------------------
 
     def _add_deadline(
-        self, loop: asyncio.AbstractEventLoop, at: float, future: asyncio.Future[_Outcome]
+        self, loop: asyncio.AbstractEventLoop, at: float, future: asyncio.Future[Outcome]
     ) -> None:
         deadlines = self._deadlines
         heapq.heappush(deadlines, (at, next(self._order), future))
@@ -301,102 +256,3 @@ class ResultWaiters:
         for task_id, raw in zip(ids, raws, strict=True):
             if raw and raw[:1] == FINAL:
                 self._resolve(task_id, raw[1:])
-
-    # -- the listener ----------------------------------------------------------------------
-
-    def _on_message(self, payload: bytes) -> None:
-        parsed = parse_notification(payload)
-        if parsed is None:
-            return
-        task_id, record = parsed
-        if task_id not in self._waiting:
-            return
-        if record is not None:
-            self._resolve(task_id, record)
-        else:
-            self._unchecked[task_id] = None
-            self._start(asyncio.get_running_loop())
-
-    async def _listen(self) -> None:
-        settings = self._settings
-        backoff = Backoff(settings.reconnect_backoff, settings.reconnect_backoff_max)
-        channel = self._keys.result_channel
-        while not self._closing:
-            pubsub: PubSub | None = None
-            try:
-                pubsub = self._client().pubsub()
-                await pubsub.subscribe(channel)
-                stream = raw_stream(pubsub) if self.bulk_reads else None
-                if stream is not None:
-                    await self._read_bulk(pubsub, stream, backoff)
-                else:
-                    await self._read_parsed(pubsub, backoff)
-            except GeneratorExit:
-                # Finalized with the event loop it ran on already closed: nothing can be
-                # awaited any more, so the connection is left to the garbage collector.
-                pubsub = None
-                raise
-            except Exception as exc:
-                pause = backoff.next_pause()
-                log.warning(
-                    "result listener lost Redis at %s (%s: %s); reconnecting in %.2f s",
-                    settings.display_url,
-                    type(exc).__name__,
-                    exc,
-                    pause,
-                    exc_info=not isinstance(exc, CONNECTION_ERRORS),
-                )
-                await asyncio.sleep(pause)
-            finally:
-                if pubsub is not None:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def _read_bulk(
-        self, pubsub: PubSub, stream: asyncio.StreamReader, backoff: Backoff
-    ) -> None:
-        """Read the connection's bytes and handle every complete reply in them."""
-        reader = hiredis.Reader()
-        silence = self._settings.health_check_interval or None
-        pinged = False
-        while True:
-            try:
-                async with asyncio.timeout(silence):
-                    data = await stream.read(_READ_SIZE)
-            except TimeoutError:
-                if pinged:
-                    raise RedisConnectionError(
-                        f"no reply to PING within {silence} s on the result listener"
-                    ) from None
-                await pubsub.ping()
-                pinged = True
-                continue
-            if not data:
-                raise RedisConnectionError("the server closed the result listener's connection")
-            pinged = False
-            # Fed a slice at a time: hiredis moves what is left of its buffer to the front
-            # every 1 KiB of replies it returns, so a 64 KiB read fed whole is moved ~64
-            # times (~2 MiB of copying); in slices of _FEED_SIZE, a few KiB each time.
-            size = len(data)
-            for offset in range(0, size, _FEED_SIZE):
-                reader.feed(data, offset, min(_FEED_SIZE, size - offset))
-                while (reply := reader.gets()) is not False:
-                    self._on_reply(reply, backoff)
-
-    async def _read_parsed(self, pubsub: PubSub, backoff: Backoff) -> None:
-        """Read replies one at a time through redis-py (health checks included)."""
-        while True:
-            reply = await pubsub.parse_response(block=False, timeout=_LISTEN_SECONDS)
-            if reply:
-                self._on_reply(reply, backoff)
-
-    def _on_reply(self, reply: Any, backoff: Backoff) -> None:
-        if isinstance(reply, Exception):  # an error reply: the connection is not usable
-            raise RedisConnectionError(f"result listener got an error reply: {reply}")
-        kind = reply[0]
-        if kind == b"message":
-            self._on_message(reply[2])
-        elif kind == b"subscribe":
-            if backoff.failures:
-                log.info("result listener re-subscribed to %s", self._settings.display_url)
-            backoff.reset()
-            self._check_all()  # anything published while unsubscribed: read again

@@ -17,7 +17,8 @@ Three kinds of work reach the settler from the runners:
 
 One flusher task takes everything pending whenever it is woken, so batches form naturally
 under load (whatever arrives during a flush goes into the next one) and a lone task is not
-delayed by a timer. At most one flush is in flight at a time.
+delayed by a timer. At most one flush is in flight at a time. What a flush sends, in which
+order, and what it does with a send that fails is :mod:`chicory.worker.sending`.
 
 A lone task does not even wait for the flusher to wake. When the worker is *quiet* (no
 delivery waits for a runner, and another runner is idle to take the next one), the runner
@@ -49,14 +50,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import anyio
 
 from chicory.backend import ResultBackend, StoredResult
 from chicory.broker import Consumer, Delivery
-from chicory.worker.batches import AckBatch, Finish, by_ttl
-from chicory.worker.resend import pause, worth_retrying
+from chicory.worker.batches import AckBatch, Finish
+from chicory.worker.resend import pause
+from chicory.worker.sending import SettleSending
 
 __all__ = ["Settler"]
 
@@ -64,7 +65,7 @@ __all__ = ["Settler"]
 log = logging.getLogger("chicory.worker")
 
 
-class Settler:
+class Settler(SettleSending):
     """Batches pre-run acks, result writes and post-run acks for one worker.
 
     Args:
@@ -270,13 +271,6 @@ class Settler:
             self._failures, self._resume_at = 0, 0.0
         return bool(acks.deliveries)
 
-    def _retrying(self, error: BaseException | None) -> bool:
-        """Whether a flush that failed with ``error`` is sent again."""
-        return error is not None and worth_retrying(error) and not self._giving_up()
-
-    def _giving_up(self) -> bool:
-        return self._killed or (self._closing and anyio.current_time() >= self._give_up_at)
-
     def _failed(self, error: BaseException) -> None:
         """Pause before sending the failed items again."""
         self._failures += 1
@@ -310,115 +304,3 @@ class Settler:
         self._failures, self._resume_at = 0, 0.0
         if finishes:
             self._on_settled(len(finishes))
-
-    async def _flush_acks(self, batch: AckBatch) -> BaseException | None:
-        """Send pre-run acks; on a failure worth retrying, move them to the next batch."""
-        error, lost = await self._ack(batch.deliveries, "pre-run ack")
-        if self._retrying(error):
-            batch.move_into(self._acks)
-            return error
-        batch.settle(error is None, lost)
-        return None
-
-    async def _ack(
-        self, deliveries: list[Delivery], what: str
-    ) -> tuple[BaseException | None, Sequence[Delivery]]:
-        """``ack_many``, bounded; its error (``None`` if it went through), and the
-        deliveries it reported lost (their lease had expired: another worker may run
-        them)."""
-        lost: Sequence[Delivery] | None = None
-
-        async def ack() -> None:
-            nonlocal lost
-            lost = await self._consumer.ack_many(deliveries)
-
-        error = await self._bounded(ack(), what, len(deliveries))
-        if error is None and lost and self._on_lost is not None:
-            self._on_lost(lost, what)
-        elif error is None and lost:
-            log.warning(
-                "%s of %d deliveries: %d had lost their lease (not settled for longer than "
-                "the broker's lease time), so another worker may run them; renew leases more "
-                "often than the lease time",
-                what,
-                len(deliveries),
-                len(lost),
-            )
-        return error, lost or ()
-
-    async def _flush_finishes(self, items: list[Finish]) -> BaseException | None:
-        """Store records, then ack; on a failure worth retrying, put back what is left."""
-        total = len(items)
-        records = [record for _, record, _, _ in items if record is not None]
-        if records:
-            ttl = items[0][3]
-            if len({item[3] for item in items}) == 1:  # one ttl: one store_many
-                error = await self._bounded(
-                    self._backend.store_many(records, ttl=ttl), "result write", len(records)
-                )
-            else:
-                error = await self._store_by_ttl(items)
-            if self._retrying(error):
-                self._finishes[:0] = items
-                return error
-            if error is not None:  # never ack work whose result was not stored: hand it back
-                for delivery, record, ack, _ in items:
-                    if ack and record is not None:
-                        self._after.pop(delivery, None)
-                        await self._bounded(delivery.nack(requeue=True), "hand back", 1)
-                items = [item for item in items if item[1] is None]
-        to_ack = [d for d, _, ack, _ in items if ack]
-        if to_ack:
-            error, _ = await self._ack(to_ack, "ack")
-            if self._retrying(error):
-                stored = [(d, None, True, 0.0) for d in to_ack]
-                self._finishes[:0] = stored
-                if total > len(to_ack):
-                    self._on_settled(total - len(to_ack))
-                return error
-        if self._after:
-            await self._then(items)
-        self._on_settled(total)
-        return None
-
-    async def _then(self, items: list[Finish]) -> None:
-        """Run the :meth:`after_settled` callbacks of settled ``items``."""
-        for delivery, _, _, _ in items:
-            then = self._after.pop(delivery, None)
-            if then is not None:
-                await self._bounded(then(), "after settling", 1)
-
-    async def _store_by_ttl(self, items: list[Finish]) -> BaseException | None:
-        """One ``store_many`` per ttl, when tasks with a ``result_ttl`` of their own
-        finished in the same batch (each record is kept for its own task's time)."""
-        records = [(record, ttl) for _, record, _, ttl in items if record is not None]
-        error: BaseException | None = None
-        for batch, ttl in by_ttl(records):
-            failed = await self._bounded(
-                self._backend.store_many(batch, ttl=ttl), "result write", len(batch)
-            )
-            error = error or failed
-        return error
-
-    async def _bounded(self, operation: Any, what: str, count: int) -> BaseException | None:
-        """Await a settle for at most ``settle_timeout``; its error (a ``TimeoutError``
-        when it took too long), or ``None``. (:func:`resend.attempt`, inlined: this runs
-        for every batch.)"""
-        error: BaseException | None = None
-        with anyio.move_on_after(self._timeout) as scope:
-            try:
-                await operation
-            except Exception as exc:
-                error = exc
-        if scope.cancelled_caught:
-            error = TimeoutError(f"no answer within {self._timeout:.1f} s")
-        if error is not None and not self._retrying(error):
-            log.error(
-                "%s of %d deliveries failed: %s: %s",
-                what,
-                count,
-                type(error).__name__,
-                error,
-                exc_info=not worth_retrying(error),
-            )
-        return error

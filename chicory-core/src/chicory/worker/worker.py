@@ -4,8 +4,9 @@ Shape (one anyio task group, no fire-and-forget tasks)::
 
     serve()
      ├─ observer dispatcher            (lifecycle hooks, off the task path)
-     ├─ heartbeat loop                 (WorkerInfo records in the result backend)
-     ├─ lease loop                     (renews leases of running at-least-once deliveries)
+     ├─ heartbeat loop                 (WorkerInfo records in the result backend:
+     │                                  chicory.worker.upkeep)
+     ├─ lease loop                     (renews leases of held deliveries: the same)
      ├─ revocation feed                (cancel requests: chicory.worker.revocations)
      ├─ flow gate loop                 (renews/releases concurrency permits, if any task
      │                                  has a concurrency limit: chicory.worker.gate)
@@ -54,20 +55,14 @@ from chicory.broker import Broker, Consumer, Delivery
 from chicory.clock import utcnow
 from chicory.errors import ConfigurationError
 from chicory.plugins.events import WorkerEvent
-from chicory.records import WorkerInfo, encode_record
 from chicory.worker.inbox import Inbox
 from chicory.worker.job import JobRunner
 from chicory.worker.observers import ObserverBus
 from chicory.worker.revocations import RevocationFeed
 from chicory.worker.settler import Settler
 from chicory.worker.slots import RunnerSlot
-from chicory.worker.startup import (
-    GUESSED_RENEW_INTERVAL,
-    log_settings,
-    middleware_lifecycle,
-    settings_of,
-    warn_about_lease,
-)
+from chicory.worker.startup import log_settings, middleware_lifecycle, settings_of, warn_about_lease
+from chicory.worker.upkeep import WorkerUpkeep
 
 if TYPE_CHECKING:
     from chicory.app import Chicory
@@ -80,7 +75,7 @@ RUNNER_STREAK = 32
 """Deliveries a runner takes back to back before it lets the event loop run."""
 
 
-class Worker:
+class Worker(WorkerUpkeep):
     """Consumes queues of one app and runs their tasks.
 
     Args:
@@ -362,57 +357,6 @@ class Worker:
         """``count`` held deliveries are settled: their slots are free for the fetch loop."""
         self._held -= count
         self._slot_freed.set()
-
-    async def _lease_loop(self, consumer: Consumer) -> None:
-        broker = self.app.broker
-        capabilities = broker.capabilities
-        interval = self.lease_renew_interval
-        if interval is None:
-            lease = capabilities.lease_seconds
-            interval = lease / 3 if lease else GUESSED_RENEW_INTERVAL
-        if not capabilities.lease_renewal or interval <= 0:
-            return
-        while True:
-            await anyio.sleep(interval)
-            # Running at-least-once work, prefetched work of both modes (a delivery waiting for
-            # a free runner must not be redelivered elsewhere while this worker lives), and
-            # work whose settle failed and is being sent again.
-            leased = self._jobs.leased() + self._inbox.waiting()
-            if self._settler is not None:
-                leased += self._settler.unsettled()
-            if not leased:
-                continue
-            try:
-                await consumer.extend_leases(leased)
-            except Exception:
-                log.exception("renewing %d leases failed; will try again", len(leased))
-
-    async def _heartbeat_loop(self) -> None:
-        if self.heartbeat_interval <= 0:
-            return
-        backend = self.app.backend
-        while True:
-            info = WorkerInfo(
-                worker_id=self.worker_id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=list(self.queues),
-                concurrency=self.concurrency,
-                started_at=self._started_at,
-                seen_at=utcnow(),
-                processed=self.processed,
-                running=self.running,
-                failed=self._jobs.failed,
-                retried=self._jobs.retried,
-                heartbeat_interval=self.heartbeat_interval,
-            )
-            try:
-                await backend.heartbeat(
-                    self.worker_id, encode_record(info), ttl=self.heartbeat_interval * 3
-                )
-            except Exception:
-                log.exception("writing the worker heartbeat failed; will try again")
-            await anyio.sleep(self.heartbeat_interval)
 
     async def _serve_with_signals(self) -> None:
         try:
