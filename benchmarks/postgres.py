@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import psycopg
 from psycopg import sql
-from sqlite import _spread, drain_on, round_trips_on
+from sqlite import drain_on, print_report, round_trips_on
 
 
 def _database_url(server: str, name: str) -> str:
@@ -112,28 +112,7 @@ async def main(argv: list[str] | None = None) -> None:
         f"before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
         f"{'/'.join(f'{v:.1f}' for v in load_after)}"
     )
-    print(
-        f"drain: {args.tasks:,} no-op tasks, two worker processes (64 / 192 each), "
-        f"{args.runs} run(s) per mode: median (min-max)"
-    )
-    print("| measure | at-least-once | at-most-once |")
-    print("|---|---|---|")
-    for key, label in (
-        ("enqueue", "enqueue (`delay_many`), tasks/s"),
-        ("end_to_end", "end to end, tasks/s"),
-        ("cpu_us", "worker CPU per task (both processes), us"),
-    ):
-        print(f"| {label} | {_spread(results[f'alo_{key}'])} | {_spread(results[f'amo_{key}'])} |")
-    print(
-        f"round trip ({args.calls} sequential `delay` + `get`, one worker process): "
-        f"{calls['rt_rate']:,.0f} calls/s, p50 {calls['rt_p50_ms']:.1f} ms, "
-        f"p99 {calls['rt_p99_ms']:.1f} ms"
-    )
-    print(
-        f"latency (open loop {args.rate:.0f}/s for {args.seconds:.0f} s): "
-        f"p50 {calls['lat_p50_ms']:.1f} ms, p95 {calls['lat_p95_ms']:.1f} ms, "
-        f"p99 {calls['lat_p99_ms']:.1f} ms, max {calls['lat_max_ms']:.1f} ms"
-    )
+    print_report(args, results, calls)
 
 
 if __name__ == "__main__":

@@ -238,6 +238,14 @@ async def main(argv: list[str] | None = None) -> None:
         f"{'/'.join(f'{v:.1f}' for v in load_before)}, after "
         f"{'/'.join(f'{v:.1f}' for v in load_after)}"
     )
+    print_report(args, results, calls)
+
+
+def print_report(
+    args: argparse.Namespace, results: dict[str, list[float]], calls: dict[str, float]
+) -> None:
+    """Print the drains' table, the round trips and the open loop (after a first line that
+    says what ran where)."""
     print(
         f"drain: {args.tasks:,} no-op tasks, two worker processes (64 / 192 each), "
         f"{args.runs} run(s) per mode: median (min-max)"

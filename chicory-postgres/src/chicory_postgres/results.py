@@ -36,8 +36,8 @@ from chicory_postgres import joins, progress
 from chicory_postgres.config import PostgresSettings, parse_settings
 from chicory_postgres.connection import Listener, open_pool, results_errors
 from chicory_postgres.records import RecordMethods
-from chicory_postgres.results_base import TTL
 from chicory_postgres.revoking import RevocationMethods
+from chicory_postgres.statements import TTL
 
 __all__ = ["PostgresResultBackend"]
 

@@ -21,10 +21,10 @@ from chicory.errors import ResultBackendError
 from chicory_postgres import progress, revocations
 from chicory_postgres.config import PostgresSettings
 from chicory_postgres.connection import Listener, results_errors
+from chicory_postgres.statements import TTL
 
-__all__ = ["STORE", "TTL", "ResultBackendBase"]
+__all__ = ["STORE", "ResultBackendBase"]
 
-TTL: Final = "statement_timestamp() + %(ttl)s * interval '1 second'"
 """SQL for an expiry ``%(ttl)s`` seconds after the statement's start."""
 
 STORE: Final = (

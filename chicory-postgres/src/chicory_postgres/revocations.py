@@ -14,9 +14,10 @@ from typing import Final
 
 import anyio
 
+from chicory_postgres.statements import TTL
+
 __all__ = ["LIVE", "polled", "revoke_statement"]
 
-_TTL: Final = "statement_timestamp() + %(ttl)s * interval '1 second'"
 
 LIVE: Final = (
     "SELECT task_id, expires_at FROM {s}.revocations WHERE expires_at > statement_timestamp()"
@@ -34,7 +35,7 @@ def revoke_statement(notify: bool) -> str:
     )
     return (
         "WITH up AS (INSERT INTO {s}.revocations AS r (task_id, expires_at) "
-        f"VALUES (%(id)s, {_TTL}) ON CONFLICT (task_id) DO UPDATE "
+        f"VALUES (%(id)s, {TTL}) ON CONFLICT (task_id) DO UPDATE "
         "SET expires_at = CASE WHEN r.expires_at <= statement_timestamp() "
         "THEN EXCLUDED.expires_at ELSE greatest(r.expires_at, EXCLUDED.expires_at) END "
         f"RETURNING r.task_id, r.expires_at) SELECT {notified} FROM up"

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["Statements"]
+__all__ = ["TTL", "Statements"]
 
 _LEASE = "statement_timestamp() + %(lease)s * interval '1 second'"
+
+TTL: Final = "statement_timestamp() + %(ttl)s * interval '1 second'"
+"""When a row written now with a lifetime of ``%(ttl)s`` seconds expires (the server's clock)."""
 
 PUBLISH: Final = """
 WITH ins AS (
